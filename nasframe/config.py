@@ -1,0 +1,167 @@
+"""Run configuration: YAML sections plus CLI overrides, checked against each component's Options.
+
+A run is described by five sections: `strategy`, `space`, `evaluator`, `data`, `run`. The first
+three hold a `name` plus that component's options; `data` and `run` have fixed options. A
+top-level `plugins` list names modules or files to import first. `--set section.key=value`
+overrides any option; the value is read as YAML (`0.02`, `true`, `[1, 2]`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nasframe.data import DataOptions
+from nasframe.errors import ConfigError
+from nasframe.options import build_options, option, options_to_dict
+
+SECTIONS = ("strategy", "space", "evaluator", "data", "run")
+COMPONENT_SECTIONS = ("strategy", "space", "evaluator")
+DEFAULT_NAMES = {"strategy": "mdenas", "space": "darts", "evaluator": "short_train"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The `run:` section: budget, seeding, files and display."""
+
+    seed: int = option(0, "seed of every random choice (strategy, split, weights, data order)", min=0)
+    max_evaluations: int | None = option(20, "stop after this many evaluations (null: no limit)", min=1)
+    max_epochs: float | None = option(None, "stop once evaluations have trained this many epochs in all", min=0)
+    max_seconds: float | None = option(None, "stop after this much wall time, resumed time included", min=0)
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto uses CUDA when present, else the CPU")
+    out: str | None = option(None, "run directory (default: runs/<time>-<strategy>-<space>-<evaluator>)")
+    runs_root: str = option("runs", "parent folder of run directories named by default")
+    checkpoint_every: int | None = option(None, "checkpoint after this many evaluations", min=1)
+    checkpoint_seconds: float = option(30.0, "also checkpoint when this much time passed since the last", min=0)
+    tensorboard: bool = option(True, "write TensorBoard event files into the run directory")
+    progress: bool = option(True, "show a progress bar on a terminal")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    return data
+
+
+def parse_set(item: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, YAML-parsed value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. strategy.lr=0.02")
+    path, raw = item.split("=", 1)
+    if "." not in path:
+        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(SECTIONS)}), e.g. run.seed=1")
+    section, key = path.strip().split(".", 1)
+    _check_section(section)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if raw.strip() and value is None and raw.strip().lower() not in ("null", "~", "none"):
+        value = raw
+    if isinstance(value, str) and value.lower() == "none":
+        value = None
+    return section, key.strip(), value
+
+
+def _check_section(section: str) -> None:
+    if section not in SECTIONS:
+        close = difflib.get_close_matches(section, SECTIONS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(SECTIONS)}")
+
+
+def merge_config(base: dict[str, Any] | None = None, *, names: dict[str, str | None] | None = None,
+                 sets: list[str] | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Combine a YAML mapping, component names from flags, `--set` items and run flags (in that order
+    of increasing precedence, except --set which wins over everything)."""
+    cfg: dict[str, Any] = copy.deepcopy(base or {})
+    for section in cfg:
+        if section != "plugins":
+            _check_section(section)
+    for section in SECTIONS:
+        value = cfg.get(section)
+        if value is None:
+            cfg[section] = {}
+        elif isinstance(value, str) and section in COMPONENT_SECTIONS:
+            cfg[section] = {"name": value}
+        elif not isinstance(value, dict):
+            raise ConfigError(f"section {section!r} must be a mapping, got {value!r}")
+    for section, name in (names or {}).items():
+        if name is not None:
+            cfg[section]["name"] = name
+    for key, value in (run or {}).items():
+        if value is not None:
+            cfg["run"][key] = value
+    for item in sets or []:
+        section, key, value = parse_set(item)
+        cfg[section][key] = value
+    plugins = cfg.get("plugins", [])
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError("plugins: expected a list of module names or .py paths")
+    cfg["plugins"] = plugins
+    return cfg
+
+
+@dataclass
+class ResolvedConfig:
+    """Names and checked options of every part of a run."""
+
+    names: dict[str, str]
+    options: dict[str, Any]  # section -> options dataclass instance
+    plugins: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.plugins:
+            out["plugins"] = list(self.plugins)
+        for section in SECTIONS:
+            entry: dict[str, Any] = {}
+            if section in self.names:
+                entry["name"] = self.names[section]
+            entry.update(options_to_dict(self.options[section]))
+            out[section] = entry
+        return out
+
+
+def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
+    """Check every section against its component's Options (loading plugins first)."""
+    from nasframe.registry import evaluators, load_plugin, spaces, strategies
+
+    for plugin in cfg.get("plugins", []):
+        load_plugin(plugin)
+    registries = {"strategy": strategies, "space": spaces, "evaluator": evaluators}
+    names: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    for section in COMPONENT_SECTIONS:
+        values = dict(cfg.get(section) or {})
+        name = values.pop("name", None) or DEFAULT_NAMES[section]
+        if not isinstance(name, str):
+            raise ConfigError(f"{section}.name: expected a string, got {name!r}")
+        cls = registries[section].get(name)
+        names[section] = name
+        options[section] = build_options(cls.Options, values, section)
+    options["data"] = build_options(DataOptions, cfg.get("data"), "data")
+    options["run"] = build_options(RunOptions, cfg.get("run"), "run")
+    return ResolvedConfig(names, options, list(cfg.get("plugins", [])))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,129 @@
+"""Data interfaces: DataSpec (shape only), Dataset (a loader), DataSource (split, device, cache)."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from nasframe.options import option
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a network needs to know about a data set, known without loading it."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The `data:` section of a run."""
+
+    name: str = option("digits", "data set: digits, fashion_mnist, cifar10, cifar100, imagenet, synthetic")
+    root: str | None = option(None, "folder holding the data set files (default: the loader's own search)")
+    search_split: float = option(0.5, "fraction of the train set used to train during search; the rest "
+                                      "is search-val", min=0.05, max=0.95)
+    limit: int | None = option(None, "use only this many train images (seeded subset), for quick runs", min=2)
+    download: bool = option(False, "download when the files are missing and the machine is online")
+    synthetic_shape: list[int] = option(default_factory=lambda: [3, 32, 32],
+                                        help="synthetic only: image shape C,H,W")
+    synthetic_size: int = option(1024, "synthetic only: number of train images", min=2)
+    synthetic_classes: int = option(10, "synthetic only: number of classes", min=2)
+
+
+@dataclass
+class RawData:
+    """A whole data set as uint8 images (N, C, H, W) and int64 labels, plus normalisation stats."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class SearchData:
+    """Search-train and search-val tensors, already on the device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    mean: torch.Tensor  # (1, C, 1, 1) on the device, for normalising uint8 batches
+    std: torch.Tensor
+    spec: DataSpec
+
+
+class Dataset(ABC):
+    """A data set loader. Register with `@register_dataset(name)`."""
+
+    #: True for data sets too large to hold on the device (they stream from disk)
+    streaming: ClassVar[bool] = False
+
+    def __init__(self, options: DataOptions):
+        self.options = options
+
+    @abstractmethod
+    def spec(self) -> DataSpec:
+        """Input shape and number of classes, without reading the files."""
+
+    @abstractmethod
+    def load(self) -> RawData:
+        """Read the whole data set (raise DataError with the fix when files are missing)."""
+
+
+class DataSource:
+    """Lazy handle on the run's data: the spec is cheap, tensors load on first use."""
+
+    def __init__(self, options: DataOptions, seed: int, device: torch.device | str = "cpu"):
+        from nasframe.registry import datasets
+
+        self.options = options
+        self.seed = seed
+        self.device = torch.device(device)
+        self.dataset: Dataset = datasets.create(options.name, options)
+        self._search: SearchData | None = None
+        self.split_record: dict | None = None
+
+    @property
+    def spec(self) -> DataSpec:
+        return self.dataset.spec()
+
+    def search(self) -> SearchData:
+        """The seeded search split, cached, on the device."""
+        if self._search is None:
+            raw = self.dataset.load()
+            gen = torch.Generator().manual_seed(self.seed)
+            n = raw.train_x.shape[0]
+            order = torch.randperm(n, generator=gen)
+            if self.options.limit is not None and self.options.limit < n:
+                order = order[: self.options.limit]
+            n_train = max(1, int(round(len(order) * self.options.search_split)))
+            train_idx, val_idx = order[:n_train], order[n_train:]
+            digest = hashlib.sha1(order.numpy().tobytes()).hexdigest()[:16]
+            self.split_record = {"dataset": self.options.name, "seed": self.seed, "train": int(len(train_idx)),
+                                 "val": int(len(val_idx)), "order_sha1": digest}
+            dev = self.device
+            c = raw.train_x.shape[1]
+            self._search = SearchData(
+                train_x=raw.train_x[train_idx].to(dev), train_y=raw.train_y[train_idx].to(dev),
+                val_x=raw.train_x[val_idx].to(dev), val_y=raw.train_y[val_idx].to(dev),
+                mean=torch.tensor(raw.mean, dtype=torch.float32, device=dev).view(1, c, 1, 1),
+                std=torch.tensor(raw.std, dtype=torch.float32, device=dev).view(1, c, 1, 1),
+                spec=self.spec,
+            )
+        return self._search

@@ -1,0 +1,169 @@
+"""Name -> component registries for strategies, spaces, evaluators and data sets.
+
+Built-ins are declared as entry points of the same groups third-party packages use
+(`nasframe.strategies`, `nasframe.spaces`, `nasframe.evaluators`), so nothing is imported
+until a name is asked for, and the plugin path is exercised by every run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, TypeVar
+
+from nasframe.errors import PluginLoadError, RegistryError
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Components of one kind, registered by decorator or found through entry points."""
+
+    def __init__(self, kind: str, group: str | None = None):
+        self.kind = kind
+        self.group = group or f"nasframe.{kind}s"
+        self._items: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator: `@register_strategy("mine")`. A name can be taken only once."""
+
+        def deco(cls: type[T]) -> type[T]:
+            self.add(name, cls)
+            return cls
+
+        return deco
+
+    def add(self, name: str, cls: type) -> None:
+        existing = self._items.get(name)
+        if existing is not None and existing is not cls:
+            if (existing.__module__, existing.__qualname__) == (cls.__module__, cls.__qualname__):
+                existing = None  # the same file loaded twice (e.g. --plugin path and import)
+            else:
+                raise RegistryError(
+                    f"{self.kind} {name!r} is already registered by {existing.__module__}.{existing.__qualname__}"
+                )
+        self._items[name] = cls
+        cls.registered_name = name  # type: ignore[attr-defined]
+
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered and installed names, sorted; nothing is imported."""
+        found = set(self._items) | set(self._entry_points())
+        return sorted(n for n in found if fnmatch.fnmatch(n, pattern))
+
+    def get(self, name: str) -> type:
+        """The class registered as `name`, loading its entry point if needed."""
+        if name in self._items:
+            return self._items[name]
+        ep = self._entry_points().get(name)
+        if ep is None:
+            known = self.names()
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint} known: {', '.join(known) or '(none)'}")
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken plugin must not look like a nasframe bug
+            dist = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
+            raise PluginLoadError(
+                f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if name not in self._items and isinstance(loaded, type):
+            self.add(name, loaded)  # entry point naming a class that did not use our decorator
+        if name not in self._items:
+            raise PluginLoadError(
+                f"entry point {ep.value} for {self.kind} {name!r} did not register a {self.kind} named {name!r}"
+            )
+        return self._items[name]
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.get(name)(*args, **kwargs)
+
+    def describe(self, name: str) -> str:
+        """First line of the component's docstring."""
+        doc = (self.get(name).__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+strategies = Registry("strategy", "nasframe.strategies")
+spaces = Registry("space", "nasframe.spaces")
+evaluators = Registry("evaluator", "nasframe.evaluators")
+datasets = Registry("dataset", "nasframe.datasets")
+
+register_strategy = strategies.register
+register_space = spaces.register
+register_evaluator = evaluators.register
+register_dataset = datasets.register
+
+
+def list_strategies(pattern: str = "*") -> list[str]:
+    return strategies.names(pattern)
+
+
+def list_spaces(pattern: str = "*") -> list[str]:
+    return spaces.names(pattern)
+
+
+def list_evaluators(pattern: str = "*") -> list[str]:
+    return evaluators.names(pattern)
+
+
+def create_strategy(name: str, *args: Any, **kwargs: Any) -> Any:
+    return strategies.create(name, *args, **kwargs)
+
+
+def create_space(name: str, *args: Any, **kwargs: Any) -> Any:
+    return spaces.create(name, *args, **kwargs)
+
+
+def create_evaluator(name: str, *args: Any, **kwargs: Any) -> Any:
+    return evaluators.create(name, *args, **kwargs)
+
+
+def load_plugin(spec: str) -> None:
+    """Import a user plugin given as a module name (`my_pkg.nas`) or a file path (`./mine.py`).
+
+    Importing runs its `register_*` decorators. Only what the user names is loaded.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    looks_like_path = spec.endswith(".py") or os.sep in spec or (os.altsep and os.altsep in spec)
+    try:
+        if looks_like_path:
+            path = os.path.abspath(spec)
+            if not os.path.isfile(path):
+                raise PluginLoadError(f"plugin file {spec!r} does not exist")
+            mod_name = "nasframe_plugin_" + os.path.splitext(os.path.basename(path))[0]
+            if mod_name in sys.modules and getattr(sys.modules[mod_name], "__file__", None) == path:
+                return
+            module_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise PluginLoadError(f"plugin file {spec!r} is not a Python module")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[mod_name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(mod_name, None)
+                raise
+        else:
+            importlib.import_module(spec)
+    except PluginLoadError:
+        raise
+    except RegistryError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name and spec.startswith(exc.name):
+            raise PluginLoadError(f"plugin module {spec!r} not found; give an importable module or a .py file path") \
+                from exc
+        raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,269 @@
+"""The SearchSpace interface and the architecture encoding every component shares.
+
+A space is a finite set of named decisions, each with an ordered list of choices. An
+architecture (`Arch`) picks one choice per decision. Strategies see only decisions and
+choices; how an architecture becomes a network is the space's business.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from nasframe.errors import InvalidArchitecture, NotSupported
+from nasframe.options import NoOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from nasframe.data import DataSpec
+
+Choice = str | int | float | bool
+
+
+class Arch(Mapping[str, Choice]):
+    """An immutable, hashable mapping decision name -> choice, in the space's decision order.
+
+    It prints as `name=choice` pairs, compares by content, and round-trips through JSON/YAML as a
+    plain mapping (`arch.to_dict()` / `Arch(d)`).
+    """
+
+    __slots__ = ("_items", "_hash")
+
+    def __init__(self, items: Mapping[str, Choice] | Sequence[tuple[str, Choice]] = ()):
+        pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(tuple(p) for p in items)
+        self._items: tuple[tuple[str, Choice], ...] = pairs
+        self._hash = hash(pairs)
+
+    def __getitem__(self, key: str) -> Choice:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Arch):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self._items[:6])
+        more = f", ... ({len(self._items)} decisions)" if len(self._items) > 6 else ""
+        return f"Arch({shown}{more})"
+
+    def values_tuple(self) -> tuple[Choice, ...]:
+        return tuple(v for _, v in self._items)
+
+    def replace(self, **changes: Choice) -> Arch:
+        return Arch([(k, changes.get(k, v)) for k, v in self._items])
+
+    def to_dict(self) -> dict[str, Choice]:
+        return dict(self._items)
+
+    def key(self) -> str:
+        """A canonical string: equal architectures give equal keys (used for de-duplication)."""
+        return json.dumps(self._items, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One named decision and its allowed choices, in a fixed order."""
+
+    name: str
+    choices: tuple[Choice, ...]
+
+    def index(self, choice: Choice) -> int:
+        return self.choices.index(choice)
+
+
+class SearchSpace(ABC):
+    """A finite set of decisions, and how an architecture becomes a network.
+
+    Subclasses implement `define_decisions` and `build`; the base class provides uniform
+    sampling, validation, restriction (for shrinking strategies) and sizes. A restricted space
+    shares everything with its parent, including how supernets are built, so weights trained
+    on the full space stay valid on the restricted one.
+    """
+
+    Options: ClassVar[type] = NoOptions
+    #: data set whose input size published numbers are quoted at (`nasframe inspect` default)
+    reference_data: ClassVar[str] = "digits"
+    #: whether `build_supernet` is implemented
+    supports_supernet: ClassVar[bool] = False
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+        self._restriction: dict[str, tuple[Choice, ...]] | None = None
+        self._decisions_cache: list[Decision] | None = None
+
+    # ---- what strategies see ---------------------------------------------------------------
+    @abstractmethod
+    def define_decisions(self) -> list[Decision]:
+        """All decisions of the unrestricted space, in a fixed order."""
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """Decisions with their currently allowed choices (after any `restrict`)."""
+        if self._decisions_cache is None:
+            full = self.define_decisions()
+            if self._restriction:
+                full = [Decision(d.name, self._restriction.get(d.name, d.choices)) for d in full]
+            self._decisions_cache = full
+        return self._decisions_cache
+
+    def decision(self, name: str) -> Decision:
+        for d in self.decisions:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """A uniformly random architecture (one independent draw per decision)."""
+        return Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in self.decisions])
+
+    def validate(self, arch: Mapping[str, Any]) -> Arch:
+        """Return `arch` as an `Arch` in decision order, or raise InvalidArchitecture in one line."""
+        if not isinstance(arch, Mapping):
+            raise InvalidArchitecture(f"an architecture is a mapping decision -> choice, got {type(arch).__name__}")
+        names = [d.name for d in self.decisions]
+        unknown = [k for k in arch if k not in names]
+        if unknown:
+            raise InvalidArchitecture(
+                f"unknown decision {unknown[0]!r} for space {self.name!r}; decisions: {_abbrev(names)}"
+            )
+        missing = [n for n in names if n not in arch]
+        if missing:
+            raise InvalidArchitecture(f"architecture misses decision {missing[0]!r} ({len(missing)} missing)")
+        for d in self.decisions:
+            if arch[d.name] not in d.choices:
+                raise InvalidArchitecture(
+                    f"{d.name}={arch[d.name]!r} is not allowed; choose one of {', '.join(map(str, d.choices))}"
+                )
+        out = Arch([(n, arch[n]) for n in names])
+        self.check(out)
+        return out
+
+    def check(self, arch: Arch) -> None:
+        """Space-specific constraints beyond per-decision choices; raise InvalidArchitecture."""
+
+    def size(self) -> int:
+        return math.prod(len(d.choices) for d in self.decisions)
+
+    def log10_size(self) -> float:
+        return float(sum(math.log10(len(d.choices)) for d in self.decisions))
+
+    def restrict(self, allowed: Mapping[str, Sequence[Choice]]) -> SearchSpace:
+        """A smaller space whose decisions allow only `allowed[name]` (others unchanged).
+
+        Each allowed list must be a non-empty subset of the current choices; order follows the
+        current order.
+        """
+        current = {d.name: d.choices for d in self.decisions}
+        new = dict(self._restriction or {})
+        for name, keep in allowed.items():
+            if name not in current:
+                raise InvalidArchitecture(f"cannot restrict unknown decision {name!r}")
+            keep_set = set(keep)
+            bad = [c for c in keep_set if c not in current[name]]
+            if bad:
+                raise InvalidArchitecture(f"cannot restrict {name} to {bad[0]!r}: not among {current[name]}")
+            kept = tuple(c for c in current[name] if c in keep_set)
+            if not kept:
+                raise InvalidArchitecture(f"restricting {name} would leave no choice")
+            new[name] = kept
+        clone = copy.copy(self)
+        clone._restriction = new
+        clone._decisions_cache = None
+        return clone
+
+    # ---- names and text --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return getattr(type(self), "registered_name", type(self).__name__)
+
+    def named_architectures(self) -> dict[str, Arch]:
+        """Published architectures by name (for `inspect` and training). Override to add."""
+        return {}
+
+    def parse_arch(self, text: str) -> Arch:
+        """Turn a name, a JSON/YAML mapping, or a space-specific text form into an Arch."""
+        named = self.named_architectures()
+        if text in named:
+            return named[text]
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = None
+        if isinstance(value, Mapping):
+            return self.validate(value)
+        known = ", ".join(named) or "(none)"
+        raise InvalidArchitecture(
+            f"cannot read architecture {text[:60]!r}: give a named architecture ({known}) or a JSON mapping"
+        )
+
+    def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+        """Extra, space-specific description of a final architecture for best.json.
+
+        `weights` are a strategy's per-decision preferences (e.g. MDENAS probabilities), used by
+        spaces whose final form is derived from them (the DARTS genotype rule).
+        """
+        return {}
+
+    # ---- networks ----------------------------------------------------------------------------
+    @abstractmethod
+    def build(self, arch: Arch, data: DataSpec) -> nn.Module:
+        """A stand-alone network for `arch`, sized for the data set's input and classes."""
+
+    def build_supernet(self, data: DataSpec) -> Supernet:
+        """A weight-sharing network holding every choice (see `Supernet`)."""
+        raise NotSupported(f"space {self.name!r} has no weight-sharing supernet")
+
+
+class Supernet(ABC):
+    """Mixin contract for weight-sharing networks (used together with `nn.Module`).
+
+    `set_path(arch)` precomputes what the next forwards run, so `forward(x)` does no Python
+    graph walk per call; only the chosen op of each decision executes.
+    """
+
+    @abstractmethod
+    def set_path(self, arch: Arch) -> None:
+        """Select the single path that subsequent forward calls run."""
+
+    @abstractmethod
+    def path_parameter_names(self, arch: Arch) -> list[str]:
+        """Names (as in `named_parameters`) of the parameters the path uses."""
+
+    def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:
+        """Ordered parts of the path's weight vector for the angle metric (ABS).
+
+        A string names a parameter (its values come from the weights being compared); a tensor is
+        a constant surrogate that appears identically in both vectors.
+        """
+        raise NotSupported(f"{type(self).__name__} does not define the angle metric")
+
+
+def _abbrev(items: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")

@@ -1,0 +1,43 @@
+"""Uniform random search: the baseline every strategy must beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasframe.evaluator import Result
+from nasframe.options import option
+from nasframe.registry import register_strategy
+from nasframe.space import Arch
+from nasframe.strategy import Strategy, ask_unseen
+
+
+@dataclass(frozen=True)
+class RandomOptions:
+    dedup: bool = option(True, "never evaluate the same architecture twice")
+    max_tries: int = option(1000, "draws allowed to find an unseen architecture before giving up", min=1)
+
+
+@register_strategy("random")
+class RandomSearch(Strategy):
+    """Uniform random sampling over the space; returns the best architecture it evaluated."""
+
+    Options = RandomOptions
+
+    def __init__(self, space, options: RandomOptions | None = None, *, seed: int | None = None):
+        super().__init__(space, options, seed=seed)
+        self._seen: set[str] = set()
+
+    def ask(self) -> list[Arch]:
+        if not self.options.dedup:
+            return [self.space.sample(self.rng)]
+        return [ask_unseen(self.space, self.rng, self._seen, max_tries=self.options.max_tries)]
+
+    def tell(self, arch: Arch, result: Result) -> None:
+        super().tell(arch, result)  # random search only tracks the best
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "seen": sorted(self._seen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._seen = set(state["seen"])
