@@ -145,7 +145,8 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
     """Check every section against its component's Options (loading plugins first)."""
     from nasframe.registry import evaluators, load_plugin, spaces, strategies
 
-    for plugin in cfg.get("plugins", []):
+    plugins = [_absolute_if_path(p) for p in cfg.get("plugins", [])]
+    for plugin in plugins:
         load_plugin(plugin)
     registries = {"strategy": strategies, "space": spaces, "evaluator": evaluators}
     names: dict[str, str] = {}
@@ -160,7 +161,16 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
         options[section] = build_options(cls.Options, values, section)
     options["data"] = build_options(DataOptions, cfg.get("data"), "data")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
-    return ResolvedConfig(names, options, list(cfg.get("plugins", [])))
+    return ResolvedConfig(names, options, plugins)
+
+
+def _absolute_if_path(spec: str) -> str:
+    """File plugins are recorded with absolute paths so `resume` works from any folder."""
+    import os
+
+    if spec.endswith(".py") or os.sep in spec:
+        return os.path.abspath(spec)
+    return spec
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

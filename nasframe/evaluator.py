@@ -75,6 +75,24 @@ class Result:
         return cls(**d)
 
 
+class WeightSharingEvaluator(ABC):
+    """What an evaluator with the WEIGHT_SHARING capability offers strategies (via `attach`)."""
+
+    @abstractmethod
+    def train_uniform(self, space: SearchSpace, epochs: float) -> Cost:
+        """Train the shared weights for `epochs`, drawing a fresh uniform path of `space` (which may
+        be a restriction of the evaluator's space) for every step. Seeded by the global torch RNG."""
+
+    @abstractmethod
+    def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The path's flattened weight vector from the base weights and from the current weights
+        (parts as given by the supernet's `angle_terms`), for the angle metric."""
+
+    @abstractmethod
+    def reset_base_weights(self) -> None:
+        """Make the current weights the base that `path_vectors` compares against."""
+
+
 class Evaluator(ABC):
     """Measures architectures of one space.
 
@@ -110,6 +128,11 @@ class Evaluator(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
+
+    def drain_extra_cost(self) -> Cost:
+        """Cost of work done outside `evaluate` at a strategy's request since the last call (e.g.
+        supernet training between shrinking steps). The runner adds it to the run's budget."""
+        return Cost()
 
     def close(self) -> None:
         """Release resources at the end of a run."""

@@ -26,7 +26,7 @@ import torch
 from nasframe.checkpoint import RunLock, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 from nasframe.config import ResolvedConfig, dump_yaml, load_yaml, merge_config, resolve
 from nasframe.data import DataSource
-from nasframe.errors import CapabilityError, RunDirError, SpaceExhausted
+from nasframe.errors import CapabilityError, NasframeError, RunDirError, SpaceExhausted
 from nasframe.evaluator import Evaluator, Result
 from nasframe.registry import evaluators, spaces, strategies
 from nasframe.space import Arch, SearchSpace
@@ -67,7 +67,7 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     st_cls = strategies.get(config.names["strategy"])
     missing = set(st_cls.requires) - set(ev_cls.capabilities)
     if missing:
-        offering = [n for n in evaluators.names() if missing <= set(evaluators.get(n).capabilities)]
+        offering = [n for n in evaluators.names() if missing <= _capabilities(n)]
         raise CapabilityError(
             f"strategy {config.names['strategy']!r} needs an evaluator with {', '.join(sorted(missing))}; "
             f"{config.names['evaluator']!r} has none. Evaluators that offer it: {', '.join(offering) or '(none)'}"
@@ -76,6 +76,13 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     strategy = st_cls(space, config.options["strategy"], seed=seed)
     strategy.attach(evaluator)
     return Components(space, evaluator, strategy, data)
+
+
+def _capabilities(evaluator_name: str) -> set[str]:
+    try:
+        return set(evaluators.get(evaluator_name).capabilities)
+    except NasframeError:  # a broken third-party evaluator must not hide the message we are building
+        return set()
 
 
 @dataclass
@@ -94,6 +101,7 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.resuming = resume
         self.quiet = quiet
+        self.config_changed = False  # set by resume when flags override the stored config
         self.run_opts = config.options["run"]
         self.device = resolve_device(self.run_opts.device)
         self.parts = build_components(config, self.device)
@@ -136,7 +144,9 @@ class Runner:
             raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
         cfg = merge_config(load_yaml(run_dir / "config.yaml"), run=overrides or {})
         cfg["run"]["out"] = str(run_dir)
-        return cls(resolve(cfg), run_dir, resume=True, quiet=quiet)
+        runner = cls(resolve(cfg), run_dir, resume=True, quiet=quiet)
+        runner.config_changed = any(v is not None for v in (overrides or {}).values())
+        return runner
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -192,11 +202,15 @@ class Runner:
             if (self.run_dir / "checkpoint.pt").is_file():
                 self.load_state_dict(load_checkpoint(self.run_dir))
             _truncate_lines(history_path, self.n)
+            if self.config_changed:
+                atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
         else:
             atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
             history_path.write_text("")
         if self.finished:
-            return self._summary()
+            if self._budget_left() is not None:
+                return self._summary()
+            self.finished = False  # resumed with a larger budget: keep searching
 
         writer = self._tensorboard()
         strategy, evaluator, space = self.parts.strategy, self.parts.evaluator, self.parts.space
@@ -234,8 +248,9 @@ class Runner:
                 strategy.tell(arch, result)
                 index = self.n
                 self.n += 1
-                self.total_seconds += result.cost.seconds
-                self.total_epochs += result.cost.epochs
+                side = evaluator.drain_extra_cost()
+                self.total_seconds += result.cost.seconds + side.seconds
+                self.total_epochs += result.cost.epochs + side.epochs
                 acc = result.accuracy
                 if acc is not None and (self.best_acc is None or acc > self.best_acc):
                     self.best_acc, self.best_index = acc, index

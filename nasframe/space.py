@@ -230,6 +230,10 @@ class SearchSpace(ABC):
         """
         return {}
 
+    def plot(self, arch: Arch, path: str) -> None:
+        """Draw the architecture to an image file (`nasframe inspect --plot`)."""
+        raise NotSupported(f"space {self.name!r} cannot draw architectures")
+
     # ---- networks ----------------------------------------------------------------------------
     @abstractmethod
     def build(self, arch: Arch, data: DataSpec) -> nn.Module:
@@ -262,6 +266,11 @@ class Supernet(ABC):
         a constant surrogate that appears identically in both vectors.
         """
         raise NotSupported(f"{type(self).__name__} does not define the angle metric")
+
+    def forward_mixed(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted forward over all choices (`weights[decision]` aligned with its choices), for
+        differentiable strategies."""
+        raise NotSupported(f"{type(self).__name__} has no weighted mixed forward")
 
 
 def _abbrev(items: Sequence[str], n: int = 6) -> str:

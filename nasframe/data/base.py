@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -37,6 +37,7 @@ class DataOptions:
                                       "is search-val", min=0.05, max=0.95)
     limit: int | None = option(None, "use only this many train images (seeded subset), for quick runs", min=2)
     download: bool = option(False, "download when the files are missing and the machine is online")
+    workers: int = option(8, "streaming data sets only (imagenet): DataLoader worker processes", min=0)
     synthetic_shape: list[int] = option(default_factory=lambda: [3, 32, 32],
                                         help="synthetic only: image shape C,H,W")
     synthetic_size: int = option(1024, "synthetic only: number of train images", min=2)
@@ -69,7 +70,11 @@ class SearchData:
 
 
 class Dataset(ABC):
-    """A data set loader. Register with `@register_dataset(name)`."""
+    """A data set loader. Register with `@register_dataset(name)`.
+
+    Streaming sets (too large for the device) implement `train_size` and `open_search` instead
+    of `load`; `DataSource` applies the same seeded split to them.
+    """
 
     #: True for data sets too large to hold on the device (they stream from disk)
     streaming: ClassVar[bool] = False
@@ -84,6 +89,14 @@ class Dataset(ABC):
     @abstractmethod
     def load(self) -> RawData:
         """Read the whole data set (raise DataError with the fix when files are missing)."""
+
+    def train_size(self) -> int:
+        """Streaming sets only: number of train images (the split is drawn over these indices)."""
+        raise NotImplementedError
+
+    def open_search(self, train_idx: torch.Tensor, val_idx: torch.Tensor, device: torch.device) -> Any:
+        """Streaming sets only: a `nasframe.data.batches.StreamingData` over the two index sets."""
+        raise NotImplementedError
 
 
 class DataSource:
@@ -103,20 +116,14 @@ class DataSource:
     def spec(self) -> DataSpec:
         return self.dataset.spec()
 
-    def search(self) -> SearchData:
-        """The seeded search split, cached, on the device."""
+    def search(self) -> SearchData | Any:
+        """The seeded search split, cached, on the device (a StreamingData for streaming sets)."""
+        if self._search is None and self.dataset.streaming:
+            train_idx, val_idx = self._split(self.dataset.train_size())
+            self._search = self.dataset.open_search(train_idx, val_idx, self.device)
         if self._search is None:
             raw = self.dataset.load()
-            gen = torch.Generator().manual_seed(self.seed)
-            n = raw.train_x.shape[0]
-            order = torch.randperm(n, generator=gen)
-            if self.options.limit is not None and self.options.limit < n:
-                order = order[: self.options.limit]
-            n_train = max(1, int(round(len(order) * self.options.search_split)))
-            train_idx, val_idx = order[:n_train], order[n_train:]
-            digest = hashlib.sha1(order.numpy().tobytes()).hexdigest()[:16]
-            self.split_record = {"dataset": self.options.name, "seed": self.seed, "train": int(len(train_idx)),
-                                 "val": int(len(val_idx)), "order_sha1": digest}
+            train_idx, val_idx = self._split(raw.train_x.shape[0])
             dev = self.device
             c = raw.train_x.shape[1]
             self._search = SearchData(
@@ -127,3 +134,16 @@ class DataSource:
                 spec=self.spec,
             )
         return self._search
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Seeded search-train / search-val indices over `n` train images; records the split."""
+        gen = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(n, generator=gen)
+        if self.options.limit is not None and self.options.limit < n:
+            order = order[: self.options.limit]
+        n_train = max(1, int(round(len(order) * self.options.search_split)))
+        train_idx, val_idx = order[:n_train], order[n_train:]
+        digest = hashlib.sha1(order.numpy().tobytes()).hexdigest()[:16]
+        self.split_record = {"dataset": self.options.name, "seed": self.seed, "train": int(len(train_idx)),
+                             "val": int(len(val_idx)), "order_sha1": digest}
+        return train_idx, val_idx

@@ -1,0 +1,91 @@
+"""Answer evaluations from a tabular benchmark (NAS-Bench-201) instead of training.
+
+Two fidelities: a strategy searches with the 12-epoch validation accuracy (`val_acc`) and pays
+12 simulated epochs per evaluation; what it returns is judged by the 200-epoch test accuracy
+(`final_metrics`), which never enters the search metrics. With `fidelity: 200` the search sees the
+200-epoch numbers instead; the 200-epoch table has only test accuracy, so that setting is an
+oracle (val_acc = test_acc) for upper-bound studies.
+
+Evaluation is a dict lookup (Arch values -> row) into precomputed Python floats: microseconds,
+so the runner, not the evaluator, bounds throughput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
+from nasframe.evaluator import TABULAR, Budget, Cost, Evaluator, Result
+from nasframe.options import option
+from nasframe.registry import register_evaluator
+from nasframe.space import Arch
+
+
+@dataclass(frozen=True)
+class TabularOptions:
+    dataset: Literal["cifar10", "cifar100", "imagenet16-120"] = option(
+        "cifar10", "which of the benchmark's data sets to read")
+    fidelity: Literal[12, 200] = option(
+        12, "epochs of the table the search sees: 12 (val acc) or 200 (test acc; oracle)")
+    epochs_per_eval: float | None = option(
+        None, "simulated training epochs charged per evaluation (default: the fidelity), for run.max_epochs",
+        min=0)
+
+
+@register_evaluator("tabular")
+class TabularEvaluator(Evaluator):
+    """Looks accuracies up in the benchmark tables shipped with the space (nb201): no training."""
+
+    Options = TabularOptions
+    capabilities = frozenset({TABULAR})
+    #: nothing here draws random numbers, so the runner skips seeding torch per evaluation
+    uses_torch_rng = False
+
+    def __init__(self, space, options: TabularOptions | None = None, **kwargs: Any):
+        super().__init__(space, options, **kwargs)
+        get_table = getattr(space, "benchmark_table", None)
+        if get_table is None:
+            raise NotSupported(f"evaluator 'tabular' needs a space with a benchmark table (nb201); "
+                               f"space {space.name!r} has none")
+        table = get_table()
+        o = self.options
+        self._names = tuple(d.name for d in space.define_decisions())
+        self._row_of: dict[tuple, int] = table.row_of
+        split = "val" if o.fidelity == 12 else "test"
+        self._search = table.column(o.dataset, split, o.fidelity)
+        self._final = table.column(o.dataset, "test", 200)
+        # Python floats: indexing a list is cheaper than numpy scalar access plus float()
+        self._search_list: list[float] = self._search.tolist()
+        self._final_list: list[float] = self._final.tolist()
+        self._epochs = float(o.epochs_per_eval if o.epochs_per_eval is not None else o.fidelity)
+        if self._epochs < 0:
+            raise ConfigError("evaluator.epochs_per_eval must be >= 0")
+
+    def row(self, arch: Arch) -> int:
+        """Benchmark row (index) of `arch`."""
+        try:
+            if isinstance(arch, Arch) and tuple(arch) == self._names:
+                return self._row_of[arch.values_tuple()]
+            return self._row_of[tuple(arch[n] for n in self._names)]
+        except KeyError:
+            raise InvalidArchitecture(f"{arch!r} is not a cell of the benchmark table") from None
+
+    def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        i = self.row(arch)
+        return Result(metrics={"val_acc": self._search_list[i]}, cost=Cost(0.0, self._epochs))
+
+    def final_metrics(self, arch: Arch) -> dict[str, float]:
+        """200-epoch test accuracy of the chosen data set: the held-out judge of a final architecture."""
+        return {"test_acc": self._final_list[self.row(arch)]}
+
+    def all_accuracies(self, metric: Literal["val_acc", "test_acc"] = "val_acc") -> np.ndarray:
+        """The metric over every cell of the table (row order): `val_acc` is what the search sees,
+        `test_acc` the 200-epoch held-out judge. For analytic baselines such as expected best-of-n."""
+        if metric == "val_acc":
+            return self._search.copy()
+        if metric == "test_acc":
+            return self._final.copy()
+        raise ConfigError(f"unknown metric {metric!r}; choose val_acc or test_acc")

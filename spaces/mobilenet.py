@@ -1,0 +1,188 @@
+"""The MBConv (MobileNet / ProxylessNAS) search space: one candidate op per block slot of a stage table.
+
+Decisions are the block slots `stage<i>.block<j>`; choices are `k<kernel>e<expand>` MBConv ops,
+plus `zero` (the block becomes the identity) only where the stride is 1 and the width is kept,
+as in ProxylessNAS (reference 5.1). The stage table is a space option (a preset or YAML), so a
+published architecture is a member only of the space built on its own layout: `mobilenetv2`
+needs `layout=mobilenetv2`, `proxyless_gpu` needs `layout=proxyless_gpu`; asking for it in
+another layout fails with the `--set` flags that fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nasframe.data import DataSpec
+from nasframe.errors import ConfigError, InvalidArchitecture
+from nasframe.options import option
+from nasframe.registry import register_space
+from nasframe.space import Arch, Decision, SearchSpace
+
+from .mbconv import ZERO, MBConvNet, MBConvSupernet
+from .mobilenet_layouts import (
+    LAYOUTS,
+    NAMED_ARCHS,
+    Slot,
+    block_slots,
+    needed_options,
+    op_name,
+    resolve_layout,
+)
+
+
+@dataclass(frozen=True)
+class MobileNetOptions:
+    layout: str = option("proxyless", "stage table preset (widths, slots, strides, head)",
+                         choices=tuple(LAYOUTS))
+    custom_layout: dict[str, Any] | None = option(
+        None, "stage table entries replacing the preset's: first_conv, first_block, widths, blocks, strides, "
+              "head, first_stride")
+    small_input: bool = option(False, "CIFAR-size images: stem and first stage at stride 1")
+    kernels: list[int] = option(default_factory=lambda: [3, 5, 7],
+                                help="depthwise kernel sizes of candidate ops")
+    expand_ratios: list[int] = option(default_factory=lambda: [3, 6],
+                                      help="expansion ratios of candidate ops (add 1 for MDENAS genes)")
+    allow_zero: bool = option(True, "offer zero (identity) on slots with stride 1 and in == out")
+    search_first_block: bool = option(False, "make the fixed MBConv1 block a decision too (stage0.block0), "
+                                             "as MDENAS genes do")
+    width_mult: float = option(1.0, "scale every width (rounded to multiples of 8)", min=0.1, max=4.0)
+    dropout: float = option(0.0, "dropout before the classifier (ProxylessNAS trains with 0.2-0.3)",
+                            min=0.0, max=0.99)
+
+    def __post_init__(self) -> None:
+        for k in self.kernels:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+                raise ConfigError(f"space.kernels: {k!r} is not allowed; use odd sizes such as 3, 5, 7")
+        for e in self.expand_ratios:
+            if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+                raise ConfigError(f"space.expand_ratios: {e!r} is not allowed; use integers >= 1")
+        if not self.kernels or not self.expand_ratios:
+            raise ConfigError("space.kernels and space.expand_ratios need at least one value each")
+
+
+@register_space("mobilenet")
+class MobileNetSpace(SearchSpace):
+    """MBConv blocks (kernel x expansion, or zero) on a ProxylessNAS / MobileNetV2 stage table."""
+
+    Options = MobileNetOptions
+    reference_data = "imagenet"
+    supports_supernet = True
+
+    def __init__(self, options: MobileNetOptions | None = None):
+        super().__init__(options)
+        o = self.options
+        self.layout = resolve_layout(o.layout, o.custom_layout, small_input=o.small_input,
+                                     width_mult=o.width_mult)
+        self.slots = block_slots(self.layout)
+        self.first_slot = (Slot("stage0.block0", self.layout.first_conv, self.layout.first_block, 1)
+                           if o.search_first_block else None)
+        self.ops = tuple(op_name(k, e) for k in sorted(set(o.kernels)) for e in sorted(set(o.expand_ratios)))
+
+    def _all_slots(self) -> list[Slot]:
+        return ([self.first_slot] if self.first_slot else []) + self.slots
+
+    def define_decisions(self) -> list[Decision]:
+        decisions = []
+        for slot in self._all_slots():
+            zero = self.options.allow_zero and slot.zero_allowed and slot is not self.first_slot
+            decisions.append(Decision(slot.name, self.ops + ((ZERO,) if zero else ())))
+        return decisions
+
+    # ---- published architectures ---------------------------------------------------------------
+    def named_architectures(self) -> dict[str, Arch]:
+        """Published nets defined on this space's layout (with its op set), by name."""
+        o = self.options
+        if o.custom_layout or o.width_mult != 1.0:
+            return {}
+        out = {}
+        for name, named in NAMED_ARCHS.items():
+            choices = named.choices()
+            if named.layout != o.layout or set(choices) != {d.name for d in self.decisions}:
+                continue
+            if all(choices[d.name] in d.choices for d in self.decisions):
+                out[name] = Arch([(d.name, choices[d.name]) for d in self.decisions])
+        return out
+
+    def parse_arch(self, text: str) -> Arch:
+        """A named architecture, a JSON/YAML mapping, or a list of choices in decision order."""
+        text = text.strip()
+        if text in NAMED_ARCHS and text not in self.named_architectures():
+            raise InvalidArchitecture(self._named_hint(text))
+        if text.startswith("["):
+            import yaml
+
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                first = str(exc).splitlines()[0]
+                raise InvalidArchitecture(f"cannot read architecture list: {first}") from None
+            return self._from_list(value)
+        return super().parse_arch(text)
+
+    def _from_list(self, value: Sequence[Any]) -> Arch:
+        flat = [c for item in value for c in (item if isinstance(item, list) else [item])]
+        names = [d.name for d in self.decisions]
+        if len(flat) != len(names):
+            raise InvalidArchitecture(
+                f"expected {len(names)} choices (one per block slot, {names[0]} first), got {len(flat)}")
+        return self.validate(dict(zip(names, flat)))
+
+    def _named_hint(self, name: str) -> str:
+        o = self.options
+        need = needed_options(NAMED_ARCHS[name])
+        sets = []
+        for key, wanted in need.items():
+            current = getattr(o, key)
+            if isinstance(wanted, list):
+                if not set(wanted) <= set(current):
+                    sets.append(f"--set space.{key}={_yaml_value(sorted(set(current) | set(wanted)))}")
+            elif current != wanted:
+                sets.append(f"--set space.{key}={_yaml_value(wanted)}")
+        if o.custom_layout:
+            sets.append("--set space.custom_layout=null")
+        if o.width_mult != 1.0:
+            sets.append("--set space.width_mult=1")
+        if not o.allow_zero and "zero" in NAMED_ARCHS[name].choices().values():
+            sets.append("--set space.allow_zero=true")
+        return (f"architecture {name!r} is defined on layout {need['layout']!r}, not on this space "
+                f"(layout {o.layout!r}); add {' '.join(sets) or 'the matching space options'}")
+
+    # ---- networks ----------------------------------------------------------------------------------
+    def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Build accepts any member of the unrestricted space (restriction only limits the search)."""
+        for d in self.define_decisions():
+            if d.name not in arch:
+                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
+            if arch[d.name] not in d.choices:
+                allowed = ", ".join(map(str, d.choices))
+                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of {allowed}")
+        return arch
+
+    def build(self, arch: Arch, data: DataSpec) -> MBConvNet:
+        return MBConvNet(self.layout, self.slots, self._checked(arch), data.channels, data.num_classes,
+                         self.options.dropout, self.first_slot)
+
+    def build_supernet(self, data: DataSpec) -> MBConvSupernet:
+        choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
+        return MBConvSupernet(self.layout, self.slots, choices, data.channels, data.num_classes,
+                              self.options.dropout, self.first_slot)
+
+    def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+        """The stage table and the ops per stage, in the notation of the ProxylessNAS configs."""
+        stages = [[arch[s.name] for s in self.slots if s.name.startswith(f"stage{i}.")]
+                  for i in range(1, len(self.layout.widths) + 1)]
+        out: dict[str, Any] = {"layout": self.options.layout, "stage_table": self.layout.to_dict(),
+                               "stages": stages}
+        if self.first_slot:
+            out["first_block"] = arch[self.first_slot.name]
+        return out
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
