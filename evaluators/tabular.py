@@ -53,7 +53,7 @@ class TabularEvaluator(Evaluator):
         table = get_table()
         o = self.options
         self._names = tuple(d.name for d in space.define_decisions())
-        self._row_of: dict[tuple, int] = table.row_of
+        self._row_of: dict[Arch, int] = table.row_of
         split = "val" if o.fidelity == 12 else "test"
         self._search = table.column(o.dataset, split, o.fidelity)
         self._final = table.column(o.dataset, "test", 200)
@@ -61,15 +61,14 @@ class TabularEvaluator(Evaluator):
         self._search_list: list[float] = self._search.tolist()
         self._final_list: list[float] = self._final.tolist()
         self._epochs = float(o.epochs_per_eval if o.epochs_per_eval is not None else o.fidelity)
-        if self._epochs < 0:
-            raise ConfigError("evaluator.epochs_per_eval must be >= 0")
 
     def row(self, arch: Arch) -> int:
         """Benchmark row (index) of `arch`."""
+        row = self._row_of.get(arch) if isinstance(arch, Arch) else None  # identity hit for sampled cells
+        if row is not None:
+            return row
         try:
-            if isinstance(arch, Arch) and tuple(arch) == self._names:
-                return self._row_of[arch.values_tuple()]
-            return self._row_of[tuple(arch[n] for n in self._names)]
+            return self._row_of[Arch([(n, arch[n]) for n in self._names])]
         except KeyError:
             raise InvalidArchitecture(f"{arch!r} is not a cell of the benchmark table") from None
 

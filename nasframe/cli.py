@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nasframe.compare import CompareCommand
 from nasframe.errors import ConfigError, NasframeError
 
 
@@ -68,7 +69,7 @@ class RunCommand:
     def add_arguments(p: argparse.ArgumentParser) -> None:
         _config_flags(p)
         p.add_argument("--seed", type=int, help="run seed (default 0)")
-        p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<strategy>-<space>-<evaluator>)")
+        p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<names>)")
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
         p.add_argument("--budget", type=int, metavar="N", help="shorthand for --set run.max_evaluations=N")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -253,7 +254,7 @@ class InspectCommand:
         from nasframe.registry import spaces
 
         cls = spaces.get(args.space)
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(cls.options_for_arch(args.arch) or {}) if args.arch else {}
         for item in args.set:
             section, key, value = parse_set(item)
             if section != "space":
@@ -321,6 +322,7 @@ COMMANDS: dict[str, Any] = {
     "show": ShowCommand,
     "list": ListCommand,
     "inspect": InspectCommand,
+    "compare": CompareCommand,
 }
 
 

@@ -39,6 +39,8 @@ class RunOptions:
     checkpoint_every: int | None = option(None, "checkpoint after this many evaluations", min=1)
     checkpoint_seconds: float = option(30.0, "also checkpoint when this much time passed since the last", min=0)
     tensorboard: bool = option(True, "write TensorBoard event files into the run directory")
+    tensorboard_interval: float = option(0.02, "log per-evaluation scalars at most this often, in seconds "
+                                               "(new bests are always logged)", min=0)
     progress: bool = option(True, "show a progress bar on a terminal")
 
 

@@ -126,9 +126,10 @@ def _check_range(value: Any, meta: Mapping, key: str) -> None:
 def build_options(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
     """Build the options dataclass `cls` from a mapping, checking keys, types and ranges.
 
-    Keys whose value is None are dropped first, so unset CLI flags never override defaults.
+    An explicit None (YAML `null`) sets the option to None where its type allows it; unset CLI
+    flags never reach here (`merge_config` drops them).
     """
-    values = {k: v for k, v in (values or {}).items() if v is not None}
+    values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -180,5 +181,6 @@ def describe_options(cls: type) -> list[str]:
         if f.metadata.get("choices"):
             bounds.append("one of " + ", ".join(map(str, f.metadata["choices"])))
         extra = f" [{'; '.join(bounds)}]" if bounds else ""
-        lines.append(f"{f.name} ({_type_name(hints[f.name])}, default {default!r}){extra}: {f.metadata.get('help', '')}")
+        help_text = f.metadata.get("help", "")
+        lines.append(f"{f.name} ({_type_name(hints[f.name])}, default {default!r}){extra}: {help_text}")
     return lines

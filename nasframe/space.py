@@ -36,12 +36,13 @@ class Arch(Mapping[str, Choice]):
     plain mapping (`arch.to_dict()` / `Arch(d)`).
     """
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_items", "_hash", "_key")
 
     def __init__(self, items: Mapping[str, Choice] | Sequence[tuple[str, Choice]] = ()):
         pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(tuple(p) for p in items)
         self._items: tuple[tuple[str, Choice], ...] = pairs
         self._hash = hash(pairs)
+        self._key: str | None = None
 
     def __getitem__(self, key: str) -> Choice:
         for k, v in self._items:
@@ -81,7 +82,9 @@ class Arch(Mapping[str, Choice]):
 
     def key(self) -> str:
         """A canonical string: equal architectures give equal keys (used for de-duplication)."""
-        return json.dumps(self._items, separators=(",", ":"))
+        if self._key is None:
+            self._key = json.dumps(self._items, separators=(",", ":"))
+        return self._key
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,14 @@ class SearchSpace(ABC):
     def named_architectures(self) -> dict[str, Arch]:
         """Published architectures by name (for `inspect` and training). Override to add."""
         return {}
+
+    @classmethod
+    def options_for_arch(cls, name: str) -> dict[str, Any] | None:
+        """Space options a named architecture needs (e.g. its own layout), or None.
+
+        `nasframe inspect --arch NAME` applies them beneath the user's `--set` values.
+        """
+        return None
 
     def parse_arch(self, text: str) -> Arch:
         """Turn a name, a JSON/YAML mapping, or a space-specific text form into an Arch."""

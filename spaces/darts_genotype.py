@@ -279,7 +279,8 @@ class _Parser:
             self.take("(")
             args = self.sequence(")")
             if len(args) != 2 or not all(isinstance(a, int) for a in args) or not 0 <= args[1] - args[0] <= 64:
-                raise InvalidArchitecture(f"cannot read genotype: range{tuple(args)} must be range(a, b) with small ints")
+                raise InvalidArchitecture(
+                    f"cannot read genotype: range{tuple(args)} must be range(a, b) with small ints")
             return list(range(args[0], args[1]))
         raise InvalidArchitecture(f"cannot read genotype: unexpected {tok or 'end of text'!r}")
 

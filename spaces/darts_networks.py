@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from nasframe.data import DataSpec
-from nasframe.spaces.darts_genotype import EDGES, NODES, decision_name, edge_index
-from nasframe.spaces.darts_ops import FactorizedReduce, ReLUConvBN, drop_path, make_op
+
+from .darts_genotype import EDGES, NODES, decision_name, edge_index
+from .darts_ops import FactorizedReduce, ReLUConvBN, drop_path, make_op
 
 Variant = Literal["cifar", "imagenet"]
 #: one node's live inputs: (op module, source state index, drop-path applies)

@@ -26,13 +26,41 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+class AffineFreeBN(nn.BatchNorm2d):
+    """BatchNorm without learnable scale and shift (`affine` is False), as in DARTS' search ops.
+
+    It hands constant ones / zeros to `batch_norm`, because torch takes a slower multi-kernel
+    path (not cuDNN's fused kernel) when weight and bias are None; the result is the same.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=False)
+        self.register_buffer("unit_weight", torch.ones(channels), persistent=False)
+        self.register_buffer("zero_bias", torch.zeros(channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative average, as nn.BatchNorm2d does
+                factor = 1.0 / float(self.num_batches_tracked)
+        batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
+                            self.unit_weight, self.zero_bias, batch_stats, factor, self.eps)
+
+
+def batch_norm(channels: int, affine: bool) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels) if affine else AffineFreeBN(channels)
+
+
 class ReLUConvBN(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            batch_norm(c_out, affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +78,7 @@ class DilConv(nn.Module):
             nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in,
                       bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            batch_norm(c_out, affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,11 +94,11 @@ class SepConv(nn.Module):
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_in, 1, bias=False),
-            nn.BatchNorm2d(c_in, affine=affine),
+            batch_norm(c_in, affine),
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel, stride=1, padding=padding, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            batch_norm(c_out, affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +115,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = batch_norm(c_out, affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -106,7 +134,7 @@ def make_op(name: str, channels: int, stride: int, search: bool = False) -> nn.M
     if name in ("max_pool_3x3", "avg_pool_3x3"):
         pool: nn.Module = (nn.MaxPool2d(3, stride=stride, padding=1) if name == "max_pool_3x3"
                            else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False))
-        return nn.Sequential(pool, nn.BatchNorm2d(c, affine=False)) if search else pool
+        return nn.Sequential(pool, AffineFreeBN(c)) if search else pool
     if name == "skip_connect":
         return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
     if name == "sep_conv_3x3":

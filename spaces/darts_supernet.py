@@ -17,9 +17,10 @@ from torch import nn
 from nasframe.data import DataSpec
 from nasframe.errors import InvalidArchitecture
 from nasframe.space import Arch, Decision, Supernet
-from nasframe.spaces.darts_genotype import CELL_TYPES, DECISION_NAMES, EDGES, NODES, PRIMITIVES, decision_name
-from nasframe.spaces.darts_networks import Backbone, PlannedCell, Variant
-from nasframe.spaces.darts_ops import FactorizedReduce, make_op
+
+from .darts_genotype import CELL_TYPES, DECISION_NAMES, EDGES, NODES, PRIMITIVES, decision_name
+from .darts_networks import Backbone, PlannedCell, Variant
+from .darts_ops import FactorizedReduce, make_op
 
 _OP_INDEX = {name: i for i, name in enumerate(PRIMITIVES)}
 _SEP = {"sep_conv_3x3", "sep_conv_5x5"}
@@ -44,6 +45,8 @@ class SearchCell(PlannedCell):
     def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool):
         super().__init__(c_prev_prev, c_prev, channels, reduction, reduction_prev, search=True)
         self.edges = nn.ModuleList(MixedEdge(channels, 2 if reduction and k < 2 else 1) for _, k in EDGES)
+        #: op_table[e][o] is `edges[e].ops[o]`, as plain lists so `set_path` indexes without module lookups
+        self.op_table: list[list[nn.Module]] = [list(edge.ops) for edge in self.edges]
 
     def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, rows: Sequence[torch.Tensor],
                       allowed: Sequence[tuple[int, ...]]) -> torch.Tensor:
@@ -53,7 +56,7 @@ class SearchCell(PlannedCell):
         for j in NODES:
             total: torch.Tensor | None = None
             for k in range(j):
-                ops, w = self.edges[e].ops, rows[e]
+                ops, w = self.op_table[e], rows[e]
                 for pos, o in enumerate(allowed[e]):
                     if o == 0:  # w * zeros: no value and no gradient, so skip the work
                         continue
@@ -100,11 +103,11 @@ class DartsSupernet(Backbone, Supernet):
     def set_path(self, arch: Arch) -> None:
         ops = self._ops(arch)
         for cell in self.cells:
-            row = ops["reduce" if cell.reduction else "normal"]
+            row, table = ops["reduce" if cell.reduction else "normal"], cell.op_table
             nodes: list[list[tuple[nn.Module, int]]] = [[] for _ in NODES]
             for e, (j, k) in enumerate(EDGES):
                 if row[e] != 0:
-                    nodes[j - 2].append((cell.edges[e].ops[row[e]], k))
+                    nodes[j - 2].append((table[e][row[e]], k))
             cell.set_plan(nodes)
         self._path = arch if isinstance(arch, Arch) else Arch(arch)
 

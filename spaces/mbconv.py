@@ -140,7 +140,7 @@ class MBConvSupernet(_Frame, Supernet):
         super().__init__(layout, in_channels, num_classes, dropout, search_first=first_slot is not None)
         all_slots = ([first_slot] if first_slot is not None else []) + list(slots)
         self.choices = {s.name: tuple(choices[s.name]) for s in all_slots}
-        self.first_slot = first_slot.name if first_slot is not None else None
+        self.first_decision = first_slot.name if first_slot is not None else None
         self.blocks = nn.ModuleDict()
         for slot in all_slots:
             residual = slot is not first_slot
@@ -167,7 +167,7 @@ class MBConvSupernet(_Frame, Supernet):
 
     def set_path(self, arch: Arch) -> None:
         path = [self.blocks[_key(name)][op] for name, op in self._chosen(arch)]
-        if self.first_slot is None:
+        if self.first_decision is None:
             path.insert(0, self.first_block)
         self._path = path
 
@@ -183,7 +183,7 @@ class MBConvSupernet(_Frame, Supernet):
         """Sum of every op's output weighted by `weights[decision]` (aligned with `self.choices`);
         zero contributes its input, so with weights summing to 1 a residual slot is x + sum w_i f_i(x)."""
         x = self.stem(x)
-        if self.first_slot is None:
+        if self.first_decision is None:
             x = self.first_block(x)
         for name, ops in self._mixed:
             w = weights[name]
@@ -191,7 +191,7 @@ class MBConvSupernet(_Frame, Supernet):
         return self.classify(x)
 
     def path_parameter_names(self, arch: Arch) -> list[str]:
-        prefixes = ["stem.", "head.", "classifier."] + ([] if self.first_slot else ["first_block."])
+        prefixes = ["stem.", "head.", "classifier."] + ([] if self.first_decision else ["first_block."])
         prefixes += [f"blocks.{_key(name)}.{op}." for name, op in self._chosen(arch)]
         return [n for n, _ in self.named_parameters() if n.startswith(tuple(prefixes))]
 

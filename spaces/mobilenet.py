@@ -105,6 +105,19 @@ class MobileNetSpace(SearchSpace):
                 out[name] = Arch([(d.name, choices[d.name]) for d in self.decisions])
         return out
 
+    @classmethod
+    def options_for_arch(cls, name: str) -> dict[str, Any] | None:
+        """Space options under which the published architecture `name` is a member (None: no such
+        name), with the default op sets kept. A CLI can merge them under the user's own `--set`
+        values, so `--arch proxyless_gpu` needs no flags."""
+        if name not in NAMED_ARCHS:
+            return None
+        need = needed_options(NAMED_ARCHS[name])
+        defaults = cls.Options()
+        for key in ("kernels", "expand_ratios"):
+            need[key] = sorted(set(getattr(defaults, key)) | set(need[key]))
+        return need
+
     def parse_arch(self, text: str) -> Arch:
         """A named architecture, a JSON/YAML mapping, or a list of choices in decision order."""
         text = text.strip()
@@ -157,7 +170,8 @@ class MobileNetSpace(SearchSpace):
                 raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
             if arch[d.name] not in d.choices:
                 allowed = ", ".join(map(str, d.choices))
-                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of {allowed}")
+                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of "
+                                          f"{allowed}")
         return arch
 
     def build(self, arch: Arch, data: DataSpec) -> MBConvNet:

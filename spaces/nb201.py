@@ -61,23 +61,26 @@ class NB201Table:
     """Both benchmark tables (200-epoch test; 12-epoch val and test) for all 15,625 cells.
 
     Columns are float64 arrays in row (= benchmark index) order, keyed `<dataset>_<split>_<epochs>`,
-    e.g. `cifar10_val_12`, `cifar10_test_200`. Load it with `load_table()`, which caches it.
+    e.g. `cifar10_val_12`, `cifar10_test_200`. `archs[i]` is the cell of row i and `row_of` maps a
+    cell back to its row. Load it with `load_table()`, which caches it.
     """
 
     def __init__(self, path: Path = TABLE_PATH):
         with np.load(path, allow_pickle=False) as z:
-            self.ops: np.ndarray = z["ops"]
+            codes = z["ops"].tolist()
             names = tuple(str(s) for s in z["op_names"])
             self.columns: dict[str, np.ndarray] = {k: z[k] for k in z.files if k not in ("ops", "op_names")}
         if names != OPS:
             raise DataError(f"{path}: op order {names} differs from {OPS}; rebuild the table")
-        rows = [tuple(OPS[c] for c in r) for r in self.ops.tolist()]
-        #: ops tuple (an Arch's `values_tuple()`) -> row index
-        self.row_of: dict[tuple[str, ...], int] = {r: i for i, r in enumerate(rows)}
-        self.rows: list[tuple[str, ...]] = rows
+        # One (name, op) pair object per edge and op, shared by every Arch: 15,625 Archs cost ~2 MB.
+        pairs = [[(name, op) for op in OPS] for name in EDGE_NAMES]
+        #: the cell of each row; the space samples these very objects, so lookups hit on identity
+        self.archs: list[Arch] = [Arch([pairs[e][c] for e, c in enumerate(row)]) for row in codes]
+        #: cell (hashed by its (edge, op) pairs, i.e. by its op tuple) -> row index
+        self.row_of: dict[Arch, int] = {a: i for i, a in enumerate(self.archs)}
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.archs)
 
     def column(self, dataset: str, split: str, epochs: int) -> np.ndarray:
         key = f"{dataset}_{split}_{epochs}"
@@ -110,8 +113,35 @@ class NB201Space(SearchSpace):
     Options = NB201Options
     reference_data = "cifar10"
 
+    def __init__(self, options: NB201Options | None = None):
+        super().__init__(options)
+        self._all: tuple[list[Decision], list[Arch]] | None = None
+
     def define_decisions(self) -> list[Decision]:
         return [Decision(name, OPS) for name in EDGE_NAMES]
+
+    # ---- fast paths (with the tabular evaluator the runner's own overhead is the bottleneck) ------
+    def all_archs(self) -> list[Arch]:
+        """Every cell of the current (possibly restricted) space, in benchmark index order."""
+        decisions = self.decisions
+        if self._all is None or self._all[0] is not decisions:
+            archs = load_table().archs
+            if self._restriction:
+                allowed = [set(d.choices) for d in decisions]
+                archs = [a for a in archs if all(v in ok for v, ok in zip(a.values_tuple(), allowed))]
+            self._all = (decisions, archs)
+        return self._all[1]
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """Uniform over the current choices: one integer draw indexes the list of all cells."""
+        archs = self.all_archs()
+        return archs[int(rng.integers(len(archs)))]
+
+    def validate(self, arch: Any) -> Arch:
+        # A table cell as an Arch (names in decision order) is valid as it is, unless restricted.
+        if not self._restriction and isinstance(arch, Arch) and arch in load_table().row_of:
+            return arch
+        return super().validate(arch)
 
     # ---- benchmark index --------------------------------------------------------------------
     def benchmark_table(self) -> NB201Table:
@@ -120,14 +150,16 @@ class NB201Space(SearchSpace):
 
     def index_of(self, arch: Arch) -> int:
         """Benchmark index (table row) of a cell."""
-        return load_table().row_of[tuple(arch[n] for n in EDGE_NAMES)]
+        row_of = load_table().row_of
+        row = row_of.get(arch) if isinstance(arch, Arch) else None
+        return row if row is not None else row_of[self.validate(arch)]
 
     def arch_at(self, index: int) -> Arch:
         """The cell at benchmark index `index`."""
         table = load_table()
         if not 0 <= index < len(table):
             raise InvalidArchitecture(f"NB201 index {index} is out of range; indices are 0..{len(table) - 1}")
-        return Arch(zip(EDGE_NAMES, table.rows[index]))
+        return table.archs[index]
 
     def from_string(self, text: str) -> Arch:
         return self.validate(dict(zip(EDGE_NAMES, parse_cell_string(text))))

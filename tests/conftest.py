@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny CPU models run fastest on one thread, and a loaded 2-core CI machine makes two OpenMP
+# threads contend badly (seen: 0.05 s forwards taking 3-6 s).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_TOY = str(ROOT / "tests" / "plugins" / "core_toy.py")

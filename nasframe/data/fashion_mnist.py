@@ -45,7 +45,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) != header + int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: header says {shape}, file has {len(raw) - header} bytes of data")
+        raise DataError(f"{path} is truncated: header says {shape}, "
+                        f"file has {len(raw) - header} bytes of data")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -88,7 +89,8 @@ class FashionMNIST(Dataset):
             looked = ", ".join(str(d) for d in self.candidate_dirs())
             raise DataError(
                 f"Fashion-MNIST IDX files ({FILES['train_x']}[.gz] and 3 more) not found in {looked}; "
-                f"install them with `apt-get install dataset-fashion-mnist`, or set data.root and data.download=true"
+                f"install them with `apt-get install dataset-fashion-mnist`, "
+                f"or set data.root and data.download=true"
             )
         arrays = {key: read_idx(path) for key, path in files.items()}
         for part in ("train", "test"):

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
+from nasframe import (
+    Arch,
+    Decision,
+    Evaluator,
+    Result,
+    SearchSpace,
+    option,
+    register_evaluator,
+    register_space,
+)
 from nasframe.evaluator import Cost
 
 

@@ -1,0 +1,144 @@
+"""short_train's throughput against a bare PyTorch training loop on the same model and data.
+
+Both sides build the same architecture from the same seed, train it with the same recipe (SGD
+momentum 0.9, weight decay 3e-4, per-step cosine, gradient clipping 5, batch 64, shuffled
+device-resident data, no augmentation) and validate it once. The evaluator additionally counts
+parameters and MACs and checks the loss for NaN. Runs alternate (bare, evaluator, bare, ...) in
+one process, so machine load hits both alike; the ratio uses the best run of each side
+(load only ever adds time).
+
+    .venv/bin/python benchmarks/overhead.py                  # DARTS C=8, 5 cells, digits, 2 epochs
+    .venv/bin/python benchmarks/overhead.py --repeats 5 --data synthetic
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def make_space(args):
+    from nasframe.registry import load_plugin, spaces
+
+    if "darts" in spaces.names():
+        cls = spaces.get("darts")
+        space = cls(cls.Options(C=args.C, layers=args.layers))
+        return space, space.parse_arch("DARTS_V2"), f"darts C={args.C} layers={args.layers} DARTS_V2"
+    from pathlib import Path
+
+    load_plugin(str(Path(__file__).resolve().parent.parent / "tests" / "plugins" / "supernet_toy.py"))
+    space = spaces.get("supernet_toy")()
+    arch = space.validate({d.name: "conv3x3" for d in space.decisions})
+    return space, arch, "supernet_toy (conv3x3 everywhere)"
+
+
+def make_data(args):
+    from nasframe.data import DataOptions, DataSource
+
+    if args.data == "synthetic":
+        opts = DataOptions(name="synthetic", synthetic_shape=[3, 16, 16], synthetic_size=2048)
+    else:
+        opts = DataOptions(name="digits")
+    return DataSource(opts, seed=0, device="cpu")
+
+
+def bare_loop(space, arch, data, args) -> tuple[float, float]:
+    """The plain loop a user would write: returns (seconds, val_acc)."""
+    t0 = time.perf_counter()
+    search = data.search()
+    model = space.build(arch, search.spec)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=3e-4)
+    n = search.train_x.shape[0]
+    spe = n // args.batch_size
+    total = spe * args.epochs
+    step = 0
+    model.train()
+    for _ in range(args.epochs):
+        perm = torch.randperm(n)
+        for i in range(spe):
+            idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            x = (search.train_x[idx].float() / 255 - search.mean) / search.std
+            for g in opt.param_groups:
+                g["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * step / total))
+            out = model(x)
+            loss = F.cross_entropy(out[0] if isinstance(out, tuple) else out, search.train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, search.val_x.shape[0], 512):
+            x = (search.val_x[s:s + 512].float() / 255 - search.mean) / search.std
+            correct += int((model(x).argmax(1) == search.val_y[s:s + 512]).sum())
+    return time.perf_counter() - t0, 100.0 * correct / search.val_x.shape[0]
+
+
+def evaluator_run(space, arch, data, args) -> tuple[float, float]:
+    from nasframe.registry import evaluators
+
+    cls = evaluators.get("short_train")
+    ev = cls(space, cls.Options(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment="none",
+                                deterministic=False), data=data, device="cpu")
+    t0 = time.perf_counter()
+    result = ev.evaluate(arch)
+    seconds = time.perf_counter() - t0
+    if not result.ok:
+        raise SystemExit(f"short_train failed: {result.reason}")
+    return seconds, result.metrics["val_acc"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", choices=("digits", "synthetic"), default="digits",
+                   help="digits (real 8x8, 899 train images) or synthetic 3x16x16 (1024 train images)")
+    p.add_argument("--C", type=int, default=8, help="DARTS initial channels")
+    p.add_argument("--layers", type=int, default=5, help="DARTS cells")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--repeats", type=int, default=5, help="runs per side (alternating); the best of each is compared")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space, arch, label = make_space(args)
+    data = make_data(args)
+    data.search()
+    # warm-up: imports, allocator, first-call costs on both sides
+    torch.manual_seed(0)
+    bare_loop(space, arch, data, args)
+    torch.manual_seed(0)
+    evaluator_run(space, arch, data, args)
+    bare_s, ev_s, accs = [], [], []
+    for r in range(args.repeats):
+        torch.manual_seed(r)
+        s, a_bare = bare_loop(space, arch, data, args)
+        bare_s.append(s)
+        torch.manual_seed(r)
+        s, a_ev = evaluator_run(space, arch, data, args)
+        ev_s.append(s)
+        accs.append((a_bare, a_ev))
+    n_train = data.search().train_x.shape[0]
+    imgs = (n_train // args.batch_size) * args.batch_size * args.epochs
+    b, e = min(bare_s), min(ev_s)
+    print(f"model: {label}; data: {args.data} ({n_train} train images); {args.epochs} epochs, batch "
+          f"{args.batch_size}; {torch.get_num_threads()} CPU threads; {args.repeats} runs per side")
+    print(f"bare loop:    {b:7.3f} s per candidate  ({imgs / b:8.1f} train images/s)  runs: "
+          + ", ".join(f"{s:.3f}" for s in bare_s))
+    print(f"short_train:  {e:7.3f} s per candidate  ({imgs / e:8.1f} train images/s)  runs: "
+          + ", ".join(f"{s:.3f}" for s in ev_s))
+    print("val_acc (bare, short_train) per run: " + ", ".join(f"({a:.1f}, {c:.1f})" for a, c in accs))
+    print(f"throughput ratio short_train / bare = {b / e:.3f}  (goal >= 0.97; includes MAC counting)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""supernet: one weight-sharing network for the whole search; each evaluation trains one path.
+
+`evaluate(arch)` selects the single path of `arch` (`Supernet.set_path`), trains it for the
+budget on search-train with the shared SGD optimizer, and scores it on search-val (MDENAS'
+per-epoch step). Parameters off the path get no update at all, as in SPOS: the optimizer's
+group is narrowed to the path's parameters for every step, so their weights, momentum buffers
+and weight decay stay untouched. Strategies that shrink the space (ABS) also use
+`train_uniform`, `path_vectors` and `reset_base_weights` (`WeightSharingEvaluator`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
+from nasframe.data.batches import Batches
+from nasframe.errors import ConfigError, NasframeError, NotSupported
+from nasframe.evaluator import WEIGHT_SHARING, Budget, Cost, Evaluator, Result, WeightSharingEvaluator
+from nasframe.evaluators.training import (
+    Diverged,
+    StepRunner,
+    StepSettings,
+    cosine_lr,
+    deterministic_mode,
+    device_generator,
+    free_memory,
+    oom_reason,
+    recalibrate_bn,
+    validate,
+)
+from nasframe.model_stats import count_macs, count_parameters
+from nasframe.options import option
+from nasframe.registry import register_evaluator
+from nasframe.space import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class SupernetOptions:
+    epochs: float = option(1.0, "epochs of path training per evaluation (MDENAS: one)", min=0.001)
+    steps: int | None = option(None, "train this many steps per evaluation instead of `epochs`", min=1)
+    schedule_epochs: float = option(50.0, "length of the cosine learning-rate schedule in epochs (the planned "
+                                          "total of supernet training)", min=0.001)
+    batch_size: int = option(64, "training mini-batch size (DARTS search: 64)", min=1)
+    eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
+    lr: float = option(0.025, "initial SGD learning rate (DARTS search: 0.025)", min=0)
+    lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
+    momentum: float = option(0.9, "SGD momentum", min=0, max=1)
+    weight_decay: float = option(3e-4, "SGD weight decay (L2) on the path's parameters", min=0)
+    grad_clip: float | None = option(5.0, "clip the path's gradient norm to this (null or 0: off)", min=0)
+    auxiliary_weight: float = option(0.4, "weight of an auxiliary head's loss, if the supernet has one", min=0)
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
+    bn_recalibration_batches: int = option(0, "before validating, re-estimate BatchNorm statistics of the path "
+                                              "from this many train batches (SPOS; 0: off)", min=0)
+    augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
+                                  "images, none otherwise", choices=AUGMENT_CHOICES)
+    cutout: int = option(0, "cutout square side in pixels (0: off)", min=0)
+    amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
+    channels_last: bool = option(True, "CUDA only: NHWC memory format for the supernet and batches")
+    deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
+    model_stats: bool = option(False, "also build each path as a stand-alone network to report its "
+                                      "parameters and MACs")
+    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
+                              min=1)
+
+
+@register_evaluator("supernet")
+class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
+    """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
+
+    Options = SupernetOptions
+    capabilities = frozenset({WEIGHT_SHARING})
+
+    def __init__(self, space: SearchSpace, options: SupernetOptions | None = None, *, data=None, device="cpu"):
+        super().__init__(space, options, data=data, device=device)
+        self.device = torch.device(device)
+        self.supernet: Any = None
+        self.optimizer: torch.optim.SGD | None = None
+        self.base: dict[str, torch.Tensor] = {}
+        self.step = 0  # position in the learning-rate schedule, over all training of the supernet
+        self._extra = Cost()
+        self._batches: Batches | None = None
+        self._transform: BatchTransform | None = None
+        self._runner: StepRunner | None = None
+        self._params: dict[str, torch.nn.Parameter] = {}
+
+    # ---- construction ------------------------------------------------------------------------
+    @property
+    def _cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _settings(self) -> StepSettings:
+        o = self.options
+        return StepSettings(grad_clip=o.grad_clip, auxiliary_weight=o.auxiliary_weight,
+                            label_smoothing=o.label_smoothing, amp=o.amp and self._cuda, check_every=o.check_every)
+
+    def _data(self) -> tuple[Batches, BatchTransform]:
+        if self._batches is None:
+            if self.data is None:
+                raise ConfigError("supernet needs a data set (evaluators get one from the run's data: section)")
+            search = self.data.search()
+            batches = Batches(search)
+            policy = choose_policy(self.options.augment, batches.spec, cutout=self.options.cutout,
+                                   streaming=batches.streaming)
+            channels_last = self._cuda and self.options.channels_last
+            self._transform = BatchTransform(search.mean, search.std, policy, channels_last=channels_last)
+            self._batches = batches
+        return self._batches, self._transform  # type: ignore[return-value]
+
+    def _build(self) -> None:
+        """Build the supernet and its optimizer at first use (the weights come from torch's global RNG)."""
+        if self.supernet is not None:
+            return
+        if not getattr(self.space, "supports_supernet", False):
+            raise NotSupported(f"space {self.space.name!r} has no weight-sharing supernet; use evaluator "
+                               f"short_train or another space")
+        batches, transform = self._data()
+        o = self.options
+        net = self.space.build_supernet(batches.spec).to(self.device)
+        if self._cuda and o.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.supernet = net
+        self._params = dict(net.named_parameters())
+        self.optimizer = torch.optim.SGD(list(self._params.values()), lr=o.lr, momentum=o.momentum,
+                                         weight_decay=o.weight_decay)
+        self._runner = StepRunner(net, self.optimizer, transform, self._settings(), self.device)
+        self.base = {name: p.detach().clone() for name, p in self._params.items()}
+
+    def _steps_per_epoch(self) -> int:
+        batches, _ = self._data()
+        return batches.steps_per_epoch(self.options.batch_size)
+
+    def _lr_at(self, first: int) -> Any:
+        total = max(1, round(self.options.schedule_epochs * self._steps_per_epoch()))
+        o = self.options
+        return lambda i: cosine_lr(first + i, total, o.lr, o.lr_min)
+
+    def path_params(self, arch: Arch) -> list[torch.nn.Parameter]:
+        """The parameters `arch`'s path trains, in the supernet's own order."""
+        names = self.supernet.path_parameter_names(arch)
+        try:
+            return [self._params[n] for n in names]
+        except KeyError as exc:
+            raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
+
+    # ---- training ----------------------------------------------------------------------------
+    def _train(self, steps: int, params_for: Any) -> Any:
+        """Run `steps` shared-weight steps; on divergence or OOM restore the weights and re-raise."""
+        batches, _ = self._data()
+        generator = device_generator(self.device)
+        snapshot = self._snapshot()
+        try:
+            stats = self._runner.run(batches.train(self.options.batch_size, generator), steps,  # type: ignore
+                                     self._lr_at(self.step), params_for=params_for, generator=generator)
+        except (Diverged, torch.OutOfMemoryError):
+            self._restore(snapshot)
+            raise
+        self.step += steps
+        return stats
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Copies of weights, buffers and optimizer state, to undo a diverged or failed training call.
+
+        A diverged path must not poison the weights every later candidate shares.
+        """
+        opt_state = {p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+                     for p, s in self.optimizer.state.items()}  # type: ignore[union-attr]
+        return {"weights": {k: v.detach().clone() for k, v in self.supernet.state_dict().items()},
+                "optimizer": opt_state}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(snapshot["weights"])
+        self.optimizer.state.clear()  # type: ignore[union-attr]
+        self.optimizer.state.update(snapshot["optimizer"])  # type: ignore[union-attr]
+
+    def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        start = time.perf_counter()
+        o = self.options
+        deterministic = o.deterministic if o.deterministic is not None else not self._cuda
+        with deterministic_mode(deterministic):
+            self._build()
+            batches, transform = self._data()
+            spe = self._steps_per_epoch()
+            if budget is not None and budget.steps is not None:
+                steps = max(1, int(budget.steps))
+            elif budget is not None and budget.epochs is not None:
+                steps = max(1, round(budget.epochs * spe))
+            else:
+                steps = o.steps if o.steps is not None else max(1, round(o.epochs * spe))
+            cost = Cost(0.0, steps / spe)
+            self.supernet.set_path(arch)
+            params = self.path_params(arch)
+            failure, out_of_memory = None, False
+            try:
+                stats = self._train(steps, lambda i: params)
+                if o.bn_recalibration_batches:
+                    recalibrate_bn(self.supernet, batches.train(o.batch_size, device_generator(self.device)),
+                                   transform, o.bn_recalibration_batches, self.device, self._settings().amp)
+                val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform,
+                                             self.device, self._settings().amp)
+            except Diverged as exc:
+                failure = f"{exc} (the path's weights were restored)"
+            except torch.OutOfMemoryError as exc:
+                failure, out_of_memory = oom_reason(exc), True
+        if failure is not None:
+            if out_of_memory:
+                free_memory(self.device)
+            cost.seconds = time.perf_counter() - start
+            return Result.failed(failure, cost)
+        cost.seconds = time.perf_counter() - start
+        if not math.isfinite(val_loss):
+            return Result.failed("validation loss is not finite (training loss stayed finite)", cost)
+        metrics = {"val_acc": val_acc, "val_loss": val_loss, "train_loss": stats.mean_loss}
+        params_n = macs = None
+        if o.model_stats:
+            child = self.space.build(arch, batches.spec)
+            params_n, macs = count_parameters(child), count_macs(child, batches.spec.input_shape)
+        return Result("ok", metrics, params=params_n, macs=macs, cost=cost)
+
+    # ---- WeightSharingEvaluator --------------------------------------------------------------
+    def train_uniform(self, space: SearchSpace, epochs: float) -> Cost:
+        """Train with a fresh uniform path of `space` every step (paths drawn by a numpy Generator
+        seeded from torch's global RNG). The cost is also kept for `drain_extra_cost`."""
+        start = time.perf_counter()
+        o = self.options
+        deterministic = o.deterministic if o.deterministic is not None else not self._cuda
+        with deterministic_mode(deterministic):
+            self._build()
+            spe = self._steps_per_epoch()
+            steps = max(1, round(epochs * spe))
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            paths = [space.sample(rng) for _ in range(steps)]
+
+            def params_for(i: int) -> Sequence[torch.Tensor]:
+                self.supernet.set_path(paths[i])
+                return self.path_params(paths[i])
+
+            try:
+                self._train(steps, params_for)
+            except Diverged as exc:
+                raise NasframeError(f"supernet training diverged in train_uniform: {exc}; the weights were "
+                                    f"restored; lower evaluator.lr") from None
+            except torch.OutOfMemoryError as exc:
+                reason = oom_reason(exc)
+                free_memory(self.device)
+                raise NasframeError(f"supernet training in train_uniform ran {reason}; lower "
+                                    f"evaluator.batch_size") from None
+        cost = Cost(time.perf_counter() - start, steps / spe)
+        self._extra = Cost(self._extra.seconds + cost.seconds, self._extra.epochs + cost.epochs)
+        return cost
+
+    def drain_extra_cost(self) -> Cost:
+        cost, self._extra = self._extra, Cost()
+        return cost
+
+    @torch.no_grad()
+    def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
+        self._build()
+        base, current = [], []
+        for term in self.supernet.angle_terms(arch):
+            if isinstance(term, str):
+                if term not in self._params:
+                    raise NotSupported(f"angle term names unknown parameter {term!r}")
+                base.append(self.base[term].reshape(-1).float())
+                current.append(self._params[term].detach().reshape(-1).float())
+            else:
+                const = term.detach().reshape(-1).to(self.device, torch.float32)
+                base.append(const)
+                current.append(const)
+        if not base:
+            empty = torch.zeros(0, device=self.device)
+            return empty, empty.clone()
+        return torch.cat(base), torch.cat(current)
+
+    def reset_base_weights(self) -> None:
+        self._build()
+        self.base = {name: p.detach().clone() for name, p in self._params.items()}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, buffers, optimizer state, schedule position and base weights (tensors and plain
+        numbers only, so `torch.load(weights_only=True)` reads it)."""
+        if self.supernet is None:
+            return {"built": False}
+        return {
+            "built": True,
+            "weights": {k: v.detach().clone() for k, v in self.supernet.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),  # type: ignore[union-attr]
+            "step": self.step,
+            "base": {k: v.clone() for k, v in self.base.items()},
+            "extra_cost": [self._extra.seconds, self._extra.epochs],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state.get("built"):
+            return
+        self._build()
+        self.supernet.load_state_dict(state["weights"])
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+        self.step = int(state["step"])
+        self.base = {k: v.to(self.device) for k, v in state["base"].items()}
+        self._extra = Cost(*state["extra_cost"])
+
+    def close(self) -> None:
+        self.supernet = self.optimizer = self._runner = None
+        self._params, self.base = {}, {}
+        free_memory(self.device)

@@ -1,0 +1,325 @@
+"""ABS: shrink the search space by the angle metric, then hand it to another strategy.
+
+Hu et al., "Angle-based Search Space Shrinking for Neural Architecture Search" (ECCV 2020),
+reference section 2. A weight-sharing supernet is trained by uniform single-path sampling over
+the current space; each operator (decision, choice) is scored by the mean angle its child models
+have turned away from the base weights (`angle.py`), and the lowest-scored operators are dropped.
+When the space is small enough, the shrunk space (`space.restrict`, nothing special) goes to a
+base strategy named by option, which searches it on the remaining budget and whose results ABS
+returns.
+
+One shrinking step runs per `ask` (train, score, drop), so the runner checkpoints after each
+step; the step's proposal is one uniform architecture of the new space, so every step is also
+one evaluation in history.jsonl, carrying the step's drops in its `strategy` metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from nasframe.strategies.angle import angle, drop_global, drop_per_decision, operator_scores, sample_children
+
+from nasframe.errors import CapabilityError, ConfigError
+from nasframe.evaluator import WEIGHT_SHARING, Evaluator, Result, WeightSharingEvaluator
+from nasframe.options import build_options, option
+from nasframe.registry import register_strategy, strategies
+from nasframe.space import Arch, Choice, Decision, SearchSpace
+from nasframe.strategy import Strategy
+
+Schedule = Literal["auto", "per_decision", "global"]
+
+
+@dataclass(frozen=True)
+class AbsOptions:
+    base: str = option("random", "strategy that searches the shrunk space (any registered strategy but abs)")
+    base_options: dict[str, Any] = option(default_factory=dict,
+                                          help="options of the base strategy (its own `strategy:` keys)")
+    schedule: Schedule = option(
+        "auto", "per_decision: drop every decision's lowest operator per step (DARTS, FairNAS); global: drop "
+                "the drop_per_step lowest operators overall (SPOS, ProxylessNAS); auto: per_decision when all "
+                "decisions offer the same choices, else global")
+    samples_per_operator: int = option(1000, "distinct child models averaged into an operator's score", min=1)
+    drop_per_step: int = option(7, "global schedule: operators dropped per step (K)", min=1)
+    min_choices: int = option(2, "per_decision schedule: choices every decision keeps (global keeps 1)", min=1)
+    target_size: int = option(1_000_000, "stop once the space holds at most this many architectures "
+                                         "(checked before each step)", min=1)
+    max_steps: int | None = option(None, "stop after this many steps (null: no limit)", min=0)
+    warmup_epochs: float = option(100.0, "uniform supernet training before the first step (reference: SPOS 100, "
+                                         "DARTS 150)", min=0)
+    epochs_between_steps: float = option(5.0, "uniform supernet training before each later step (reference: "
+                                              "SPOS 5, DARTS 20)", min=0)
+    base_after_epochs: float = option(0.0, "uniform training before the base weights are saved (0: the "
+                                           "initialisation, as SPOS; DARTS saved them after its warm-up)", min=0)
+    reset_base: bool = option(True, "replace the base weights by the current ones once, after the step that "
+                                    "takes the dropped operators above reset_base_after (reference SPOS, FairNAS); "
+                                    "false: never (reference DARTS)")
+    reset_base_after: int = option(50, "dropped operators that trigger the one base replacement", min=0)
+    final_epochs: float = option(0.0, "uniform training on the shrunk space before the base strategy starts "
+                                      "(reference SPOS: 100)", min=0)
+
+
+def resolve_schedule(schedule: str, decisions: Sequence[Decision]) -> str:
+    """`auto` is per_decision when every decision offers the same choices (DARTS edges, FairNAS
+    layers), else global (SPOS / ProxylessNAS, where only some layers offer identity)."""
+    if schedule != "auto":
+        return schedule
+    return "per_decision" if len({d.choices for d in decisions}) <= 1 else "global"
+
+
+@register_strategy("abs")
+class AbsShrinking(Strategy):
+    """ABS: angle-based search-space shrinking on a supernet, then a base strategy on the shrunk space."""
+
+    Options = AbsOptions
+    requires = frozenset({WEIGHT_SHARING})
+
+    def __init__(self, space: SearchSpace, options: AbsOptions | None = None, *, seed: int | None = None):
+        super().__init__(space, options, seed=seed)
+        o = self.options
+        self._base_cls = strategies.get(o.base)
+        if issubclass(self._base_cls, AbsShrinking):
+            raise ConfigError(f"strategy.base: {o.base!r} is ABS itself; choose another strategy, e.g. random or "
+                              "mdenas")
+        self._base_options = build_options(self._base_cls.Options, o.base_options, "strategy.base_options")
+        self.schedule = resolve_schedule(o.schedule, space.decisions)
+        self._evaluator: WeightSharingEvaluator | None = None
+        self.current = space
+        self._base: Strategy | None = None
+        self._base_seed: int | None = None
+        self.step = 0
+        self.base_saved = False
+        self.base_reset = False
+        self.dropped_total = 0
+        self.supernet_epochs = 0.0
+        self.steps: list[dict[str, Any]] = []  # one record per step: dropped operators, size, scores
+        self._last_scores: dict[str, dict[Choice, float]] = {}
+        self._report: dict[str, Any] | None = None
+
+    # ---- wiring ------------------------------------------------------------------------------------
+    def attach(self, evaluator: Evaluator) -> None:
+        if not isinstance(evaluator, WeightSharingEvaluator):
+            raise CapabilityError(f"abs: evaluator {type(evaluator).__name__} declares {WEIGHT_SHARING} but does "
+                                  "not implement WeightSharingEvaluator (train_uniform, path_vectors, "
+                                  "reset_base_weights)")
+        missing = set(self._base_cls.requires) - set(evaluator.capabilities)
+        if missing:
+            raise CapabilityError(f"strategy.base {self.options.base!r} needs an evaluator with "
+                                  f"{', '.join(sorted(missing))}; this evaluator has none")
+        self._evaluator = evaluator
+        if self._base is not None:
+            self._base.attach(evaluator)
+
+    @property
+    def base_strategy(self) -> Strategy | None:
+        """The base strategy, once shrinking has ended."""
+        return self._base
+
+    @property
+    def shrinking(self) -> bool:
+        return self._base is None
+
+    # ---- ask / tell --------------------------------------------------------------------------------
+    def ask(self) -> list[Arch]:
+        """While shrinking: one step (train, score, drop) and one uniform architecture of the new
+        space; after the last step, the base strategy's proposals."""
+        if self._base is None:
+            proposal = self._shrink_step()
+            if proposal is not None:
+                return [proposal]
+        return self._require_base().ask()
+
+    def tell(self, arch: Arch, result: Result) -> None:
+        if self._base is None:
+            super().tell(arch, result)  # best of the step proposals: the fallback if shrinking never ends
+            self._report = self.steps[-1] if self.steps else None
+        else:
+            self._base.tell(arch, result)
+            self._report = None
+
+    @property
+    def done(self) -> bool:
+        return self._base is not None and self._base.done
+
+    # ---- shrinking -----------------------------------------------------------------------------------
+    def _ws(self) -> WeightSharingEvaluator:
+        if self._evaluator is None:
+            raise CapabilityError("abs needs attach(evaluator) with a weight-sharing evaluator before ask()")
+        return self._evaluator
+
+    def _train(self, epochs: float) -> None:
+        if epochs <= 0:
+            return
+        # the evaluator draws paths from torch's global RNG: seed it from ours so a step is reproducible
+        torch.manual_seed(int(self.rng.integers(2**63 - 1)))
+        self._ws().train_uniform(self.current, epochs)
+        self.supernet_epochs += epochs
+
+    def _floor(self) -> int:
+        """Choices a decision keeps at least under the schedule."""
+        return self.options.min_choices if self.schedule == "per_decision" else 1
+
+    def finished(self) -> bool:
+        """Whether the next step would not run (checked before each step, as the reference does)."""
+        o = self.options
+        if o.max_steps is not None and self.step >= o.max_steps:
+            return True
+        if self.current.size() <= o.target_size:
+            return True
+        return all(len(d.choices) <= self._floor() for d in self.current.decisions)
+
+    def _shrink_step(self) -> Arch | None:
+        o = self.options
+        ev = self._ws()
+        # the evaluator may draw from torch's global RNG (building the supernet, for one): seed it from ours
+        torch.manual_seed(int(self.rng.integers(2**63 - 1)))
+        if not self.base_saved:
+            self._train(o.base_after_epochs)
+            ev.reset_base_weights()
+            self.base_saved = True
+        if self.finished():
+            self._start_base()
+            return None
+        self._train(o.warmup_epochs if self.step == 0 else o.epochs_between_steps)
+        decisions = self.current.decisions
+        scored = [d.name for d in decisions if len(d.choices) > self._floor()]
+        sample = sample_children(decisions, scored, o.samples_per_operator, self.rng)
+        with torch.no_grad():
+            angles = [angle(*ev.path_vectors(child)) for child in sample.children]
+        values = torch.stack(angles).cpu().numpy() if angles else np.zeros(0)
+        scores, counts = operator_scores(sample, values)
+        if self.schedule == "per_decision":
+            dropped = drop_per_decision(sample.operators, scores, decisions, o.min_choices)
+        else:
+            dropped = drop_global(sample.operators, scores, decisions, o.drop_per_step)
+        by_decision: dict[str, list[Choice]] = {}
+        for name, choice in dropped:
+            by_decision.setdefault(name, []).append(choice)
+        self.current = self.current.restrict(
+            {n: [c for c in self.current.decision(n).choices if c not in gone] for n, gone in by_decision.items()})
+        self.step += 1
+        self.dropped_total += len(dropped)
+        reset = o.reset_base and not self.base_reset and self.dropped_total > o.reset_base_after
+        if reset:
+            ev.reset_base_weights()
+            self.base_reset = True
+        table: dict[str, dict[Choice, float]] = {}
+        for (name, choice), s in zip(sample.operators, scores):
+            table.setdefault(name, {})[choice] = float(s)
+        self._last_scores.update(table)
+        self.steps.append({
+            "step": self.step, "dropped": {n: list(c) for n, c in by_decision.items()},
+            "dropped_count": len(dropped), "log10_size": self.current.log10_size(), "children": len(sample.children),
+            "mean_angle": float(values.mean()) if values.size else None, "base_reset": reset,
+            "scores": {n: [[c, s] for c, s in row.items()] for n, row in table.items()},
+            "min_count": int(counts.min()) if counts.size else 0,
+        })
+        return self.current.sample(self.rng)
+
+    def _require_base(self) -> Strategy:
+        if self._base is None:
+            raise RuntimeError("abs: the base strategy exists only once shrinking has ended")
+        return self._base
+
+    def _make_base(self, seed: int) -> Strategy:
+        base = self._base_cls(self.current, self._base_options, seed=seed)
+        if self._evaluator is not None:
+            base.attach(self._evaluator)
+        return base
+
+    def _start_base(self) -> None:
+        self._train(self.options.final_epochs)
+        self._base_seed = int(self.rng.integers(2**31 - 1))
+        self._base = self._make_base(self._base_seed)
+
+    # ---- results -----------------------------------------------------------------------------------
+    def final(self) -> Arch | None:
+        """The base strategy's answer (inside the shrunk space); before it exists, the best step proposal."""
+        if self._base is not None:
+            found = self._base.final()
+            if found is not None:
+                return found
+        return super().final()
+
+    def restriction(self) -> dict[str, list[Choice]]:
+        """The remaining choices of every decision."""
+        return {d.name: list(d.choices) for d in self.current.decisions}
+
+    def final_weights(self) -> dict[str, list[float]]:
+        """Per decision of the unshrunk space: 0 for dropped choices; for kept ones the base strategy's
+        weights if it has any, else their latest angle scores (normalised), else uniform."""
+        base_weights: Mapping[str, Sequence[float]] = {}
+        if self._base is not None:
+            base_weights = self._base.final_weights() or {}
+        out = {}
+        for d in self.space.decisions:
+            kept = self.current.decision(d.name).choices
+            if d.name in base_weights:
+                w = dict(zip(kept, map(float, base_weights[d.name])))
+            else:
+                scores = self._last_scores.get(d.name, {})
+                raw = [scores.get(c, float("nan")) for c in kept]
+                total = sum(raw)
+                if len(kept) > 1 and np.isfinite(total) and total > 0:
+                    w = {c: s / total for c, s in zip(kept, raw)}
+                else:
+                    w = {c: 1.0 / len(kept) for c in kept}
+            out[d.name] = [w.get(c, 0.0) for c in d.choices]
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        """Every line: step count, log10 size, supernet epochs. A step's line adds its drops, the
+        remaining choices and the operator scores; the base strategy's lines add its own metrics."""
+        out: dict[str, Any] = {"abs_steps": self.step, "abs_log10_size": self.current.log10_size(),
+                               "abs_supernet_epochs": self.supernet_epochs}
+        if self._report is not None:
+            r = self._report
+            out.update({
+                "abs_dropped": r["dropped"], "abs_dropped_count": r["dropped_count"],
+                "abs_remaining": self.restriction(),
+                "abs_remaining_counts": [len(d.choices) for d in self.current.decisions],
+                "abs_scores": {n: {str(c): s for c, s in row} for n, row in r["scores"].items()},
+                "abs_mean_angle": r["mean_angle"], "abs_children": r["children"],
+            })
+        if self._base is not None:
+            out.update(self._base.metrics())
+        return out
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "abs": {
+                "schedule": self.schedule, "step": self.step, "base_saved": self.base_saved,
+                "base_reset": self.base_reset, "dropped_total": self.dropped_total,
+                "supernet_epochs": self.supernet_epochs,
+                "restriction": [[d.name, list(d.choices)] for d in self.current.decisions],
+                "steps": self.steps,
+                "last_scores": [[n, [[c, s] for c, s in row.items()]] for n, row in self._last_scores.items()],
+                "base_seed": self._base_seed,
+            },
+            "base": self._base.state_dict() if self._base is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        a = state["abs"]
+        names = [d.name for d in self.space.decisions]
+        saved = [n for n, _ in a["restriction"]]
+        if saved != names or a["schedule"] != self.schedule:
+            raise ConfigError("abs: checkpoint was saved for a space with other decisions or another schedule; "
+                              "resume it with the options it was started with")
+        super().load_state_dict(state)
+        self.step, self.base_saved, self.base_reset = int(a["step"]), bool(a["base_saved"]), bool(a["base_reset"])
+        self.dropped_total, self.supernet_epochs = int(a["dropped_total"]), float(a["supernet_epochs"])
+        self.current = self.space.restrict({n: list(c) for n, c in a["restriction"]})
+        self.steps = list(a["steps"])
+        self._last_scores = {n: {c: float(s) for c, s in row} for n, row in a["last_scores"]}
+        self._base_seed = a["base_seed"]
+        self._base = None
+        self._report = None
+        if state.get("base") is not None:
+            self._base = self._make_base(int(self._base_seed))
+            self._base.load_state_dict(state["base"])

@@ -1,0 +1,117 @@
+"""A toy space and a fake weight-sharing evaluator whose path vectors the ABS tests control.
+
+Loaded with `--plugin tests/plugins/abs_fakes.py` (or `load_plugin`). Every (decision, choice)
+owns a small weight vector; a path's vector is a fixed frame vector followed by the vectors of
+its choices ('zero' and 'none' add nothing, like an identity block). `train_uniform` moves the
+vectors of the allowed choices by random steps from torch's global RNG, choice j of a decision
+moving (1 + j) times as far (option `spread`), except operators listed as frozen, which never move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
+from nasframe.evaluator import WEIGHT_SHARING, Cost, WeightSharingEvaluator
+
+EMPTY = ("zero", "none")
+
+
+@dataclass(frozen=True)
+class AbsToyOptions:
+    decisions: int = option(4, "number of decisions", min=1)
+    choices: int = option(3, "ordinary choices per decision (op0, op1, ...)", min=1)
+    zero_on: list[int] = option(default_factory=list, help="decisions that also offer 'zero' (identity)")
+
+
+@register_space("abs_toy")
+class AbsToySpace(SearchSpace):
+    """Decisions d0..dN with choices op0..opK, plus 'zero' on the decisions listed in zero_on."""
+
+    Options = AbsToyOptions
+
+    def define_decisions(self) -> list[Decision]:
+        ops = tuple(f"op{j}" for j in range(self.options.choices))
+        return [Decision(f"d{i}", ops + (("zero",) if i in self.options.zero_on else ()))
+                for i in range(self.options.decisions)]
+
+    def build(self, arch: Arch, data) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(data.channels * data.height * data.width, data.num_classes))
+
+
+@dataclass(frozen=True)
+class FakeWSOptions:
+    dim: int = option(4, "elements per operator vector", min=1)
+    frozen: list[str] = option(default_factory=list, help="operators 'decision=choice' that never move")
+    step: float = option(0.05, "size of a training move per epoch", min=0)
+    spread: bool = option(True, "choice j of a decision moves (1 + j) times as far; false: all alike")
+
+
+@register_evaluator("abs_fake_ws")
+class FakeWeightSharing(Evaluator, WeightSharingEvaluator):
+    """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
+
+    Options = FakeWSOptions
+    capabilities = frozenset({WEIGHT_SHARING})
+
+    def __init__(self, space, options=None, *, data=None, device="cpu"):
+        super().__init__(space, options, data=data, device=device)
+        g = torch.Generator().manual_seed(1234)
+        dim = self.options.dim
+        self.frame = torch.randn(3 * dim, generator=g)
+        self.current = {f"{d.name}={c}": torch.randn(dim, generator=g)
+                        for d in space.define_decisions() for c in d.choices if c not in EMPTY}
+        self.base = {k: v.clone() for k, v in self.current.items()}
+        self.frame_base = self.frame.clone()
+        self.trained: list[tuple[float, float]] = []  # (log10 size of the space trained on, epochs)
+        self.resets = 0
+        self._extra = Cost()
+
+    def train_uniform(self, space, epochs: float) -> Cost:
+        frozen, o = set(self.options.frozen), self.options
+        for d in space.decisions:
+            for j, c in enumerate(d.choices):
+                key = f"{d.name}={c}"
+                if c in EMPTY or key in frozen:
+                    continue
+                self.current[key] += torch.randn(o.dim) * o.step * epochs * (1 + j if o.spread else 1)
+        self.frame += torch.randn(self.frame.shape) * self.options.step * epochs
+        self.trained.append((space.log10_size(), float(epochs)))
+        cost = Cost(0.0, float(epochs))
+        self._extra = Cost(self._extra.seconds, self._extra.epochs + cost.epochs)
+        return cost
+
+    def _parts(self, arch: Arch, table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [table[f"{n}={c}"] for n, c in arch.items() if c not in EMPTY]
+
+    def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.cat([self.frame_base, *self._parts(arch, self.base)]),
+                torch.cat([self.frame, *self._parts(arch, self.current)]))
+
+    def reset_base_weights(self) -> None:
+        self.base = {k: v.clone() for k, v in self.current.items()}
+        self.frame_base = self.frame.clone()
+        self.resets += 1
+
+    def evaluate(self, arch: Arch, budget=None) -> Result:
+        score = sum(float(str(c)[2:]) if str(c).startswith("op") else 0.0 for c in arch.values())
+        return Result(metrics={"val_acc": score + 0.1 * float(torch.rand(()))}, cost=Cost(0.0, 1.0))
+
+    def drain_extra_cost(self) -> Cost:
+        out, self._extra = self._extra, Cost()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"current": dict(self.current), "base": dict(self.base), "frame": self.frame,
+                "frame_base": self.frame_base, "resets": self.resets,
+                "trained": [list(t) for t in self.trained]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current = {k: v.clone() for k, v in state["current"].items()}
+        self.base = {k: v.clone() for k, v in state["base"].items()}
+        self.frame, self.frame_base = state["frame"].clone(), state["frame_base"].clone()
+        self.resets = state["resets"]
+        self.trained = [tuple(t) for t in state["trained"]]
