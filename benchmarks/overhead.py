@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+
+clock = time.perf_counter
 
 
 def make_space(args):
@@ -48,7 +51,7 @@ def make_data(args):
 
 def bare_loop(space, arch, data, args) -> tuple[float, float]:
     """The plain loop a user would write: returns (seconds, val_acc)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     search = data.search()
     model = space.build(arch, search.spec)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=3e-4)
@@ -77,18 +80,20 @@ def bare_loop(space, arch, data, args) -> tuple[float, float]:
         for s in range(0, search.val_x.shape[0], 512):
             x = (search.val_x[s:s + 512].float() / 255 - search.mean) / search.std
             correct += int((model(x).argmax(1) == search.val_y[s:s + 512]).sum())
-    return time.perf_counter() - t0, 100.0 * correct / search.val_x.shape[0]
+    return clock() - t0, 100.0 * correct / search.val_x.shape[0]
 
 
-def evaluator_run(space, arch, data, args) -> tuple[float, float]:
+def evaluator_run(space, arch, data, args, model_stats: bool = True) -> tuple[float, float]:
     from nasframe.registry import evaluators
 
     cls = evaluators.get("short_train")
+    # the bare loop does not recalibrate BatchNorm, so neither does the evaluator here
     ev = cls(space, cls.Options(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment="none",
-                                deterministic=False), data=data, device="cpu")
-    t0 = time.perf_counter()
+                                deterministic=False, bn_recalibration_batches=0, model_stats=model_stats),
+             data=data, device="cpu")
+    t0 = clock()
     result = ev.evaluate(arch)
-    seconds = time.perf_counter() - t0
+    seconds = clock() - t0
     if not result.ok:
         raise SystemExit(f"short_train failed: {result.reason}")
     return seconds, result.metrics["val_acc"]
@@ -106,18 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=5, help="runs per side (alternating); the best of each is compared")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)")
     args = p.parse_args(argv)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     space, arch, label = make_space(args)
     data = make_data(args)
     data.search()
-    # warm-up: imports, allocator, first-call costs on both sides
-    torch.manual_seed(0)
-    bare_loop(space, arch, data, args)
-    torch.manual_seed(0)
-    evaluator_run(space, arch, data, args)
-    bare_s, ev_s, accs = [], [], []
+    # warm-up: imports, allocator, first-call costs on all sides
+    for fn in (bare_loop, evaluator_run):
+        torch.manual_seed(0)
+        fn(space, arch, data, args)
+    bare_s, ev_s, lean_s, accs = [], [], [], []
     for r in range(args.repeats):
         torch.manual_seed(r)
         s, a_bare = bare_loop(space, arch, data, args)
@@ -125,18 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(r)
         s, a_ev = evaluator_run(space, arch, data, args)
         ev_s.append(s)
+        torch.manual_seed(r)
+        lean_s.append(evaluator_run(space, arch, data, args, model_stats=False)[0])
         accs.append((a_bare, a_ev))
     n_train = data.search().train_x.shape[0]
     imgs = (n_train // args.batch_size) * args.batch_size * args.epochs
-    b, e = min(bare_s), min(ev_s)
+    b, e, lean = min(bare_s), min(ev_s), min(lean_s)
     print(f"model: {label}; data: {args.data} ({n_train} train images); {args.epochs} epochs, batch "
-          f"{args.batch_size}; {torch.get_num_threads()} CPU threads; {args.repeats} runs per side")
-    print(f"bare loop:    {b:7.3f} s per candidate  ({imgs / b:8.1f} train images/s)  runs: "
-          + ", ".join(f"{s:.3f}" for s in bare_s))
-    print(f"short_train:  {e:7.3f} s per candidate  ({imgs / e:8.1f} train images/s)  runs: "
-          + ", ".join(f"{s:.3f}" for s in ev_s))
+          f"{args.batch_size}; {torch.get_num_threads()} CPU threads; {args.clock} clock; {args.repeats} runs per "
+          f"side, best shown")
+    for name, best, runs in (("bare loop", b, bare_s), ("short_train", e, ev_s),
+                             ("short_train, model_stats off", lean, lean_s)):
+        print(f"{name:29s} {best:7.3f} s per candidate ({imgs / best:7.1f} train images/s)  runs: "
+              + ", ".join(f"{s:.3f}" for s in runs))
     print("val_acc (bare, short_train) per run: " + ", ".join(f"({a:.1f}, {c:.1f})" for a, c in accs))
-    print(f"throughput ratio short_train / bare = {b / e:.3f}  (goal >= 0.97; includes MAC counting)")
+    print(f"throughput ratio short_train / bare = {b / e:.3f}  (goal >= 0.97; short_train also counts params "
+          f"and MACs)")
+    print(f"throughput ratio short_train (model_stats off) / bare = {b / lean:.3f}")
+    print(f"same ratios from the medians: {statistics.median(bare_s) / statistics.median(ev_s):.3f}, "
+          f"{statistics.median(bare_s) / statistics.median(lean_s):.3f}")
     return 0
 
 

@@ -14,10 +14,13 @@ ratios use the best run of each side (load only ever adds time).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
 import torch
+
+clock = time.perf_counter
 
 
 def make_space(args):
@@ -43,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per side (alternating); best is used")
     p.add_argument("--arch", default="DARTS_V2", help="DARTS architecture name or mapping (DARTS space only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)")
     args = p.parse_args(argv)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -76,26 +83,28 @@ def main(argv: list[str] | None = None) -> int:
                        device)
 
     def supernet_run() -> float:
-        t = time.perf_counter()
-        ev._train(args.steps, lambda i: path)
-        return (time.perf_counter() - t) / args.steps
+        ev.supernet.set_path(arch)  # train_uniform leaves a random path selected
+        t = clock()
+        ev._train(args.steps, lambda i: path, path)
+        return (clock() - t) / args.steps
 
     def child_run() -> float:
-        t = time.perf_counter()
+        t = clock()
         runner.run(batches.train(args.batch_size), args.steps, lambda i: 0.025)
-        return (time.perf_counter() - t) / args.steps
+        return (clock() - t) / args.steps
 
     def plain_run() -> float:
-        t = time.perf_counter()
+        ev.supernet.set_path(arch)
+        t = clock()
         plain.run(batches.train(args.batch_size), args.steps, lambda i: 0.025)
-        return (time.perf_counter() - t) / args.steps
+        return (clock() - t) / args.steps
 
     def uniform_run() -> float:
-        t = time.perf_counter()
+        t = clock()
         cost = ev.train_uniform(space, args.steps / batches.steps_per_epoch(args.batch_size))
         ev.drain_extra_cost()
         steps = round(cost.epochs * batches.steps_per_epoch(args.batch_size))
-        return (time.perf_counter() - t) / steps
+        return (clock() - t) / steps
 
     for fn in (supernet_run, child_run, plain_run, uniform_run):  # warm-up
         fn()
@@ -110,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     n_path = sum(p.numel() for p in path)
     n_child = sum(p.numel() for p in child.parameters())
     print(f"{label}; synthetic 3x{args.size}x{args.size}, batch {args.batch_size}; {args.steps} steps x "
-          f"{args.repeats} runs; {torch.get_num_threads()} CPU threads")
+          f"{args.repeats} runs; {torch.get_num_threads()} CPU threads; {args.clock} clock")
     print(f"path parameters {n_path:,} (supernet holds {sum(p.numel() for p in ev._params.values()):,}); "
           f"stand-alone child {n_child:,}")
     print(f"stand-alone child:     {1000 * a:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in alone))
@@ -121,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio supernet step / stand-alone step = {s / a:.3f}  (goal <= 1.10)")
     print(f"ratio supernet step / same path in a plain loop = {s / b:.3f}  (the evaluator's own overhead; the "
           f"rest is the search ops, e.g. DARTS' BN after pooling)")
-    print(f"ratio train_uniform step / stand-alone step = {u / a:.3f}")
+    print(f"ratio train_uniform step / stand-alone step = {u / a:.3f}  (uniform paths are not this child: on "
+          f"DARTS they run ~12 of 14 edges per cell, a genotype 8)")
+    med = {k: statistics.median(v) for k, v in (("a", alone), ("s", sup), ("b", bare), ("u", uni))}
+    print(f"same ratios from the medians: {med['s'] / med['a']:.3f}, {med['s'] / med['b']:.3f}, "
+          f"{med['u'] / med['a']:.3f}")
     return 0
 
 

@@ -7,6 +7,7 @@ memory) come back as failed results and the search goes on.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from nasframe.evaluators.training import (
     device_generator,
     free_memory,
     oom_reason,
+    recalibrate_bn,
     validate,
 )
 from nasframe.model_stats import count_macs, count_parameters
@@ -48,11 +50,16 @@ class ShortTrainOptions:
                                           "(logits, aux) in train mode and has no `auxiliary_weight` of its "
                                           "own", min=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
+    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics from this "
+                                               "many train batches (a few epochs leave them stale; 0: off)",
+                                           min=0)
     augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
                                   "images, none otherwise", choices=AUGMENT_CHOICES)
     cutout: int = option(0, "cutout square side in pixels after augmentation (0: off; DARTS uses 16)", min=0)
     amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
     channels_last: bool = option(True, "CUDA only: NHWC memory format for model and batches")
+    model_stats: bool = option(True, "count parameters and MACs of each candidate (MACs cost one traced forward "
+                                     "pass)")
     compile: bool = option(False, "torch.compile each candidate (pays off only for long trainings)")
     deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
     check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
@@ -111,8 +118,8 @@ class ShortTrain(Evaluator):
         try:
             with deterministic_mode(deterministic):
                 model = self.space.build(arch, batches.spec)
-                params = count_parameters(model)
-                macs = count_macs(model, batches.spec.input_shape)
+                params = count_parameters(model) if o.model_stats else None
+                macs = count_macs(model, batches.spec.input_shape) if o.model_stats else None
                 model = model.to(self.device)
                 if self._channels_last:
                     model = model.to(memory_format=torch.channels_last)
@@ -128,6 +135,9 @@ class ShortTrain(Evaluator):
                 stats = runner.run(batches.train(o.batch_size, generator), steps,
                                    lambda i: cosine_lr(i, steps, o.lr), generator=generator, window=spe,
                                    params_for=_drop_path_ramp(model, runner, spe, steps))
+                if o.bn_recalibration_batches:
+                    recalibrate_bn(run_model, batches.train(o.batch_size, generator), transform,
+                                   o.bn_recalibration_batches, self.device, settings.amp, generator)
                 val_acc, val_loss = validate(run_model, batches.val(o.eval_batch_size), transform, self.device,
                                              settings.amp)
         except Diverged as exc:
@@ -142,7 +152,7 @@ class ShortTrain(Evaluator):
             cost.seconds = time.perf_counter() - start
             return Result.failed(failure, cost)
         cost.seconds = time.perf_counter() - start
-        if val_loss != val_loss or val_loss in (float("inf"), float("-inf")):
+        if not math.isfinite(val_loss):
             return Result.failed("validation loss is not finite (training loss stayed finite)", cost)
         metrics = {"val_acc": val_acc, "val_loss": val_loss, "train_loss": stats.mean_loss}
         return Result("ok", metrics, params=params, macs=macs, cost=cost)

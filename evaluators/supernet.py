@@ -56,8 +56,8 @@ class SupernetOptions:
     grad_clip: float | None = option(5.0, "clip the path's gradient norm to this (null or 0: off)", min=0)
     auxiliary_weight: float = option(0.4, "weight of an auxiliary head's loss, if the supernet has one", min=0)
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
-    bn_recalibration_batches: int = option(0, "before validating, re-estimate BatchNorm statistics of the path "
-                                              "from this many train batches (SPOS; 0: off)", min=0)
+    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics of the path "
+                                               "from this many train batches (SPOS; 0: off)", min=0)
     augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
                                   "images, none otherwise", choices=AUGMENT_CHOICES)
     cutout: int = option(0, "cutout square side in pixels (0: off)", min=0)
@@ -83,6 +83,7 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
+        self._flat: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.step = 0  # position in the learning-rate schedule, over all training of the supernet
         self._extra = Cost()
         self._batches: Batches | None = None
@@ -97,7 +98,8 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
 
     def _settings(self) -> StepSettings:
         o = self.options
-        return StepSettings(grad_clip=o.grad_clip, auxiliary_weight=o.auxiliary_weight,
+        aux = getattr(self.supernet, "auxiliary_weight", o.auxiliary_weight)
+        return StepSettings(grad_clip=o.grad_clip, auxiliary_weight=aux,
                             label_smoothing=o.label_smoothing, amp=o.amp and self._cuda, check_every=o.check_every)
 
     def _data(self) -> tuple[Batches, BatchTransform]:
@@ -130,7 +132,7 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.optimizer = torch.optim.SGD(list(self._params.values()), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay)
         self._runner = StepRunner(net, self.optimizer, transform, self._settings(), self.device)
-        self.base = {name: p.detach().clone() for name, p in self._params.items()}
+        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
 
     def _steps_per_epoch(self) -> int:
         batches, _ = self._data()
@@ -150,11 +152,12 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
             raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
 
     # ---- training ----------------------------------------------------------------------------
-    def _train(self, steps: int, params_for: Any) -> Any:
-        """Run `steps` shared-weight steps; on divergence or OOM restore the weights and re-raise."""
+    def _train(self, steps: int, params_for: Any, touched: Sequence[torch.Tensor]) -> Any:
+        """Run `steps` shared-weight steps; on divergence or OOM restore `touched` (every parameter
+        the steps may update), all buffers and the optimizer state of `touched`, then re-raise."""
         batches, _ = self._data()
         generator = device_generator(self.device)
-        snapshot = self._snapshot()
+        snapshot = self._snapshot(touched)
         try:
             stats = self._runner.run(batches.train(self.options.batch_size, generator), steps,  # type: ignore
                                      self._lr_at(self.step), params_for=params_for, generator=generator)
@@ -164,20 +167,29 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.step += steps
         return stats
 
-    def _snapshot(self) -> dict[str, Any]:
-        """Copies of weights, buffers and optimizer state, to undo a diverged or failed training call.
+    @torch.no_grad()
+    def _snapshot(self, params: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """Copies of `params`, their momentum buffers and every buffer (BN statistics): a diverged path
+        must not poison the weights that every later candidate shares."""
+        state = self.optimizer.state  # type: ignore[union-attr]
+        return {
+            "params": [(p, p.detach().clone(),
+                        state[p]["momentum_buffer"].clone() if "momentum_buffer" in state.get(p, {}) else None)
+                       for p in params],
+            "buffers": [(b, b.clone()) for b in self.supernet.buffers()],
+        }
 
-        A diverged path must not poison the weights every later candidate shares.
-        """
-        opt_state = {p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
-                     for p, s in self.optimizer.state.items()}  # type: ignore[union-attr]
-        return {"weights": {k: v.detach().clone() for k, v in self.supernet.state_dict().items()},
-                "optimizer": opt_state}
-
+    @torch.no_grad()
     def _restore(self, snapshot: dict[str, Any]) -> None:
-        self.supernet.load_state_dict(snapshot["weights"])
-        self.optimizer.state.clear()  # type: ignore[union-attr]
-        self.optimizer.state.update(snapshot["optimizer"])  # type: ignore[union-attr]
+        state = self.optimizer.state  # type: ignore[union-attr]
+        for p, value, momentum in snapshot["params"]:
+            p.copy_(value)
+            if momentum is None:
+                state.pop(p, None)
+            else:
+                state[p]["momentum_buffer"] = momentum
+        for b, value in snapshot["buffers"]:
+            b.copy_(value)
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
         start = time.perf_counter()
@@ -198,10 +210,11 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
             params = self.path_params(arch)
             failure, out_of_memory = None, False
             try:
-                stats = self._train(steps, lambda i: params)
+                stats = self._train(steps, lambda i: params, params)
                 if o.bn_recalibration_batches:
-                    recalibrate_bn(self.supernet, batches.train(o.batch_size, device_generator(self.device)),
-                                   transform, o.bn_recalibration_batches, self.device, self._settings().amp)
+                    generator = device_generator(self.device)
+                    recalibrate_bn(self.supernet, batches.train(o.batch_size, generator), transform,
+                                   o.bn_recalibration_batches, self.device, self._settings().amp, generator)
                 val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform,
                                              self.device, self._settings().amp)
             except Diverged as exc:
@@ -235,14 +248,14 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
             spe = self._steps_per_epoch()
             steps = max(1, round(epochs * spe))
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-            paths = [space.sample(rng) for _ in range(steps)]
 
-            def params_for(i: int) -> Sequence[torch.Tensor]:
-                self.supernet.set_path(paths[i])
-                return self.path_params(paths[i])
+            def params_for(i: int) -> Sequence[torch.Tensor]:  # drawn lazily: long trainings take many steps
+                arch = space.sample(rng)
+                self.supernet.set_path(arch)
+                return self.path_params(arch)
 
             try:
-                self._train(steps, params_for)
+                self._train(steps, params_for, list(self._params.values()))
             except Diverged as exc:
                 raise NasframeError(f"supernet training diverged in train_uniform: {exc}; the weights were "
                                     f"restored; lower evaluator.lr") from None
@@ -263,12 +276,14 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
     def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
         self._build()
         base, current = [], []
+        flat = self._flat
         for term in self.supernet.angle_terms(arch):
             if isinstance(term, str):
-                if term not in self._params:
+                entry = flat.get(term)
+                if entry is None:
                     raise NotSupported(f"angle term names unknown parameter {term!r}")
-                base.append(self.base[term].reshape(-1).float())
-                current.append(self._params[term].detach().reshape(-1).float())
+                base.append(entry[0])
+                current.append(entry[1] if entry[1] is not None else self._params[term].detach().reshape(-1))
             else:
                 const = term.detach().reshape(-1).to(self.device, torch.float32)
                 base.append(const)
@@ -280,7 +295,14 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
 
     def reset_base_weights(self) -> None:
         self._build()
-        self.base = {name: p.detach().clone() for name, p in self._params.items()}
+        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
+
+    def _set_base(self, base: dict[str, torch.Tensor]) -> None:
+        """Store the base weights, plus flat views of base and current weights for `path_vectors`
+        (a view of a contiguous parameter follows its in-place updates; others are flattened per call)."""
+        self.base = base
+        self._flat = {name: (base[name].reshape(-1), p.detach().view(-1) if p.is_contiguous() else None)
+                      for name, p in self._params.items()}
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -304,10 +326,10 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.supernet.load_state_dict(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
         self.step = int(state["step"])
-        self.base = {k: v.to(self.device) for k, v in state["base"].items()}
+        self._set_base({k: v.to(self.device) for k, v in state["base"].items()})
         self._extra = Cost(*state["extra_cost"])
 
     def close(self) -> None:
         self.supernet = self.optimizer = self._runner = None
-        self._params, self.base = {}, {}
+        self._params, self.base, self._flat = {}, {}, {}
         free_memory(self.device)

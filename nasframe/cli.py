@@ -249,7 +249,6 @@ class InspectCommand:
     def run(args: argparse.Namespace) -> int:
         from nasframe.config import parse_set
         from nasframe.data import DataOptions, DataSource
-        from nasframe.model_stats import count_macs, count_parameters
         from nasframe.options import build_options, options_to_dict
         from nasframe.registry import spaces
 
@@ -277,10 +276,9 @@ class InspectCommand:
             named = {a: n for n, a in space.named_architectures().items()}
             if arch in named:
                 info["name"] = named[arch]
-            model = space.build(arch, spec)
-            info["params"] = count_parameters(model)
-            if not args.no_macs:
-                info["macs"] = count_macs(model, spec.input_shape)
+            info["params"], macs = _count(space, arch, spec, with_macs=not args.no_macs)
+            if macs is not None:
+                info["macs"] = macs
             info["arch"] = arch.to_dict()
             info["export"] = space.export(arch)
             if args.plot:
@@ -292,7 +290,9 @@ class InspectCommand:
         for key in ("space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
             if key in info:
                 value = info[key]
-                if key in ("params", "macs", "size") and isinstance(value, int):
+                if key == "size" and value >= 1e12:
+                    value = f"{value:.3e} architectures"
+                elif key in ("params", "macs", "size") and isinstance(value, int):
                     value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
                 print(f"{key}: {value}")
         for key, value in (info.get("export") or {}).items():
@@ -301,6 +301,22 @@ class InspectCommand:
         if "named_architectures" in info:
             print(f"named architectures: {', '.join(info['named_architectures']) or '(none)'}")
         return 0
+
+
+def _count(space: Any, arch: Any, spec: Any, with_macs: bool) -> tuple[int, int | None]:
+    """Parameters and MACs, computed on the meta device (shapes only: fast, no memory) when the
+    space's network supports it, else on the CPU."""
+    import torch
+
+    from nasframe.model_stats import count_macs, count_parameters
+
+    try:
+        with torch.device("meta"):
+            model = space.build(arch, spec)
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
+    except (RuntimeError, NotImplementedError, TypeError):
+        model = space.build(arch, spec)
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
 
 
 def _arch_text_from_file(path: str) -> str:

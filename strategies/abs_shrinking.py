@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from nasframe.strategies.angle import angle, drop_global, drop_per_decision, operator_scores, sample_children
 
 from nasframe.errors import CapabilityError, ConfigError
 from nasframe.evaluator import WEIGHT_SHARING, Evaluator, Result, WeightSharingEvaluator
 from nasframe.options import build_options, option
 from nasframe.registry import register_strategy, strategies
 from nasframe.space import Arch, Choice, Decision, SearchSpace
+from nasframe.strategies.angle import angle, drop_global, drop_per_decision, operator_scores, sample_children
 from nasframe.strategy import Strategy
 
 Schedule = Literal["auto", "per_decision", "global"]

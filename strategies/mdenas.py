@@ -30,7 +30,8 @@ class MdenasOptions:
     lr: float = option(0.01, "probability moved per won/lost comparison and epoch (paper's alpha)", min=0.0, max=1.0)
     rule: Literal["A", "B"] = option("A", "A: paper's simultaneous pairwise counts; B: XNAS's sequential clipped "
                                           "transfers (non-strict epoch comparison)")
-    epochs: int = option(50, "stop after this many epochs, one per evaluation (failed ones included)", min=1)
+    epochs: int | None = option(None, "stop after this many epochs, one per evaluation (failed ones included); "
+                                      "null: the run's budget decides", min=1)
     entropy_threshold: float | None = option(None, "also stop once every decision's entropy (nats) is below "
                                                    "this (null: off)", min=0.0)
     accuracy_record: Literal["latest", "mean"] = option("latest", "H_a holds each op's latest accuracy or the "
@@ -168,7 +169,7 @@ class Mdenas(Strategy):
 
     @property
     def done(self) -> bool:
-        if self.epoch >= self.options.epochs:
+        if self.options.epochs is not None and self.epoch >= self.options.epochs:
             return True
         threshold = self.options.entropy_threshold
         return threshold is not None and bool((entropies(self.probs) < threshold).all())

@@ -13,6 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from nasframe.errors import CapabilityError, ConfigError, RegistryError
+from nasframe.evaluator import TABULAR, Result
+from nasframe.options import build_options
+from nasframe.registry import load_plugin, register_strategy, spaces
+from nasframe.space import Arch, Decision
 from nasframe.strategies.abs_shrinking import AbsShrinking, resolve_schedule
 from nasframe.strategies.angle import (
     ChildSample,
@@ -23,12 +29,6 @@ from nasframe.strategies.angle import (
     sample_children,
 )
 from nasframe.strategies.random_search import RandomSearch
-
-from nasframe.errors import CapabilityError, ConfigError, RegistryError
-from nasframe.evaluator import TABULAR, Result
-from nasframe.options import build_options
-from nasframe.registry import load_plugin, register_strategy, spaces
-from nasframe.space import Arch, Decision
 
 FAKES = str(Path(__file__).resolve().parent / "plugins" / "abs_fakes.py")
 

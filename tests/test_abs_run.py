@@ -136,6 +136,33 @@ def test_pooling_edge_adds_c_times_9_elements_of_one_ninth_to_both_vectors(digit
     assert ev.path_vectors(skip)[0].numel() == v0.numel() - 2 * 4 * 9  # skip adds nothing
 
 
+def test_frozen_operator_of_a_real_supernet_is_dropped_first(digits):
+    """An op whose weights never move (frozen at initialisation) scores lowest in its decision."""
+    from nasframe.registry import load_plugin
+    from nasframe.strategies.abs_shrinking import AbsShrinking
+
+    load_plugin(str(Path(__file__).resolve().parent / "plugins" / "supernet_toy.py"))
+    space = spaces.get("supernet_toy")()  # 3 layers of conv3x3 / conv5x5 / avg_pool / identity
+    ev_cls = evaluators.get("supernet")
+    ev = ev_cls(space, build_options(ev_cls.Options, {"batch_size": 32, "lr": 0.05}, "evaluator"), data=digits,
+                device="cpu")
+    torch.manual_seed(0)
+    ev.reset_base_weights()  # builds the supernet
+    frozen = {n: p for n, p in ev.supernet.named_parameters() if n.startswith("layers.1.conv5x5.")}
+    before = {n: p.detach().clone() for n, p in frozen.items()}
+    for p in frozen.values():
+        p.requires_grad_(False)
+    options = {"schedule": "per_decision", "min_choices": 3, "samples_per_operator": 16, "warmup_epochs": 15,
+               "target_size": 1}
+    abs_ = AbsShrinking(space, build_options(AbsShrinking.Options, options, "strategy"), seed=0)
+    abs_.attach(ev)
+    abs_.ask()
+    assert all(torch.equal(p, before[n]) for n, p in frozen.items())  # it really never moved
+    assert abs_.steps[0]["dropped"]["layer1"] == ["conv5x5"]
+    scores = dict(abs_.steps[0]["scores"]["layer1"])
+    assert scores["conv5x5"] < min(v for k, v in scores.items() if k != "conv5x5")
+
+
 # ---- end to end on the real supernet ---------------------------------------------------------------------
 def test_darts_supernet_end_to_end_on_digits(cli, tmp_path):
     """6 steps shrink every DARTS edge to 2 ops; MDENAS then searches the shrunk space and the

@@ -205,8 +205,10 @@ def test_imagenet_streams_an_image_folder(tmp_path):
 
 
 def test_imagenet_without_root_or_classes(tmp_path):
+    # the spec alone (for `nasframe inspect`) needs no files: ImageNet-1k's shape and classes
+    assert DataSource(DataOptions(name="imagenet"), seed=0).spec.num_classes == 1000
     with pytest.raises(DataError, match="needs data.root"):
-        DataSource(DataOptions(name="imagenet"), seed=0).dataset.spec()
+        DataSource(DataOptions(name="imagenet"), seed=0).dataset.samples()
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match="no class folders"):
         DataSource(DataOptions(name="imagenet", root=str(tmp_path)), seed=0).dataset.spec()

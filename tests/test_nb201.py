@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from nasframe.spaces.nb201 import EDGE_NAMES, OPS, TABLE_PATH, NB201Space, NB201Table, cell_string, load_table
 
 from nasframe.data import DataSpec
 from nasframe.errors import InvalidArchitecture
 from nasframe.model_stats import count_parameters
 from nasframe.registry import spaces
 from nasframe.space import Arch
+from nasframe.spaces.nb201 import EDGE_NAMES, OPS, TABLE_PATH, NB201Space, NB201Table, cell_string, load_table
 
 # rows 0 and 1 of the benchmark's own table (index order is the benchmark's, not an enumeration)
 ROW0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"

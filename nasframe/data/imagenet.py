@@ -111,7 +111,9 @@ class ImageNet(Dataset):
         return self._classes
 
     def spec(self) -> DataSpec:
-        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, len(self.classes()))
+        # Without files (e.g. `nasframe inspect`), quote ImageNet-1k's 1000 classes, as papers do.
+        classes = len(self.classes()) if self.options.root else 1000
+        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, classes)
 
     def samples(self) -> list[tuple[str, int]]:
         if self._samples is None:
