@@ -162,8 +162,9 @@ class ShowCommand:
                   f"on {cfg['data']['name']}, seed {cfg['run']['seed']}")
             _print_best(best, run_dir)
             return 0
-        lines = (run_dir / "history.jsonl").read_text().splitlines() if (run_dir / "history.jsonl").exists() else []
-        records = [json.loads(x) for x in lines if x.strip()]
+        text = (run_dir / "history.jsonl").read_text() if (run_dir / "history.jsonl").exists() else ""
+        # a killed run may have left half a line at the end: only complete lines count
+        records = [json.loads(x) for x in text.split("\n")[:-1] if x.strip()]
         ok = [r for r in records if r["status"] == "ok"]
         top = max(ok, key=lambda r: r["metrics"].get("val_acc", float("-inf"))) if ok else None
         progress = {"finished": False, "evaluations": len(records), "failed": len(records) - len(ok),
@@ -325,7 +326,10 @@ def _arch_text_from_file(path: str) -> str:
         raise ConfigError(f"--arch-file {path!r} does not exist")
     text = p.read_text()
     if p.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
             data = data["final"]["arch"]
         return json.dumps(data)
@@ -373,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"nasframe: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable --out, missing permissions, full disk: the user's to fix
+        if debug:
+            raise
+        print(f"nasframe: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from nasframe.compare_plot import mean_and_se
 from nasframe.errors import ConfigError
 
 # nasframe.config (and through it torch) is imported inside functions: `nasframe --help` stays fast.
@@ -515,7 +516,7 @@ def log_tensorboard(out: Path, curves: dict[str, np.ndarray], ref: Reference | N
     try:
         tags = []
         for label, c in curves.items():
-            mean, se = _mean_se(c)
+            mean, se = mean_and_se(c)
             tag = f"compare/best_val_acc/{label}"
             tags.append(tag)
             for i in range(c.shape[1]):
@@ -535,15 +536,6 @@ def log_tensorboard(out: Path, curves: dict[str, np.ndarray], ref: Reference | N
         writer.add_custom_scalars({"compare": {"best-so-far val_acc": ["Multiline", tags]}})
     finally:
         writer.close()
-
-
-def _mean_se(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        count = np.sum(np.isfinite(c), axis=0)
-        mean = np.where(count > 0, np.nansum(c, axis=0) / np.maximum(count, 1), np.nan)
-        dev = np.where(np.isfinite(c), c - mean, 0.0)
-        var = np.where(count > 1, np.sum(dev ** 2, axis=0) / np.maximum(count - 1, 1), np.nan)
-        return mean, np.sqrt(var / np.maximum(count, 1))
 
 
 @dataclass

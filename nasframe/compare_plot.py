@@ -13,6 +13,16 @@ from typing import Any
 import numpy as np
 
 
+def mean_and_se(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard error over rows, ignoring NaN (runs that stopped early)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        count = np.sum(np.isfinite(c), axis=0)
+        mean = np.where(count > 0, np.nansum(c, axis=0) / np.maximum(count, 1), np.nan)
+        dev = np.where(np.isfinite(c), c - mean, 0.0)
+        var = np.where(count > 1, np.sum(dev ** 2, axis=0) / np.maximum(count - 1, 1), np.nan)
+        return mean, np.sqrt(var / np.maximum(count, 1))
+
+
 def plot_comparison(path: Path, curves: dict[str, np.ndarray], records: list[Any], ref: Any = None,
                     title: str = "") -> None:
     import matplotlib
@@ -20,13 +30,12 @@ def plot_comparison(path: Path, curves: dict[str, np.ndarray], records: list[Any
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nasframe.compare import _mean_se
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lows = []
     for k, (label, c) in enumerate(curves.items()):
-        mean, se = _mean_se(c)
+        mean, se = mean_and_se(c)
         x = np.arange(1, c.shape[1] + 1)
         color = colors[k % len(colors)]
         stopped = [r.evaluations for r in records if r.label == label and r.evaluations < c.shape[1]]

@@ -106,6 +106,9 @@ class Evaluator(ABC):
     Options: ClassVar[type] = NoOptions
     #: what this evaluator offers strategies, e.g. {WEIGHT_SHARING}
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: False for evaluators that draw no random numbers (tables): the runner then skips seeding
+    #: torch before each evaluation, which matters at thousands of evaluations per second
+    uses_torch_rng: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, options: Any = None, *, data: DataSource | None = None,
                  device: torch.device | str = "cpu"):

@@ -35,7 +35,7 @@ from nasframe.errors import CapabilityError, NasframeError, RunDirError, SpaceEx
 from nasframe.evaluator import Evaluator, Result
 from nasframe.registry import evaluators, spaces, strategies
 from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.strategy import Strategy, arch_to_pairs
 
 CHECKPOINT_VERSION = 1
 
@@ -159,7 +159,7 @@ class Runner:
             "version": CHECKPOINT_VERSION,
             "runner": {
                 "n": self.n, "total_seconds": self.total_seconds, "total_epochs": self.total_epochs,
-                "elapsed": self.elapsed, "pending": [list(map(list, a.items())) for a in self.pending],
+                "elapsed": self.elapsed, "pending": [arch_to_pairs(a) for a in self.pending],
                 "best_acc": self.best_acc, "best_index": self.best_index, "finished": self.finished,
                 "stopped_because": self.stopped_because,
             },
@@ -206,21 +206,26 @@ class Runner:
         if self.resuming:
             if (self.run_dir / "checkpoint.pt").is_file():
                 self.load_state_dict(load_checkpoint(self.run_dir))
+            if self.finished:
+                reason = self._budget_left()
+                if reason is not None and self.config_changed:
+                    raise RunDirError(f"{self.run_dir} already finished ({reason}); the new settings do not "
+                                      f"extend it (--budget raises only run.max_evaluations)")
+                if reason is not None:
+                    return self._summary()
+                self.finished = False  # resumed with a larger budget: keep searching
+                (self.run_dir / "best.json").unlink(missing_ok=True)  # no stale result while it runs
             _truncate_lines(history_path, self.n)
             if self.config_changed:
                 atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
         else:
             atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
             history_path.write_text("")
-        if self.finished:
-            if self._budget_left() is not None:
-                return self._summary()
-            self.finished = False  # resumed with a larger budget: keep searching
 
         writer = self._tensorboard()
         strategy, evaluator, space = self.parts.strategy, self.parts.evaluator, self.parts.space
         seed = self.run_opts.seed
-        seeds_torch = getattr(evaluator, "uses_torch_rng", True)
+        seeds_torch = evaluator.uses_torch_rng
         progress = self._progress()
         history = open(history_path, "a", buffering=1 << 16)
         last_ckpt_n, last_ckpt_t, last_flush = self.n, time.monotonic(), time.monotonic()
@@ -254,9 +259,7 @@ class Runner:
                 strategy.tell(arch, result)
                 index = self.n
                 self.n += 1
-                side = evaluator.drain_extra_cost()
-                self.total_seconds += result.cost.seconds + side.seconds
-                self.total_epochs += result.cost.epochs + side.epochs
+                self._add_cost(result.cost.seconds, result.cost.epochs)
                 acc = result.accuracy
                 improved = acc is not None and (self.best_acc is None or acc > self.best_acc)
                 if improved:
@@ -298,6 +301,7 @@ class Runner:
                 progress.close()
         self.elapsed = time.monotonic() - start
         if interrupted:
+            self._add_cost(0.0, 0.0)
             self._checkpoint()
             if writer is not None:
                 writer.close()
@@ -307,8 +311,15 @@ class Runner:
         evaluator.close()
         return summary
 
+    def _add_cost(self, seconds: float, epochs: float) -> None:
+        """Add an evaluation's cost and any work the evaluator did for the strategy since the last call."""
+        side = self.parts.evaluator.drain_extra_cost()
+        self.total_seconds += seconds + side.seconds
+        self.total_epochs += epochs + side.epochs
+
     def _finish(self, writer: Any) -> RunSummary:
         strategy, evaluator, space = self.parts.strategy, self.parts.evaluator, self.parts.space
+        self._add_cost(0.0, 0.0)  # side work done in the last ask (e.g. shrinking) counts too
         final = strategy.final()
         best_line = _read_line(self.run_dir / "history.jsonl", self.best_index) if self.best_index is not None else None
         if final is None and best_line is not None:

@@ -73,7 +73,7 @@ class Strategy(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, RNG included. Use plain Python data and tensors only."""
-        return {"rng": self.rng.bit_generator.state, "best_arch": _arch_to_plain(self.best_arch),
+        return {"rng": self.rng.bit_generator.state, "best_arch": arch_to_pairs(self.best_arch),
                 "best_accuracy": self.best_accuracy}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -84,7 +84,8 @@ class Strategy(ABC):
         self.best_accuracy = state["best_accuracy"]
 
 
-def _arch_to_plain(arch: Arch | None) -> list | None:
+def arch_to_pairs(arch: Arch | None) -> list | None:
+    """An Arch as a list of [name, choice] pairs: plain data for checkpoints (order kept)."""
     return [list(p) for p in arch.items()] if arch is not None else None
 
 

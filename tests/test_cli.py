@@ -100,3 +100,29 @@ def test_inspect_counts_parameters_and_names(cli, core_toy):
     bad = '{"d0": "c9", "d1": "c0", "d2": "c0", "d3": "c0"}'
     code, _, err = cli("inspect", "--plugin", core_toy, "--space", "core_toy", "--arch", bad)
     assert code == 2 and "d0='c9' is not allowed; choose one of c0, c1, c2" in err
+
+
+def test_resume_cannot_extend_a_run_stopped_by_another_limit(cli, core_toy, tmp_path):
+    assert cli(*toy(core_toy, "--set", "run.max_evaluations=null", "--set", "run.max_epochs=3",
+                    "--out", tmp_path / "r"))[0] == 0
+    code, _, err = cli("resume", tmp_path / "r", "--budget", "10")
+    assert code == 2 and "already finished (max_epochs); the new settings do not extend it" in err
+
+
+def test_show_reads_a_killed_runs_history(cli, core_toy, tmp_path):
+    assert cli(*toy(core_toy, "--budget", "3", "--out", tmp_path / "r"))[0] == 0
+    (tmp_path / "r" / "best.json").unlink()
+    with open(tmp_path / "r" / "history.jsonl", "a") as fh:
+        fh.write('{"index": 3, "arch": {"d0"')  # the half line a kill -9 can leave
+    code, out, _ = cli("show", tmp_path / "r")
+    assert code == 0 and "unfinished, 3 evaluations logged" in out
+
+
+def test_unusable_inputs_are_one_line(cli, core_toy, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, _, err = cli("inspect", "--plugin", core_toy, "--space", "core_toy", "--arch-file", bad)
+    assert code == 2 and "not valid JSON" in err and err.count("\n") == 1
+    code, _, err = cli(*toy(core_toy, "--budget", "1", "--out", "/dev/null/run"))
+    assert code == 2 and err.splitlines()[-1] == "nasframe: error: Not a directory: /dev/null/run"
+    assert "Traceback" not in err

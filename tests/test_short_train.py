@@ -189,3 +189,20 @@ def test_batchnorm_is_recalibrated_before_validation(space, digits, monkeypatch)
     make(space, digits, bn_recalibration_batches=7).evaluate(space.validate(ARCH), Budget(steps=2))
     make(space, digits, bn_recalibration_batches=0).evaluate(space.validate(ARCH), Budget(steps=2))
     assert calls == [7]
+
+
+def test_deterministic_and_compile_options_take_effect(space, digits, monkeypatch):
+    seen = {}
+    build = type(space).build
+
+    def spy(self, arch, data):
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        return build(self, arch, data)
+
+    compiled = []
+    monkeypatch.setattr(type(space), "build", spy)
+    monkeypatch.setattr(torch, "compile", lambda model: (compiled.append(model), model)[1])
+    make(space, digits, compile=True).evaluate(space.validate(ARCH), Budget(steps=1))
+    assert seen["deterministic"] is True and len(compiled) == 1  # CPU default: deterministic on
+    make(space, digits, deterministic=False).evaluate(space.validate(ARCH), Budget(steps=1))
+    assert seen["deterministic"] is False and len(compiled) == 1
