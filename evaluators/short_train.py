@@ -14,20 +14,23 @@ from typing import Any
 
 import torch
 
-from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
+from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.errors import ConfigError
 from nasframe.evaluator import Budget, Cost, Evaluator, Result
 from nasframe.evaluators.training import (
     Diverged,
     StepRunner,
-    StepSettings,
+    TrainingOptions,
     cosine_lr,
+    count_steps,
     deterministic_mode,
     device_generator,
     free_memory,
     oom_reason,
     recalibrate_bn,
+    resolve_deterministic,
+    search_data,
+    step_settings,
     validate,
 )
 from nasframe.model_stats import count_macs, count_parameters
@@ -37,33 +40,10 @@ from nasframe.space import Arch
 
 
 @dataclass(frozen=True)
-class ShortTrainOptions:
-    epochs: float = option(2.0, "epochs over search-train per candidate (a budget's epochs or steps override "
-                                "it)", min=0.001)
-    batch_size: int = option(64, "training mini-batch size", min=1)
-    eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
-    lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
-    momentum: float = option(0.9, "SGD momentum", min=0, max=1)
-    weight_decay: float = option(3e-4, "SGD weight decay (L2), applied to every parameter", min=0)
-    grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
-    auxiliary_weight: float = option(0.4, "weight of the auxiliary head's loss when the model returns "
-                                          "(logits, aux) in train mode and has no `auxiliary_weight` of its "
-                                          "own", min=0)
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
-    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics from this "
-                                               "many train batches (a few epochs leave them stale; 0: off)",
-                                           min=0)
-    augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
-                                  "images, none otherwise", choices=AUGMENT_CHOICES)
-    cutout: int = option(0, "cutout square side in pixels after augmentation (0: off; DARTS uses 16)", min=0)
-    amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
-    channels_last: bool = option(True, "CUDA only: NHWC memory format for model and batches")
-    model_stats: bool = option(True, "count parameters and MACs of each candidate (MACs cost one traced forward "
-                                     "pass)")
+class ShortTrainOptions(TrainingOptions):
+    """The shared training options (their defaults are this evaluator's) plus torch.compile."""
+
     compile: bool = option(False, "torch.compile each candidate (pays off only for long trainings)")
-    deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
-    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
-                              min=1)
 
 
 @register_evaluator("short_train")
@@ -81,38 +61,17 @@ class ShortTrain(Evaluator):
 
     def _setup(self) -> tuple[Batches, BatchTransform]:
         if self._batches is None:
-            if self.data is None:
-                raise ConfigError("short_train needs a data set (evaluators get one from the run's data: section)")
-            search = self.data.search()
-            batches = Batches(search)
-            policy = choose_policy(self.options.augment, batches.spec, cutout=self.options.cutout,
-                                   streaming=batches.streaming)
-            self._transform = BatchTransform(search.mean, search.std, policy, channels_last=self._channels_last)
-            self._batches = batches
+            self._batches, self._transform = search_data("short_train", self.data, self.options, self.device)
         return self._batches, self._transform  # type: ignore[return-value]
-
-    @property
-    def _cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def _channels_last(self) -> bool:
-        return self._cuda and self.options.channels_last
-
-    def _steps(self, budget: Budget | None, steps_per_epoch: int) -> int:
-        if budget is not None and budget.steps is not None:
-            return max(1, int(budget.steps))
-        epochs = budget.epochs if budget is not None and budget.epochs is not None else self.options.epochs
-        return max(1, round(epochs * steps_per_epoch))
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
         start = time.perf_counter()
         batches, transform = self._setup()
         o = self.options
         spe = batches.steps_per_epoch(o.batch_size)
-        steps = self._steps(budget, spe)
+        steps = count_steps(budget, spe, o.epochs)
         cost = Cost(0.0, steps / spe)
-        deterministic = o.deterministic if o.deterministic is not None else not self._cuda
+        deterministic = resolve_deterministic(o, self.device)
         model = optimizer = runner = None
         failure, out_of_memory = None, False
         try:
@@ -121,15 +80,12 @@ class ShortTrain(Evaluator):
                 params = count_parameters(model) if o.model_stats else None
                 macs = count_macs(model, batches.spec.input_shape) if o.model_stats else None
                 model = model.to(self.device)
-                if self._channels_last:
+                if self.device.type == "cuda" and o.channels_last:
                     model = model.to(memory_format=torch.channels_last)
                 optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
                                             weight_decay=o.weight_decay)
                 run_model = torch.compile(model) if o.compile else model
-                settings = StepSettings(grad_clip=o.grad_clip,
-                                        auxiliary_weight=getattr(model, "auxiliary_weight", o.auxiliary_weight),
-                                        label_smoothing=o.label_smoothing, amp=o.amp and self._cuda,
-                                        check_every=o.check_every)
+                settings = step_settings(o, model, self.device)
                 runner = StepRunner(run_model, optimizer, transform, settings, self.device)
                 generator = device_generator(self.device)
                 stats = runner.run(batches.train(o.batch_size, generator), steps,

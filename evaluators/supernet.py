@@ -19,20 +19,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
+from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.errors import ConfigError, NasframeError, NotSupported
+from nasframe.errors import NasframeError, NotSupported
 from nasframe.evaluator import WEIGHT_SHARING, Budget, Cost, Evaluator, Result, WeightSharingEvaluator
 from nasframe.evaluators.training import (
     Diverged,
     StepRunner,
     StepSettings,
+    TrainingOptions,
     cosine_lr,
+    count_steps,
     deterministic_mode,
     device_generator,
     free_memory,
     oom_reason,
     recalibrate_bn,
+    resolve_deterministic,
+    search_data,
+    step_settings,
     validate,
 )
 from nasframe.model_stats import count_macs, count_parameters
@@ -42,32 +47,27 @@ from nasframe.space import Arch, SearchSpace
 
 
 @dataclass(frozen=True)
-class SupernetOptions:
+class SupernetOptions(TrainingOptions):
+    """The shared training options with shared-weight defaults and help, plus the global schedule."""
+
+    # redeclared: a different default or a path-specific help (each keeps its place in the listing)
     epochs: float = option(1.0, "epochs of path training per evaluation (MDENAS: one)", min=0.001)
-    steps: int | None = option(None, "train this many steps per evaluation instead of `epochs`", min=1)
-    schedule_epochs: float = option(50.0, "length of the cosine learning-rate schedule in epochs (the planned "
-                                          "total of supernet training)", min=0.001)
     batch_size: int = option(64, "training mini-batch size (DARTS search: 64)", min=1)
-    eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
     lr: float = option(0.025, "initial SGD learning rate (DARTS search: 0.025)", min=0)
-    lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
-    momentum: float = option(0.9, "SGD momentum", min=0, max=1)
     weight_decay: float = option(3e-4, "SGD weight decay (L2) on the path's parameters", min=0)
     grad_clip: float | None = option(5.0, "clip the path's gradient norm to this (null or 0: off)", min=0)
     auxiliary_weight: float = option(0.4, "weight of an auxiliary head's loss, if the supernet has one", min=0)
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
     bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics of the path "
                                                "from this many train batches (SPOS; 0: off)", min=0)
-    augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
-                                  "images, none otherwise", choices=AUGMENT_CHOICES)
     cutout: int = option(0, "cutout square side in pixels (0: off)", min=0)
-    amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
     channels_last: bool = option(True, "CUDA only: NHWC memory format for the supernet and batches")
-    deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
     model_stats: bool = option(False, "also build each path as a stand-alone network to report its "
                                       "parameters and MACs")
-    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
-                              min=1)
+    # supernet only
+    steps: int | None = option(None, "train this many steps per evaluation instead of `epochs`", min=1)
+    schedule_epochs: float = option(50.0, "length of the cosine learning-rate schedule in epochs (the planned "
+                                          "total of supernet training)", min=0.001)
+    lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
 
 
 @register_evaluator("supernet")
@@ -97,22 +97,11 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         return self.device.type == "cuda"
 
     def _settings(self) -> StepSettings:
-        o = self.options
-        aux = getattr(self.supernet, "auxiliary_weight", o.auxiliary_weight)
-        return StepSettings(grad_clip=o.grad_clip, auxiliary_weight=aux,
-                            label_smoothing=o.label_smoothing, amp=o.amp and self._cuda, check_every=o.check_every)
+        return step_settings(self.options, self.supernet, self.device)
 
     def _data(self) -> tuple[Batches, BatchTransform]:
         if self._batches is None:
-            if self.data is None:
-                raise ConfigError("supernet needs a data set (evaluators get one from the run's data: section)")
-            search = self.data.search()
-            batches = Batches(search)
-            policy = choose_policy(self.options.augment, batches.spec, cutout=self.options.cutout,
-                                   streaming=batches.streaming)
-            channels_last = self._cuda and self.options.channels_last
-            self._transform = BatchTransform(search.mean, search.std, policy, channels_last=channels_last)
-            self._batches = batches
+            self._batches, self._transform = search_data("supernet", self.data, self.options, self.device)
         return self._batches, self._transform  # type: ignore[return-value]
 
     def _build(self) -> None:
@@ -194,17 +183,11 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
         start = time.perf_counter()
         o = self.options
-        deterministic = o.deterministic if o.deterministic is not None else not self._cuda
-        with deterministic_mode(deterministic):
+        with deterministic_mode(resolve_deterministic(o, self.device)):
             self._build()
             batches, transform = self._data()
             spe = self._steps_per_epoch()
-            if budget is not None and budget.steps is not None:
-                steps = max(1, int(budget.steps))
-            elif budget is not None and budget.epochs is not None:
-                steps = max(1, round(budget.epochs * spe))
-            else:
-                steps = o.steps if o.steps is not None else max(1, round(o.epochs * spe))
+            steps = count_steps(budget, spe, o.epochs, o.steps)
             cost = Cost(0.0, steps / spe)
             self.supernet.set_path(arch)
             params = self.path_params(arch)
@@ -241,12 +224,10 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         """Train with a fresh uniform path of `space` every step (paths drawn by a numpy Generator
         seeded from torch's global RNG). The cost is also kept for `drain_extra_cost`."""
         start = time.perf_counter()
-        o = self.options
-        deterministic = o.deterministic if o.deterministic is not None else not self._cuda
-        with deterministic_mode(deterministic):
+        with deterministic_mode(resolve_deterministic(self.options, self.device)):
             self._build()
             spe = self._steps_per_epoch()
-            steps = max(1, round(epochs * spe))
+            steps = count_steps(None, spe, epochs)
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
             def params_for(i: int) -> Sequence[torch.Tensor]:  # drawn lazily: long trainings take many steps

@@ -1,8 +1,9 @@
 """Training and validation loop pieces shared by the `short_train` and `supernet` evaluators.
 
-One implementation of the SGD step, the schedule, the divergence check and the validation pass,
-so both evaluators train the same way. The step never waits for the host: losses go into a
-device buffer and are checked for NaN/inf every `check_every` steps with one sync.
+One implementation of the options, the data setup, the SGD step, the schedule, the divergence
+check and the validation pass, so both evaluators train the same way. The step never waits for
+the host: losses go into a device buffer and are checked for NaN/inf every `check_every` steps
+with one sync.
 """
 
 from __future__ import annotations
@@ -17,8 +18,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasframe.data.augment import BatchTransform
-from nasframe.errors import DataError
+from nasframe.data import DataSource
+from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
+from nasframe.data.batches import Batches
+from nasframe.errors import ConfigError, DataError
+from nasframe.evaluator import Budget
+from nasframe.options import option
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Options every SGD-training evaluator shares (defaults and help: training a network from scratch).
+
+    Subclasses redeclare a field to change its default or help; a redeclared field keeps its place
+    in the listing.
+    """
+
+    epochs: float = option(2.0, "epochs over search-train per candidate (a budget's epochs or steps override "
+                                "it)", min=0.001)
+    batch_size: int = option(64, "training mini-batch size", min=1)
+    eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
+    lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
+    momentum: float = option(0.9, "SGD momentum", min=0, max=1)
+    weight_decay: float = option(3e-4, "SGD weight decay (L2), applied to every parameter", min=0)
+    grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
+    auxiliary_weight: float = option(0.4, "weight of the auxiliary head's loss when the model returns "
+                                          "(logits, aux) in train mode and has no `auxiliary_weight` of its "
+                                          "own", min=0)
+    label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
+    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics from this "
+                                               "many train batches (a few epochs leave them stale; 0: off)",
+                                           min=0)
+    augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
+                                  "images, none otherwise", choices=AUGMENT_CHOICES)
+    cutout: int = option(0, "cutout square side in pixels after augmentation (0: off; DARTS uses 16)", min=0)
+    amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
+    channels_last: bool = option(True, "CUDA only: NHWC memory format for model and batches")
+    model_stats: bool = option(True, "count parameters and MACs of each candidate (MACs cost one traced forward "
+                                     "pass)")
+    deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
+    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
+                              min=1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +85,42 @@ class Diverged(Exception):
 class TrainStats:
     steps: int
     mean_loss: float  # over the last `window` steps
+
+
+def resolve_deterministic(options: TrainingOptions, device: torch.device) -> bool:
+    """`deterministic: null` means on for the CPU (reproducible tests) and off for CUDA (speed)."""
+    return options.deterministic if options.deterministic is not None else device.type != "cuda"
+
+
+def step_settings(options: TrainingOptions, model: nn.Module, device: torch.device) -> StepSettings:
+    """The step settings for `model`; a model's own `auxiliary_weight` wins over the option."""
+    return StepSettings(grad_clip=options.grad_clip,
+                        auxiliary_weight=getattr(model, "auxiliary_weight", options.auxiliary_weight),
+                        label_smoothing=options.label_smoothing, amp=options.amp and device.type == "cuda",
+                        check_every=options.check_every)
+
+
+def search_data(evaluator: str, data: DataSource | None, options: TrainingOptions,
+                device: torch.device) -> tuple[Batches, BatchTransform]:
+    """Search-train/val batches on the device and the augmentation the options ask for."""
+    if data is None:
+        raise ConfigError(f"{evaluator} needs a data set (evaluators get one from the run's data: section)")
+    search = data.search()
+    batches = Batches(search)
+    policy = choose_policy(options.augment, batches.spec, cutout=options.cutout, streaming=batches.streaming)
+    channels_last = device.type == "cuda" and options.channels_last
+    return batches, BatchTransform(search.mean, search.std, policy, channels_last=channels_last)
+
+
+def count_steps(budget: Budget | None, steps_per_epoch: int, epochs: float, steps: int | None = None) -> int:
+    """Training steps for one evaluation: the budget's steps, else its epochs, else `steps`, else `epochs`."""
+    if budget is not None and budget.steps is not None:
+        return max(1, int(budget.steps))
+    if budget is not None and budget.epochs is not None:
+        epochs = budget.epochs
+    elif steps is not None:
+        return steps
+    return max(1, round(epochs * steps_per_epoch))
 
 
 def cosine_lr(step: int, total: int, lr_max: float, lr_min: float = 0.0) -> float:

@@ -21,6 +21,7 @@ from nasframe.space import Arch, Decision, Supernet
 from .darts_genotype import CELL_TYPES, DECISION_NAMES, EDGES, NODES, PRIMITIVES, decision_name
 from .darts_networks import Backbone, PlannedCell, Variant
 from .darts_ops import FactorizedReduce, make_op
+from .param_index import ParamIndex
 
 _OP_INDEX = {name: i for i, name in enumerate(PRIMITIVES)}
 _SEP = {"sep_conv_3x3", "sep_conv_5x5"}
@@ -81,6 +82,7 @@ class DartsSupernet(Backbone, Supernet):
         self.mixed_choices: dict[str, tuple[int, ...]] = {
             n: tuple(_OP_INDEX[str(c)] for c in choices.get(n, PRIMITIVES)) for n in DECISION_NAMES}
         self._path: Arch | None = None
+        self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
     # ---- single path ----------------------------------------------------------------------
     @staticmethod
@@ -159,7 +161,7 @@ class DartsSupernet(Backbone, Supernet):
                 prefixes.append(f"cells.{i}.preprocess1.")
             row = ops["reduce" if cell.reduction else "normal"]
             prefixes += [f"cells.{i}.edges.{e}.ops.{o}." for e, o in enumerate(row) if o != 0]
-        return [name for name, _ in self.named_parameters() if name.startswith(tuple(prefixes))]
+        return self._param_index.select(prefixes)
 
     # ---- angle metric (ABS) ---------------------------------------------------------------
     def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:

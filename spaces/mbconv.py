@@ -17,6 +17,7 @@ from nasframe.errors import InvalidArchitecture
 from nasframe.space import Arch, Supernet
 
 from .mobilenet_layouts import Layout, Slot, parse_op
+from .param_index import ParamIndex
 
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-3  # ProxylessNAS's bn_param (0.1, 1e-3)
@@ -150,6 +151,7 @@ class MBConvSupernet(_Frame, Supernet):
         self._path: list[nn.Module] | None = None
         self._mixed = [(name, [None if c == ZERO else self.blocks[_key(name)][c] for c in ops])
                        for name, ops in self.choices.items()]
+        self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
     def _chosen(self, arch: Arch) -> list[tuple[str, str]]:
         """(decision, op) for every non-zero slot, checking the ops exist in this supernet."""
@@ -193,7 +195,7 @@ class MBConvSupernet(_Frame, Supernet):
     def path_parameter_names(self, arch: Arch) -> list[str]:
         prefixes = ["stem.", "head.", "classifier."] + ([] if self.first_decision else ["first_block."])
         prefixes += [f"blocks.{_key(name)}.{op}." for name, op in self._chosen(arch)]
-        return [n for n, _ in self.named_parameters() if n.startswith(tuple(prefixes))]
+        return self._param_index.select(prefixes)
 
     def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:
         """Conv and linear weights of the path (reference 2.1); zero slots add nothing."""

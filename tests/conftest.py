@@ -35,3 +35,29 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeout: float = 120.0) -> None:
+    """Start `nasframe run ... --out run_dir` in a subprocess, SIGKILL it once `after_lines` evaluations
+    are logged and a checkpoint exists, check it died mid-run, then `nasframe resume` it to the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "nasframe.cli"]
+    proc = subprocess.Popen(cmd + ["run", *run_argv, "--out", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    history = run_dir / "history.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        lines = history.read_text().count("\n") if history.exists() else 0
+        if (run_dir / "checkpoint.pt").exists() and lines >= after_lines:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "best.json").exists(), "the run ended before it could be killed"
+    done = subprocess.run(cmd + ["resume", str(run_dir), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

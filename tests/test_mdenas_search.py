@@ -133,3 +133,23 @@ def test_darts_supernet_search_from_the_cli_moves_off_uniform_and_resumes(tmp_pa
     genotype = space.genotype(arch)  # raises unless every node has exactly two non-'none' inputs
     assert len(genotype.normal) == len(genotype.reduce) == 8
     assert all(op != "none" for op, _ in genotype.normal + genotype.reduce)
+
+
+def test_darts_supernet_search_killed_with_sigkill_resumes_to_the_identical_result(tmp_path, one_thread):
+    """The issue's end-to-end check: MDENAS on DARTS with the supernet evaluator, killed by kill -9."""
+    import subprocess
+    import sys
+
+    from conftest import kill_then_resume
+
+    argv = ["--strategy", "mdenas", "--space", "darts", "--evaluator", "supernet", "--data", "digits",
+            "--device", "cpu", "--quiet", "--seed", "2", "--budget", "6",
+            "--set", "space.supernet_C=4", "--set", "space.supernet_layers=2", "--set", "data.limit=400",
+            "--set", "evaluator.epochs=2", "--set", "run.checkpoint_every=1", "--set", "run.tensorboard=false"]
+    subprocess.run([sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
+                   check=True, capture_output=True)
+    kill_then_resume(argv, tmp_path / "killed", after_lines=2)
+    assert without_timing(history(tmp_path / "full")) == without_timing(history(tmp_path / "killed"))
+    full = json.loads((tmp_path / "full" / "best.json").read_text())
+    killed = json.loads((tmp_path / "killed" / "best.json").read_text())
+    assert full["final"] == killed["final"] and killed["evaluations"] == 6

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -135,30 +133,15 @@ def test_resume_in_process_continues_identically(tmp_path, core_toy):
 
 def test_resume_after_kill_9_gives_the_identical_result(tmp_path, core_toy):
     """Kill a CLI run mid-search with SIGKILL, resume it, and compare with an uninterrupted run."""
+    from conftest import kill_then_resume
+
     args = ["--plugin", core_toy, "--strategy", "random", "--space", "core_toy", "--evaluator", "core_toy_eval",
             "--budget", "12", "--seed", "7", "--quiet", "--set", "run.checkpoint_every=2"]
-    cmd = [sys.executable, "-m", "nasframe.cli", "run"]
-    subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], check=True, capture_output=True)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + args + ["--out", str(killed), "--set", "evaluator.sleep=0.15"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        ckpt_ok = (killed / "checkpoint.pt").exists()
-        lines = (killed / "history.jsonl").read_text().count("\n") if (killed / "history.jsonl").exists() else 0
-        if ckpt_ok and lines >= 5:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "best.json").exists()  # it really died mid-run
-
-    done = subprocess.run([sys.executable, "-m", "nasframe.cli", "resume", str(killed), "--quiet"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    full_h, res_h = history(tmp_path / "full"), history(killed)
+    subprocess.run([sys.executable, "-m", "nasframe.cli", "run", *args, "--out", str(tmp_path / "full")],
+                   check=True, capture_output=True)
+    kill_then_resume(args + ["--set", "evaluator.sleep=0.15"], tmp_path / "killed", after_lines=5)
+    full_h, res_h = history(tmp_path / "full"), history(tmp_path / "killed")
     assert [(x["arch"], x["metrics"]) for x in full_h] == [(x["arch"], x["metrics"]) for x in res_h]
     full_best = json.loads((tmp_path / "full" / "best.json").read_text())
-    res_best = json.loads((killed / "best.json").read_text())
+    res_best = json.loads((tmp_path / "killed" / "best.json").read_text())
     assert full_best["final"] == res_best["final"] and res_best["evaluations"] == 12
