@@ -48,19 +48,11 @@ from nasframe.space import Arch, SearchSpace
 
 @dataclass(frozen=True)
 class SupernetOptions(TrainingOptions):
-    """The shared training options with shared-weight defaults and help, plus the global schedule."""
+    """The shared training options with the DARTS search defaults, plus the global schedule."""
 
-    # redeclared: a different default or a path-specific help (each keeps its place in the listing)
+    # redeclared: a different default from short_train's
     epochs: float = option(1.0, "epochs of path training per evaluation (MDENAS: one)", min=0.001)
-    batch_size: int = option(64, "training mini-batch size (DARTS search: 64)", min=1)
     lr: float = option(0.025, "initial SGD learning rate (DARTS search: 0.025)", min=0)
-    weight_decay: float = option(3e-4, "SGD weight decay (L2) on the path's parameters", min=0)
-    grad_clip: float | None = option(5.0, "clip the path's gradient norm to this (null or 0: off)", min=0)
-    auxiliary_weight: float = option(0.4, "weight of an auxiliary head's loss, if the supernet has one", min=0)
-    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics of the path "
-                                               "from this many train batches (SPOS; 0: off)", min=0)
-    cutout: int = option(0, "cutout square side in pixels (0: off)", min=0)
-    channels_last: bool = option(True, "CUDA only: NHWC memory format for the supernet and batches")
     model_stats: bool = option(False, "also build each path as a stand-alone network to report its "
                                       "parameters and MACs")
     # supernet only

@@ -40,7 +40,7 @@ class TrainingOptions:
     eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
     lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
     momentum: float = option(0.9, "SGD momentum", min=0, max=1)
-    weight_decay: float = option(3e-4, "SGD weight decay (L2), applied to every parameter", min=0)
+    weight_decay: float = option(3e-4, "SGD weight decay (L2) on the parameters being trained", min=0)
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
     auxiliary_weight: float = option(0.4, "weight of the auxiliary head's loss when the model returns "
                                           "(logits, aux) in train mode and has no `auxiliary_weight` of its "
