@@ -8,7 +8,7 @@ import pytest
 import torch
 
 # Tiny CPU models run fastest on one thread, and a loaded 2-core CI machine makes two OpenMP
-# threads contend badly (seen: 0.05 s forwards taking 3-6 s).
+# threads contend badly (seen: 0.05 s forwards taking 3-6 s). Set once here for every test file.
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +22,14 @@ def core_toy() -> str:
 
     load_plugin(CORE_TOY)
     return CORE_TOY
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The default data set's search split handle (loads once per session)."""
+    from nasframe.data import DataOptions, DataSource
+
+    return DataSource(DataOptions(name="digits"), seed=0)
 
 
 @pytest.fixture

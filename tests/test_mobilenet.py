@@ -21,15 +21,6 @@ CIFAR = DataSpec("cifar10", 3, 32, 32, 10)
 OPS = ("k3e3", "k3e6", "k5e3", "k5e6", "k7e3", "k7e6")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run faster on one thread, and do not stall when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_space(**options):
     cls = spaces.get("mobilenet")
     return cls(build_options(cls.Options, options, "space"))

@@ -18,15 +18,6 @@ from nasframe.space import Supernet
 SPEC = DataSpec("cifar10", 3, 8, 8, 10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run faster on one thread, and do not stall when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_space(**options):
     cls = spaces.get("mobilenet")
     return cls(build_options(cls.Options, {"small_input": True, "width_mult": 0.25, **options}, "space"))

@@ -23,11 +23,6 @@ def space():
     return spaces.get("supernet_toy")()
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return DataSource(DataOptions(name="digits"), seed=0)
-
-
 def make(space, digits, **opts):
     cls = evaluators.get("short_train")
     return cls(space, cls.Options(**opts), data=digits, device="cpu")

@@ -28,11 +28,6 @@ def space():
     return spaces.get("supernet_toy")()
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return DataSource(DataOptions(name="digits"), seed=0)
-
-
 def make(space, digits, **opts):
     cls = evaluators.get("supernet")
     return cls(space, cls.Options(**opts), data=digits, device="cpu")
