@@ -1,28 +1,33 @@
-"""supernet: one weight-sharing network for the whole search; each evaluation trains one path.
+"""supernet: one weight-sharing network for the whole search.
 
 `evaluate(arch)` selects the single path of `arch` (`Supernet.set_path`), trains it for the
 budget on search-train with the shared SGD optimizer, and scores it on search-val (MDENAS'
 per-epoch step). Parameters off the path get no update at all, as in SPOS: the optimizer's
 group is narrowed to the path's parameters for every step, so their weights, momentum buffers
-and weight decay stay untouched. Strategies that shrink the space (ABS) also use
-`train_uniform`, `path_vectors` and `reset_base_weights` (`WeightSharingEvaluator`).
+and weight decay stay untouched.
+
+It declares `AngleMetric` (and so `SharedWeights`), the one-shot protocol's capabilities: the
+runner asks it to train the shared weights with paths a strategy's sampler draws
+(`train_paths`), to score a path with the weights as they are after BatchNorm recalibration
+(`score_path`, SPOS), and to save base weights and measure path angles (ABS).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from nasframe.angles import angle
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
 from nasframe.errors import NasframeError, NotSupported
-from nasframe.evaluator import WEIGHT_SHARING, Budget, Cost, Evaluator, Result, WeightSharingEvaluator
+from nasframe.evaluator import AngleMetric, BNRecalibration, Budget, Cost, Evaluator, Result, WorkReport
 from nasframe.evaluators.training import (
     Diverged,
     StepRunner,
@@ -63,11 +68,10 @@ class SupernetOptions(TrainingOptions):
 
 
 @register_evaluator("supernet")
-class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
+class SupernetEvaluator(Evaluator, AngleMetric):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
 
     Options = SupernetOptions
-    capabilities = frozenset({WEIGHT_SHARING})
 
     def __init__(self, space: SearchSpace, options: SupernetOptions | None = None, *, data=None, device="cpu"):
         super().__init__(space, options, data=data, device=device)
@@ -77,7 +81,6 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.base: dict[str, torch.Tensor] = {}
         self._flat: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.step = 0  # position in the learning-rate schedule, over all training of the supernet
-        self._extra = Cost()
         self._batches: Batches | None = None
         self._transform: BatchTransform | None = None
         self._runner: StepRunner | None = None
@@ -100,7 +103,7 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         """Build the supernet and its optimizer at first use (the weights come from torch's global RNG)."""
         if self.supernet is not None:
             return
-        if not getattr(self.space, "supports_supernet", False):
+        if not self.space.supports_supernet:
             raise NotSupported(f"space {self.space.name!r} has no weight-sharing supernet; use evaluator "
                                f"short_train or another space")
         batches, transform = self._data()
@@ -119,9 +122,11 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         batches, _ = self._data()
         return batches.steps_per_epoch(self.options.batch_size)
 
+    def _schedule_steps(self) -> int:
+        return max(1, round(self.options.schedule_epochs * self._steps_per_epoch()))
+
     def _lr_at(self, first: int) -> Any:
-        total = max(1, round(self.options.schedule_epochs * self._steps_per_epoch()))
-        o = self.options
+        total, o = self._schedule_steps(), self.options
         return lambda i: cosine_lr(first + i, total, o.lr, o.lr_min)
 
     def path_params(self, arch: Arch) -> list[torch.nn.Parameter]:
@@ -211,39 +216,72 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
             params_n, macs = count_parameters(child), count_macs(child, batches.spec.input_shape)
         return Result("ok", metrics, params=params_n, macs=macs, cost=cost)
 
-    # ---- WeightSharingEvaluator --------------------------------------------------------------
-    def train_uniform(self, space: SearchSpace, epochs: float) -> Cost:
-        """Train with a fresh uniform path of `space` every step (paths drawn by a numpy Generator
-        seeded from torch's global RNG). The cost is also kept for `drain_extra_cost`."""
+    # ---- SharedWeights / AngleMetric --------------------------------------------------------
+    def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:
+        """Train for `epochs`, the path of each step from `next_path()` (drawn lazily, one per step)."""
         start = time.perf_counter()
         with deterministic_mode(resolve_deterministic(self.options, self.device)):
             self._build()
             spe = self._steps_per_epoch()
             steps = count_steps(None, spe, epochs)
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
-            def params_for(i: int) -> Sequence[torch.Tensor]:  # drawn lazily: long trainings take many steps
-                arch = space.sample(rng)
+            def params_for(i: int) -> Sequence[torch.Tensor]:
+                arch = next_path()
                 self.supernet.set_path(arch)
                 return self.path_params(arch)
 
             try:
-                self._train(steps, params_for, list(self._params.values()))
+                stats = self._train(steps, params_for, list(self._params.values()))
             except Diverged as exc:
-                raise NasframeError(f"supernet training diverged in train_uniform: {exc}; the weights were "
-                                    f"restored; lower evaluator.lr") from None
+                raise NasframeError(f"supernet training diverged: {exc}; the weights were restored; lower "
+                                    f"evaluator.lr") from None
             except torch.OutOfMemoryError as exc:
                 reason = oom_reason(exc)
                 free_memory(self.device)
-                raise NasframeError(f"supernet training in train_uniform ran {reason}; lower "
-                                    f"evaluator.batch_size") from None
+                raise NasframeError(f"supernet training ran {reason}; lower evaluator.batch_size") from None
         cost = Cost(time.perf_counter() - start, steps / spe)
-        self._extra = Cost(self._extra.seconds + cost.seconds, self._extra.epochs + cost.epochs)
-        return cost
+        return WorkReport(cost, {"train_loss": stats.mean_loss, "steps": float(steps),
+                                 "lr": cosine_lr(self.step, self._schedule_steps(), self.options.lr,
+                                                 self.options.lr_min)})
 
-    def drain_extra_cost(self) -> Cost:
-        cost, self._extra = self._extra, Cost()
-        return cost
+    def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
+        """Validation accuracy of `arch` with the shared weights, after BatchNorm recalibration when asked
+        (the statistics of BatchNorms off the path are left as they were)."""
+        start = time.perf_counter()
+        o = self.options
+        with deterministic_mode(resolve_deterministic(o, self.device)):
+            self._build()
+            batches, transform = self._data()
+            self.supernet.set_path(arch)
+            try:
+                if recalibration is not None and recalibration.batches > 0:
+                    generator = device_generator(self.device)
+                    size = recalibration.batch_size or o.batch_size
+                    recalibrate_bn(self.supernet, batches.train(size, generator), transform, recalibration.batches,
+                                   self.device, self._settings().amp, generator, momentum=recalibration.momentum)
+                val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform,
+                                             self.device, self._settings().amp)
+            except torch.OutOfMemoryError as exc:
+                free_memory(self.device)
+                return Result.failed(oom_reason(exc), Cost(time.perf_counter() - start, 0.0))
+        cost = Cost(time.perf_counter() - start, 0.0)
+        if not math.isfinite(val_loss):
+            return Result.failed("validation loss is not finite with the shared weights", cost)
+        params_n = macs = None
+        if o.model_stats:
+            child = self.space.build(arch, batches.spec)
+            params_n, macs = count_parameters(child), count_macs(child, batches.spec.input_shape)
+        return Result("ok", {"val_acc": val_acc, "val_loss": val_loss}, params=params_n, macs=macs, cost=cost)
+
+    @torch.no_grad()
+    def path_angles(self, archs: Sequence[Arch]) -> list[float]:
+        """ABS angles of the paths, computed on the device and read back once."""
+        angles = [angle(*self.path_vectors(a)) for a in archs]
+        return torch.stack(angles).cpu().tolist() if angles else []
+
+    def save_base_weights(self) -> None:
+        self._build()
+        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
 
     @torch.no_grad()
     def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,10 +304,6 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
             return empty, empty.clone()
         return torch.cat(base), torch.cat(current)
 
-    def reset_base_weights(self) -> None:
-        self._build()
-        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
-
     def _set_base(self, base: dict[str, torch.Tensor]) -> None:
         """Store the base weights, plus flat views of base and current weights for `path_vectors`
         (a view of a contiguous parameter follows its in-place updates; others are flattened per call)."""
@@ -286,10 +320,10 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         return {
             "built": True,
             "weights": {k: v.detach().clone() for k, v in self.supernet.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),  # type: ignore[union-attr]
+            # a copy: the optimizer's own dict shares its momentum tensors, which training changes in place
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # type: ignore[union-attr]
             "step": self.step,
             "base": {k: v.clone() for k, v in self.base.items()},
-            "extra_cost": [self._extra.seconds, self._extra.epochs],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -300,7 +334,6 @@ class SupernetEvaluator(Evaluator, WeightSharingEvaluator):
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
         self.step = int(state["step"])
         self._set_base({k: v.to(self.device) for k, v in state["base"].items()})
-        self._extra = Cost(*state["extra_cost"])
 
     def close(self) -> None:
         self.supernet = self.optimizer = self._runner = None

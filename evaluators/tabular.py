@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 
 from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
-from nasframe.evaluator import TABULAR, Budget, Cost, Evaluator, Result
+from nasframe.evaluator import Budget, Cost, Evaluator, Result, TabularBenchmark
 from nasframe.options import option
 from nasframe.registry import register_evaluator
-from nasframe.space import Arch
+from nasframe.space import Arch, TabularSpace
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,19 @@ class TabularOptions:
 
 
 @register_evaluator("tabular")
-class TabularEvaluator(Evaluator):
+class TabularEvaluator(Evaluator, TabularBenchmark):
     """Looks accuracies up in the benchmark tables shipped with the space (nb201): no training."""
 
     Options = TabularOptions
-    capabilities = frozenset({TABULAR})
     #: nothing here draws random numbers, so the runner skips seeding torch per evaluation
     uses_torch_rng = False
 
     def __init__(self, space, options: TabularOptions | None = None, **kwargs: Any):
         super().__init__(space, options, **kwargs)
-        get_table = getattr(space, "benchmark_table", None)
-        if get_table is None:
+        if not isinstance(space, TabularSpace):
             raise NotSupported(f"evaluator 'tabular' needs a space with a benchmark table (nb201); "
                                f"space {space.name!r} has none")
-        table = get_table()
+        table = space.benchmark_table()
         o = self.options
         self._names = tuple(d.name for d in space.define_decisions())
         self._row_of: dict[Arch, int] = table.row_of

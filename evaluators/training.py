@@ -290,12 +290,13 @@ def validate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
                    transform: BatchTransform, num_batches: int, device: torch.device, amp: bool,
-                   generator: torch.Generator | None = None) -> None:
+                   generator: torch.Generator | None = None, momentum: float | None = None) -> None:
     """SPOS-style BatchNorm recalibration: reset running statistics and re-estimate them from
     `num_batches` train batches in train mode, without gradients.
 
-    The estimate is a cumulative average (momentum None) rather than SPOS' EMA, so a few batches
-    suffice. BatchNorms that the forward did not reach (ops off the current path) get their old
+    `momentum` None (the default) makes the estimate a cumulative average, so a few batches
+    suffice; SPOS' code keeps the usual exponential average (momentum 0.1) over 200 batches.
+    BatchNorms that the forward did not reach (ops off the current path) get their old
     statistics back, so recalibrating one path leaves every other path untouched.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -305,7 +306,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch
              for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None
+        m.momentum = momentum
     was_training = model.training
     model.train()
     try:

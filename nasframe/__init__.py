@@ -10,7 +10,18 @@ from nasframe.errors import (
     RegistryError,
     SpaceExhausted,
 )
-from nasframe.evaluator import TABULAR, WEIGHT_SHARING, Budget, Cost, Evaluator, Result
+from nasframe.evaluator import (
+    AngleMetric,
+    BNRecalibration,
+    Budget,
+    Capability,
+    Cost,
+    Evaluator,
+    Result,
+    SharedWeights,
+    TabularBenchmark,
+    WorkReport,
+)
 from nasframe.options import option
 from nasframe.registry import (
     create_evaluator,
@@ -30,9 +41,10 @@ from nasframe.strategy import Strategy, ask_unseen
 __version__ = "0.1.0"
 
 __all__ = [
-    "TABULAR", "WEIGHT_SHARING", "Arch", "Budget", "CapabilityError", "ConfigError", "Cost", "Decision",
-    "Evaluator", "InvalidArchitecture", "NasframeError", "NotSupported", "PluginLoadError", "RegistryError",
-    "Result", "SearchSpace", "SpaceExhausted", "Strategy", "Supernet", "ask_unseen", "create_evaluator",
-    "create_space", "create_strategy", "list_evaluators", "list_spaces", "list_strategies", "option",
-    "register_dataset", "register_evaluator", "register_space", "register_strategy",
+    "AngleMetric", "Arch", "BNRecalibration", "Budget", "Capability", "CapabilityError", "ConfigError", "Cost",
+    "Decision", "Evaluator", "InvalidArchitecture", "NasframeError", "NotSupported", "PluginLoadError",
+    "RegistryError", "Result", "SearchSpace", "SharedWeights", "SpaceExhausted", "Strategy", "Supernet",
+    "TabularBenchmark", "WorkReport", "ask_unseen", "create_evaluator", "create_space", "create_strategy",
+    "list_evaluators", "list_spaces", "list_strategies", "option", "register_dataset", "register_evaluator",
+    "register_space", "register_strategy",
 ]

@@ -17,11 +17,23 @@ CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+
+    The file gets the mode a plain `open` would give it (0666 less the umask), not mkstemp's 0600,
+    so colleagues on a shared machine read run files as the user's umask intends.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -66,15 +78,37 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        # torch's own message is several lines and suggests weights_only=False: exactly the wrong
+        # advice for a damaged or foreign file, so only its kind is shown
+        raise RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}); the file is damaged or was not "
+                          f"written by nasframe") from None
 
 
 class RunLock:
     """An exclusive advisory lock on a run directory, held for the life of a run.
 
     The OS releases it when the process dies (even by kill -9), so a crashed run can be resumed
-    at once while a live one cannot be written into by a second process.
+    at once while a live one cannot be written into by a second process. The file holds the owner's
+    pid (`nasframe show` reports a live run with it) and is removed when the run ends.
     """
+
+    @staticmethod
+    def holder(run_dir: str | os.PathLike) -> str | None:
+        """'pid N' of the process working in `run_dir` now, or None when nobody holds the lock."""
+        import fcntl
+
+        path = Path(run_dir) / LOCK
+        try:
+            fh = open(path)
+        except OSError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / LOCK
@@ -83,15 +117,24 @@ class RunLock:
     def acquire(self) -> RunLock:
         import fcntl
 
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            owner = fh.read().strip() or "another process"
+        while True:
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                owner = fh.read().strip() or "another process"
+                fh.close()
+                raise RunDirError(f"run directory {self.path.parent} is in use by {owner}; wait for it or pick "
+                                  f"another --out") from None
+            # the previous holder removes the file when it ends: a lock on a removed file is no lock
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             fh.close()
-            raise RunDirError(f"run directory {self.path.parent} is in use by {owner}; wait for it or pick "
-                              f"another --out") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
@@ -100,9 +143,11 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Remove the lock file, then unlock (in that order, see `acquire`)."""
         if self._fh is not None:
             import fcntl
 
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nasframe import flags
 from nasframe.compare import CompareCommand
 from nasframe.errors import ConfigError, NasframeError
 
@@ -29,17 +30,6 @@ def _common() -> argparse.ArgumentParser:
                    help="import a module or .py file that registers components (repeatable)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
-
-
-def _config_flags(p: argparse.ArgumentParser, components: bool = True) -> None:
-    if components:
-        p.add_argument("--strategy", help="search strategy (nasframe list shows them); default mdenas")
-        p.add_argument("--space", help="search space; default darts")
-        p.add_argument("--evaluator", help="evaluator; default short_train")
-    p.add_argument("--config", metavar="FILE", help="YAML file with strategy/space/evaluator/data/run sections")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any option, e.g. --set strategy.lr=0.02 (repeatable; value read as YAML)")
-    p.add_argument("--data", metavar="NAME", help="data set (digits, fashion_mnist, cifar10, ...); default digits")
 
 
 def _load_plugins(args: argparse.Namespace) -> None:
@@ -67,41 +57,53 @@ class RunCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        _config_flags(p)
-        p.add_argument("--seed", type=int, help="run seed (default 0)")
+        p.add_argument("--strategy", help="search strategy (nasframe list strategies); default mdenas")
+        flags.add_components(p)
+        flags.add_config(p)
+        p.add_argument("--seed", type=flags.non_negative_int, help="run seed (default 0)")
         p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<names>)")
-        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
-        p.add_argument("--budget", type=int, metavar="N", help="shorthand for --set run.max_evaluations=N")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        flags.add_device(p)
+        flags.add_budget(p)
+        flags.add_quiet(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
-        flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget}
-        runner = Runner.create(build_config(args, flags), quiet=args.quiet)
+        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget}
+        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=_command_line())
         _say(f"run directory: {runner.run_dir}")
         return _execute(runner)
 
 
 class ResumeCommand:
-    """Continue a killed or interrupted run from its last checkpoint."""
+    """Continue a killed or interrupted run from its last checkpoint (or extend a finished one)."""
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
+        from nasframe.runner import RESUME_SETTABLE
+
         p.add_argument("run_dir", metavar="RUN_DIR")
-        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the run's device")
-        p.add_argument("--budget", type=int, metavar="N", help="raise the evaluation budget (extends a finished run)")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        flags.add_device(p, "override the run's device")
+        flags.add_budget(p, "raise the evaluation budget (extends a finished run)")
+        allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help=f"change a setting that cannot alter results so far: {allowed}")
+        flags.add_quiet(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
         overrides = {"device": args.device, "max_evaluations": args.budget}
-        runner = Runner.resume(args.run_dir, overrides=overrides, quiet=args.quiet)
+        runner = Runner.resume(args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet,
+                               command=_command_line())
         _say(f"resuming {runner.run_dir}")
         return _execute(runner)
+
+
+def _command_line() -> list[str]:
+    return ["nasframe", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("nasframe") else list(sys.argv)
 
 
 def _execute(runner: Any) -> int:
@@ -110,34 +112,50 @@ def _execute(runner: Any) -> int:
     except KeyboardInterrupt:
         _say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
         return 130
-    _print_best(summary.best, summary.run_dir)
+    if not summary.ran:
+        _say(f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran. Raise "
+             f"--budget to extend it.")
+    if summary.result is not None:
+        _print_result(summary.result, summary.run_dir)
     return 0
 
 
-def _print_best(best: dict[str, Any], run_dir: Path) -> None:
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_result(result: Any, run_dir: Path) -> None:
+    from nasframe.costs import format_count
+
     print(f"run: {run_dir}")
-    print(f"evaluations: {best.get('evaluations')}  stopped: {best.get('stopped_because')}")
-    cost = best.get("cost") or {}
-    print(f"cost: {cost.get('seconds', 0):.1f} s evaluating, {cost.get('epochs', 0):g} epochs, "
-          f"{cost.get('wall_seconds', 0):.1f} s wall")
-    be = best.get("best_evaluated")
+    print(f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
+          + (f"  (rejected by constraints: {result.infeasible})" if result.infeasible else ""))
+    cost = result.cost
+    print(f"cost: {cost['seconds']:.1f} s evaluating, {cost['epochs']:g} epochs, {cost['wall_seconds']:.1f} s wall"
+          + (f" (supernet work: {result.work['epochs']:g} epochs)" if result.work.get("epochs") else ""))
+    be = result.best_evaluated
     if be:
-        acc = (be.get("metrics") or {}).get("val_acc")
-        print(f"best evaluated: #{be['index']} val_acc={acc}")
-    final = best.get("final")
-    if final:
-        metrics = final.get("metrics") or {}
-        held = final.get("held_out") or {}
-        line = ", ".join(f"{k}={v:.4g}" for k, v in {**metrics, **held}.items() if isinstance(v, (int, float)))
-        print(f"final architecture: {line or '(not evaluated)'}")
-        for key, value in (final.get("export") or {}).items():
+        print(f"best evaluated: #{be['index']} val_acc={_fmt((be.get('metrics') or {}).get('val_acc'))}")
+    final = result.final
+    if final is None:
+        print("final architecture: none (nothing was evaluated successfully)")
+    else:
+        values = dict(final.metrics or {})
+        if final.final_evaluation and final.final_evaluation.get("status") == "ok":
+            values.update({f"final {k}": v for k, v in final.final_evaluation["metrics"].items()})
+        values.update(final.held_out)
+        line = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
+        print(f"final architecture ({final.source}): {line or '(not evaluated)'}")
+        if final.params is not None:
+            print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
+        for key, value in final.export.items():
             if isinstance(value, (str, int, float)):
                 print(f"  {key}: {value}")
     print(f"details: {run_dir / 'best.json'}")
 
 
 class ShowCommand:
-    """Show a run: what ran, its best architecture, metrics and cost."""
+    """Show a run: what ran, its final architecture, metrics and cost (or its progress so far)."""
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,43 +164,37 @@ class ShowCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.errors import RunDirError
+        from nasframe.checkpoint import RunLock
+        from nasframe.rundir import RunDir
 
-        run_dir = Path(args.run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
-        best_path = run_dir / "best.json"
-        if best_path.is_file():
-            best = json.loads(best_path.read_text())
+        files = RunDir(args.run_dir)
+        files.require_run()
+        if files.is_finished():
+            result = files.read_result()
             if args.json:
-                print(json.dumps(best, indent=2))
+                print(json.dumps(result.to_dict(), indent=2))
                 return 0
-            cfg = _read_config(run_dir)
-            print(f"{cfg['strategy']['name']} / {cfg['space']['name']} / {cfg['evaluator']['name']} "
-                  f"on {cfg['data']['name']}, seed {cfg['run']['seed']}")
-            _print_best(best, run_dir)
+            print(f"{result.strategy} / {result.space} / {result.evaluator} on {result.data}, seed {result.seed}")
+            _print_result(result, files.path)
             return 0
-        text = (run_dir / "history.jsonl").read_text() if (run_dir / "history.jsonl").exists() else ""
-        # a killed run may have left half a line at the end: only complete lines count
-        records = [json.loads(x) for x in text.split("\n")[:-1] if x.strip()]
-        ok = [r for r in records if r["status"] == "ok"]
-        top = max(ok, key=lambda r: r["metrics"].get("val_acc", float("-inf"))) if ok else None
-        progress = {"finished": False, "evaluations": len(records), "failed": len(records) - len(ok),
-                    "best_so_far": top}
+        records = list(files.evaluations())
+        ok = [r for r in records if r.val_acc is not None]
+        top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
+        holder = RunLock.holder(files.path)
+        progress = {"finished": False, "running": holder, "evaluations": len(records),
+                    "failed": sum(r.status == "failed" for r in records),
+                    "best_so_far": None if top is None else {"index": top.index, "arch": top.arch,
+                                                             "metrics": top.metrics}}
         if args.json:
             print(json.dumps(progress, indent=2))
-        else:
-            print(f"{run_dir}: unfinished, {len(records)} evaluations logged ({progress['failed']} failed)")
-            if top:
-                print(f"best so far: #{top['index']} val_acc={top['metrics'].get('val_acc')}")
-            print(f"continue with: nasframe resume {run_dir}")
+            return 0
+        state = f"running ({holder})" if holder else "unfinished"
+        print(f"{files.path}: {state}, {len(records)} evaluations logged ({progress['failed']} failed)")
+        if top is not None:
+            print(f"best so far: #{top.index} val_acc={_fmt(top.val_acc)}")
+        if not holder:
+            print(f"continue with: nasframe resume {files.path}")
         return 0
-
-
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    from nasframe.config import load_yaml
-
-    return load_yaml(run_dir / "config.yaml")
 
 
 class ListCommand:
@@ -197,6 +209,7 @@ class ListCommand:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.data import DataOptions
+        from nasframe.evaluator import capabilities_of, capability_names
         from nasframe.options import describe_options
         from nasframe.registry import datasets, evaluators, spaces, strategies
 
@@ -212,10 +225,10 @@ class ListCommand:
                     print(f"  {name}: (cannot load: {exc})")
                     continue
                 extra = ""
-                if getattr(cls, "requires", None):
-                    extra = f" (needs: {', '.join(sorted(cls.requires))})"
-                if getattr(cls, "capabilities", None):
-                    extra = f" (offers: {', '.join(sorted(cls.capabilities))})"
+                if title == "strategies" and cls.requires:
+                    extra = f" (needs: {', '.join(capability_names(cls.requires))})"
+                elif title == "evaluators" and capabilities_of(cls):
+                    extra = f" (offers: {', '.join(capability_names(capabilities_of(cls)))})"
                 print(f"  {name}: {reg.describe(name)}{extra}")
                 if args.brief or title == "datasets":
                     continue
@@ -269,7 +282,9 @@ class InspectCommand:
                                 "input_shape": list(spec.input_shape), "num_classes": spec.num_classes}
         text = args.arch
         if args.arch_file:
-            text = _arch_text_from_file(args.arch_file)
+            text, source = _arch_text_from_file(args.arch_file)
+            if source:
+                info["read"] = source
         if text is None:
             info["named_architectures"] = sorted(space.named_architectures())
         else:
@@ -288,7 +303,7 @@ class InspectCommand:
         if args.json:
             print(json.dumps(info, indent=2, default=str))
             return 0
-        for key in ("space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
+        for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
             if key in info:
                 value = info[key]
                 if key == "size" and value >= 1e12:
@@ -320,20 +335,36 @@ def _count(space: Any, arch: Any, spec: Any, with_macs: bool) -> tuple[int, int 
         return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
 
 
-def _arch_text_from_file(path: str) -> str:
+def _arch_text_from_file(path: str) -> tuple[str, str | None]:
+    """The architecture text in `path`, and which part of a run's best.json it came from.
+
+    From a best.json, the space's derived architecture (`final.export.derived_arch`, e.g. the DARTS
+    genotype derived from MDENAS' probabilities) is taken when the space gives one: that is the
+    answer the run reports; otherwise the final architecture itself.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--arch-file {path!r} does not exist")
-    text = p.read_text()
-    if p.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
-            data = data["final"]["arch"]
-        return json.dumps(data)
-    return text
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"--arch-file {path}: not UTF-8 text; give a JSON/YAML mapping or a run's best.json") \
+            from None
+    if p.suffix != ".json":
+        return text, None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
+        final = data["final"]
+        derived = (final.get("export") or {}).get("derived_arch") if isinstance(final.get("export"), dict) else None
+        if isinstance(derived, dict):
+            return json.dumps(derived), f"{path}: final.export.derived_arch (the space's derived architecture)"
+        if not isinstance(final.get("arch"), dict):
+            raise ConfigError(f"--arch-file {path}: best.json has no final architecture")
+        return json.dumps(final["arch"]), f"{path}: final.arch"
+    return json.dumps(data), None
 
 
 COMMANDS: dict[str, Any] = {

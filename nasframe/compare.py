@@ -34,7 +34,7 @@ from nasframe.compare_plot import mean_and_se
 from nasframe.errors import ConfigError
 
 # nasframe.config (and through it torch) is imported inside functions: `nasframe --help` stays fast.
-SECTIONS = ("strategy", "space", "evaluator", "data", "run")
+SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
 
 #: keys of a compare YAML file besides the run sections
 COMPARE_KEYS = ("strategies", "seeds", "budget", "out")
@@ -360,11 +360,12 @@ class Reference:
 def analytic_reference(plan: Plan) -> Reference | None:
     """Expected random search from the evaluator's table, or None when it has no table."""
     from nasframe.config import resolve
+    from nasframe.evaluator import TabularBenchmark
     from nasframe.registry import evaluators, spaces
 
     cfg = resolve(plan.runs()[0].cfg)
     ev_cls = evaluators.get(cfg.names["evaluator"])
-    if not hasattr(ev_cls, "all_accuracies"):
+    if not issubclass(ev_cls, TabularBenchmark):
         return None
     space = spaces.get(cfg.names["space"])(cfg.options["space"])
     evaluator = ev_cls(space, cfg.options["evaluator"])

@@ -1,7 +1,8 @@
 """Run configuration: YAML sections plus CLI overrides, checked against each component's Options.
 
-A run is described by five sections: `strategy`, `space`, `evaluator`, `data`, `run`. The first
-three hold a `name` plus that component's options; `data` and `run` have fixed options. A
+A run is described by six sections: `strategy`, `space`, `evaluator`, `data`, `run` and
+`constraints`. The first three hold a `name` plus that component's options; the others have fixed
+options. A
 top-level `plugins` list names modules or files to import first. `--set section.key=value`
 overrides any option; the value is read as YAML (`0.02`, `true`, `[1, 2]`).
 """
@@ -16,11 +17,12 @@ from typing import Any, Literal
 
 import yaml
 
+from nasframe.constraints import ConstraintOptions
 from nasframe.data import DataOptions
 from nasframe.errors import ConfigError
 from nasframe.options import build_options, option, options_to_dict
 
-SECTIONS = ("strategy", "space", "evaluator", "data", "run")
+SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
 COMPONENT_SECTIONS = ("strategy", "space", "evaluator")
 DEFAULT_NAMES = {"strategy": "mdenas", "space": "darts", "evaluator": "short_train"}
 
@@ -38,6 +40,11 @@ class RunOptions:
     runs_root: str = option("runs", "parent folder of run directories named by default")
     checkpoint_every: int | None = option(None, "checkpoint after this many evaluations", min=1)
     checkpoint_seconds: float = option(30.0, "also checkpoint when this much time passed since the last", min=0)
+    work_chunk_epochs: float = option(1.0, "one-shot strategies: supernet training is executed (and checkpointed) "
+                                           "in pieces of at most this many epochs", min=0.001)
+    final_evaluation: Literal["auto", "always", "never"] = option(
+        "auto", "evaluate the returned architecture once more at the end with the run's evaluator; auto: only "
+                "when the search never evaluated it (e.g. MDENAS' most likely architecture)")
     tensorboard: bool = option(True, "write TensorBoard event files into the run directory")
     tensorboard_interval: float = option(0.02, "log per-evaluation scalars at most this often, in seconds "
                                                "(new bests are always logged)", min=0)
@@ -49,7 +56,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -163,6 +172,7 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
         options[section] = build_options(cls.Options, values, section)
     options["data"] = build_options(DataOptions, cfg.get("data"), "data")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
+    options["constraints"] = build_options(ConstraintOptions, cfg.get("constraints"), "constraints")
     return ResolvedConfig(names, options, plugins)
 
 

@@ -1,27 +1,34 @@
-"""The Evaluator interface: measure one architecture under a budget and return a Result.
+"""The Evaluator interface and the capabilities an evaluator can declare.
 
-An evaluator only measures. It never chooses architectures and never writes run files; the
-runner seeds the global RNGs before each call, so an evaluator that draws from torch's
-global generator is reproducible and resumable without saving RNG streams of its own.
+An evaluator only measures, and trains only what it is asked to. It never chooses architectures
+and never writes run files; the runner seeds the global RNGs before each call, so an evaluator
+that draws from torch's global generator is reproducible and resumable without saving RNG
+streams of its own.
+
+Capabilities are abstract base classes an evaluator inherits from, declaring what more it
+offers than `evaluate`: `SharedWeights` (one supernet whose weights every architecture shares),
+`AngleMetric` (ABS' weight-angle measurement on top of that) and `TabularBenchmark` (a table of
+every architecture's accuracy). A strategy lists the capabilities it needs in `requires`; the
+runner checks them with `issubclass` when a run is built, so a mismatch fails before any work.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nasframe.options import NoOptions
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from nasframe.data import DataSource
     from nasframe.space import Arch, SearchSpace
 
-#: capability names an evaluator may declare and a strategy may require
-WEIGHT_SHARING = "weight_sharing"
-TABULAR = "tabular"
+Status = Literal["ok", "failed", "infeasible"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,12 @@ class Result:
     """Outcome of one evaluation.
 
     `metrics` holds at least `val_acc` (percent) when status is "ok"; other common keys are
-    `val_loss` and `test_acc` (a held-out metric that must never steer the search).
+    `val_loss` and `test_acc` (a held-out metric that must never steer the search). Status
+    "infeasible" is set by the runner, never by an evaluator: the architecture broke the run's
+    constraints and was not evaluated (it cost nothing).
     """
 
-    status: Literal["ok", "failed"] = "ok"
+    status: Status = "ok"
     metrics: dict[str, float] = field(default_factory=dict)
     params: int | None = None
     macs: int | None = None
@@ -65,6 +74,10 @@ class Result:
     def failed(cls, reason: str, cost: Cost | None = None) -> Result:
         return cls(status="failed", reason=reason, cost=cost or Cost())
 
+    @classmethod
+    def infeasible(cls, reason: str, params: int | None = None, macs: int | None = None) -> Result:
+        return cls(status="infeasible", reason=reason, params=params, macs=macs)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -75,22 +88,32 @@ class Result:
         return cls(**d)
 
 
-class WeightSharingEvaluator(ABC):
-    """What an evaluator with the WEIGHT_SHARING capability offers strategies (via `attach`)."""
+@dataclass
+class WorkReport:
+    """Outcome of one piece of weight-sharing work (training, a measurement).
 
-    @abstractmethod
-    def train_uniform(self, space: SearchSpace, epochs: float) -> Cost:
-        """Train the shared weights for `epochs`, drawing a fresh uniform path of `space` (which may
-        be a restriction of the evaluator's space) for every step. Seeded by the global torch RNG."""
+    `metrics` are scalars for the logs (e.g. `train_loss`); `values` holds one number per
+    architecture of a measurement request, in request order (e.g. angles).
+    """
 
-    @abstractmethod
-    def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The path's flattened weight vector from the base weights and from the current weights
-        (parts as given by the supernet's `angle_terms`), for the angle metric."""
+    cost: Cost = field(default_factory=Cost)
+    metrics: dict[str, float] = field(default_factory=dict)
+    values: list[float] | None = None
 
-    @abstractmethod
-    def reset_base_weights(self) -> None:
-        """Make the current weights the base that `path_vectors` compares against."""
+
+@dataclass(frozen=True)
+class BNRecalibration:
+    """How to re-estimate BatchNorm statistics before scoring a path with shared weights.
+
+    The running statistics are reset and re-estimated from `batches` train batches in train mode,
+    without gradients. `momentum` None is the cumulative average (exact for any number of batches);
+    a float is the usual exponential average (SPOS uses 0.1 over 200 batches of 128).
+    `batch_size` None uses the evaluator's training batch size.
+    """
+
+    batches: int = 200
+    momentum: float | None = 0.1
+    batch_size: int | None = 128
 
 
 class Evaluator(ABC):
@@ -104,8 +127,6 @@ class Evaluator(ABC):
     """
 
     Options: ClassVar[type] = NoOptions
-    #: what this evaluator offers strategies, e.g. {WEIGHT_SHARING}
-    capabilities: ClassVar[frozenset[str]] = frozenset()
     #: False for evaluators that draw no random numbers (tables): the runner then skips seeding
     #: torch before each evaluation, which matters at thousands of evaluations per second
     uses_torch_rng: ClassVar[bool] = True
@@ -132,10 +153,71 @@ class Evaluator(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
-    def drain_extra_cost(self) -> Cost:
-        """Cost of work done outside `evaluate` at a strategy's request since the last call (e.g.
-        supernet training between shrinking steps). The runner adds it to the run's budget."""
-        return Cost()
-
     def close(self) -> None:
-        """Release resources at the end of a run."""
+        """Release resources at the end of a run (called on every exit path)."""
+
+
+# ---- capabilities ------------------------------------------------------------------------------
+class Capability(ABC):  # noqa: B024 (a marker base: capabilities add the abstract methods)
+    """Base of capability classes; an evaluator declares one by inheriting from it."""
+
+    #: shown by `nasframe list` and in capability errors
+    capability_name: ClassVar[str] = "capability"
+
+
+class SharedWeights(Capability):
+    """Capability: one set of weights shared by every architecture of the space (a supernet).
+
+    Both methods are called by the runner only, which seeds torch's global RNG before each call
+    and charges the returned cost to the run's budget.
+    """
+
+    capability_name: ClassVar[str] = "shared weights"
+
+    @abstractmethod
+    def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:
+        """Train the shared weights for `epochs`, calling `next_path()` once per step for the single
+        path that step trains. Parameters off the path must get no update at all. Divergence or
+        running out of memory raise a NasframeError after restoring the weights."""
+
+    @abstractmethod
+    def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
+        """Accuracy of `arch` with the shared weights as they are (no training), after BatchNorm
+        recalibration when asked: the one-shot way to rank architectures."""
+
+
+class AngleMetric(SharedWeights):
+    """Capability: ABS' angle between a path's weights now and at a saved base (Hu et al., 2020)."""
+
+    capability_name: ClassVar[str] = "angle metric"
+
+    @abstractmethod
+    def save_base_weights(self) -> None:
+        """Make the current shared weights the base that `path_angles` compares against."""
+
+    @abstractmethod
+    def path_angles(self, archs: Sequence[Arch]) -> list[float]:
+        """For each architecture, the angle (radians) between its path's weight vector taken from
+        the base weights and from the current weights."""
+
+
+class TabularBenchmark(Capability):
+    """Capability: the evaluator answers from a table that holds every architecture of the space."""
+
+    capability_name: ClassVar[str] = "tabular benchmark"
+
+    @abstractmethod
+    def all_accuracies(self, metric: Literal["val_acc", "test_acc"] = "val_acc") -> np.ndarray:
+        """The metric over every architecture of the table (for analytic baselines)."""
+
+
+def capabilities_of(evaluator_cls: type) -> list[type[Capability]]:
+    """The capability classes `evaluator_cls` declares (its bases that are capabilities), most general first."""
+    found = [c for c in evaluator_cls.__mro__
+             if isinstance(c, type) and issubclass(c, Capability) and c is not Capability
+             and not issubclass(c, Evaluator)]
+    return list(reversed(found))
+
+
+def capability_names(classes: Sequence[type[Capability]]) -> list[str]:
+    return [c.capability_name for c in classes]

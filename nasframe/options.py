@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -53,6 +54,25 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def _number(text: str) -> Any:
+    """A number written as text: YAML 1.1 reads `1e-3` and `330e6` as strings, and counts read well
+    with a suffix (`330M`). Anything else comes back unchanged (and is then rejected)."""
+    t = text.strip().replace("_", "")
+    scale = 1.0
+    if t[-1:] in _SUFFIX:
+        t, scale = t[:-1], _SUFFIX[t[-1]]
+    try:
+        value = float(t) * scale
+    except ValueError:
+        return text
+    if value.is_integer() and scale == 1.0 and all(c.isdigit() or c in "+-" for c in t):
+        return int(t)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return `value` converted to `tp`, or raise ConfigError naming `key`."""
     origin = typing.get_origin(tp)
@@ -92,13 +112,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
+        if isinstance(value, str):
+            value = _number(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        if isinstance(value, str):
+            value = _number(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: {value!r} is not a finite number (use null for 'no limit')")
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:

@@ -1,17 +1,20 @@
 """The Runner owns the search loop: budget, seeding, run files, logging, checkpoints, export.
 
-Loop: take the next proposal (asking the strategy when none is pending), seed the global RNGs
-from (run seed, evaluation index), evaluate, tell, append one line to history.jsonl, log, and
-checkpoint now and then. Because every evaluation's randomness derives from its index and the
-checkpoint holds the strategy, evaluator and pending proposals, a run resumed after a kill
-ends exactly where the uninterrupted run would have ended (on the CPU).
+Loop: take the next request (asking the strategy when none is pending), execute it, tell the
+strategy, log, and checkpoint now and then. An architecture (or `Evaluate` / `ScoreShared`
+request) is one evaluation: checked against the constraints, seeded from (run seed, evaluation
+index), measured, told with `tell`, one line in history.jsonl. Weight-sharing work
+(`TrainShared`, `MeasureAngles`, ...) is seeded from (run seed, work index, piece), executed in
+pieces of at most `run.work_chunk_epochs`, charged to the budget, told with `tell_work`, one line
+per piece in work.jsonl, and checkpointed after every piece. Because all randomness derives from
+those indices and the checkpoint holds strategy, evaluator and pending requests, a run resumed
+after a kill in any phase ends exactly where the uninterrupted run would have ended (on the CPU).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,30 +25,51 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasframe.checkpoint import (
-    RunLock,
-    atomic_write_json,
-    atomic_write_text,
-    load_checkpoint,
-    save_checkpoint,
-)
-from nasframe.config import ResolvedConfig, dump_yaml, load_yaml, merge_config, resolve
+from nasframe.config import ResolvedConfig, dump_yaml, merge_config, resolve
+from nasframe.constraints import ConstraintError, Constraints
+from nasframe.costs import ArchCosts
 from nasframe.data import DataSource
-from nasframe.errors import CapabilityError, NasframeError, RunDirError, SpaceExhausted
-from nasframe.evaluator import Evaluator, Result
+from nasframe.errors import CapabilityError, ConfigError, NasframeError, RunDirError, SpaceExhausted
+from nasframe.evaluator import (
+    AngleMetric,
+    Capability,
+    Cost,
+    Evaluator,
+    Result,
+    SharedWeights,
+    WorkReport,
+    capabilities_of,
+    capability_names,
+)
+from nasframe.oneshot import (
+    Evaluate,
+    MeasureAngles,
+    Request,
+    SaveBaseWeights,
+    ScoreShared,
+    TrainShared,
+    as_request,
+    request_from_state,
+)
+from nasframe.progress import Progress, Stopwatch
 from nasframe.registry import evaluators, spaces, strategies
+from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy, arch_to_pairs
+from nasframe.strategy import Strategy
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: run options `resume --set` may change: where things are and how they are shown, never results
+RESUME_SETTABLE = {
+    "run": {"device", "progress", "tensorboard", "tensorboard_interval", "checkpoint_every", "checkpoint_seconds",
+            "max_evaluations", "max_epochs", "max_seconds"},
+    "data": {"root", "workers", "download"},
+}
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from nasframe.errors import ConfigError
-
         raise ConfigError("run.device=cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
@@ -55,39 +79,96 @@ def evaluation_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index * 7919 + 17) % (2**63 - 1)
 
 
+def work_seed(seed: int, work: int, piece: int) -> int:
+    """Seed of piece `piece` of work request `work` (a stream apart from the evaluations')."""
+    return (seed * 1_000_033 + work * 104_729 + piece * 7_727 + 2**40 + 91) % (2**63 - 1)
+
+
+def path_rng(seed: int, work: int) -> np.random.Generator:
+    """The generator a work request draws its training paths from."""
+    return np.random.default_rng([seed, 0x5A17, work])
+
+
 @dataclass
 class Components:
     space: SearchSpace
     evaluator: Evaluator
     strategy: Strategy
     data: DataSource
+    costs: ArchCosts
+    constraints: Constraints | None
+
+
+def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...]) -> None:
+    """Refuse a strategy whose requests the evaluator cannot execute, naming evaluators that can."""
+    ev_cls = evaluators.get(evaluator_name)
+    missing = [c for c in needed if not issubclass(ev_cls, c)]
+    if not missing:
+        return
+    offering = []
+    for name in evaluators.names():
+        try:
+            if all(issubclass(evaluators.get(name), c) for c in missing):
+                offering.append(name)
+        except NasframeError:  # a broken third-party evaluator must not hide the message we are building
+            continue
+    raise CapabilityError(
+        f"strategy {strategy_name!r} needs an evaluator with {', '.join(capability_names(missing))}; "
+        f"{evaluator_name!r} has none. Evaluators that offer it: {', '.join(offering) or '(none)'}"
+    )
 
 
 def build_components(config: ResolvedConfig, device: torch.device) -> Components:
     """Construct space, data handle, evaluator and strategy, checking capabilities at build time."""
     seed = config.options["run"].seed
+    st_cls = strategies.get(config.names["strategy"])
+    needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
+    check_capabilities(config.names["strategy"], config.names["evaluator"], needed)
     space = spaces.get(config.names["space"])(config.options["space"])
     data = DataSource(config.options["data"], seed=seed, device=device)
-    ev_cls = evaluators.get(config.names["evaluator"])
-    st_cls = strategies.get(config.names["strategy"])
-    missing = set(st_cls.requires) - set(ev_cls.capabilities)
-    if missing:
-        offering = [n for n in evaluators.names() if missing <= _capabilities(n)]
-        raise CapabilityError(
-            f"strategy {config.names['strategy']!r} needs an evaluator with {', '.join(sorted(missing))}; "
-            f"{config.names['evaluator']!r} has none. Evaluators that offer it: {', '.join(offering) or '(none)'}"
-        )
-    evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
+    evaluator = evaluators.get(config.names["evaluator"])(space, config.options["evaluator"], data=data,
+                                                           device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
-    strategy.attach(evaluator)
-    return Components(space, evaluator, strategy, data)
+    costs = ArchCosts(space, data.spec)
+    limits = config.options["constraints"]
+    constraints = Constraints(limits, costs) if limits.active else None
+    if constraints is not None:
+        constraints.check_space()
+    return Components(space, evaluator, strategy, data, costs, constraints)
 
 
-def _capabilities(evaluator_name: str) -> set[str]:
-    try:
-        return set(evaluators.get(evaluator_name).capabilities)
-    except NasframeError:  # a broken third-party evaluator must not hide the message we are building
-        return set()
+@dataclass
+class LoopState:
+    """Everything about the loop that a checkpoint must restore."""
+
+    evaluations: int = 0
+    work_done: int = 0  # finished work requests
+    work_lines: int = 0  # lines in work.jsonl (one per piece)
+    total_seconds: float = 0.0
+    total_epochs: float = 0.0
+    elapsed: float = 0.0
+    pending: list[Request] = field(default_factory=list)
+    partial: dict[str, Any] | None = None  # progress of pending[0] when it is a TrainShared in pieces
+    best_acc: float | None = None
+    best_index: int | None = None
+    infeasible: int = 0
+    rejection_streak: int = 0
+    work_seconds: float = 0.0
+    work_epochs: float = 0.0
+    finished: bool = False
+    stopped_because: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pending"] = [r.to_state() for r in self.pending]
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> LoopState:
+        try:
+            return cls(**{**d, "pending": [request_from_state(r) for r in d["pending"]]})
+        except (TypeError, KeyError) as exc:
+            raise RunDirError(f"checkpoint loop state is malformed ({exc})") from None
 
 
 @dataclass
@@ -95,41 +176,49 @@ class RunSummary:
     run_dir: Path
     evaluations: int
     stopped_because: str
-    best: dict[str, Any] = field(default_factory=dict)
+    result: RunResult | None
+    ran: bool = True  # False when resume found nothing to do
 
 
 class Runner:
     """Runs one search in one run directory. Use `Runner.create` or `Runner.resume`."""
 
-    def __init__(self, config: ResolvedConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False):
+    def __init__(self, config: ResolvedConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False,
+                 command: list[str] | None = None):
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.files = RunDir(run_dir)
+        self.run_dir = self.files.path
         self.resuming = resume
         self.quiet = quiet
+        self.command = command
         self.config_changed = False  # set by resume when flags override the stored config
         self.run_opts = config.options["run"]
         self.device = resolve_device(self.run_opts.device)
         self.parts = build_components(config, self.device)
-        # loop state (saved in checkpoints)
-        self.n = 0
-        self.total_seconds = 0.0
-        self.total_epochs = 0.0
-        self.elapsed = 0.0
-        self.pending: list[Arch] = []
-        self.best_acc: float | None = None
-        self.best_index: int | None = None
-        self.finished = False
-        self.stopped_because = ""
+        self.state = LoopState()
+        self._clock = Stopwatch()
+        # None between items; "executing" inside the evaluator's call (nothing else changed yet);
+        # "telling" while pending, strategy and logs take the outcome
+        self._stage: str | None = None
+        self._progress: Progress | None = None
+        self._history: Any = None
+        self._worklog: Any = None
+        self._writers: dict[str, Any] = {}
+        self._last_ckpt = (0, time.monotonic())
+        self._last_flush = time.monotonic()
+        self._last_tb = float("-inf")
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def create(cls, cfg: dict[str, Any], *, quiet: bool = False) -> Runner:
+    def create(cls, cfg: dict[str, Any], *, quiet: bool = False, command: list[str] | None = None) -> Runner:
         """A new run from a merged config mapping (see `nasframe.config.merge_config`)."""
         config = resolve(cfg)
         ro = config.options["run"]
         if ro.out:
             run_dir = Path(ro.out)
-            if (run_dir / "config.yaml").exists():
+            if run_dir.exists() and not run_dir.is_dir():
+                raise RunDirError(f"--out {run_dir} is a file, not a folder; give a new folder for the run")
+            if RunDir(run_dir).holds_run():
                 raise RunDirError(f"{run_dir} already holds a run; use `nasframe resume {run_dir}` or another --out")
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -139,328 +228,500 @@ class Runner:
             while run_dir.exists():
                 k += 1
                 run_dir = Path(ro.runs_root) / f"{base}-{k}"
-        return cls(config, run_dir, quiet=quiet)
+        return cls(config, run_dir, quiet=quiet, command=command)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, overrides: dict[str, Any] | None = None, quiet: bool = False) -> Runner:
-        """Continue a run from its last checkpoint (or from the start if it never checkpointed)."""
-        run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").is_file():
-            raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
-        cfg = merge_config(load_yaml(run_dir / "config.yaml"), run=overrides or {})
-        cfg["run"]["out"] = str(run_dir)
-        runner = cls(resolve(cfg), run_dir, resume=True, quiet=quiet)
-        runner.config_changed = any(v is not None for v in (overrides or {}).values())
+    def resume(cls, run_dir: str | Path, *, overrides: dict[str, Any] | None = None, sets: list[str] | None = None,
+               quiet: bool = False, command: list[str] | None = None) -> Runner:
+        """Continue a run from its last checkpoint (or from the start if it never checkpointed).
+
+        `overrides` are run options (device, max_evaluations, ...); `sets` are `section.key=value`
+        items limited to settings that cannot change results so far (`RESUME_SETTABLE`).
+        """
+        from nasframe.config import parse_set
+
+        files = RunDir(run_dir)
+        files.require_run()
+        for item in sets or []:
+            section, key, _ = parse_set(item)
+            if key not in RESUME_SETTABLE.get(section, set()):
+                allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
+                raise ConfigError(f"resume --set {item!r}: only settings that cannot change results so far may "
+                                  f"change; allowed: {allowed}")
+        cfg = merge_config(files.read_config(), run=overrides or {}, sets=sets or [])
+        cfg["run"]["out"] = str(files.path)
+        runner = cls(resolve(cfg), files.path, resume=True, quiet=quiet, command=command)
+        runner.config_changed = bool(sets) or any(v is not None for v in (overrides or {}).values())
         return runner
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self.state.elapsed = self._clock()
         return {
             "version": CHECKPOINT_VERSION,
-            "runner": {
-                "n": self.n, "total_seconds": self.total_seconds, "total_epochs": self.total_epochs,
-                "elapsed": self.elapsed, "pending": [arch_to_pairs(a) for a in self.pending],
-                "best_acc": self.best_acc, "best_index": self.best_index, "finished": self.finished,
-                "stopped_because": self.stopped_because,
-            },
+            "loop": self.state.to_state(),
             "strategy": self.parts.strategy.state_dict(),
             "evaluator": self.parts.evaluator.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": _np_global_state(), "python": _py_state()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise RunDirError(f"{self.run_dir}: checkpoint version {state.get('version')} is not supported")
-        r = state["runner"]
-        self.n, self.total_seconds, self.total_epochs = r["n"], r["total_seconds"], r["total_epochs"]
-        self.elapsed = r["elapsed"]
-        self.pending = [Arch([tuple(p) for p in a]) for a in r["pending"]]
-        self.best_acc, self.best_index = r["best_acc"], r["best_index"]
-        self.finished, self.stopped_because = r["finished"], r["stopped_because"]
-        self.parts.strategy.load_state_dict(state["strategy"])
-        self.parts.evaluator.load_state_dict(state["evaluator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        _set_np_global_state(state["rng"]["numpy"])
-        _set_py_state(state["rng"]["python"])
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise RunDirError(f"{self.run_dir}: checkpoint version {version} is not supported (this nasframe writes "
+                              f"{CHECKPOINT_VERSION})")
+        try:
+            loop, strategy_state, evaluator_state = state["loop"], state["strategy"], state["evaluator"]
+        except KeyError as exc:
+            raise RunDirError(f"{self.run_dir}: checkpoint lacks its {exc.args[0]!r} part") from None
+        self.state = LoopState.from_state(loop)
+        try:
+            self.parts.strategy.load_state_dict(strategy_state)
+            self.parts.evaluator.load_state_dict(evaluator_state)
+        except NasframeError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise RunDirError(f"{self.run_dir}: the checkpoint does not fit this run's strategy or evaluator "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        self._clock = Stopwatch(self.state.elapsed)
+
+    # ---- the run -----------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Search until the budget or the strategy ends, then write best.json.
+
+        On every exit path the logs are closed, the evaluator is closed, and the last consistent
+        state is checkpointed. A new run that fails before recording anything (a missing data
+        root, say) removes the files it created, so the same command can simply be run again.
+        """
+        new_folder = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.files.lock():
+                return self._run_locked()
+        except Exception:
+            if not self.resuming and self._nothing_recorded():
+                self._discard(new_folder)
+            raise
+
+    def _run_locked(self) -> RunSummary:
+        try:
+            if not self._open_run():
+                return self._summary(ran=False)
+            self._announce()
+            try:
+                self._open_logs()
+                self._search()
+            finally:
+                self._close_logs()
+                if not self.state.finished and self._consistent():
+                    self._checkpoint()
+            result = self._finish()
+        finally:
+            self._close_writers()
+            self.parts.evaluator.close()
+        return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result)
+
+    def _open_run(self) -> bool:
+        """Prepare the folder; False when a resumed run is already finished and nothing extends it."""
+        session = provenance(str(self.device), torch.get_num_threads(), self.command)
+        if not self.resuming:
+            self.files.write_config(dump_yaml(self.config.to_dict()))
+            self.files.record_session(session)
+            self.files.start_files()
+            return True
+        if self.files.has_checkpoint():
+            self.load_state_dict(self.files.load_checkpoint())
+        if self.state.finished:
+            reason = self._stop_reason()
+            if reason is not None and self.config_changed and self._budget_changed():
+                raise RunDirError(f"{self.run_dir} already finished ({reason}); the new settings do not extend it "
+                                  f"(--budget raises run.max_evaluations)")
+            if reason is not None:
+                return False
+            self.state.finished = False  # resumed with a larger budget: keep searching
+            self.files.remove_result()  # no stale result while it runs
+        self.files.truncate_logs(self.state.evaluations, self.state.work_lines)
+        if self.config_changed:
+            self.files.write_config(dump_yaml(self.config.to_dict()))
+        self.files.record_session(session)
+        return True
+
+    def _budget_changed(self) -> bool:
+        return any(getattr(self.run_opts, k) is not None for k in ("max_evaluations", "max_epochs", "max_seconds"))
+
+    def _announce(self) -> None:
+        """Say up front what the strategy's settings ask for, and when the budget cuts it short."""
+        if self.quiet or self.state.evaluations or self.state.work_done:
+            return
+        strategy, name = self.parts.strategy, self.config.names["strategy"]
+        plan = strategy.plan()
+        if plan:
+            _say(f"{name}: {plan}")
+        planned, budget = strategy.planned_evaluations(), self.run_opts.max_evaluations
+        if planned is not None and budget is not None and budget < planned:
+            _say(f"note: {name} plans up to {planned} evaluations but the budget stops it after {budget}; raise "
+                 f"--budget to let it finish")
+
+    def _nothing_recorded(self) -> bool:
+        s = self.state
+        return s.evaluations == 0 and s.work_lines == 0 and s.infeasible == 0
+
+    def _discard(self, new_folder: bool) -> None:
+        """A new run that failed before recording anything leaves no folder to trip over."""
+        import shutil
+
+        for name in (RunDir.CONFIG, RunDir.INFO, RunDir.HISTORY, RunDir.WORK, RunDir.CHECKPOINT):
+            (self.run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / RunDir.TENSORBOARD, ignore_errors=True)
+        if new_folder:
+            try:
+                self.run_dir.rmdir()  # only if nothing else is in it (the lock file goes first)
+            except OSError:
+                pass
+
+    def _consistent(self) -> bool:
+        """Whether the current state is a valid checkpoint: between items, or inside the evaluator's
+        call with an evaluator that holds no state (then the item simply runs again on resume)."""
+        if self._stage is None:
+            return True
+        return self._stage == "executing" and not self.parts.evaluator.state_dict()
 
     # ---- the loop ----------------------------------------------------------------------------
-    def _budget_left(self) -> str | None:
-        ro = self.run_opts
-        if ro.max_evaluations is not None and self.n >= ro.max_evaluations:
+    def _stop_reason(self) -> str | None:
+        ro, s = self.run_opts, self.state
+        if ro.max_evaluations is not None and s.evaluations >= ro.max_evaluations:
             return "max_evaluations"
-        if ro.max_epochs is not None and self.total_epochs >= ro.max_epochs:
+        if ro.max_epochs is not None and s.total_epochs >= ro.max_epochs:
             return "max_epochs"
-        if ro.max_seconds is not None and self.elapsed >= ro.max_seconds:
+        if ro.max_seconds is not None and self._clock() >= ro.max_seconds:
             return "max_seconds"
-        if self.parts.strategy.done and not self.pending:
+        if self.parts.strategy.done and not s.pending:
             return "strategy_done"
         return None
 
-    def run(self) -> RunSummary:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(self.run_dir):
-            return self._run_locked()
+    def _search(self) -> None:
+        while True:
+            reason = self._stop_reason()
+            if reason:
+                self.state.stopped_because = reason
+                return
+            request = self._next_request()
+            if request is None:
+                return
+            if self._progress is not None:
+                self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
+            if request.is_evaluation:
+                self._evaluate(request)
+                self._checkpoint_if_due()
+            else:
+                self._work(request)
+                self._checkpoint()
 
-    def _run_locked(self) -> RunSummary:
-        history_path = self.run_dir / "history.jsonl"
-        if self.resuming:
-            if (self.run_dir / "checkpoint.pt").is_file():
-                self.load_state_dict(load_checkpoint(self.run_dir))
-            if self.finished:
-                reason = self._budget_left()
-                if reason is not None and self.config_changed:
-                    raise RunDirError(f"{self.run_dir} already finished ({reason}); the new settings do not "
-                                      f"extend it (--budget raises only run.max_evaluations)")
-                if reason is not None:
-                    return self._summary()
-                self.finished = False  # resumed with a larger budget: keep searching
-                (self.run_dir / "best.json").unlink(missing_ok=True)  # no stale result while it runs
-            _truncate_lines(history_path, self.n)
-            if self.config_changed:
-                atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
+    def _next_request(self) -> Request | None:
+        s = self.state
+        if not s.pending:
+            try:
+                items = self.parts.strategy.ask()
+            except SpaceExhausted as exc:
+                s.stopped_because = f"space_exhausted: {exc}"
+                return None
+            if not items:
+                s.stopped_because = "strategy_done"
+                return None
+            s.pending = [self._admit(as_request(item)) for item in items]
+        return s.pending[0]
+
+    def _admit(self, request: Request) -> Request:
+        """Validate a request's architecture and check that the strategy declared its capability."""
+        needs = request.needs
+        if needs is not None:
+            declared = self.parts.strategy.required_capabilities(self.parts.strategy.options)
+            if not any(issubclass(c, needs) for c in declared):
+                raise CapabilityError(f"strategy {self.config.names['strategy']!r} requested {request.kind} without "
+                                      f"declaring {needs.__name__} in its `requires`")
+        if isinstance(request, (Evaluate, ScoreShared)):
+            return dataclasses.replace(request, arch=self.parts.space.validate(request.arch))
+        return request
+
+    # ---- evaluations ---------------------------------------------------------------------------
+    def _evaluate(self, request: Evaluate | ScoreShared) -> None:
+        s, strategy, arch = self.state, self.parts.strategy, request.arch
+        constraints = self.parts.constraints
+        rejected = constraints.check(arch) if constraints is not None else None
+        if rejected is not None:
+            s.pending.pop(0)
+            s.infeasible += 1
+            s.rejection_streak += 1
+            strategy.tell(arch, rejected)
+            if s.rejection_streak >= constraints.options.max_rejections:  # type: ignore[union-attr]
+                raise ConstraintError(constraints.give_up_message(self.config.names["strategy"],  # type: ignore
+                                                                  s.rejection_streak))
+            return
+        s.rejection_streak = 0
+        evaluator = self.parts.evaluator
+        if evaluator.uses_torch_rng or isinstance(request, ScoreShared):
+            torch.manual_seed(evaluation_seed(self.run_opts.seed, s.evaluations))
+        self._stage = "executing"
+        t0 = time.perf_counter()
+        if isinstance(request, ScoreShared):
+            result = evaluator.score_path(arch, request.recalibration)  # type: ignore[attr-defined]
         else:
-            atomic_write_text(self.run_dir / "config.yaml", dump_yaml(self.config.to_dict()))
-            history_path.write_text("")
+            result = evaluator.evaluate(arch, request.budget)
+        if result.status not in ("ok", "failed"):
+            result = Result.failed(f"evaluator returned status {result.status!r}", result.cost)
+        if result.cost.seconds == 0.0:
+            result.cost.seconds = time.perf_counter() - t0
+        self._stage = "telling"
+        s.pending.pop(0)
+        strategy.tell(arch, result)
+        self._record(arch, result)
+        self._stage = None
 
-        writer = self._tensorboard()
-        strategy, evaluator, space = self.parts.strategy, self.parts.evaluator, self.parts.space
-        seed = self.run_opts.seed
-        seeds_torch = evaluator.uses_torch_rng
-        progress = self._progress()
-        history = open(history_path, "a", buffering=1 << 16)
-        last_ckpt_n, last_ckpt_t, last_flush = self.n, time.monotonic(), time.monotonic()
-        last_tb, tb_interval = float("-inf"), self.run_opts.tensorboard_interval
-        start = time.monotonic() - self.elapsed
-        interrupted = False
-        try:
-            while True:
-                self.elapsed = time.monotonic() - start
-                reason = self._budget_left()
-                if reason:
-                    self.stopped_because = reason
-                    break
-                if not self.pending:
-                    try:
-                        self.pending = [space.validate(a) for a in strategy.ask()]
-                    except SpaceExhausted as exc:
-                        self.stopped_because = f"space_exhausted: {exc}"
-                        break
-                    if not self.pending:
-                        self.stopped_because = "strategy_done"
-                        break
-                arch = self.pending[0]
-                if seeds_torch:
-                    torch.manual_seed(evaluation_seed(seed, self.n))
-                t0 = time.perf_counter()
-                result = evaluator.evaluate(arch)
-                if result.cost.seconds == 0.0:
-                    result.cost.seconds = time.perf_counter() - t0
-                self.pending.pop(0)
-                strategy.tell(arch, result)
-                index = self.n
-                self.n += 1
-                self._add_cost(result.cost.seconds, result.cost.epochs)
-                acc = result.accuracy
-                improved = acc is not None and (self.best_acc is None or acc > self.best_acc)
-                if improved:
-                    self.best_acc, self.best_index = acc, index
-                    if progress is not None:
-                        progress.set_postfix(best=f"{acc:.2f}", refresh=False)
-                extra = strategy.metrics()
-                line = {"index": index, "arch": arch.to_dict(), "status": result.status, "metrics": result.metrics,
-                        "params": result.params, "macs": result.macs,
-                        "cost": {"seconds": result.cost.seconds, "epochs": result.cost.epochs},
-                        "reason": result.reason, "best_val_acc": self.best_acc,
-                        "time": round(time.monotonic() - start, 4)}
-                if extra:
-                    line["strategy"] = _plain(extra)
-                history.write(json.dumps(line) + "\n")
-                # TensorBoard's writer costs ~50 us a scalar: with evaluations faster than that
-                # (tables), log at most every tensorboard_interval seconds, new bests always
-                if writer is not None and (improved or time.monotonic() - last_tb >= tb_interval):
-                    self._log(writer, index, result, extra)
-                    last_tb = time.monotonic()
-                if progress is not None:
-                    progress.update(1)
-                now = time.monotonic()
-                every = self.run_opts.checkpoint_every
-                due = every is not None and self.n - last_ckpt_n >= every
-                if due or now - last_ckpt_t >= self.run_opts.checkpoint_seconds:
-                    self.elapsed = now - start
-                    history.flush()
-                    self._checkpoint()
-                    last_ckpt_n, last_ckpt_t = self.n, now
-                elif now - last_flush > 1.0:
-                    history.flush()
-                    last_flush = now
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            history.close()
-            if progress is not None:
-                progress.close()
-        self.elapsed = time.monotonic() - start
-        if interrupted:
-            self._add_cost(0.0, 0.0)
-            self._checkpoint()
-            if writer is not None:
-                writer.close()
-            raise KeyboardInterrupt
-        self.finished = True
-        summary = self._finish(writer)
-        evaluator.close()
-        return summary
+    def _record(self, arch: Arch, result: Result) -> None:
+        s = self.state
+        index = s.evaluations
+        s.evaluations += 1
+        s.total_seconds += result.cost.seconds
+        s.total_epochs += result.cost.epochs
+        acc = result.accuracy
+        improved = acc is not None and math.isfinite(acc) and (s.best_acc is None or acc > s.best_acc)
+        if improved:
+            s.best_acc, s.best_index = acc, index
+        extra = self.parts.strategy.metrics()
+        record = EvaluationRecord(index=index, arch=arch.to_dict(), status=result.status, metrics=result.metrics,
+                                  params=result.params, macs=result.macs,
+                                  cost={"seconds": result.cost.seconds, "epochs": result.cost.epochs},
+                                  reason=result.reason, best_val_acc=s.best_acc, time=round(self._clock(), 4),
+                                  phase=self.parts.strategy.phase, strategy=extra or None)
+        self._history.write(record.to_json() + "\n")
+        writer = self._writers.get("search")
+        # TensorBoard's writer costs ~50 us a scalar: with evaluations faster than that (tables),
+        # log at most every tensorboard_interval seconds, new bests always
+        if writer is not None and (improved or time.monotonic() - self._last_tb >= self.run_opts.tensorboard_interval):
+            self._log_evaluation(writer, index, result, extra)
+            self._last_tb = time.monotonic()
+        if self._progress is not None:
+            self._progress.evaluated(s.best_acc)
 
-    def _add_cost(self, seconds: float, epochs: float) -> None:
-        """Add an evaluation's cost and any work the evaluator did for the strategy since the last call."""
-        side = self.parts.evaluator.drain_extra_cost()
-        self.total_seconds += seconds + side.seconds
-        self.total_epochs += epochs + side.epochs
+    # ---- weight-sharing work ---------------------------------------------------------------------
+    def _work(self, request: Request) -> None:
+        if isinstance(request, TrainShared):
+            self._train_piece(request)
+            return
+        evaluator, s = self.parts.evaluator, self.state
+        torch.manual_seed(work_seed(self.run_opts.seed, s.work_done, 0))
+        self._stage = "executing"
+        t0 = time.perf_counter()
+        if isinstance(request, SaveBaseWeights):
+            evaluator.save_base_weights()  # type: ignore[attr-defined]
+            report = WorkReport(Cost(time.perf_counter() - t0, 0.0))
+        elif isinstance(request, MeasureAngles):
+            values = [float(v) for v in evaluator.path_angles(list(request.archs))]  # type: ignore[attr-defined]
+            finite = [v for v in values if math.isfinite(v)]
+            mean = float(np.mean(finite)) if finite else math.nan
+            report = WorkReport(Cost(time.perf_counter() - t0, 0.0), {"paths": float(len(values)), "mean_angle": mean},
+                                values)
+        else:
+            raise CapabilityError(f"the runner cannot execute request kind {request.kind!r}")
+        self._stage = "telling"
+        self._charge(report.cost)
+        self._log_work(request, 0, 0.0, report)
+        self._finish_work(request, report)
 
-    def _finish(self, writer: Any) -> RunSummary:
-        strategy, evaluator, space = self.parts.strategy, self.parts.evaluator, self.parts.space
-        self._add_cost(0.0, 0.0)  # side work done in the last ask (e.g. shrinking) counts too
-        final = strategy.final()
-        best_line = _read_line(self.run_dir / "history.jsonl", self.best_index) if self.best_index is not None else None
-        if final is None and best_line is not None:
-            final = space.validate(best_line["arch"])
-        out: dict[str, Any] = {
-            "strategy": self.config.names["strategy"], "space": self.config.names["space"],
-            "evaluator": self.config.names["evaluator"], "seed": self.run_opts.seed,
-            "evaluations": self.n, "stopped_because": self.stopped_because,
-            "cost": {"seconds": self.total_seconds, "epochs": self.total_epochs, "wall_seconds": self.elapsed},
-            "final": None, "best_evaluated": None,
-        }
-        if final is not None:
-            evaluated = _find_arch(self.run_dir / "history.jsonl", final)
-            out["final"] = {
-                "arch": final.to_dict(),
-                "metrics": evaluated["metrics"] if evaluated else None,
-                "held_out": evaluator.final_metrics(final),
-                "export": space.export(final, strategy.final_weights()),
-            }
-        if best_line is not None:
-            out["best_evaluated"] = {"index": best_line["index"], "arch": best_line["arch"],
-                                     "metrics": best_line["metrics"]}
-        if self.parts.data.split_record is not None:
-            out["data_split"] = self.parts.data.split_record
-        atomic_write_json(self.run_dir / "best.json", out)
-        self._checkpoint()
+    def _train_piece(self, request: TrainShared) -> None:
+        """One piece of a TrainShared request: at most run.work_chunk_epochs epochs."""
+        s, seed = self.state, self.run_opts.seed
+        p = s.partial or {"done": 0.0, "piece": 0, "rng": path_rng(seed, s.work_done).bit_generator.state,
+                          "seconds": 0.0, "epochs": 0.0, "metrics": {}}
+        rng = np.random.default_rng()
+        rng.bit_generator.state = p["rng"]
+        draw = request.paths.bind(self.parts.space, self.parts.costs)
+        epochs = min(self.run_opts.work_chunk_epochs, request.epochs - p["done"])
+        torch.manual_seed(work_seed(seed, s.work_done, p["piece"]))
+        self._stage = "executing"
+        t0 = time.perf_counter()
+        report = self.parts.evaluator.train_paths(epochs, lambda: draw(rng))  # type: ignore[attr-defined]
+        if report.cost.seconds == 0.0:
+            report.cost.seconds = time.perf_counter() - t0
+        self._stage = "telling"
+        p = {"done": p["done"] + epochs, "piece": p["piece"] + 1, "rng": rng.bit_generator.state,
+             "seconds": p["seconds"] + report.cost.seconds, "epochs": p["epochs"] + report.cost.epochs,
+             "metrics": dict(report.metrics)}
+        self._charge(report.cost)
+        self._log_work(request, p["piece"] - 1, epochs, report)
+        if self._progress is not None:
+            self._progress.work(round(p["done"], 6), request.epochs, "epochs", p["seconds"])
+        if p["done"] >= request.epochs - 1e-9:
+            s.partial = None
+            self._finish_work(request, WorkReport(Cost(p["seconds"], p["epochs"]), p["metrics"]))
+        else:
+            s.partial = p
+            self._stage = None
+
+    def _charge(self, cost: Cost) -> None:
+        s = self.state
+        s.total_seconds += cost.seconds
+        s.total_epochs += cost.epochs
+        s.work_seconds += cost.seconds
+        s.work_epochs += cost.epochs
+
+    def _finish_work(self, request: Request, report: WorkReport) -> None:
+        s = self.state
+        s.pending.pop(0)
+        s.work_done += 1
+        self.parts.strategy.tell_work(request, report)
+        self._stage = None
+
+    def _log_work(self, request: Request, piece: int, epochs: float, report: WorkReport) -> None:
+        s = self.state
+        record = WorkRecord(work=s.work_done, chunk=piece, kind=request.kind, phase=request.phase, epochs=epochs,
+                            cost={"seconds": report.cost.seconds, "epochs": report.cost.epochs},
+                            metrics=report.metrics, time=round(self._clock(), 4))
+        self._worklog.write(record.to_json() + "\n")
+        self._worklog.flush()
+        writer = self._writers.get("work")
         if writer is not None:
-            writer.close()
-        return RunSummary(self.run_dir, self.n, self.stopped_because, out)
+            for key, value in report.metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(f"work/{request.kind}/{key}", value, s.work_lines)
+            writer.add_scalar("work/supernet_epochs", s.work_epochs, s.work_lines)
+        s.work_lines += 1
 
-    def _summary(self) -> RunSummary:
-        path = self.run_dir / "best.json"
-        best = json.loads(path.read_text()) if path.is_file() else {}
-        return RunSummary(self.run_dir, self.n, self.stopped_because, best)
+    # ---- files and logs --------------------------------------------------------------------------
+    def _open_logs(self) -> None:
+        self._history = self.files.open_log(RunDir.HISTORY)
+        self._worklog = self.files.open_log(RunDir.WORK)
+        if self.run_opts.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events logged after the checkpoint we resumed from
+            tb = self.run_dir / RunDir.TENSORBOARD
+            resumed = self.resuming
+            self._writers = {
+                "search": SummaryWriter(str(tb), purge_step=self.state.evaluations if resumed else None),
+                "work": SummaryWriter(str(tb / "work"), purge_step=self.state.work_lines if resumed else None),
+            }
+        names = self.config.names
+        show = self.run_opts.progress and not self.quiet
+        self._progress = Progress(f"{names['strategy']}/{names['space']}/{names['evaluator']}",
+                                  self.run_opts.max_evaluations, self.state.evaluations, show)
+        self._last_ckpt = (self.state.evaluations, time.monotonic())
+
+    def _close_logs(self) -> None:
+        for handle in (self._history, self._worklog):
+            if handle is not None:
+                handle.close()
+        self._history = self._worklog = None
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def _close_writers(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def _checkpoint_if_due(self) -> None:
+        n, t = self._last_ckpt
+        now = time.monotonic()
+        every = self.run_opts.checkpoint_every
+        if (every is not None and self.state.evaluations - n >= every) or now - t >= self.run_opts.checkpoint_seconds:
+            self._checkpoint()
+        elif now - self._last_flush > 1.0:
+            self._history.flush()
+            self._last_flush = now
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.run_dir, self.state_dict())
+        for handle in (self._history, self._worklog):
+            if handle is not None:
+                handle.flush()
+        self.files.save_checkpoint(self.state_dict())
+        self._last_ckpt = (self.state.evaluations, time.monotonic())
 
-    # ---- logging -----------------------------------------------------------------------------
-    def _tensorboard(self) -> Any:
-        if not self.run_opts.tensorboard:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events logged after the checkpoint we resumed from
-        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.n if self.resuming else None)
-
-    def _log(self, writer: Any, index: int, result: Result, extra: dict[str, Any]) -> None:
+    def _log_evaluation(self, writer: Any, index: int, result: Result, extra: dict[str, Any]) -> None:
         acc = result.accuracy
         if acc is not None:
             writer.add_scalar("search/val_acc", acc, index)
-        if self.best_acc is not None:
-            writer.add_scalar("search/best_val_acc", self.best_acc, index)
+        if self.state.best_acc is not None:
+            writer.add_scalar("search/best_val_acc", self.state.best_acc, index)
         writer.add_scalar("search/cost_seconds", result.cost.seconds, index)
         writer.add_scalar("search/failed", float(not result.ok), index)
         for key, value in extra.items():
             if isinstance(value, (int, float)):
                 writer.add_scalar(f"strategy/{key}", value, index)
             elif isinstance(value, (np.ndarray, torch.Tensor, list)):
-                arr = np.asarray(value, dtype=np.float64)
+                try:
+                    arr = np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    continue
                 if arr.size:
                     writer.add_histogram(f"strategy/{key}", arr, index)
 
-    def _progress(self) -> Any:
-        if not self.run_opts.progress or self.quiet:
-            return None
-        from tqdm import tqdm
+    # ---- the result --------------------------------------------------------------------------------
+    def _finish(self) -> RunResult:
+        """Pick the final architecture, describe it (counts, an evaluation at the end, held-out
+        metrics, the space's export), write best.json and a last checkpoint."""
+        s, parts = self.state, self.parts
+        s.finished = True
+        # what `resume --budget` continues from: the state before the final evaluation, which may
+        # train (a supernet path) and must not change how an extended search goes on
+        snapshot = self.state_dict()
+        final, source = parts.strategy.final(), "strategy"
+        best = self.files.evaluation(s.best_index) if s.best_index is not None else None
+        if final is None and best is not None:
+            final, source = parts.space.validate(best.arch), "best evaluated"
+        final_info = self._describe_final(final, source) if final is not None else None
+        result = RunResult(
+            strategy=self.config.names["strategy"], space=self.config.names["space"],
+            evaluator=self.config.names["evaluator"], data=self.config.options["data"].name,
+            seed=self.run_opts.seed, evaluations=s.evaluations, stopped_because=s.stopped_because,
+            cost={"seconds": s.total_seconds, "epochs": s.total_epochs, "wall_seconds": self._clock()},
+            final=final_info,
+            best_evaluated=None if best is None else {"index": best.index, "arch": best.arch, "metrics": best.metrics},
+            infeasible=s.infeasible, work={"seconds": s.work_seconds, "epochs": s.work_epochs,
+                                           "requests": s.work_done},
+            data_split=parts.data.split_record,
+            produced_by=provenance(str(self.device), torch.get_num_threads(), self.command),
+        )
+        self.files.write_result(result)
+        self.files.save_checkpoint(snapshot)
+        return result
 
-        total = self.run_opts.max_evaluations
-        label = f"{self.config.names['strategy']}/{self.config.names['space']}/{self.config.names['evaluator']}"
-        # disable=None: tqdm hides itself when stderr is not a terminal (CI logs stay clean)
-        return tqdm(total=total, initial=self.n, desc=label, unit="eval", disable=None, file=sys.stderr,
-                    dynamic_ncols=True)
+    def _describe_final(self, final: Arch, source: str) -> FinalArch:
+        parts, target = self.parts, final.to_dict()
+        evaluated = None
+        for rec in self.files.evaluations():
+            if rec.arch == target and rec.status == "ok":
+                evaluated = rec
+        try:
+            params, macs = parts.costs.counts(final)
+        except NasframeError:
+            params = macs = None
+        mode = self.run_opts.final_evaluation
+        final_eval = None
+        if mode == "always" or (mode == "auto" and evaluated is None):
+            if parts.evaluator.uses_torch_rng:
+                torch.manual_seed(evaluation_seed(self.run_opts.seed, self.state.evaluations))
+            outcome = parts.evaluator.evaluate(final)
+            final_eval = {"status": outcome.status, "metrics": outcome.metrics, "reason": outcome.reason,
+                          "cost": {"seconds": outcome.cost.seconds, "epochs": outcome.cost.epochs}}
+        return FinalArch(arch=target, source=source, metrics=evaluated.metrics if evaluated else None,
+                         params=params, macs=macs, final_evaluation=final_eval,
+                         held_out=parts.evaluator.final_metrics(final),
+                         export=parts.space.export(final, parts.strategy.final_weights()))
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
-        return np.asarray(obj).tolist()
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _truncate_lines(path: Path, n: int) -> None:
-    """Keep the first `n` complete lines (those covered by the checkpoint)."""
-    if not path.exists():
-        path.write_text("")
-        return
-    keep: list[str] = []
-    with open(path) as fh:
-        for line in fh:
-            if len(keep) >= n or not line.endswith("\n"):
-                break
-            keep.append(line)
-    if len(keep) < n:
-        raise RunDirError(f"{path} has {len(keep)} complete lines but the checkpoint covers {n}")
-    atomic_write_text(path, "".join(keep))
-
-
-def _read_line(path: Path, index: int) -> dict[str, Any] | None:
-    with open(path) as fh:
-        for i, line in enumerate(fh):
-            if i == index:
-                return json.loads(line)
-    return None
-
-
-def _find_arch(path: Path, arch: Arch) -> dict[str, Any] | None:
-    """The latest successful evaluation of `arch` in the history, if any."""
-    target = arch.to_dict()
-    found = None
-    with open(path) as fh:
-        for line in fh:
-            rec = json.loads(line)
-            if rec["arch"] == target and rec["status"] == "ok":
-                found = rec
-    return found
+    def _summary(self, ran: bool) -> RunSummary:
+        result = self.files.read_result() if self.files.is_finished() else None
+        return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result, ran=ran)
 
 
-def _np_global_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-            "cached": float(cached)}
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def _set_np_global_state(s: dict[str, Any]) -> None:
-    np.random.set_state(("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+def offered_capabilities(evaluator_cls: type) -> list[str]:
+    """Names of what an evaluator class offers (for `nasframe list`)."""
+    return capability_names(capabilities_of(evaluator_cls))
 
 
-def _py_state() -> list:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_py_state(s: list) -> None:
-    random.setstate((s[0], tuple(s[1]), s[2]))
-
-
+__all__ = ["AngleMetric", "Components", "LoopState", "RunSummary", "Runner", "SharedWeights", "build_components",
+           "evaluation_seed", "work_seed"]

@@ -112,6 +112,10 @@ class SearchSpace(ABC):
     reference_data: ClassVar[str] = "digits"
     #: whether `build_supernet` is implemented
     supports_supernet: ClassVar[bool] = False
+    #: whether the stand-alone network's parameter and MAC counts are a sum of per-decision
+    #: contributions (each choice adds a fixed amount whatever the others chose); lets
+    #: `nasframe.costs.ArchCosts` answer from a table (checked when it is built)
+    additive_costs: ClassVar[bool] = False
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -173,6 +177,10 @@ class SearchSpace(ABC):
 
     def log10_size(self) -> float:
         return float(sum(math.log10(len(d.choices)) for d in self.decisions))
+
+    def restriction(self) -> dict[str, tuple[Choice, ...]]:
+        """The decisions `restrict` narrowed, with their allowed choices (empty when unrestricted)."""
+        return dict(self._restriction or {})
 
     def restrict(self, allowed: Mapping[str, Sequence[Choice]]) -> SearchSpace:
         """A smaller space whose decisions allow only `allowed[name]` (others unchanged).
@@ -253,6 +261,18 @@ class SearchSpace(ABC):
     def build_supernet(self, data: DataSpec) -> Supernet:
         """A weight-sharing network holding every choice (see `Supernet`)."""
         raise NotSupported(f"space {self.name!r} has no weight-sharing supernet")
+
+
+class TabularSpace(ABC):
+    """Space capability: a benchmark table holds every architecture's measured accuracy.
+
+    The table must offer `row_of` (a mapping Arch -> row) and `column(dataset, split, epochs)`
+    (a numpy array over rows); the `tabular` evaluator answers from it.
+    """
+
+    @abstractmethod
+    def benchmark_table(self) -> Any:
+        """The space's benchmark table."""
 
 
 class Supernet(ABC):

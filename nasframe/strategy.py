@@ -1,9 +1,12 @@
-"""The Strategy interface: ask/tell.
+"""The Strategy interface: ask/tell, plus the one-shot protocol's requests.
 
-A strategy proposes architectures (`ask`) and learns from results (`tell`). It never trains a
-network and never touches files: the runner owns the loop, the budget, checkpoints and logs.
-All randomness comes from `self.rng`, seeded by the runner, and `state_dict` includes it, so a
-resumed search continues the same sequence.
+A strategy proposes (`ask`) and learns (`tell`, `tell_work`). It never trains a network, never
+holds an evaluator, never seeds a global RNG and never touches files: the runner owns the loop,
+the budget, seeding, files and logging, and executes whatever the strategy asks for — plain
+architectures to evaluate, or weight-sharing work (`nasframe.oneshot`). All of a strategy's
+randomness comes from `self.rng`, seeded by the runner, and `state_dict` includes it, so a resumed
+search continues the same sequence. The runner, not the strategy, keeps the best evaluated
+architecture; `final` returns the strategy's own answer when it has one.
 """
 
 from __future__ import annotations
@@ -17,55 +20,80 @@ import numpy as np
 from nasframe.options import NoOptions
 
 if TYPE_CHECKING:
-    from nasframe.evaluator import Evaluator, Result
+    from nasframe.evaluator import Capability, Result, WorkReport
+    from nasframe.oneshot import Request
     from nasframe.space import Arch, SearchSpace
 
 
 class Strategy(ABC):
     """Base class of search strategies.
 
-    Subclasses implement `ask` and `tell`; override `done`, `final`, `final_weights`, `metrics`
-    and the state methods as needed. Keep `__init__` cheap: the runner builds the strategy
-    before any evaluation.
+    Subclasses implement `ask` and `tell`; one-shot strategies also `tell_work` and list the
+    evaluator capabilities their requests need in `requires`. Override `done`, `final`,
+    `final_weights`, `metrics`, `phase`, `plan` and the state methods as needed. Keep `__init__`
+    cheap: the runner builds the strategy before any evaluation.
     """
 
     Options: ClassVar[type] = NoOptions
-    #: evaluator capabilities this strategy needs (checked when the run is built)
-    requires: ClassVar[frozenset[str]] = frozenset()
+    #: evaluator capabilities (classes from `nasframe.evaluator`) this strategy's requests need;
+    #: checked when the run is built
+    requires: ClassVar[tuple[type[Capability], ...]] = ()
 
     def __init__(self, space: SearchSpace, options: Any = None, *, seed: int | None = None):
         self.space = space
         self.options = options if options is not None else self.Options()
         self.rng = np.random.default_rng(seed)
-        self.best_arch: Arch | None = None
-        self.best_accuracy: float | None = None
+
+    @classmethod
+    def required_capabilities(cls, options: Any) -> tuple[type[Capability], ...]:
+        """Capabilities a strategy built with `options` needs (default: `requires`). Override when
+        an option changes them (ABS adds its base strategy's)."""
+        return cls.requires
 
     @abstractmethod
-    def ask(self) -> list[Arch]:
-        """Propose one or more architectures to evaluate next."""
+    def ask(self) -> Sequence[Arch | Request]:
+        """What to do next: architectures to evaluate and/or requests (`nasframe.oneshot`).
+
+        The runner executes the items in order and tells each outcome before it asks again;
+        an empty answer ends the search.
+        """
 
     @abstractmethod
     def tell(self, arch: Arch, result: Result) -> None:
-        """Learn from one result (failed results are told too). Call `super().tell` to track the best."""
-        acc = result.accuracy
-        if acc is not None and (self.best_accuracy is None or acc > self.best_accuracy):
-            self.best_arch, self.best_accuracy = arch, acc
+        """Learn from one evaluation. Failed results are told too, and so are architectures the
+        run's constraints rejected (`result.status == "infeasible"`: not evaluated, cost nothing)."""
+
+    def tell_work(self, request: Request, report: WorkReport) -> None:
+        """Learn from a finished piece of weight-sharing work (training, a measurement)."""
 
     @property
     def done(self) -> bool:
         """True when the strategy has nothing more to propose."""
         return False
 
+    @property
+    def phase(self) -> str:
+        """A short name of what the strategy is doing now, for the progress bar and the logs."""
+        return "search"
+
+    def plan(self) -> str | None:
+        """One line on how much work the strategy's settings ask for (shown when a run starts),
+        with the `--set` flags that make it quick, when that matters."""
+        return None
+
+    def planned_evaluations(self) -> int | None:
+        """How many evaluations the strategy intends at most, if it knows (the runner warns when
+        the run's budget is smaller)."""
+        return None
+
     def final(self) -> Arch | None:
-        """The architecture this strategy returns (default: the best one evaluated)."""
-        return self.best_arch
+        """The strategy's answer, if it has one of its own (e.g. the most likely architecture);
+        None lets the runner return the best evaluated architecture."""
+        return None
 
     def final_weights(self) -> Mapping[str, Sequence[float]] | None:
         """Per-decision preferences (aligned with each decision's choices), if the strategy has them."""
         return None
-
-    def attach(self, evaluator: Evaluator) -> None:
-        """Called once by the runner with the evaluator, for strategies that `require` a capability."""
 
     def metrics(self) -> dict[str, Any]:
         """Extra values to log after each tell: floats become scalars, arrays histograms."""
@@ -73,20 +101,21 @@ class Strategy(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, RNG included. Use plain Python data and tensors only."""
-        return {"rng": self.rng.bit_generator.state, "best_arch": arch_to_pairs(self.best_arch),
-                "best_accuracy": self.best_accuracy}
+        return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from nasframe.space import Arch
-
         self.rng.bit_generator.state = state["rng"]
-        self.best_arch = Arch(state["best_arch"]) if state["best_arch"] is not None else None
-        self.best_accuracy = state["best_accuracy"]
 
 
 def arch_to_pairs(arch: Arch | None) -> list | None:
     """An Arch as a list of [name, choice] pairs: plain data for checkpoints (order kept)."""
     return [list(p) for p in arch.items()] if arch is not None else None
+
+
+def arch_from_pairs(pairs: Sequence[Sequence[Any]] | None) -> Arch | None:
+    from nasframe.space import Arch
+
+    return Arch([(str(k), v) for k, v in pairs]) if pairs is not None else None
 
 
 def ask_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str], sampler=None,

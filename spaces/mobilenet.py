@@ -69,6 +69,7 @@ class MobileNetSpace(SearchSpace):
     Options = MobileNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    additive_costs = True
 
     def __init__(self, options: MobileNetOptions | None = None):
         super().__init__(options)

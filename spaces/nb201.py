@@ -19,7 +19,7 @@ import numpy as np
 from nasframe.errors import DataError, InvalidArchitecture
 from nasframe.options import option
 from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace
+from nasframe.space import Arch, Decision, SearchSpace, TabularSpace
 
 if TYPE_CHECKING:
     from torch import nn
@@ -107,11 +107,12 @@ class NB201Options:
 
 
 @register_space("nb201")
-class NB201Space(SearchSpace):
+class NB201Space(SearchSpace, TabularSpace):
     """NAS-Bench-201 cell: 6 edges x 5 ops (15,625 cells), with the benchmark's tables built in."""
 
     Options = NB201Options
     reference_data = "cifar10"
+    additive_costs = True
 
     def __init__(self, options: NB201Options | None = None):
         super().__init__(options)

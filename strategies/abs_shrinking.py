@@ -8,9 +8,13 @@ When the space is small enough, the shrunk space (`space.restrict`, nothing spec
 base strategy named by option, which searches it on the remaining budget and whose results ABS
 returns.
 
-One shrinking step runs per `ask` (train, score, drop), so the runner checkpoints after each
-step; the step's proposal is one uniform architecture of the new space, so every step is also
-one evaluation in history.jsonl, carrying the step's drops in its `strategy` metrics.
+ABS never touches the supernet itself: it requests the work through the one-shot protocol and
+the runner executes it. A shrinking step is: train the shared weights with uniform paths of the
+current space (`TrainShared`), measure the angles of the sampled children (`MeasureAngles`), drop
+the lowest-scored operators (and, once, replace the base weights: `SaveBaseWeights`), then
+propose one uniform architecture of the new space, so every step is also one evaluation in
+history.jsonl, carrying the step's drops in its `strategy` metrics. The runner checkpoints
+between those pieces, so a killed shrinking run resumes exactly.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from nasframe.errors import CapabilityError, ConfigError
-from nasframe.evaluator import WEIGHT_SHARING, Evaluator, Result, WeightSharingEvaluator
+from nasframe.errors import ConfigError
+from nasframe.evaluator import AngleMetric, Capability, Result, WorkReport
+from nasframe.oneshot import MeasureAngles, Request, SaveBaseWeights, TrainShared, UniformPaths
 from nasframe.options import build_options, option
 from nasframe.registry import register_strategy, strategies
 from nasframe.space import Arch, Choice, Decision, SearchSpace
-from nasframe.strategies.angle import angle, drop_global, drop_per_decision, operator_scores, sample_children
-from nasframe.strategy import Strategy
+from nasframe.strategies.angle import drop_global, drop_per_decision, operator_scores, recount, sample_children
+from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 Schedule = Literal["auto", "per_decision", "global"]
 
@@ -70,26 +74,38 @@ def resolve_schedule(schedule: str, decisions: Sequence[Decision]) -> str:
     return "per_decision" if len({d.choices for d in decisions}) <= 1 else "global"
 
 
+#: what ABS does next (`_todo`), in order: the base weights, then steps, then the base strategy
+_TRAIN_BASE, _SAVE_BASE, _STEP, _MEASURE, _RESET, _PROPOSE, _TRAIN_FINAL, _START_BASE, _BASE = (
+    "train_base", "save_base", "step", "measure", "reset", "propose", "train_final", "start_base", "base")
+#: waiting for the outcome of the request just made
+_WAIT = "wait"
+
+
+def _base_class(name: str) -> type[Strategy]:
+    cls = strategies.get(name)
+    if issubclass(cls, AbsShrinking):
+        raise ConfigError(f"strategy.base: {name!r} is ABS itself; choose another strategy, e.g. random or mdenas")
+    return cls
+
+
 @register_strategy("abs")
 class AbsShrinking(Strategy):
     """ABS: angle-based search-space shrinking on a supernet, then a base strategy on the shrunk space."""
 
     Options = AbsOptions
-    requires = frozenset({WEIGHT_SHARING})
+    requires = (AngleMetric,)
 
     def __init__(self, space: SearchSpace, options: AbsOptions | None = None, *, seed: int | None = None):
         super().__init__(space, options, seed=seed)
         o = self.options
-        self._base_cls = strategies.get(o.base)
-        if issubclass(self._base_cls, AbsShrinking):
-            raise ConfigError(f"strategy.base: {o.base!r} is ABS itself; choose another strategy, e.g. random or "
-                              "mdenas")
+        self._base_cls = _base_class(o.base)
         self._base_options = build_options(self._base_cls.Options, o.base_options, "strategy.base_options")
         self.schedule = resolve_schedule(o.schedule, space.decisions)
-        self._evaluator: WeightSharingEvaluator | None = None
         self.current = space
         self._base: Strategy | None = None
         self._base_seed: int | None = None
+        self._base_best: tuple[Arch, float] | None = None  # the best result told to the base strategy
+        self._todo = _TRAIN_BASE
         self.step = 0
         self.base_saved = False
         self.base_reset = False
@@ -99,19 +115,12 @@ class AbsShrinking(Strategy):
         self._last_scores: dict[str, dict[Choice, float]] = {}
         self._report: dict[str, Any] | None = None
 
-    # ---- wiring ------------------------------------------------------------------------------------
-    def attach(self, evaluator: Evaluator) -> None:
-        if not isinstance(evaluator, WeightSharingEvaluator):
-            raise CapabilityError(f"abs: evaluator {type(evaluator).__name__} declares {WEIGHT_SHARING} but does "
-                                  "not implement WeightSharingEvaluator (train_uniform, path_vectors, "
-                                  "reset_base_weights)")
-        missing = set(self._base_cls.requires) - set(evaluator.capabilities)
-        if missing:
-            raise CapabilityError(f"strategy.base {self.options.base!r} needs an evaluator with "
-                                  f"{', '.join(sorted(missing))}; this evaluator has none")
-        self._evaluator = evaluator
-        if self._base is not None:
-            self._base.attach(evaluator)
+    @classmethod
+    def required_capabilities(cls, options: AbsOptions) -> tuple[type[Capability], ...]:
+        """The angle metric, plus whatever the base strategy needs."""
+        base = _base_class(options.base)
+        base_options = build_options(base.Options, options.base_options, "strategy.base_options")
+        return tuple(dict.fromkeys(cls.requires + tuple(base.required_capabilities(base_options))))
 
     @property
     def base_strategy(self) -> Strategy | None:
@@ -122,42 +131,104 @@ class AbsShrinking(Strategy):
     def shrinking(self) -> bool:
         return self._base is None
 
+    @property
+    def phase(self) -> str:
+        return f"abs step {self.step + 1}" if self._base is None else f"abs base: {self._base.phase}"
+
+    def plan(self) -> str:
+        o = self.options
+        return (f"{o.warmup_epochs:g} warm-up epochs, then steps of {o.epochs_between_steps:g} epochs + "
+                f"{o.samples_per_operator} children per operator until <= {o.target_size:,} architectures remain, "
+                f"then {o.base!r} on the shrunk space. For a quick CPU run: --set strategy.warmup_epochs=1 "
+                f"--set strategy.epochs_between_steps=0.2 --set strategy.samples_per_operator=8")
+
     # ---- ask / tell --------------------------------------------------------------------------------
-    def ask(self) -> list[Arch]:
-        """While shrinking: one step (train, score, drop) and one uniform architecture of the new
-        space; after the last step, the base strategy's proposals."""
-        if self._base is None:
-            proposal = self._shrink_step()
-            if proposal is not None:
-                return [proposal]
-        return self._require_base().ask()
+    def ask(self) -> list[Arch | Request]:
+        """The next piece of shrinking (training, angle measurement, a base replacement, the step's
+        proposal), then the base strategy's proposals."""
+        o = self.options
+        while True:
+            todo = self._todo
+            if todo == _TRAIN_BASE:
+                self._todo = _SAVE_BASE
+                if o.base_after_epochs > 0:
+                    return [self._training(o.base_after_epochs, "abs: training before the base weights")]
+            elif todo == _SAVE_BASE:
+                self._todo = _WAIT
+                return [SaveBaseWeights(phase="abs: saving the base weights")]
+            elif todo == _STEP:
+                if self.finished():
+                    self._todo = _TRAIN_FINAL
+                    continue
+                self._todo = _MEASURE
+                epochs = o.warmup_epochs if self.step == 0 else o.epochs_between_steps
+                if epochs > 0:
+                    label = "abs: warm-up" if self.step == 0 else f"abs: training before step {self.step + 1}"
+                    return [self._training(epochs, label)]
+            elif todo == _MEASURE:
+                self._todo = _WAIT
+                decisions = self.current.decisions
+                sample = sample_children(decisions, self._scored(), o.samples_per_operator, self.rng)
+                return [MeasureAngles(tuple(sample.children), phase=f"abs: scoring step {self.step + 1}")]
+            elif todo == _RESET:
+                self._todo = _WAIT
+                return [SaveBaseWeights(phase="abs: replacing the base weights")]
+            elif todo == _PROPOSE:
+                self._todo = _WAIT
+                return [self.current.sample(self.rng)]
+            elif todo == _TRAIN_FINAL:
+                self._todo = _START_BASE
+                if o.final_epochs > 0:
+                    return [self._training(o.final_epochs, "abs: training the shrunk space")]
+            elif todo == _START_BASE:
+                self._base_seed = int(self.rng.integers(2**31 - 1))
+                self._base = self._make_base(self._base_seed)
+                self._todo = _BASE
+            elif todo == _BASE:
+                return list(self._require_base().ask())
+            else:
+                raise RuntimeError(f"abs: asked while waiting for an outcome ({todo})")
+
+    def _training(self, epochs: float, label: str) -> TrainShared:
+        return TrainShared(float(epochs), UniformPaths.over(self.current), phase=label)
+
+    def _scored(self) -> list[str]:
+        return [d.name for d in self.current.decisions if len(d.choices) > self._floor()]
 
     def tell(self, arch: Arch, result: Result) -> None:
-        if self._base is None:
-            super().tell(arch, result)  # best of the step proposals: the fallback if shrinking never ends
-            self._report = self.steps[-1] if self.steps else None
-        else:
+        if self._base is not None:
             self._base.tell(arch, result)
+            acc = result.accuracy
+            if acc is not None and (self._base_best is None or acc > self._base_best[1]):
+                self._base_best = (arch, acc)
             self._report = None
+            return
+        if result.status == "infeasible":  # the step's proposal broke the run's constraints: draw another
+            self._todo = _PROPOSE
+            return
+        self._report = self.steps[-1] if self.steps else None
+        self._todo = _STEP
+
+    def tell_work(self, request: Request, report: WorkReport) -> None:
+        if self._base is not None and self._todo == _BASE:
+            self._base.tell_work(request, report)
+            return
+        if isinstance(request, TrainShared):
+            self.supernet_epochs += request.epochs
+        elif isinstance(request, SaveBaseWeights):
+            if not self.base_saved:
+                self.base_saved = True
+                self._todo = _STEP
+            else:
+                self._todo = _PROPOSE
+        elif isinstance(request, MeasureAngles):
+            self._drop(request.archs, np.asarray(report.values if report.values is not None else [], dtype=float))
 
     @property
     def done(self) -> bool:
         return self._base is not None and self._base.done
 
     # ---- shrinking -----------------------------------------------------------------------------------
-    def _ws(self) -> WeightSharingEvaluator:
-        if self._evaluator is None:
-            raise CapabilityError("abs needs attach(evaluator) with a weight-sharing evaluator before ask()")
-        return self._evaluator
-
-    def _train(self, epochs: float) -> None:
-        if epochs <= 0:
-            return
-        # the evaluator draws paths from torch's global RNG: seed it from ours so a step is reproducible
-        torch.manual_seed(int(self.rng.integers(2**63 - 1)))
-        self._ws().train_uniform(self.current, epochs)
-        self.supernet_epochs += epochs
-
     def _floor(self) -> int:
         """Choices a decision keeps at least under the schedule."""
         return self.options.min_choices if self.schedule == "per_decision" else 1
@@ -171,25 +242,11 @@ class AbsShrinking(Strategy):
             return True
         return all(len(d.choices) <= self._floor() for d in self.current.decisions)
 
-    def _shrink_step(self) -> Arch | None:
+    def _drop(self, children: tuple[Arch, ...], values: np.ndarray) -> None:
+        """Score the operators from the children's angles, drop the lowest, and restrict the space."""
         o = self.options
-        ev = self._ws()
-        # the evaluator may draw from torch's global RNG (building the supernet, for one): seed it from ours
-        torch.manual_seed(int(self.rng.integers(2**63 - 1)))
-        if not self.base_saved:
-            self._train(o.base_after_epochs)
-            ev.reset_base_weights()
-            self.base_saved = True
-        if self.finished():
-            self._start_base()
-            return None
-        self._train(o.warmup_epochs if self.step == 0 else o.epochs_between_steps)
         decisions = self.current.decisions
-        scored = [d.name for d in decisions if len(d.choices) > self._floor()]
-        sample = sample_children(decisions, scored, o.samples_per_operator, self.rng)
-        with torch.no_grad():
-            angles = [angle(*ev.path_vectors(child)) for child in sample.children]
-        values = torch.stack(angles).cpu().numpy() if angles else np.zeros(0)
+        sample = recount(decisions, self._scored(), children, o.samples_per_operator)
         scores, counts = operator_scores(sample, values)
         if self.schedule == "per_decision":
             dropped = drop_per_decision(sample.operators, scores, decisions, o.min_choices)
@@ -204,20 +261,19 @@ class AbsShrinking(Strategy):
         self.dropped_total += len(dropped)
         reset = o.reset_base and not self.base_reset and self.dropped_total > o.reset_base_after
         if reset:
-            ev.reset_base_weights()
             self.base_reset = True
         table: dict[str, dict[Choice, float]] = {}
-        for (name, choice), s in zip(sample.operators, scores):
-            table.setdefault(name, {})[choice] = float(s)
+        for (name, choice), score in zip(sample.operators, scores):
+            table.setdefault(name, {})[choice] = float(score)
         self._last_scores.update(table)
         self.steps.append({
             "step": self.step, "dropped": {n: list(c) for n, c in by_decision.items()},
             "dropped_count": len(dropped), "log10_size": self.current.log10_size(), "children": len(sample.children),
             "mean_angle": float(values.mean()) if values.size else None, "base_reset": reset,
-            "scores": {n: [[c, s] for c, s in row.items()] for n, row in table.items()},
+            "scores": {n: [[c, sc] for c, sc in row.items()] for n, row in table.items()},
             "min_count": int(counts.min()) if counts.size else 0,
         })
-        return self.current.sample(self.rng)
+        self._todo = _RESET if reset else _PROPOSE
 
     def _require_base(self) -> Strategy:
         if self._base is None:
@@ -225,24 +281,18 @@ class AbsShrinking(Strategy):
         return self._base
 
     def _make_base(self, seed: int) -> Strategy:
-        base = self._base_cls(self.current, self._base_options, seed=seed)
-        if self._evaluator is not None:
-            base.attach(self._evaluator)
-        return base
-
-    def _start_base(self) -> None:
-        self._train(self.options.final_epochs)
-        self._base_seed = int(self.rng.integers(2**31 - 1))
-        self._base = self._make_base(self._base_seed)
+        return self._base_cls(self.current, self._base_options, seed=seed)
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:
-        """The base strategy's answer (inside the shrunk space); before it exists, the best step proposal."""
-        if self._base is not None:
-            found = self._base.final()
-            if found is not None:
-                return found
-        return super().final()
+        """The base strategy's answer, else the best architecture it evaluated (both inside the shrunk
+        space); None before the base strategy exists (the runner then returns its best evaluated)."""
+        if self._base is None:
+            return None
+        found = self._base.final()
+        if found is not None:
+            return found
+        return self._base_best[0] if self._base_best is not None else None
 
     def restriction(self) -> dict[str, list[Choice]]:
         """The remaining choices of every decision."""
@@ -290,16 +340,19 @@ class AbsShrinking(Strategy):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        best = self._base_best
         return {
             **super().state_dict(),
             "abs": {
-                "schedule": self.schedule, "step": self.step, "base_saved": self.base_saved,
+                "schedule": self.schedule, "todo": self._todo, "step": self.step, "base_saved": self.base_saved,
                 "base_reset": self.base_reset, "dropped_total": self.dropped_total,
                 "supernet_epochs": self.supernet_epochs,
                 "restriction": [[d.name, list(d.choices)] for d in self.current.decisions],
                 "steps": self.steps,
-                "last_scores": [[n, [[c, s] for c, s in row.items()]] for n, row in self._last_scores.items()],
+                "last_scores": [[n, [[c, sc] for c, sc in row.items()]] for n, row in self._last_scores.items()],
                 "base_seed": self._base_seed,
+                "base_best": None if best is None else [arch_to_pairs(best[0]), best[1]],
+                "report": self._report is not None,
             },
             "base": self._base.state_dict() if self._base is not None else None,
         }
@@ -312,14 +365,17 @@ class AbsShrinking(Strategy):
             raise ConfigError("abs: checkpoint was saved for a space with other decisions or another schedule; "
                               "resume it with the options it was started with")
         super().load_state_dict(state)
+        self._todo = str(a["todo"])
         self.step, self.base_saved, self.base_reset = int(a["step"]), bool(a["base_saved"]), bool(a["base_reset"])
         self.dropped_total, self.supernet_epochs = int(a["dropped_total"]), float(a["supernet_epochs"])
         self.current = self.space.restrict({n: list(c) for n, c in a["restriction"]})
         self.steps = list(a["steps"])
-        self._last_scores = {n: {c: float(s) for c, s in row} for n, row in a["last_scores"]}
+        self._last_scores = {n: {c: float(sc) for c, sc in row} for n, row in a["last_scores"]}
         self._base_seed = a["base_seed"]
+        best = a["base_best"]
+        self._base_best = None if best is None else (arch_from_pairs(best[0]), float(best[1]))  # type: ignore
+        self._report = self.steps[-1] if a["report"] and self.steps else None
         self._base = None
-        self._report = None
         if state.get("base") is not None:
             self._base = self._make_base(int(self._base_seed))
             self._base.load_state_dict(state["base"])

@@ -14,30 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from nasframe.angles import angle  # noqa: F401  (re-exported: ABS code and tests import it from here)
 from nasframe.space import Arch, Choice, Decision
 
 Operator = tuple[str, Choice]  # (decision name, choice)
-
-
-def angle(v0: torch.Tensor | Sequence[float], v1: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """arccos(clamp(<v0, v1> / (|v0| |v1|), -1, 1)) in radians: a 0-d float64 tensor on the inputs' device.
-
-    The three dot products are taken in float64 (three passes over the vectors, no host sync).
-    angle(v, v) is exactly 0, since sqrt(x * x) == x in IEEE arithmetic; the clamp keeps rounding
-    from producing NaN near 0 and pi; the smallest angle it resolves is about 1.5e-8 rad. A zero
-    vector points nowhere: two of them give 0, one gives pi/2 (cosine 0), never NaN.
-    """
-    a = torch.as_tensor(v0).detach().reshape(-1).to(torch.float64)
-    b = torch.as_tensor(v1).detach().reshape(-1).to(device=a.device, dtype=torch.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"angle: vectors differ in length ({a.numel()} vs {b.numel()})")
-    n0, n1, dot = torch.dot(a, a), torch.dot(b, b), torch.dot(a, b)
-    denom = torch.sqrt(n0 * n1)
-    both_zero = (n0 == n1).to(torch.float64)  # reached only when a norm is 0: 1 if both are
-    cos = torch.where(denom > 0, dot / denom.clamp_min(torch.finfo(torch.float64).tiny), both_zero)
-    return torch.arccos(cos.clamp(-1.0, 1.0))
 
 
 @dataclass
@@ -99,6 +80,25 @@ def sample_children(decisions: Sequence[Decision], scored: Sequence[str], sample
             count[members] += 1
             out.children.append(Arch(list(zip(names, values))))
             out.counted.append(members)
+    return out
+
+
+def recount(decisions: Sequence[Decision], scored: Sequence[str], children: Sequence[Arch],
+            samples_per_operator: int) -> ChildSample:
+    """The ChildSample that `sample_children` returned for these children, rebuilt from the children
+    alone (the counting depends only on their order), so a strategy need not keep it between asking
+    for the children's angles and receiving them."""
+    scored_set = set(scored)
+    operators: list[Operator] = [(d.name, c) for d in decisions if d.name in scored_set for c in d.choices]
+    index = {op: i for i, op in enumerate(operators)}
+    scored_names = [d.name for d in decisions if d.name in scored_set]
+    count = np.zeros(len(operators), dtype=np.int64)
+    out = ChildSample(operators)
+    for child in children:
+        members = [j for j in (index[(n, child[n])] for n in scored_names) if count[j] < samples_per_operator]
+        count[members] += 1
+        out.children.append(child)
+        out.counted.append(members)
     return out
 
 

@@ -148,9 +148,11 @@ class Mdenas(Strategy):
 
         A failed evaluation (no accuracy) still uses up an epoch of the budget but changes no
         history and no probability: there is no accuracy to rank, and counting the epoch without
-        an accuracy would make its ops look trained-more-yet-no-better.
+        an accuracy would make its ops look trained-more-yet-no-better. An architecture the run's
+        constraints rejected was never trained and counts for nothing.
         """
-        super().tell(arch, result)
+        if result.status == "infeasible":
+            return  # rejected by the run's constraints before training: nothing was learned or spent
         self.epoch += 1
         acc = result.accuracy
         if acc is None or not np.isfinite(acc):
@@ -176,9 +178,10 @@ class Mdenas(Strategy):
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:
-        """The most likely choice of every decision (None before any successful epoch)."""
+        """The most likely choice of every decision (None before any successful epoch: the runner
+        then returns the best evaluated architecture, if any)."""
         if self.epoch == self.failed:
-            return super().final()
+            return None
         idx = np.where(self._mask, self.probs, -1.0).argmax(axis=1)
         return Arch([(d.name, d.choices[int(k)]) for d, k in zip(self._decisions, idx)])
 

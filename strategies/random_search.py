@@ -33,7 +33,7 @@ class RandomSearch(Strategy):
         return [ask_unseen(self.space, self.rng, self._seen, max_tries=self.options.max_tries)]
 
     def tell(self, arch: Arch, result: Result) -> None:
-        super().tell(arch, result)  # random search only tracks the best
+        """Random search learns nothing; the runner keeps the best evaluated architecture."""
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "seen": sorted(self._seen)}

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nasframe.errors import CapabilityError, ConfigError, RegistryError
-from nasframe.evaluator import TABULAR, Result
+from nasframe.evaluator import Result, TabularBenchmark
 from nasframe.options import build_options
 from nasframe.registry import load_plugin, register_strategy, spaces
 from nasframe.space import Arch, Decision
@@ -29,6 +29,7 @@ from nasframe.strategies.angle import (
     sample_children,
 )
 from nasframe.strategies.random_search import RandomSearch
+from nasframe.testing import InMemoryRun
 
 FAKES = str(Path(__file__).resolve().parent / "plugins" / "abs_fakes.py")
 
@@ -52,16 +53,9 @@ def make_abs(space, seed=0, **options) -> AbsShrinking:
 
 
 def drive(strategy, evaluator, asks: int) -> list[Arch]:
-    """Ask/evaluate/tell like the runner does; returns every proposal in order."""
-    seen = []
-    for _ in range(asks):
-        if strategy.done:
-            break
-        for arch in strategy.ask():
-            strategy.space.validate(arch)
-            strategy.tell(arch, evaluator.evaluate(arch))
-            seen.append(arch)
-    return seen
+    """Execute requests and evaluations like the runner does, until `asks` rounds evaluated something
+    (one shrinking step each while shrinking); returns every evaluated proposal in order."""
+    return InMemoryRun(strategy, evaluator).evaluate_rounds(asks)
 
 
 def shrink_fully(strategy, evaluator, limit: int = 50) -> None:
@@ -193,7 +187,6 @@ def test_darts_space_shrinks_in_6_steps_to_2_ops_per_edge(fakes):
     space = make_space("darts")
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, samples_per_operator=4, reset_base=False)
-    abs_.attach(ev)
     assert abs_.schedule == "per_decision"
     shrink_fully(abs_, ev)
     assert abs_.step == 6 and [r["dropped_count"] for r in abs_.steps] == [28] * 6
@@ -210,7 +203,6 @@ def test_fairnas_space_shrinks_in_4_steps(fakes):
     space = make_space("mobilenet", layout="fairnas", allow_zero=False)
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, samples_per_operator=3)
-    abs_.attach(ev)
     shrink_fully(abs_, ev)
     assert abs_.step == 4 and abs_.current.size() == 524_288
     assert ev.resets == 2  # 3 steps x 19 = 57 > 50: the base is replaced once, after step 3
@@ -223,7 +215,6 @@ def test_spos_space_global_steps_drop_7_and_keep_one_per_layer(fakes):
     assert space.size() == 221_502_229_807_900_608 == 6**6 * 7**15
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, samples_per_operator=2)
-    abs_.attach(ev)
     assert abs_.schedule == "global"
     sizes = [space.size()]
     drive(abs_, ev, 1)
@@ -250,7 +241,6 @@ def test_frozen_operator_is_dropped_first(fakes):
         ev = fakes.FakeWeightSharing(space, build_options(fakes.FakeWSOptions, options, "evaluator"))
         # 27 children contain each operator: score every operator on all of them
         abs_ = make_abs(space, schedule=schedule, drop_per_step=1, samples_per_operator=27, target_size=1)
-        abs_.attach(ev)
         drive(abs_, ev, 1)
         dropped = abs_.steps[0]["dropped"]
         if schedule == "global":
@@ -266,7 +256,6 @@ def test_base_weights_saved_after_base_epochs_and_replaced_once(fakes):
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, base_after_epochs=3, reset_base_after=2, schedule="global", drop_per_step=2,
                     target_size=1)
-    abs_.attach(ev)
     drive(abs_, ev, 1)
     assert ev.trained[0][1] == 3 and ev.resets == 1  # trained, then saved as the base, then warm-up
     drive(abs_, ev, 1)  # 4 dropped > 2
@@ -279,7 +268,6 @@ def test_max_steps_and_final_epochs(fakes):
     space = make_space("abs_toy", decisions=3, choices=4)
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, max_steps=2, final_epochs=7, target_size=1)
-    abs_.attach(ev)
     drive(abs_, ev, 3)
     assert abs_.step == 2 and not abs_.shrinking and ev.trained[-1][1] == 7
     assert ev.trained[-1][0] == pytest.approx(abs_.current.log10_size())  # trained on the shrunk space
@@ -291,7 +279,6 @@ def test_base_strategy_searches_the_shrunk_space(fakes):
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, base="mdenas", base_options={"epochs": 5}, schedule="per_decision", min_choices=2,
                     target_size=1)
-    abs_.attach(ev)
     shrink_fully(abs_, ev)
     assert abs_.step == 2 and abs_.base_strategy.space is abs_.current
     proposals = drive(abs_, ev, 10)  # the ask that ended shrinking already proposed one
@@ -313,7 +300,6 @@ def test_without_base_weights_final_weights_hold_the_angle_scores(fakes):
     space = make_space("abs_toy", decisions=2, choices=3)
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, schedule="per_decision", target_size=1)
-    abs_.attach(ev)
     shrink_fully(abs_, ev)
     assert isinstance(abs_.base_strategy, RandomSearch)
     weights = abs_.final_weights()
@@ -329,7 +315,6 @@ def test_metrics_report_each_step_then_the_base(fakes):
     space = make_space("abs_toy", decisions=3, choices=3)
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, base="mdenas", schedule="global", drop_per_step=2, max_steps=1, target_size=1)
-    abs_.attach(ev)
     drive(abs_, ev, 1)
     m = abs_.metrics()
     assert m["abs_steps"] == 1 and m["abs_dropped_count"] == 2
@@ -351,7 +336,6 @@ def test_resume_from_state_dict_is_identical(fakes, tmp_path, base, cut):
     def fresh():
         ev = fakes.FakeWeightSharing(space)
         s = make_abs(space, seed=7, base=base, target_size=20, drop_per_step=2, reset_base_after=3)
-        s.attach(ev)
         return s, ev
 
     straight, ev = fresh()
@@ -374,7 +358,6 @@ def test_same_seed_same_shrinking(fakes):
     for seed in (1, 1, 2):
         ev = fakes.FakeWeightSharing(space)
         s = make_abs(space, seed=seed, target_size=10)
-        s.attach(ev)
         runs.append(drive(s, ev, 4))
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
@@ -395,29 +378,25 @@ def test_unknown_or_circular_base_is_a_config_error():
 class _NeedsTable(RandomSearch):
     """A strategy needing a capability the fake evaluator lacks."""
 
-    requires = frozenset({TABULAR})
+    requires = (TabularBenchmark,)
 
 
-def test_attach_checks_the_evaluator_and_the_base(fakes, core_toy):
-    from nasframe.registry import evaluators
+def test_required_capabilities_include_the_base_strategys(fakes, core_toy):
+    from nasframe.evaluator import AngleMetric
+    from nasframe.runner import check_capabilities
 
-    space = make_space("abs_toy")
-    plain = evaluators.get("core_toy_eval")(space)
-    with pytest.raises(CapabilityError, match="does not implement WeightSharingEvaluator"):
-        make_abs(space).attach(plain)
-    with pytest.raises(CapabilityError, match="strategy.base 'abs_test_tabular_only' needs an evaluator with tabular"):
-        make_abs(space, base="abs_test_tabular_only").attach(fakes.FakeWeightSharing(space))
-    with pytest.raises(CapabilityError, match="before ask"):
-        make_abs(space).ask()
+    options = build_options(AbsShrinking.Options, {"base": "abs_test_tabular_only"}, "strategy")
+    assert AbsShrinking.required_capabilities(options) == (AngleMetric, TabularBenchmark)
+    with pytest.raises(CapabilityError, match="needs an evaluator with angle metric; 'core_toy_eval' has none"):
+        check_capabilities("abs", "core_toy_eval", AbsShrinking.required_capabilities(AbsShrinking.Options()))
+    with pytest.raises(CapabilityError, match="needs an evaluator with tabular benchmark; 'abs_fake_ws' has none"):
+        check_capabilities("abs", "abs_fake_ws", AbsShrinking.required_capabilities(options))
 
 
 def test_failed_results_during_shrinking_are_harmless(fakes):
     space = make_space("abs_toy", decisions=3, choices=3)
     ev = fakes.FakeWeightSharing(space)
     abs_ = make_abs(space, target_size=1)
-    abs_.attach(ev)
-    for _ in range(3):
-        for arch in abs_.ask():
-            abs_.tell(arch, Result.failed("scripted"))
+    InMemoryRun(abs_, ev, judge=lambda arch, i: Result.failed("scripted")).evaluate_rounds(3)
     assert abs_.step == 1 and not abs_.shrinking
     assert abs_.final() is None  # nothing succeeded; the runner falls back to its history

@@ -13,6 +13,7 @@ import torch
 from nasframe.data import DataOptions, DataSource, DataSpec
 from nasframe.options import build_options
 from nasframe.registry import evaluators, spaces
+from nasframe.testing import InMemoryRun
 
 FAKES = str(Path(__file__).resolve().parent / "plugins" / "abs_fakes.py")
 
@@ -28,7 +29,7 @@ def test_abs_refuses_an_evaluator_without_weight_sharing(cli, core_toy, tmp_path
     code, _, err = cli("run", "--plugin", core_toy, "--strategy", "abs", "--space", space, "--evaluator", evaluator,
                        "--quiet", "--out", tmp_path / "r")
     assert code == 2 and err.count("\n") == 1
-    assert f"strategy 'abs' needs an evaluator with weight_sharing; '{evaluator}' has none" in err
+    assert f"strategy 'abs' needs an evaluator with angle metric; '{evaluator}' has none" in err
     assert "supernet" in err  # the message names an evaluator that offers it
     assert not (tmp_path / "r").exists()
 
@@ -106,7 +107,8 @@ def test_pooling_edge_adds_c_times_9_elements_of_one_ninth_to_both_vectors(digit
     ev_cls = evaluators.get("supernet")
     ev = ev_cls(space, build_options(ev_cls.Options, {"batch_size": 32}, "evaluator"), data=digits, device="cpu")
     torch.manual_seed(0)
-    ev.train_uniform(space, 0.1)  # move the weights away from the base
+    rng = np.random.default_rng(0)
+    ev.train_paths(0.1, lambda: space.sample(rng))  # move the weights away from the base
     pool_edge = "normal.3<-1"
     arch = space.validate({d.name: "sep_conv_3x3" for d in space.decisions}).replace(**{pool_edge: "max_pool_3x3"})
     v0, v1 = ev.path_vectors(arch)
@@ -138,7 +140,7 @@ def test_frozen_operator_of_a_real_supernet_is_dropped_first(digits):
     ev = ev_cls(space, build_options(ev_cls.Options, {"batch_size": 32, "lr": 0.05}, "evaluator"), data=digits,
                 device="cpu")
     torch.manual_seed(0)
-    ev.reset_base_weights()  # builds the supernet
+    ev.save_base_weights()  # builds the supernet
     frozen = {n: p for n, p in ev.supernet.named_parameters() if n.startswith("layers.1.conv5x5.")}
     before = {n: p.detach().clone() for n, p in frozen.items()}
     for p in frozen.values():
@@ -146,8 +148,7 @@ def test_frozen_operator_of_a_real_supernet_is_dropped_first(digits):
     options = {"schedule": "per_decision", "min_choices": 3, "samples_per_operator": 16, "warmup_epochs": 15,
                "target_size": 1}
     abs_ = AbsShrinking(space, build_options(AbsShrinking.Options, options, "strategy"), seed=0)
-    abs_.attach(ev)
-    abs_.ask()
+    InMemoryRun(abs_, ev).evaluate_rounds(1)
     assert all(torch.equal(p, before[n]) for n, p in frozen.items())  # it really never moved
     assert abs_.steps[0]["dropped"]["layer1"] == ["conv5x5"]
     scores = dict(abs_.steps[0]["scores"]["layer1"])

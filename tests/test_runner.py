@@ -99,13 +99,13 @@ def test_second_process_cannot_use_a_run_dir_in_use(tmp_path, core_toy):
 
 
 def test_strategy_needing_a_capability_fails_at_build(tmp_path, core_toy):
-    from nasframe import Strategy, register_strategy
+    from nasframe import SharedWeights, Strategy, register_strategy
 
     @register_strategy("needs_sharing_for_test")
     class NeedsSharing(Strategy):
         """Test strategy that requires weight sharing."""
 
-        requires = frozenset({"weight_sharing"})
+        requires = (SharedWeights,)
 
         def ask(self):
             raise AssertionError("never asked")
@@ -115,7 +115,8 @@ def test_strategy_needing_a_capability_fails_at_build(tmp_path, core_toy):
 
     cfg = toy_cfg(tmp_path / "r", core_toy, max_evaluations=2)
     cfg["strategy"] = {"name": "needs_sharing_for_test"}
-    with pytest.raises(CapabilityError, match="needs an evaluator with weight_sharing; 'core_toy_eval' has none"):
+    expected = "needs an evaluator with shared weights; 'core_toy_eval' has none. Evaluators that offer it: .*supernet"
+    with pytest.raises(CapabilityError, match=expected):
         Runner.create(cfg)
     assert not (tmp_path / "r").exists()
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from nasframe.data import DataOptions, DataSource
 from nasframe.errors import NasframeError
-from nasframe.evaluator import WEIGHT_SHARING, Budget, WeightSharingEvaluator
+from nasframe.evaluator import AngleMetric, Budget, SharedWeights, capabilities_of, capability_names
 from nasframe.evaluators.training import cosine_lr
 from nasframe.registry import evaluators, load_plugin, spaces
 from nasframe.space import Arch
@@ -46,9 +46,16 @@ def _op_state(ev, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_declares_weight_sharing(space, digits):
+def train_uniform(ev, space, epochs: float, seed: int = 0):
+    """Uniform single-path training, as the runner executes `TrainShared(epochs, UniformPaths)`."""
+    rng = np.random.default_rng(seed)
+    return ev.train_paths(epochs, lambda: space.sample(rng))
+
+
+def test_declares_the_one_shot_capabilities(space, digits):
     ev = make(space, digits)
-    assert WEIGHT_SHARING in ev.capabilities and isinstance(ev, WeightSharingEvaluator)
+    assert isinstance(ev, AngleMetric) and isinstance(ev, SharedWeights)
+    assert capability_names(capabilities_of(type(ev))) == ["shared weights", "angle metric"]
 
 
 def test_unchosen_ops_get_no_update_at_all(space, digits):
@@ -97,7 +104,7 @@ def test_resumed_evaluator_equals_uninterrupted(space, digits):
     whole = make(space, digits, steps=5)
     expected = _run(whole, archs, seeds)
     torch.manual_seed(99)
-    whole.train_uniform(space, 0.2)
+    train_uniform(whole, space, 0.2)
 
     first = make(space, digits, steps=5)
     got = _run(first, archs[:2], seeds[:2])
@@ -110,7 +117,7 @@ def test_resumed_evaluator_equals_uninterrupted(space, digits):
     got += _run(second, archs[2:], seeds[2:])
     assert got == expected
     torch.manual_seed(99)
-    second.train_uniform(space, 0.2)
+    train_uniform(second, space, 0.2)
     for (k, a), b in zip(whole.supernet.state_dict().items(), second.supernet.state_dict().values()):
         assert torch.equal(a, b), k
     assert whole.step == second.step
@@ -122,10 +129,9 @@ def test_train_uniform_samples_every_op_and_records_cost(space, digits):
     torch.manual_seed(0)
     ev._build()
     before = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
-    cost = ev.train_uniform(space, 2.0)
-    assert cost.epochs == 2.0 and cost.seconds > 0
-    assert ev.drain_extra_cost() == cost
-    assert ev.drain_extra_cost().epochs == 0.0
+    report = train_uniform(ev, space, 2.0)
+    assert report.cost.epochs == 2.0 and report.cost.seconds > 0
+    assert math.isfinite(report.metrics["train_loss"]) and report.metrics["steps"] == 28
     after = ev.supernet.state_dict()
     for i in range(3):  # 28 steps of uniform paths: every conv of every layer was trained at some step
         for op in ("conv3x3", "conv5x5"):
@@ -138,7 +144,7 @@ def test_train_uniform_respects_a_restricted_space(space, digits):
     torch.manual_seed(0)
     ev._build()
     before = ev.supernet.state_dict()["layers.0.conv5x5.0.weight"].clone()
-    ev.train_uniform(space.restrict({"layer0": ["conv3x3", "identity"]}), 1.0)
+    train_uniform(ev, space.restrict({"layer0": ["conv3x3", "identity"]}), 1.0)
     assert torch.equal(ev.supernet.state_dict()["layers.0.conv5x5.0.weight"], before)
 
 
@@ -157,7 +163,7 @@ def test_path_vectors_follow_the_angle_terms(space, digits):
     assert torch.equal(v1b[648:720], v0b[648:720])  # the constant is the same in both
     cos = torch.nn.functional.cosine_similarity(v0b, v1b, dim=0)
     assert 0 < math.acos(min(1.0, float(cos))) < math.pi / 2
-    ev.reset_base_weights()
+    ev.save_base_weights()
     v0c, v1c = ev.path_vectors(arch)
     assert torch.equal(v0c, v1c) and torch.equal(v1c, v1b)
 
@@ -184,7 +190,7 @@ def test_diverged_path_fails_and_leaves_the_shared_weights_as_they_were(space, d
     ev.supernet.layers[1]["identity"] = nn.Identity()
     with pytest.raises(NasframeError, match="diverged"):
         ev.supernet.layers[0]["avg_pool"] = _NanOnce()
-        ev.train_uniform(space.restrict({"layer0": ["avg_pool"]}), 0.1)
+        train_uniform(ev, space.restrict({"layer0": ["avg_pool"]}), 0.1)
     ev.supernet.layers[0]["avg_pool"] = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
     assert ev.evaluate(uniform(space, "conv3x3")).ok  # the search goes on
 
@@ -249,7 +255,7 @@ def test_darts_space_on_digits():
     assert ev.evaluate(arch, Budget(steps=2)).ok
     assert all(torch.equal(v, _op_state(ev, "cells.0.edges.0.ops.1.")[k]) for k, v in untouched.items())
     assert any(not torch.equal(v, ev.supernet.state_dict()[k]) for k, v in trained.items())
-    cost = ev.train_uniform(space, 0.5)
+    cost = train_uniform(ev, space, 0.5).cost
     assert cost.epochs == pytest.approx(round(0.5 * (150 // 64)) / (150 // 64))
     v0, v1 = ev.path_vectors(arch)
     assert v0.shape == v1.shape and v0.numel() > 0 and not torch.equal(v0, v1)

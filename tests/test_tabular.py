@@ -10,7 +10,7 @@ import pytest
 
 from nasframe.config import merge_config
 from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
-from nasframe.evaluator import TABULAR
+from nasframe.evaluator import TabularBenchmark, capabilities_of
 from nasframe.options import build_options
 from nasframe.registry import evaluators, spaces
 from nasframe.runner import Runner
@@ -27,7 +27,7 @@ def make(**opts):
 
 def test_declares_tabular_and_no_torch_rng():
     cls = evaluators.get("tabular")
-    assert TABULAR in cls.capabilities and cls.uses_torch_rng is False
+    assert capabilities_of(cls) == [TabularBenchmark] and cls.uses_torch_rng is False
 
 
 def test_search_sees_12_epoch_val_and_final_is_200_epoch_test():

@@ -2,20 +2,22 @@
 
 Loaded with `--plugin tests/plugins/abs_fakes.py` (or `load_plugin`). Every (decision, choice)
 owns a small weight vector; a path's vector is a fixed frame vector followed by the vectors of
-its choices ('zero' and 'none' add nothing, like an identity block). `train_uniform` moves the
-vectors of the allowed choices by random steps from torch's global RNG, choice j of a decision
-moving (1 + j) times as far (option `spread`), except operators listed as frozen, which never move.
+its choices ('zero' and 'none' add nothing, like an identity block). `train_paths` draws 64 paths
+from the sampler it is given and moves the vector of every choice they used by a random step from
+torch's global RNG, choice j of a decision moving (1 + j) times as far (option `spread`), except
+operators listed as frozen, which never move.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
-from nasframe.evaluator import WEIGHT_SHARING, Cost, WeightSharingEvaluator
+from nasframe.evaluator import AngleMetric, Cost, WorkReport
 
 EMPTY = ("zero", "none")
 
@@ -51,11 +53,12 @@ class FakeWSOptions:
 
 
 @register_evaluator("abs_fake_ws")
-class FakeWeightSharing(Evaluator, WeightSharingEvaluator):
+class FakeWeightSharing(Evaluator, AngleMetric):
     """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
 
     Options = FakeWSOptions
-    capabilities = frozenset({WEIGHT_SHARING})
+    #: paths drawn per call of train_paths (enough to use every allowed choice of the toy spaces)
+    paths_per_call = 64
 
     def __init__(self, space, options=None, *, data=None, device="cpu"):
         super().__init__(space, options, data=data, device=device)
@@ -68,21 +71,25 @@ class FakeWeightSharing(Evaluator, WeightSharingEvaluator):
         self.frame_base = self.frame.clone()
         self.trained: list[tuple[float, float]] = []  # (log10 size of the space trained on, epochs)
         self.resets = 0
-        self._extra = Cost()
 
-    def train_uniform(self, space, epochs: float) -> Cost:
+    def train_paths(self, epochs, next_path) -> WorkReport:
         frozen, o = set(self.options.frozen), self.options
-        for d in space.decisions:
+        seen: dict[str, set] = {}
+        for _ in range(self.paths_per_call):
+            for name, choice in next_path().items():
+                seen.setdefault(name, set()).add(choice)
+        for d in self.space.define_decisions():
             for j, c in enumerate(d.choices):
                 key = f"{d.name}={c}"
-                if c in EMPTY or key in frozen:
+                if c in EMPTY or key in frozen or c not in seen.get(d.name, ()):
                     continue
                 self.current[key] += torch.randn(o.dim) * o.step * epochs * (1 + j if o.spread else 1)
         self.frame += torch.randn(self.frame.shape) * self.options.step * epochs
-        self.trained.append((space.log10_size(), float(epochs)))
-        cost = Cost(0.0, float(epochs))
-        self._extra = Cost(self._extra.seconds, self._extra.epochs + cost.epochs)
-        return cost
+        self.trained.append((sum(math.log10(len(v)) for v in seen.values()), float(epochs)))
+        return WorkReport(Cost(0.0, float(epochs)), {"train_loss": 1.0})
+
+    def score_path(self, arch: Arch, recalibration) -> Result:
+        return self.evaluate(arch)
 
     def _parts(self, arch: Arch, table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [table[f"{n}={c}"] for n, c in arch.items() if c not in EMPTY]
@@ -91,7 +98,12 @@ class FakeWeightSharing(Evaluator, WeightSharingEvaluator):
         return (torch.cat([self.frame_base, *self._parts(arch, self.base)]),
                 torch.cat([self.frame, *self._parts(arch, self.current)]))
 
-    def reset_base_weights(self) -> None:
+    def path_angles(self, archs) -> list[float]:
+        from nasframe.angles import angle
+
+        return [float(angle(*self.path_vectors(a))) for a in archs]
+
+    def save_base_weights(self) -> None:
         self.base = {k: v.clone() for k, v in self.current.items()}
         self.frame_base = self.frame.clone()
         self.resets += 1
@@ -99,10 +111,6 @@ class FakeWeightSharing(Evaluator, WeightSharingEvaluator):
     def evaluate(self, arch: Arch, budget=None) -> Result:
         score = sum(float(str(c)[2:]) if str(c).startswith("op") else 0.0 for c in arch.values())
         return Result(metrics={"val_acc": score + 0.1 * float(torch.rand(()))}, cost=Cost(0.0, 1.0))
-
-    def drain_extra_cost(self) -> Cost:
-        out, self._extra = self._extra, Cost()
-        return out
 
     def state_dict(self) -> dict:
         return {"current": dict(self.current), "base": dict(self.base), "frame": self.frame,

@@ -1,0 +1,350 @@
+"""The run directory: every file name and record of a run folder, in one place.
+
+A run folder holds
+- `config.yaml`: the resolved configuration (reusable as `--config` for a new run);
+- `run.json`: the folder's format version and what produced each session (versions, command,
+  device and threads actually used);
+- `history.jsonl`: one `EvaluationRecord` per evaluation, in order;
+- `work.jsonl`: one `WorkRecord` per piece of weight-sharing work (training chunks, measurements);
+- `checkpoint.pt`: the loop, strategy and evaluator state (plain data and tensors only);
+- `best.json`: the `RunResult`, written when the run ends;
+- `tensorboard/`: event files; `.lock` while a process works in it.
+Runner, CLI and compare read and write these only through `RunDir`, so a damaged or foreign
+folder fails in one place with one line naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from nasframe.checkpoint import RunLock, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from nasframe.errors import RunDirError
+
+#: version of the folder layout and records; bump when a reader of the old one would misread
+FORMAT = 2
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe plain data: numpy/torch values become Python numbers and lists, NaN/inf None."""
+    import numpy as np
+
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray) or type(obj).__name__ == "Tensor":
+        return _plain(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _need(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise RunDirError(f"{where}: missing field {key!r}")
+    value = d[key]
+    if not isinstance(value, kinds):
+        raise RunDirError(f"{where}: field {key!r} is {type(value).__name__}, expected "
+                          f"{' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+
+
+@dataclass
+class EvaluationRecord:
+    """One line of history.jsonl: an evaluated (or failed) architecture."""
+
+    index: int
+    arch: dict[str, Any]
+    status: str
+    metrics: dict[str, float]
+    params: int | None
+    macs: int | None
+    cost: dict[str, float]
+    reason: str | None
+    best_val_acc: float | None
+    time: float
+    phase: str = "search"
+    strategy: dict[str, Any] | None = None
+
+    @property
+    def val_acc(self) -> float | None:
+        value = self.metrics.get("val_acc") if self.status == "ok" else None
+        return float(value) if isinstance(value, _NUM) else None
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if d["strategy"] is None:
+            del d["strategy"]
+        return json.dumps(_plain(d))
+
+    @classmethod
+    def from_json(cls, line: str, where: str) -> EvaluationRecord:
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
+        if not isinstance(d, dict):
+            raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+        return cls(
+            index=_need(d, "index", (int,), where), arch=_need(d, "arch", (dict,), where),
+            status=_need(d, "status", (str,), where), metrics=_need(d, "metrics", (dict,), where),
+            params=_need(d, "params", (int, type(None)), where), macs=_need(d, "macs", (int, type(None)), where),
+            cost=_need(d, "cost", (dict,), where), reason=_need(d, "reason", (str, type(None)), where),
+            best_val_acc=_need(d, "best_val_acc", _OPT_NUM, where), time=_need(d, "time", _NUM, where),
+            phase=str(d.get("phase", "search")), strategy=d.get("strategy"),
+        )
+
+
+@dataclass
+class WorkRecord:
+    """One line of work.jsonl: a chunk of supernet training or a measurement."""
+
+    work: int
+    chunk: int
+    kind: str
+    phase: str
+    epochs: float
+    cost: dict[str, float]
+    metrics: dict[str, float]
+    time: float
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(asdict(self)))
+
+
+@dataclass
+class FinalArch:
+    """The architecture a run returns, with what is known of it."""
+
+    arch: dict[str, Any]
+    source: str  # "strategy" (its own answer) or "best evaluated"
+    metrics: dict[str, float] | None  # of its evaluation during the search, if it was evaluated
+    params: int | None = None
+    macs: int | None = None
+    final_evaluation: dict[str, Any] | None = None  # one evaluation at the end (run.final_evaluation)
+    held_out: dict[str, float] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """best.json: what a finished run found and what it cost."""
+
+    strategy: str
+    space: str
+    evaluator: str
+    data: str
+    seed: int
+    evaluations: int
+    stopped_because: str
+    cost: dict[str, float]
+    final: FinalArch | None
+    best_evaluated: dict[str, Any] | None
+    infeasible: int = 0
+    work: dict[str, float] = field(default_factory=dict)
+    data_split: dict[str, Any] | None = None
+    produced_by: dict[str, Any] | None = None
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> RunResult:
+        if not isinstance(d, dict):
+            raise RunDirError(f"{where}: not a run result (got {type(d).__name__})")
+        if d.get("format") != FORMAT:
+            raise RunDirError(f"{where}: written in run-directory format {d.get('format', 1)}; this nasframe reads "
+                              f"format {FORMAT}")
+        final = d.get("final")
+        fin = None
+        if final is not None:
+            if not isinstance(final, dict):
+                raise RunDirError(f"{where}: field 'final' is not a mapping")
+            try:
+                fin = FinalArch(**final)
+            except TypeError as exc:
+                raise RunDirError(f"{where}: field 'final' is malformed ({exc})") from None
+        try:
+            return cls(**{**d, "final": fin})
+        except TypeError as exc:
+            raise RunDirError(f"{where}: malformed ({exc})") from None
+
+
+def provenance(device: str, threads: int | None, command: list[str] | None = None) -> dict[str, Any]:
+    """What is producing a run now: versions, command line, device and threads actually used."""
+    import torch
+
+    from nasframe import __version__
+
+    return {"nasframe": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(terse=True), "command": command if command is not None else list(sys.argv),
+            "device": device, "threads": threads, "pid": os.getpid(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+class RunDir:
+    """Paths, records and files of one run folder."""
+
+    CONFIG = "config.yaml"
+    INFO = "run.json"
+    HISTORY = "history.jsonl"
+    WORK = "work.jsonl"
+    CHECKPOINT = "checkpoint.pt"
+    BEST = "best.json"
+    TENSORBOARD = "tensorboard"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # ---- what is there -------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        return (self.path / self.CONFIG).is_file()
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / self.CHECKPOINT).is_file()
+
+    def is_finished(self) -> bool:
+        return (self.path / self.BEST).is_file()
+
+    def require_run(self) -> None:
+        """Raise one line unless this is a run folder of the current format."""
+        if not self.path.is_dir():
+            raise RunDirError(f"{self.path}: not a run directory (no such folder)")
+        if not self.holds_run():
+            raise RunDirError(f"{self.path}: not a run directory (no {self.CONFIG})")
+        version = self.format()
+        if version != FORMAT:
+            raise RunDirError(f"{self.path}: written by an older nasframe (run-directory format {version}); this "
+                              f"nasframe reads format {FORMAT}: finish it with the version that started it, or "
+                              f"start a new run")
+
+    def format(self) -> int:
+        info = self.read_info()
+        value = info.get("format", 1) if info else 1
+        return value if isinstance(value, int) else -1
+
+    # ---- run.json ----------------------------------------------------------------------------------
+    def read_info(self) -> dict[str, Any] | None:
+        path = self.path / self.INFO
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{path}: damaged ({type(exc).__name__}); it records the folder's format") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{path}: damaged (not a mapping)")
+        return data
+
+    def record_session(self, session: dict[str, Any]) -> None:
+        """Append what produces this session to run.json (creating it for a new run)."""
+        info = self.read_info() or {"format": FORMAT, "sessions": []}
+        info.setdefault("sessions", []).append(session)
+        atomic_write_json(self.path / self.INFO, info)
+
+    # ---- config ----------------------------------------------------------------------------------
+    def write_config(self, text: str) -> None:
+        atomic_write_text(self.path / self.CONFIG, text)
+
+    def read_config(self) -> dict[str, Any]:
+        from nasframe.config import load_yaml
+
+        return load_yaml(self.path / self.CONFIG)
+
+    # ---- history -----------------------------------------------------------------------------------
+    def evaluations(self, *, complete_only: bool = True) -> Iterator[EvaluationRecord]:
+        """The history's records in order; a line cut by a kill at the very end is skipped."""
+        path = self.path / self.HISTORY
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.endswith("\n"):
+                    if complete_only:
+                        return
+                if not line.strip():
+                    continue
+                yield EvaluationRecord.from_json(line, f"{path} line {number}")
+
+    def evaluation(self, index: int) -> EvaluationRecord | None:
+        for rec in self.evaluations():
+            if rec.index == index:
+                return rec
+        return None
+
+    def start_files(self) -> None:
+        """Empty history and work logs for a new run."""
+        for name in (self.HISTORY, self.WORK):
+            atomic_write_text(self.path / name, "")
+
+    def truncate_logs(self, evaluations: int, work_lines: int) -> None:
+        """Keep the lines the checkpoint covers (a killed run may have logged more, or half a line)."""
+        self._truncate(self.HISTORY, evaluations, check=True)
+        self._truncate(self.WORK, work_lines, check=False)
+
+    def _truncate(self, name: str, n: int, check: bool) -> None:
+        path = self.path / name
+        keep: list[str] = []
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    if len(keep) >= n or not line.endswith("\n"):
+                        break
+                    if check:
+                        EvaluationRecord.from_json(line, f"{path} line {number}")
+                    keep.append(line)
+        if len(keep) < n and check:
+            raise RunDirError(f"{path} has {len(keep)} complete lines but the checkpoint covers {n}")
+        atomic_write_text(path, "".join(keep))
+
+    def open_log(self, name: str) -> Any:
+        return open(self.path / name, "a", buffering=1 << 16, encoding="utf-8")
+
+    # ---- checkpoint and result ---------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.path, state)
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        return load_checkpoint(self.path)
+
+    def write_result(self, result: RunResult) -> None:
+        atomic_write_json(self.path / self.BEST, result.to_dict())
+
+    def read_result(self) -> RunResult:
+        path = self.path / self.BEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path}: no {self.BEST} (the run has not finished)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{path}: damaged ({type(exc).__name__}); `nasframe resume {self.path}` rewrites "
+                              f"it") from None
+        return RunResult.from_dict(data, str(path))
+
+    def remove_result(self) -> None:
+        (self.path / self.BEST).unlink(missing_ok=True)
+
+    def lock(self) -> RunLock:
+        return RunLock(self.path)
