@@ -1,0 +1,177 @@
+"""The SPOS ShuffleNetV2 block space (Guo et al., Single Path One-Shot NAS; reference 3.1).
+
+Twenty choice blocks `stage<i>.block<j>` (stage repeats 4, 4, 8, 4; widths 64, 160, 320, 640);
+each picks one of shuffle3x3, shuffle5x5, shuffle7x7 or xception, in the order of SPOS's choice
+indices 0..3, so an architecture also reads as SPOS's index list ("2,1,0,1,..."). Everything else
+is fixed: the 3x3 stem to 16 channels, the projection branch of each stage's first block, the
+channel split of the others, conv_last to 1024 channels, pooling, dropout 0.1 and a bias-free
+classifier. Widths, repeats and input strides are options, so the space also runs on 8x8 digits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nasframe.data import DataSpec
+from nasframe.errors import ConfigError, InvalidArchitecture
+from nasframe.options import option
+from nasframe.registry import register_space
+from nasframe.space import Arch, Decision, SearchSpace
+
+from .shufflenet_blocks import CHOICES, ShuffleLayout, ShuffleNetSupernet, ShuffleNetV2Net
+
+REFERENCE_REPEATS = (4, 4, 8, 4)
+
+#: published architectures as SPOS choice indices (reference 3.5)
+NAMED_INDICES: dict[str, tuple[int, ...]] = {
+    "SPOS": (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3),
+}
+
+#: what separates the choices of a list form: commas, spaces, brackets and quotes (so nested and
+#: Python-printed lists such as export's `stages` read too)
+_LIST_SEPARATORS = re.compile(r"[\s,\[\]()'\"]+")
+
+
+@dataclass(frozen=True)
+class ShuffleNetOptions:
+    stage_repeats: list[int] = option(default_factory=lambda: list(REFERENCE_REPEATS),
+                                      help="choice blocks per stage; the first of each stage has the projection "
+                                           "branch")
+    widths: list[int] = option(default_factory=lambda: [64, 160, 320, 640],
+                               help="output channels per stage: even, and each above the previous width "
+                                    "(the stem's for stage 1)")
+    stem_width: int = option(16, "output channels of the 3x3 stem conv", min=1)
+    last_width: int = option(1024, "output channels of conv_last, the 1x1 conv before pooling", min=1)
+    small_input: bool = option(False, "CIFAR- or digits-size images: stem and first stage at stride 1")
+    dropout: float = option(0.1, "dropout before the classifier (SPOS: 0.1)", min=0.0, max=0.99)
+
+    def __post_init__(self) -> None:
+        for key in ("stage_repeats", "widths"):
+            for v in getattr(self, key):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ConfigError(f"space.{key}: {v!r} is not allowed; use positive integers")
+        if not self.stage_repeats or len(self.widths) != len(self.stage_repeats):
+            raise ConfigError(f"space.widths and space.stage_repeats need one entry per stage (at least one), "
+                              f"got {len(self.widths)} and {len(self.stage_repeats)}")
+        odd = [w for w in self.widths if w % 2]
+        if odd:
+            raise ConfigError(f"space.widths: {odd[0]} is odd; widths must be even, since a block splits its "
+                              f"input into two halves")
+        previous = self.stem_width
+        for i, w in enumerate(self.widths, start=1):
+            if w <= previous:
+                raise ConfigError(f"space.widths: stage {i} width {w} must exceed its input width {previous}, "
+                                  f"since the projection branch keeps {previous} and the main branch adds the rest")
+            previous = w
+
+
+@register_space("shufflenet")
+class ShuffleNetSpace(SearchSpace):
+    """SPOS's ShuffleNetV2 choice blocks: kernel 3/5/7 or Xception per block, fixed channels."""
+
+    Options = ShuffleNetOptions
+    reference_data = "imagenet"
+    supports_supernet = True
+
+    def __init__(self, options: ShuffleNetOptions | None = None):
+        super().__init__(options)
+        o = self.options
+        stages = len(o.widths)
+        self.layout = ShuffleLayout(
+            stem=o.stem_width, widths=tuple(o.widths), repeats=tuple(o.stage_repeats),
+            strides=(1 if o.small_input else 2,) + (2,) * (stages - 1), last=o.last_width,
+            stem_stride=1 if o.small_input else 2)
+        self.slots = self.layout.slots()
+
+    def define_decisions(self) -> list[Decision]:
+        return [Decision(slot.name, CHOICES) for slot in self.slots]
+
+    # ---- published architectures and text forms ---------------------------------------------
+    def named_architectures(self) -> dict[str, Arch]:
+        """SPOS's searched architecture, where this space has its 20 blocks (and, if restricted, its ops).
+
+        Widths and input strides may differ from the reference's; the published counts hold at the
+        defaults only.
+        """
+        out = {}
+        for name, indices in NAMED_INDICES.items():
+            if len(indices) != len(self.decisions):
+                continue
+            choices = [CHOICES[i] for i in indices]
+            if all(c in d.choices for c, d in zip(choices, self.decisions)):
+                out[name] = Arch([(d.name, c) for c, d in zip(choices, self.decisions)])
+        return out
+
+    def parse_arch(self, text: str) -> Arch:
+        """A named architecture, a JSON/YAML mapping, or one choice per block in order: SPOS indices
+        0..3 or op names, separated by commas or spaces, optionally in (nested) brackets ("2,1,0,...")."""
+        text = text.strip()
+        if text in NAMED_INDICES and text not in self.named_architectures():
+            raise InvalidArchitecture(self._named_hint(text))
+        if text in NAMED_INDICES or ":" in text or not text:  # a name, or a JSON/YAML mapping
+            return super().parse_arch(text)
+        tokens = [t for t in _LIST_SEPARATORS.split(text) if t]
+        if len(tokens) == 1 and tokens[0] not in CHOICES and not tokens[0].isdigit():
+            raise InvalidArchitecture(
+                f"cannot read architecture {text[:60]!r}: give a named architecture "
+                f"({', '.join(self.named_architectures()) or 'none here'}), a JSON mapping, or "
+                f"{len(self.decisions)} choices such as 2,1,0,... (indices 0..3 or op names)")
+        return self._from_list(tokens)
+
+    def _from_list(self, tokens: Sequence[str]) -> Arch:
+        names = [d.name for d in self.decisions]
+        if len(tokens) != len(names):
+            raise InvalidArchitecture(f"expected {len(names)} choices (one per block, {names[0]} first), "
+                                      f"got {len(tokens)}")
+        choices = []
+        for name, token in zip(names, tokens):
+            if token.isdigit() and int(token) < len(CHOICES):
+                choices.append(CHOICES[int(token)])
+            elif token in CHOICES:
+                choices.append(token)
+            else:
+                raise InvalidArchitecture(f"{name}={token!r} is not a choice; use an index 0..3 or one of "
+                                          f"{', '.join(CHOICES)}")
+        return self.validate(dict(zip(names, choices)))
+
+    def _named_hint(self, name: str) -> str:
+        if len(NAMED_INDICES[name]) != len(self.decisions):
+            return (f"architecture {name!r} has {len(NAMED_INDICES[name])} blocks, this space "
+                    f"{len(self.decisions)}; add --set space.stage_repeats="
+                    f"[{','.join(map(str, REFERENCE_REPEATS))}]")
+        return f"architecture {name!r} uses ops that the restricted space no longer offers"
+
+    def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+        """SPOS's index list (readable back by `parse_arch`), the ops per stage and the stage table."""
+        stages = [[str(arch[s.name]) for s in self.slots if s.name.startswith(f"stage{i}.")]
+                  for i in range(1, len(self.layout.widths) + 1)]
+        layout = self.layout
+        return {"choice_indices": ",".join(str(CHOICES.index(str(arch[s.name]))) for s in self.slots),
+                "stages": stages,
+                "stage_table": {"stem": layout.stem, "stem_stride": layout.stem_stride,
+                                "widths": list(layout.widths), "repeats": list(layout.repeats),
+                                "strides": list(layout.strides), "last": layout.last}}
+
+    # ---- networks ----------------------------------------------------------------------------
+    def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Build accepts any member of the unrestricted space (restriction only limits the search)."""
+        for d in self.define_decisions():
+            if d.name not in arch:
+                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
+            if arch[d.name] not in d.choices:
+                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of "
+                                          f"{', '.join(d.choices)}")
+        return arch
+
+    def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:
+        """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
+        return ShuffleNetV2Net(self.layout, self._checked(arch), data.channels, data.num_classes,
+                               self.options.dropout)
+
+    def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:
+        """All four candidates in every block, whatever the restriction (shared weights stay valid)."""
+        choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
+        return ShuffleNetSupernet(self.layout, choices, data.channels, data.num_classes, self.options.dropout)
