@@ -143,6 +143,18 @@ class SearchSpace(ABC):
                 return d
         raise KeyError(name)
 
+    def decision_groups(self) -> list[list[str]]:
+        """Decision names grouped for mutation: a mutating strategy (evolution) picks a group uniformly,
+        then a decision within it uniformly.
+
+        The groups partition the decisions (every name in exactly one group). The default, each
+        decision its own group in decision order, makes every decision equally likely to mutate.
+        Override it where the space has a natural unit above the decision: a cell space whose edges
+        are grouped by target node mutates every node equally often, whatever its in-degree, which
+        is how NAS-Bench-201's regularized-evolution baseline mutates (see the nb201 space).
+        """
+        return [[d.name] for d in self.decisions]
+
     def sample(self, rng: np.random.Generator) -> Arch:
         """A uniformly random architecture (one independent draw per decision)."""
         return Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in self.decisions])

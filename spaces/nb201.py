@@ -121,6 +121,14 @@ class NB201Space(SearchSpace, TabularSpace):
     def define_decisions(self) -> list[Decision]:
         return [Decision(name, OPS) for name in EDGE_NAMES]
 
+    def decision_groups(self) -> list[list[str]]:
+        """Edges grouped by target node (`1<-0` | `2<-0`, `2<-1` | `3<-0`, `3<-1`, `3<-2`).
+
+        The benchmark's R-EA mutates by picking a node uniformly, then one of its incoming edges,
+        so the edges of node 1, 2 and 3 mutate with probability 1/3, 1/6 and 1/9 each.
+        """
+        return [[name for (target, _), name in zip(EDGES, EDGE_NAMES) if target == node] for node in (1, 2, 3)]
+
     # ---- fast paths (with the tabular evaluator the runner's own overhead is the bottleneck) ------
     def all_archs(self) -> list[Arch]:
         """Every cell of the current (possibly restricted) space, in benchmark index order."""

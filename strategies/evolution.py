@@ -1,0 +1,193 @@
+"""Regularized evolution (aging evolution): tournament selection, one-decision mutation, oldest dies.
+
+Real et al., "Regularized Evolution for Image Classifier Architecture Search" (AAAI 2019), as
+NAS-Bench-201's R-EA baseline runs it. The population is filled with P uniformly random
+architectures; then every step draws S members WITH replacement, takes the fittest of that sample
+(the first one on ties) as parent, evaluates the parent with one decision changed to another
+choice, appends the child and removes the OLDEST member, whatever its fitness. Aging, instead of
+removing the worst, is the "regularization": an architecture survives only through children that
+keep scoring well, so a lucky evaluation cannot dominate forever. The architecture returned is
+the best evaluated over the whole history, not the best of the final population.
+
+Mutation is generic over spaces through `SearchSpace.decision_groups`: pick a group uniformly,
+then one of its decisions uniformly, then a different choice uniformly. On nb201 the groups are
+the cell's target nodes, which reproduces R-EA's node-first edge frequencies (1/3, 1/6, 1/9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from nasframe.errors import ConfigError, SpaceExhausted
+from nasframe.evaluator import Result
+from nasframe.options import option
+from nasframe.registry import register_strategy
+from nasframe.space import Arch, Choice, SearchSpace
+from nasframe.strategy import Strategy, arch_to_pairs
+
+#: what an infeasible result is called (rejected by user constraints before evaluation, at no cost)
+INFEASIBLE = "infeasible"
+
+
+@dataclass(frozen=True)
+class EvolutionOptions:
+    population: int = option(10, "population size P (default from NAS-Bench-201's R-EA script; the paper used "
+                                  "100)", min=1)
+    sample_size: int = option(3, "tournament size S, drawn with replacement from the population (default from "
+                                   "NAS-Bench-201's R-EA script; the paper used 25)", min=1)
+    mutation: Literal["grouped", "uniform"] = option(
+        "grouped", "grouped: a decision group (the space's decision_groups; nb201: a target node) uniformly, then "
+                   "one of its decisions (as R-EA); uniform: every mutable decision equally likely")
+    dedup: bool = option(False, "never propose an architecture proposed before (the reference evaluates "
+                                "duplicates again, so off by default)")
+    max_tries: int = option(1000, "with dedup: proposals allowed to find an unseen architecture before giving up",
+                            min=1)
+
+
+class Member(NamedTuple):
+    """One population member: `fitness` is the search accuracy, None for a failed evaluation;
+    `born` counts the evaluations told before it (its age is the current count minus `born`)."""
+
+    arch: Arch
+    fitness: float | None
+    born: int
+
+
+def fitness_key(fitness: float | None) -> float:
+    """Tournament order: a failed member (None) ranks below every successful one."""
+    return -math.inf if fitness is None else fitness
+
+
+@register_strategy("evolution")
+class RegularizedEvolution(Strategy):
+    """Regularized (aging) evolution: tournament of S with replacement, mutate one decision, remove the oldest."""
+
+    Options = EvolutionOptions
+
+    def __init__(self, space: SearchSpace, options: EvolutionOptions | None = None, *, seed: int | None = None):
+        super().__init__(space, options, seed=seed)
+        self._groups = mutation_groups(space, self.options.mutation)
+        self.population: deque[Member] = deque()
+        self.evaluated = 0  # results that entered the population, failed ones included
+        self.failed = 0
+        self.infeasible = 0  # results rejected before evaluation: ignored, the strategy is simply asked again
+        self._seen: set[str] = set()
+
+    # ---- the three operators ---------------------------------------------------------------------
+    def tournament(self) -> list[int]:
+        """S population positions drawn uniformly WITH replacement (a member may appear twice)."""
+        return self.rng.integers(len(self.population), size=self.options.sample_size).tolist()
+
+    def pick_parent(self, sample: Sequence[int]) -> int:
+        """The fittest position of the sample; on ties the first in sample order (as `max` does)."""
+        return max(sample, key=lambda i: fitness_key(self.population[i].fitness))
+
+    def mutate(self, parent: Arch) -> Arch:
+        """`parent` with exactly one mutable decision changed to a uniformly drawn different choice."""
+        group = self._groups[int(self.rng.integers(len(self._groups)))]
+        name, choices = group[int(self.rng.integers(len(group)))]
+        current = choices.index(parent[name])
+        k = int(self.rng.integers(len(choices) - 1))
+        return parent.replace(**{name: choices[k if k < current else k + 1]})
+
+    # ---- ask / tell --------------------------------------------------------------------------------
+    def ask(self) -> list[Arch]:
+        """A uniform random architecture until the population holds P members, then one child."""
+        if len(self.population) < self.options.population:
+            return [self._propose(lambda: self.space.sample(self.rng))]
+        return [self._propose(self._child)]
+
+    def _child(self) -> Arch:
+        return self.mutate(self.population[self.pick_parent(self.tournament())].arch)
+
+    def _propose(self, draw: Callable[[], Arch]) -> Arch:
+        if not self.options.dedup:
+            return draw()
+        for _ in range(self.options.max_tries):
+            arch = draw()
+            key = arch.key()
+            if key not in self._seen:
+                self._seen.add(key)
+                return arch
+        raise SpaceExhausted(f"evolution: {self.options.max_tries} proposals in a row were all seen before "
+                             f"({len(self._seen)} seen); raise strategy.max_tries or set strategy.dedup=false")
+
+    def tell(self, arch: Arch, result: Result) -> None:
+        """Append the result as the youngest member and, once the population is full, remove the oldest.
+
+        A failed evaluation (no finite accuracy) is a member too: it was evaluated and paid for, so it
+        ages the population like any child (the population stays "the last P evaluated"); it ranks
+        below every successful member, so it is a parent only when every member of a sample failed.
+        An infeasible result (rejected by constraints before any evaluation) changes nothing.
+        """
+        if result.status == INFEASIBLE:
+            self.infeasible += 1
+            return
+        acc = result.accuracy
+        fitness = float(acc) if acc is not None and math.isfinite(acc) else None
+        if fitness is None:
+            self.failed += 1
+        else:
+            super().tell(arch, result)  # best over the whole history, first maximum kept
+        self.population.append(Member(arch, fitness, self.evaluated))
+        self.evaluated += 1
+        if len(self.population) > self.options.population:
+            self.population.popleft()  # aging: the oldest dies, however fit
+
+    # ---- results -----------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """Best and mean search accuracy of the current population (successful members only)."""
+        fits = [m.fitness for m in self.population if m.fitness is not None]
+        if not fits:
+            return {}
+        return {"population_best": max(fits), "population_mean": sum(fits) / len(fits)}
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "decisions": [[d.name, len(d.choices)] for d in self.space.decisions],
+                "population": [[arch_to_pairs(m.arch), m.fitness, m.born] for m in self.population],
+                "evaluated": self.evaluated, "failed": self.failed, "infeasible": self.infeasible,
+                "seen": sorted(self._seen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if [list(x) for x in state["decisions"]] != [[d.name, len(d.choices)] for d in self.space.decisions]:
+            raise ConfigError("evolution: checkpoint was saved for a space with other decisions; resume it with "
+                              "the space options it was started with")
+        super().load_state_dict(state)
+        self.population = deque(Member(Arch([tuple(p) for p in pairs]), fitness, int(born))
+                                for pairs, fitness, born in state["population"])
+        self.evaluated, self.failed = int(state["evaluated"]), int(state["failed"])
+        self.infeasible = int(state["infeasible"])
+        self._seen = set(state["seen"])
+
+
+def mutation_groups(space: SearchSpace, mode: str) -> list[list[tuple[str, tuple[Choice, ...]]]]:
+    """Groups of (decision name, allowed choices) that a mutation draws from, empty groups dropped.
+
+    Decisions with a single allowed choice (e.g. fixed by a restriction) cannot change and are left
+    out; a group left empty is dropped, so the remaining groups stay equally likely.
+    """
+    decisions = {d.name: d.choices for d in space.decisions}
+    if mode == "uniform":
+        groups = [[name] for name in decisions]
+    elif mode == "grouped":
+        groups = space.decision_groups()
+        named = [n for g in groups for n in g]
+        unknown = [n for n in named if n not in decisions]
+        if unknown:
+            raise ConfigError(f"space {space.name!r}: decision_groups names unknown decision {unknown[0]!r}")
+        if sorted(named) != sorted(decisions):
+            raise ConfigError(f"space {space.name!r}: decision_groups must name every decision exactly once "
+                              f"({len(named)} names for {len(decisions)} decisions)")
+    else:
+        raise ConfigError(f"strategy.mutation: {mode!r} is not allowed; choose grouped or uniform")
+    out = [[(n, decisions[n]) for n in g if len(decisions[n]) > 1] for g in groups]
+    out = [g for g in out if g]
+    if not out:
+        raise ConfigError(f"evolution: no decision of space {space.name!r} has more than one allowed choice, "
+                          f"so nothing can mutate")
+    return out
