@@ -74,6 +74,7 @@ class RegularizedEvolution(Strategy):
         self.population: deque[Member] = deque()
         self.evaluated = 0  # results that entered the population, failed ones included
         self.failed = 0
+        self.best: tuple[Arch, float] | None = None  # the history's best (first maximum): the answer (RE5)
         self.infeasible = 0  # results rejected before evaluation: ignored, the strategy is simply asked again
         self._seen: set[str] = set()
 
@@ -131,14 +132,22 @@ class RegularizedEvolution(Strategy):
         fitness = float(acc) if acc is not None and math.isfinite(acc) else None
         if fitness is None:
             self.failed += 1
-        else:
-            super().tell(arch, result)  # best over the whole history, first maximum kept
+        elif self.best is None or fitness > self.best[1]:
+            self.best = (arch, fitness)  # best over the whole history, first maximum kept
         self.population.append(Member(arch, fitness, self.evaluated))
         self.evaluated += 1
         if len(self.population) > self.options.population:
             self.population.popleft()  # aging: the oldest dies, however fit
 
     # ---- results -----------------------------------------------------------------------------------
+    def final(self) -> Arch | None:
+        """The best architecture of the whole history, not of the final population (RE5)."""
+        return self.best[0] if self.best is not None else None
+
+    @property
+    def best_accuracy(self) -> float | None:
+        return self.best[1] if self.best is not None else None
+
     def metrics(self) -> dict[str, Any]:
         """Best and mean search accuracy of the current population (successful members only)."""
         fits = [m.fitness for m in self.population if m.fitness is not None]
@@ -151,7 +160,8 @@ class RegularizedEvolution(Strategy):
         return {**super().state_dict(), "decisions": [[d.name, len(d.choices)] for d in self.space.decisions],
                 "population": [[arch_to_pairs(m.arch), m.fitness, m.born] for m in self.population],
                 "evaluated": self.evaluated, "failed": self.failed, "infeasible": self.infeasible,
-                "seen": sorted(self._seen)}
+                "seen": sorted(self._seen),
+                "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [list(x) for x in state["decisions"]] != [[d.name, len(d.choices)] for d in self.space.decisions]:
@@ -163,6 +173,8 @@ class RegularizedEvolution(Strategy):
         self.evaluated, self.failed = int(state["evaluated"]), int(state["failed"])
         self.infeasible = int(state["infeasible"])
         self._seen = set(state["seen"])
+        best = state["best"]
+        self.best = None if best is None else (Arch([tuple(p) for p in best[0]]), float(best[1]))
 
 
 def mutation_groups(space: SearchSpace, mode: str) -> list[list[tuple[str, tuple[Choice, ...]]]]:
