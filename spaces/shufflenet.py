@@ -75,6 +75,7 @@ class ShuffleNetSpace(SearchSpace):
     Options = ShuffleNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    additive_costs = True
 
     def __init__(self, options: ShuffleNetOptions | None = None):
         super().__init__(options)

@@ -45,9 +45,13 @@ def cli(capsys):
     return run
 
 
-def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeout: float = 120.0) -> None:
-    """Start `nasframe run ... --out run_dir` in a subprocess, SIGKILL it once `after_lines` evaluations
-    are logged and a checkpoint exists, check it died mid-run, then `nasframe resume` it to the end."""
+def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeout: float = 300.0,
+                     log: str = "history.jsonl", before_lines: int | None = None) -> None:
+    """Start `nasframe run ... --out run_dir` in a subprocess, SIGKILL it once `after_lines` lines are
+    in `log` (history.jsonl: evaluations; work.jsonl: pieces of supernet work) and a checkpoint exists,
+    check it died mid-run (and, with `before_lines`, before history.jsonl reached that many lines, i.e.
+    in the phase the test means), then `nasframe resume` it to the end. The timeout is generous:
+    a loaded CI machine can be many times slower than an idle one."""
     import os
     import signal
     import subprocess
@@ -55,17 +59,22 @@ def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeo
     import time
 
     cmd = [sys.executable, "-m", "nasframe.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; a shared CI box must not oversubscribe
     proc = subprocess.Popen(cmd + ["run", *run_argv, "--out", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + timeout
+    watched = run_dir / log
     history = run_dir / "history.jsonl"
     while time.time() < deadline and proc.poll() is None:
-        lines = history.read_text().count("\n") if history.exists() else 0
+        lines = watched.read_text().count("\n") if watched.exists() else 0
         if (run_dir / "checkpoint.pt").exists() and lines >= after_lines:
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "best.json").exists(), "the run ended before it could be killed"
-    done = subprocess.run(cmd + ["resume", str(run_dir), "--quiet"], capture_output=True, text=True)
+    if before_lines is not None:
+        logged = history.read_text().count("\n") if history.exists() else 0
+        assert logged < before_lines, f"killed too late: {logged} evaluations were already logged"
+    done = subprocess.run(cmd + ["resume", str(run_dir), "--quiet"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
