@@ -55,6 +55,11 @@ class Registry:
         found = set(self._items) | set(self._entry_points())
         return sorted(n for n in found if fnmatch.fnmatch(n, pattern))
 
+    def installed(self, pattern: str = "*") -> list[str]:
+        """Names declared by installed packages' entry points (built-ins included), without the ones
+        registered at run time by a script or test; sorted, nothing imported."""
+        return sorted(n for n in self._entry_points() if fnmatch.fnmatch(n, pattern))
+
     def get(self, name: str) -> type:
         """The class registered as `name`, loading its entry point if needed."""
         if name in self._items:

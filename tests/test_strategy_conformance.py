@@ -13,7 +13,7 @@ from nasframe.evaluator import Cost, Result
 from nasframe.options import build_options
 from nasframe.registry import strategies
 
-STRATEGIES = [n for n in strategies.names() if not strategies.get(n).requires]
+STRATEGIES = [n for n in strategies.installed() if not strategies.get(n).requires]
 
 
 def make(name, space, seed):
