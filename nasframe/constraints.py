@@ -55,10 +55,12 @@ class Constraints:
             return
         p, m = low
         o = self.options
-        for name, value, limit in (("max_params", p, o.max_params), ("max_macs", m, o.max_macs)):
+        for name, unit, value, limit in (("max_params", "parameters", p, o.max_params),
+                                         ("max_macs", "MACs", m, o.max_macs)):
             if limit is not None and value > limit:
                 raise ConstraintError(f"constraints.{name}={format_count(limit)}: no architecture of space "
-                                      f"{self.costs.space.name!r} fits; the smallest has {format_count(value)}")
+                                      f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
+                                      f"{unit} at the data set's input size")
 
     def check(self, arch: Arch) -> Result | None:
         """None when `arch` is within the limits, else the "infeasible" result to tell the strategy."""
