@@ -1,5 +1,6 @@
 """nasframe: neural architecture search with pluggable spaces, evaluators and strategies."""
 
+from nasframe.api import build_network, load_result, resume, run
 from nasframe.errors import (
     CapabilityError,
     ConfigError,
@@ -46,5 +47,5 @@ __all__ = [
     "RegistryError", "Result", "SearchSpace", "SharedWeights", "SpaceExhausted", "Strategy", "Supernet",
     "TabularBenchmark", "WorkReport", "ask_unseen", "create_evaluator", "create_space", "create_strategy",
     "list_evaluators", "list_spaces", "list_strategies", "option", "register_dataset", "register_evaluator",
-    "register_space", "register_strategy",
+    "register_space", "register_strategy", "build_network", "load_result", "resume", "run",
 ]

@@ -71,7 +71,7 @@ class RunCommand:
         from nasframe.runner import Runner
 
         run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget}
-        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=_command_line())
+        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
         _say(f"run directory: {runner.run_dir}")
         return _execute(runner)
 
@@ -97,13 +97,9 @@ class ResumeCommand:
 
         overrides = {"device": args.device, "max_evaluations": args.budget}
         runner = Runner.resume(args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet,
-                               command=_command_line())
+                               command=args.command_line)
         _say(f"resuming {runner.run_dir}")
         return _execute(runner)
-
-
-def _command_line() -> list[str]:
-    return ["nasframe", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("nasframe") else list(sys.argv)
 
 
 def _execute(runner: Any) -> int:
@@ -357,13 +353,11 @@ def _arch_text_from_file(path: str) -> tuple[str, str | None]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
-        final = data["final"]
-        derived = (final.get("export") or {}).get("derived_arch") if isinstance(final.get("export"), dict) else None
-        if isinstance(derived, dict):
-            return json.dumps(derived), f"{path}: final.export.derived_arch (the space's derived architecture)"
-        if not isinstance(final.get("arch"), dict):
-            raise ConfigError(f"--arch-file {path}: best.json has no final architecture")
-        return json.dumps(final["arch"]), f"{path}: final.arch"
+        from nasframe.rundir import RunResult, answer_of
+
+        arch, where = answer_of(RunResult.from_dict(data, path))
+        note = " (the space's derived architecture)" if where.startswith("final.export") else ""
+        return json.dumps(arch), f"{path}: {where}{note}"
     return json.dumps(data), None
 
 
@@ -375,6 +369,10 @@ COMMANDS: dict[str, Any] = {
     "inspect": InspectCommand,
     "compare": CompareCommand,
 }
+
+
+#: commands whose config resolution loads the plugins (so the CLI does not load them first)
+RESOLVING = (RunCommand, ResumeCommand, CompareCommand)
 
 
 def _say(msg: str) -> None:
@@ -402,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = make_parser().parse_args(argv)
-        _load_plugins(args)
+        args.command_line = ["nasframe", *argv]  # recorded in run.json
+        if args._cmd not in RESOLVING:  # these load --plugin modules with the rest of the config, once
+            _load_plugins(args)
         return int(args._cmd.run(args) or 0)
     except NasframeError as exc:
         if debug:

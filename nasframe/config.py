@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +138,7 @@ class ResolvedConfig:
     names: dict[str, str]
     options: dict[str, Any]  # section -> options dataclass instance
     plugins: list[str]
+    classes: dict[str, type] = field(default_factory=dict)  # component section -> class, looked up once
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -162,6 +163,7 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
     registries = {"strategy": strategies, "space": spaces, "evaluator": evaluators}
     names: dict[str, str] = {}
     options: dict[str, Any] = {}
+    classes: dict[str, type] = {}
     for section in COMPONENT_SECTIONS:
         values = dict(cfg.get(section) or {})
         name = values.pop("name", None) or DEFAULT_NAMES[section]
@@ -169,11 +171,12 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
             raise ConfigError(f"{section}.name: expected a string, got {name!r}")
         cls = registries[section].get(name)
         names[section] = name
+        classes[section] = cls
         options[section] = build_options(cls.Options, values, section)
     options["data"] = build_options(DataOptions, cfg.get("data"), "data")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
     options["constraints"] = build_options(ConstraintOptions, cfg.get("constraints"), "constraints")
-    return ResolvedConfig(names, options, plugins)
+    return ResolvedConfig(names, options, plugins, classes)
 
 
 def _absolute_if_path(spec: str) -> str:

@@ -186,6 +186,20 @@ class RunResult:
             raise RunDirError(f"{where}: malformed ({exc})") from None
 
 
+def answer_of(result: RunResult) -> tuple[dict[str, Any], str]:
+    """The architecture a finished run reports as its answer, and where in best.json it is.
+
+    That is the space's derived architecture (`final.export.derived_arch`, e.g. the DARTS genotype
+    derived from MDENAS' probabilities) when the space gives one, else the final architecture.
+    """
+    if result.final is None:
+        raise RunDirError("the run found no architecture (nothing was evaluated successfully)")
+    derived = result.final.export.get("derived_arch")
+    if isinstance(derived, dict):
+        return derived, "final.export.derived_arch"
+    return result.final.arch, "final.arch"
+
+
 def provenance(device: str, threads: int | None, command: list[str] | None = None) -> dict[str, Any]:
     """What is producing a run now: versions, command line, device and threads actually used."""
     import torch

@@ -52,7 +52,7 @@ from nasframe.oneshot import (
     request_from_state,
 )
 from nasframe.progress import Progress, Stopwatch
-from nasframe.registry import evaluators, spaces, strategies
+from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy
@@ -99,9 +99,10 @@ class Components:
     constraints: Constraints | None
 
 
-def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...]) -> None:
+def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...],
+                       ev_cls: type | None = None) -> None:
     """Refuse a strategy whose requests the evaluator cannot execute, naming evaluators that can."""
-    ev_cls = evaluators.get(evaluator_name)
+    ev_cls = ev_cls or evaluators.get(evaluator_name)
     missing = [c for c in needed if not issubclass(ev_cls, c)]
     if not missing:
         return
@@ -121,13 +122,12 @@ def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[ty
 def build_components(config: ResolvedConfig, device: torch.device) -> Components:
     """Construct space, data handle, evaluator and strategy, checking capabilities at build time."""
     seed = config.options["run"].seed
-    st_cls = strategies.get(config.names["strategy"])
+    st_cls, ev_cls, sp_cls = (config.classes[k] for k in ("strategy", "evaluator", "space"))
     needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
-    check_capabilities(config.names["strategy"], config.names["evaluator"], needed)
-    space = spaces.get(config.names["space"])(config.options["space"])
+    check_capabilities(config.names["strategy"], config.names["evaluator"], needed, ev_cls)
+    space = sp_cls(config.options["space"])
     data = DataSource(config.options["data"], seed=seed, device=device)
-    evaluator = evaluators.get(config.names["evaluator"])(space, config.options["evaluator"], data=data,
-                                                           device=device)
+    evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
     costs = ArchCosts(space, data.spec)
     limits = config.options["constraints"]

@@ -1,0 +1,76 @@
+"""The Python API: run or resume a search, read its result, and build the network it found.
+
+    import nasframe
+
+    result = nasframe.run({"strategy": "random", "space": "nb201", "evaluator": "tabular",
+                           "run": {"max_evaluations": 50, "out": "runs/demo"}})
+    print(result.final.held_out)
+    net = nasframe.build_network("runs/demo")   # an nn.Module of the answer, untrained
+
+These are what the CLI's `run`, `resume` and `show` do, without the printing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nasframe.rundir import RunResult
+
+
+def run(config: Mapping[str, Any] | str | os.PathLike, *, sets: list[str] | None = None,
+        quiet: bool = True) -> RunResult:
+    """Run a search described by a config mapping (the sections of a YAML config; a component section
+    may be just its name) or a YAML file, with optional `section.key=value` overrides. Returns the
+    run's result (best.json); the run folder is `config["run"]["out"]` or a new one under runs/."""
+    from nasframe.config import load_yaml, merge_config
+    from nasframe.runner import Runner
+
+    base = load_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config)
+    runner = Runner.create(merge_config(base, sets=sets or []), quiet=quiet, command=["nasframe.run"])
+    summary = runner.run()
+    assert summary.result is not None  # a finished new run always writes its result
+    return summary.result
+
+
+def resume(run_dir: str | os.PathLike, *, budget: int | None = None, quiet: bool = True) -> RunResult:
+    """Continue a killed run (or extend a finished one with a larger evaluation `budget`)."""
+    from nasframe.runner import Runner
+
+    summary = Runner.resume(run_dir, overrides={"max_evaluations": budget}, quiet=quiet,
+                            command=["nasframe.resume"]).run()
+    return summary.result if summary.result is not None else load_result(run_dir)
+
+
+def load_result(run_dir: str | os.PathLike) -> RunResult:
+    """The result (best.json) of a finished run."""
+    from nasframe.rundir import RunDir
+
+    files = RunDir(run_dir)
+    files.require_run()
+    return files.read_result()
+
+
+def build_network(run_dir: str | os.PathLike, arch: Mapping[str, Any] | None = None) -> nn.Module:
+    """The stand-alone network of a run's answer (or of `arch`), built by the run's space with its
+    options, sized for the run's data set, with fresh (untrained) weights.
+
+    The answer is the space's derived architecture when it gives one (the DARTS genotype), else the
+    final architecture: what `nasframe show` reports and `nasframe inspect --arch-file` reads.
+    """
+    from nasframe.config import merge_config, resolve
+    from nasframe.data import DataSource
+    from nasframe.rundir import RunDir, answer_of
+
+    files = RunDir(Path(run_dir))
+    files.require_run()
+    config = resolve(merge_config(files.read_config()))
+    space = config.classes["space"](config.options["space"])
+    spec = DataSource(config.options["data"], seed=config.options["run"].seed).spec
+    chosen = dict(arch) if arch is not None else answer_of(files.read_result())[0]
+    return space.build(space.validate(chosen), spec)
