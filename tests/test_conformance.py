@@ -1,0 +1,84 @@
+"""The conformance kit (`nasframe.testing`) over every built-in strategy, space and evaluator."""
+
+from __future__ import annotations
+
+from nasframe.testing import EvaluatorConformance, SpaceConformance, StrategyConformance
+
+SMALL_STRATEGY_OPTIONS = {
+    "spos": {"supernet_epochs": 1, "population": 4, "parents": 2, "mutations": 1, "crossovers": 1, "generations": 3,
+             "bn_batches": 0},
+    "abs": {"warmup_epochs": 1, "epochs_between_steps": 0.5, "samples_per_operator": 3, "target_size": 40},
+    "evolution": {"population": 4},
+}
+
+
+class TestRandom(StrategyConformance):
+    strategy = "random"
+
+
+class TestMdenas(StrategyConformance):
+    strategy = "mdenas"
+
+
+class TestEvolution(StrategyConformance):
+    strategy, options = "evolution", SMALL_STRATEGY_OPTIONS["evolution"]
+
+
+class TestSpos(StrategyConformance):
+    strategy, options = "spos", SMALL_STRATEGY_OPTIONS["spos"]
+
+
+class TestAbs(StrategyConformance):
+    strategy, options = "abs", SMALL_STRATEGY_OPTIONS["abs"]
+    rounds = 20
+
+
+class TestAbsWithSposBase(StrategyConformance):
+    strategy = "abs"
+    options = {**SMALL_STRATEGY_OPTIONS["abs"], "base": "spos", "base_options": SMALL_STRATEGY_OPTIONS["spos"]}
+    rounds = 20
+
+
+class TestDartsSpace(SpaceConformance):
+    space = "darts"
+    options = {"C": 4, "layers": 3, "supernet_C": 4, "supernet_layers": 3}
+
+
+class TestMobilenetSpace(SpaceConformance):
+    space = "mobilenet"
+    options = {"small_input": True, "width_mult": 0.25}
+
+
+class TestShufflenetSpace(SpaceConformance):
+    space = "shufflenet"
+    options = {"small_input": True, "widths": [8, 16, 24, 32], "stem_width": 4, "last_width": 32,
+               "stage_repeats": [1, 1, 2, 1]}
+
+
+class TestNb201Space(SpaceConformance):
+    space = "nb201"
+
+
+class TestShortTrain(EvaluatorConformance):
+    evaluator = "short_train"
+    space, space_options = "darts", {"C": 4, "layers": 2}
+    options = {"epochs": 0.2, "batch_size": 32}
+
+
+class TestSupernet(EvaluatorConformance):
+    evaluator = "supernet"
+    space, space_options = "darts", {"supernet_C": 4, "supernet_layers": 2}
+    options = {"steps": 2, "batch_size": 32}
+
+
+class TestTabular(EvaluatorConformance):
+    evaluator = "tabular"
+
+
+def test_every_installed_component_is_covered():
+    from nasframe.registry import evaluators, spaces, strategies
+
+    covered = {c.strategy for c in StrategyConformance.__subclasses__()}
+    assert set(strategies.installed()) <= covered
+    assert set(spaces.installed()) <= {c.space for c in SpaceConformance.__subclasses__()}
+    assert set(evaluators.installed()) <= {c.evaluator for c in EvaluatorConformance.__subclasses__()}
