@@ -73,7 +73,6 @@ def breakdown(n: int, strategy: str = "random") -> None:
             "space.validate(arch)": lambda: space.validate(arch),
             "evaluator.evaluate(arch)": lambda: ev.evaluate(arch),
             "strategy.tell(arch, result)": lambda: st.tell(arch, result),
-            "evaluator.drain_extra_cost()": lambda: ev.drain_extra_cost(),
             "result.accuracy": lambda: result.accuracy,
             "strategy.metrics()": lambda: st.metrics(),
             "arch.to_dict()": lambda: arch.to_dict(),

@@ -5,7 +5,8 @@ off, SGD, clipping, no host sync per step) on the same batches; they differ only
 the supernet evaluator's path (with its per-call weight snapshot and the optimizer narrowed to
 the path's parameters) versus `space.build(arch)`. A third line trains the same supernet path
 with a plain StepRunner of its own (separating the evaluator's overhead from the network's), a
-fourth times `train_uniform`, which also switches to a fresh random path at every step.
+fourth times `train_paths` with uniform paths (what the runner executes for a `TrainShared` request),
+which also switches to a fresh random path at every step.
 Timings alternate in one process; ratios use the best run of each side (load only ever adds
 time) and the median over adjacent pairs.
 
@@ -20,6 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 clock = time.perf_counter
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                        device)
 
     def supernet_run() -> float:
-        ev.supernet.set_path(arch)  # train_uniform leaves a random path selected
+        ev.supernet.set_path(arch)  # uniform training leaves a random path selected
         t = clock()
         ev._train(args.steps, lambda i: path, path)
         return (clock() - t) / args.steps
@@ -103,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def uniform_run() -> float:
         t = clock()
-        cost = ev.train_uniform(space, args.steps / batches.steps_per_epoch(args.batch_size))
-        ev.drain_extra_cost()
+        rng = np.random.default_rng(0)
+        cost = ev.train_paths(args.steps / batches.steps_per_epoch(args.batch_size), lambda: space.sample(rng)).cost
         steps = round(cost.epochs * batches.steps_per_epoch(args.batch_size))
         return (clock() - t) / steps
 
@@ -127,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stand-alone child:     {1000 * a:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in alone))
     print(f"supernet, fixed path:  {1000 * s:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in sup))
     print(f"supernet path, plain loop: {1000 * b:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in bare))
-    print(f"supernet, train_uniform (new path each step): {1000 * u:8.2f} ms/step   runs: "
+    print(f"supernet, train_paths uniform (new path each step): {1000 * u:8.2f} ms/step   runs: "
           + ", ".join(f"{1000 * x:.2f}" for x in uni))
     print(f"ratio supernet step / stand-alone step = {s / a:.3f}  (goal <= 1.10)")
     print(f"ratio supernet step / same path in a plain loop = {s / b:.3f}  (the evaluator's own overhead; the "
           f"rest is the search ops, e.g. DARTS' BN after pooling)")
-    print(f"ratio train_uniform step / stand-alone step = {u / a:.3f}  (uniform paths are not this child: on "
+    print(f"ratio uniform train_paths step / stand-alone step = {u / a:.3f}  (uniform paths are not this child: on "
           f"DARTS they run ~12 of 14 edges per cell, a genotype 8)")
     def paired(xs: list[float], ys: list[float]) -> float:
         return statistics.median(x / y for x, y in zip(xs, ys))

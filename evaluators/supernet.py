@@ -68,7 +68,7 @@ class SupernetOptions(TrainingOptions):
 
 
 @register_evaluator("supernet")
-class SupernetEvaluator(Evaluator, AngleMetric):
+class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
 
     Options = SupernetOptions

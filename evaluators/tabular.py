@@ -36,7 +36,7 @@ class TabularOptions:
 
 
 @register_evaluator("tabular")
-class TabularEvaluator(Evaluator, TabularBenchmark):
+class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
     """Looks accuracies up in the benchmark tables shipped with the space (nb201): no training."""
 
     Options = TabularOptions

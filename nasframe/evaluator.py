@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from nasframe.options import NoOptions
 
@@ -116,8 +116,11 @@ class BNRecalibration:
     batch_size: int | None = 128
 
 
-class Evaluator(ABC):
-    """Measures architectures of one space.
+OptionsT = TypeVar("OptionsT")
+
+
+class Evaluator(ABC, Generic[OptionsT]):
+    """Measures architectures of one space (generic over its options dataclass: `Evaluator[MyOptions]`).
 
     Args:
         space: the space whose architectures are measured.
@@ -131,10 +134,10 @@ class Evaluator(ABC):
     #: torch before each evaluation, which matters at thousands of evaluations per second
     uses_torch_rng: ClassVar[bool] = True
 
-    def __init__(self, space: SearchSpace, options: Any = None, *, data: DataSource | None = None,
+    def __init__(self, space: SearchSpace, options: OptionsT | None = None, *, data: DataSource | None = None,
                  device: torch.device | str = "cpu"):
         self.space = space
-        self.options = options if options is not None else self.Options()
+        self.options: OptionsT = options if options is not None else self.Options()
         self.data = data
         self.device = device
 

@@ -11,31 +11,38 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from nasframe.errors import PluginLoadError, RegistryError
 
+if TYPE_CHECKING:
+    from nasframe.data.base import Dataset
+    from nasframe.evaluator import Evaluator
+    from nasframe.space import SearchSpace
+    from nasframe.strategy import Strategy
+
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
-class Registry:
-    """Components of one kind, registered by decorator or found through entry points."""
+class Registry(Generic[T]):
+    """Components of one kind (subclasses of `T`), registered by decorator or found through entry points."""
 
     def __init__(self, kind: str, group: str | None = None):
         self.kind = kind
         self.group = group or f"nasframe.{kind}s"
-        self._items: dict[str, type] = {}
+        self._items: dict[str, type[T]] = {}
 
-    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+    def register(self, name: str) -> Callable[[C], C]:
         """Class decorator: `@register_strategy("mine")`. A name can be taken only once."""
 
-        def deco(cls: type[T]) -> type[T]:
+        def deco(cls: C) -> C:
             self.add(name, cls)
             return cls
 
         return deco
 
-    def add(self, name: str, cls: type) -> None:
+    def add(self, name: str, cls: type[T]) -> None:
         existing = self._items.get(name)
         if existing is not None and existing is not cls:
             if (existing.__module__, existing.__qualname__) == (cls.__module__, cls.__qualname__):
@@ -60,7 +67,7 @@ class Registry:
         registered at run time by a script or test; sorted, nothing imported."""
         return sorted(n for n in self._entry_points() if fnmatch.fnmatch(n, pattern))
 
-    def get(self, name: str) -> type:
+    def get(self, name: str) -> type[T]:
         """The class registered as `name`, loading its entry point if needed."""
         if name in self._items:
             return self._items[name]
@@ -86,7 +93,7 @@ class Registry:
             )
         return self._items[name]
 
-    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         return self.get(name)(*args, **kwargs)
 
     def describe(self, name: str) -> str:
@@ -95,10 +102,10 @@ class Registry:
         return doc.splitlines()[0] if doc else ""
 
 
-strategies = Registry("strategy", "nasframe.strategies")
-spaces = Registry("space", "nasframe.spaces")
-evaluators = Registry("evaluator", "nasframe.evaluators")
-datasets = Registry("dataset", "nasframe.datasets")
+strategies: Registry[Strategy[Any]] = Registry("strategy", "nasframe.strategies")
+spaces: Registry[SearchSpace[Any]] = Registry("space", "nasframe.spaces")
+evaluators: Registry[Evaluator[Any]] = Registry("evaluator", "nasframe.evaluators")
+datasets: Registry[Dataset] = Registry("dataset", "nasframe.datasets")
 
 register_strategy = strategies.register
 register_space = spaces.register
@@ -118,15 +125,15 @@ def list_evaluators(pattern: str = "*") -> list[str]:
     return evaluators.names(pattern)
 
 
-def create_strategy(name: str, *args: Any, **kwargs: Any) -> Any:
+def create_strategy(name: str, *args: Any, **kwargs: Any) -> Strategy[Any]:
     return strategies.create(name, *args, **kwargs)
 
 
-def create_space(name: str, *args: Any, **kwargs: Any) -> Any:
+def create_space(name: str, *args: Any, **kwargs: Any) -> SearchSpace[Any]:
     return spaces.create(name, *args, **kwargs)
 
 
-def create_evaluator(name: str, *args: Any, **kwargs: Any) -> Any:
+def create_evaluator(name: str, *args: Any, **kwargs: Any) -> Evaluator[Any]:
     return evaluators.create(name, *args, **kwargs)
 
 

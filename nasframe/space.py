@@ -13,7 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -98,8 +98,12 @@ class Decision:
         return self.choices.index(choice)
 
 
-class SearchSpace(ABC):
-    """A finite set of decisions, and how an architecture becomes a network.
+OptionsT = TypeVar("OptionsT")
+
+
+class SearchSpace(ABC, Generic[OptionsT]):
+    """A finite set of decisions, and how an architecture becomes a network (generic over its
+    options dataclass: `SearchSpace[MyOptions]`).
 
     Subclasses implement `define_decisions` and `build`; the base class provides uniform
     sampling, validation, restriction (for shrinking strategies) and sizes. A restricted space
@@ -117,8 +121,8 @@ class SearchSpace(ABC):
     #: `nasframe.costs.ArchCosts` answer from a table (checked when it is built)
     additive_costs: ClassVar[bool] = False
 
-    def __init__(self, options: Any = None):
-        self.options = options if options is not None else self.Options()
+    def __init__(self, options: OptionsT | None = None):
+        self.options: OptionsT = options if options is not None else self.Options()
         self._restriction: dict[str, tuple[Choice, ...]] | None = None
         self._decisions_cache: list[Decision] | None = None
 

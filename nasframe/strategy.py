@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -25,8 +25,11 @@ if TYPE_CHECKING:
     from nasframe.space import Arch, SearchSpace
 
 
-class Strategy(ABC):
-    """Base class of search strategies.
+OptionsT = TypeVar("OptionsT")
+
+
+class Strategy(ABC, Generic[OptionsT]):
+    """Base class of search strategies, generic over its options dataclass (`Strategy[MyOptions]`).
 
     Subclasses implement `ask` and `tell`; one-shot strategies also `tell_work` and list the
     evaluator capabilities their requests need in `requires`. Override `done`, `final`,
@@ -39,9 +42,9 @@ class Strategy(ABC):
     #: checked when the run is built
     requires: ClassVar[tuple[type[Capability], ...]] = ()
 
-    def __init__(self, space: SearchSpace, options: Any = None, *, seed: int | None = None):
+    def __init__(self, space: SearchSpace, options: OptionsT | None = None, *, seed: int | None = None):
         self.space = space
-        self.options = options if options is not None else self.Options()
+        self.options: OptionsT = options if options is not None else self.Options()
         self.rng = np.random.default_rng(seed)
 
     @classmethod

@@ -79,7 +79,7 @@ def _named() -> dict[str, Arch]:
 
 
 @register_space("darts")
-class DartsSpace(SearchSpace):
+class DartsSpace(SearchSpace[DartsOptions]):
     """DARTS cell space: 14 edges x 8 ops for the normal and the reduction cell (8^28 single paths)."""
 
     Options = DartsOptions

@@ -63,7 +63,7 @@ class MobileNetOptions:
 
 
 @register_space("mobilenet")
-class MobileNetSpace(SearchSpace):
+class MobileNetSpace(SearchSpace[MobileNetOptions]):
     """MBConv blocks (kernel x expansion, or zero) on a ProxylessNAS / MobileNetV2 stage table."""
 
     Options = MobileNetOptions

@@ -107,7 +107,7 @@ class NB201Options:
 
 
 @register_space("nb201")
-class NB201Space(SearchSpace, TabularSpace):
+class NB201Space(SearchSpace[NB201Options], TabularSpace):
     """NAS-Bench-201 cell: 6 edges x 5 ops (15,625 cells), with the benchmark's tables built in."""
 
     Options = NB201Options

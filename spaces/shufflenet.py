@@ -69,7 +69,7 @@ class ShuffleNetOptions:
 
 
 @register_space("shufflenet")
-class ShuffleNetSpace(SearchSpace):
+class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
     """SPOS's ShuffleNetV2 choice blocks: kernel 3/5/7 or Xception per block, fixed channels."""
 
     Options = ShuffleNetOptions

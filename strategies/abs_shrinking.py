@@ -89,7 +89,7 @@ def _base_class(name: str) -> type[Strategy]:
 
 
 @register_strategy("abs")
-class AbsShrinking(Strategy):
+class AbsShrinking(Strategy[AbsOptions]):
     """ABS: angle-based search-space shrinking on a supernet, then a base strategy on the shrunk space."""
 
     Options = AbsOptions

@@ -63,7 +63,7 @@ def fitness_key(fitness: float | None) -> float:
 
 
 @register_strategy("evolution")
-class RegularizedEvolution(Strategy):
+class RegularizedEvolution(Strategy[EvolutionOptions]):
     """Regularized (aging) evolution: tournament of S with replacement, mutate one decision, remove the oldest."""
 
     Options = EvolutionOptions

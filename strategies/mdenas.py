@@ -110,7 +110,7 @@ def entropies(probs: np.ndarray) -> np.ndarray:
 
 
 @register_strategy("mdenas")
-class Mdenas(Strategy):
+class Mdenas(Strategy[MdenasOptions]):
     """MDENAS: per-decision multinomial distributions learned by the epoch/accuracy ranking rule."""
 
     Options = MdenasOptions

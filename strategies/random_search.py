@@ -18,7 +18,7 @@ class RandomOptions:
 
 
 @register_strategy("random")
-class RandomSearch(Strategy):
+class RandomSearch(Strategy[RandomOptions]):
     """Uniform random sampling over the space; returns the best architecture it evaluated."""
 
     Options = RandomOptions

@@ -73,7 +73,7 @@ class SposOptions:
 
 
 @register_strategy("spos")
-class Spos(Strategy):
+class Spos(Strategy[SposOptions]):
     """SPOS: uniform single-path supernet training, then evolution scored with the shared weights."""
 
     Options = SposOptions
