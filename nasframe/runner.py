@@ -51,7 +51,7 @@ from nasframe.oneshot import (
     as_request,
     request_from_state,
 )
-from nasframe.progress import Progress, Stopwatch
+from nasframe.progress import Progress, Stopwatch, format_seconds
 from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
@@ -550,6 +550,10 @@ class Runner:
         self._log_work(request, p["piece"] - 1, epochs, report)
         if self._progress is not None:
             self._progress.work(round(p["done"], 6), request.epochs, "epochs", p["seconds"])
+        left = p["seconds"] / p["done"] * (request.epochs - p["done"])
+        if p["piece"] == 1 and left > 60 and not self.quiet:  # once per request: an estimate for logs too
+            _say(f"{request.phase}: {p['seconds'] / p['done']:.1f} s per epoch, about {format_seconds(left)} left "
+                 f"in this phase ({request.epochs:g} epochs)")
         if p["done"] >= request.epochs - 1e-9:
             s.partial = None
             self._finish_work(request, WorkReport(Cost(p["seconds"], p["epochs"]), p["metrics"]))
