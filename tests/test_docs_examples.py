@@ -206,6 +206,28 @@ def page_dirs(tmp_path_factory):
     return get
 
 
+@pytest.fixture
+def installed_only():
+    """The registries as a fresh `nasframe` process sees them: installed components only.
+
+    Other test files register toy components in this process (e.g. an evaluator with weight
+    sharing), which would change what `nasframe list` or an error message prints. Afterwards the
+    built-ins loaded meanwhile are kept (their modules are imported once) and whatever a page's
+    own plugin registered is dropped.
+    """
+    from nasframe.registry import datasets, evaluators, spaces, strategies
+
+    saved = []
+    for registry in (strategies, spaces, evaluators, datasets):
+        installed = set(registry._entry_points())
+        saved.append((registry, registry._items, installed))
+        registry._items = {n: c for n, c in registry._items.items() if n in installed}
+    yield
+    for registry, items, installed in saved:
+        items.update({n: c for n, c in registry._items.items() if n in installed and n not in items})
+        registry._items = items
+
+
 def run_nasframe(argv: list[str], cwd: Path, monkeypatch) -> tuple[int, str]:
     """`nasframe ...` through the CLI's own main, on the CPU."""
     from nasframe.cli import main
@@ -258,7 +280,7 @@ def run_python(code: str, cwd: Path, where: str, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("block", params())
-def test_docs_example(block: Block, page_dirs, monkeypatch):
+def test_docs_example(block: Block, page_dirs, monkeypatch, installed_only):
     d = block.directives
     if "needs" in d and not Path(d["needs"]).exists():
         pytest.skip(f"needs {d['needs']}")
