@@ -3,9 +3,9 @@
 The package ships the tables pre-built (about 0.4 MB); this script documents how they were made and
 checks that both CSVs list the same cells in the same order.
 
-    .venv/bin/python benchmarks/build_nb201_table.py /work/shared/data/nb201 spaces/data/nb201.npz
+    .venv/bin/python benchmarks/build_nb201_table.py CSV_FOLDER spaces/data/nb201.npz
 
-Inputs (see the README section `nb201-compare` for provenance): `nats_tss_200ep_accuracies.csv`
+Inputs (provenance: docs/spaces/nb201.md): `nats_tss_200ep_accuracies.csv`
 (NATS-Bench topology space, 200-epoch test accuracies) and `mini_nb201_12ep_accuracies.csv`
 (12-epoch validation and test accuracies).
 """

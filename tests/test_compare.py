@@ -151,7 +151,7 @@ def test_plan_errors_and_per_strategy_options(tmp_path):
 
 
 def test_mdenas_next_to_random_at_200_evaluations(tmp_path):
-    """Both strategies on nb201/cifar10 at the 200-evaluation budget (3 seeds here; the README quotes 10)."""
+    """Both strategies on nb201/cifar10 at the 200-evaluation budget (3 seeds here; docs/compare.md quotes 10)."""
     plan = make_plan({}, strategies="random,mdenas", seeds=3, budget=200, out=str(tmp_path / "cmp"),
                      names={"space": "nb201", "evaluator": "tabular"}, sets=["mdenas.epochs=200"])
     result = run_comparison(plan, tensorboard=False, plot=False)

@@ -91,7 +91,8 @@ class BatchTransform:
     """uint8 batches in, normalised float32 batches out, on the batch's device.
 
     Args:
-        mean, std: (1, C, 1, 1) tensors in the 0..1 pixel scale.
+        mean: (1, C, 1, 1) tensor of channel means in the 0..1 pixel scale.
+        std: (1, C, 1, 1) tensor of channel standard deviations in the same scale.
         channels_last: return NHWC-strided batches (faster convolutions on CUDA).
     """
 
