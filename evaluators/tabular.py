@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
-from nasframe.evaluator import Budget, Cost, Evaluator, Result, TabularBenchmark
+from nasframe.evaluator import Budget, Cost, Evaluator, Result, TableLabels, TabularBenchmark
 from nasframe.options import option
 from nasframe.registry import register_evaluator
 from nasframe.space import Arch, TabularSpace
@@ -86,3 +86,7 @@ class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
         if metric == "test_acc":
             return self._final.copy()
         raise ConfigError(f"unknown metric {metric!r}; choose val_acc or test_acc")
+
+    def table_labels(self) -> TableLabels:
+        search = "12-epoch validation accuracy" if self.options.fidelity == 12 else "200-epoch test accuracy (oracle)"
+        return TableLabels(self.options.dataset, search, "200-epoch test accuracy")

@@ -204,6 +204,16 @@ class AngleMetric(SharedWeights):
         the base weights and from the current weights."""
 
 
+@dataclass(frozen=True)
+class TableLabels:
+    """What a table's numbers are, in words (figures and summaries name them; the table answers,
+    not the run's data set)."""
+
+    dataset: str  # the data set the table was measured on, e.g. "cifar10"
+    search: str  # what all_accuracies("val_acc") holds, e.g. "12-epoch validation accuracy"
+    held_out: str  # what all_accuracies("test_acc") holds, e.g. "200-epoch test accuracy"
+
+
 class TabularBenchmark(Capability):
     """Capability: the evaluator answers from a table that holds every architecture of the space."""
 
@@ -212,6 +222,10 @@ class TabularBenchmark(Capability):
     @abstractmethod
     def all_accuracies(self, metric: Literal["val_acc", "test_acc"] = "val_acc") -> np.ndarray:
         """The metric over every architecture of the table (for analytic baselines)."""
+
+    @abstractmethod
+    def table_labels(self) -> TableLabels:
+        """The table's data set and what its search and held-out columns measure."""
 
 
 def capabilities_of(evaluator_cls: type) -> list[type[Capability]]:

@@ -36,9 +36,9 @@ def add_components(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NAME", help="data set (digits, fashion_mnist, cifar10, ...); default digits")
 
 
-def add_config(p: argparse.ArgumentParser, set_help: str | None = None) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML file with strategy/space/evaluator/data/run/constraints "
-                                                    "sections")
+def add_config(p: argparse.ArgumentParser, set_help: str | None = None, config_help: str | None = None) -> None:
+    p.add_argument("--config", metavar="FILE", help=config_help or "YAML file with strategy/space/evaluator/data/"
+                                                                   "run/constraints sections")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help=set_help or "override any option, e.g. --set strategy.lr=0.02 (repeatable; value read as "
                                     "YAML; counts may be written 330e6 or 330M)")

@@ -181,3 +181,92 @@ def test_cli_compare(tmp_path, cli):
     code, out, err = cli("compare", "--strategies", "random", "--space", "nb201", "--evaluator", "tabular",
                          "--budget", "0", "--out", tmp_path / "d")
     assert code == 2 and err.count("\n") == 1 and "budget" in err
+
+
+def test_every_listed_strategy_is_checked_up_front_with_a_did_you_mean(tmp_path, cli):
+    names = {"space": "nb201", "evaluator": "tabular"}
+    with pytest.raises(RegistryError, match=r"unknown strategy 'evolutoin'; did you mean 'evolution'\?"):
+        make_plan({"strategies": {"random": {}, "evo": {"name": "evolutoin"}}}, seeds=2, budget=3,
+                  out=str(tmp_path / "p"), names=names)
+    code, out, err = cli("compare", "--strategies", "random,mdenass", "--space", "nb201", "--evaluator", "tabular",
+                         "--seeds", "2", "--budget", "5", "--out", tmp_path / "c")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "unknown strategy 'mdenass'; did you mean 'mdenas'?" in err
+    assert not (tmp_path / "c").exists()  # nothing ran, not even the correctly spelt first strategy
+
+
+@pytest.mark.parametrize("budget", ["0", "-3"])
+def test_budget_flag_rejects_non_positive_counts(tmp_path, cli, budget):
+    code, out, err = cli("compare", "--strategies", "random", "--space", "nb201", "--evaluator", "tabular",
+                         f"--budget={budget}", "--out", tmp_path / "c")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"argument --budget: must be at least 1, got {budget}" in err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.fixture
+def saved_figures(monkeypatch) -> list:
+    """The matplotlib figures written during the test (their text is read, never their pixels)."""
+    from matplotlib.figure import Figure
+
+    figures: list = []
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def figure_texts(fig) -> dict[str, str]:
+    curves, finals = fig.axes
+    return {"title": fig.get_suptitle(), "curve_title": curves.get_title(), "curve_axis": curves.get_ylabel(),
+            "final_title": finals.get_title(), "final_axis": finals.get_ylabel(),
+            "final_ticks": " | ".join(t.get_text() for t in finals.get_xticklabels()),
+            "legend": " | ".join(t.get_text() for t in curves.get_legend().get_texts())}
+
+
+def test_figure_names_the_table_data_set_and_both_tables(tmp_path, saved_figures):
+    # the table answers, not the run's data: section (digits here): the title must say cifar100
+    plan = nb201_plan(tmp_path / "cmp", budget=8, seeds=2, sets=["evaluator.dataset=cifar100"])
+    result = run_comparison(plan, tensorboard=False)
+    assert len(saved_figures) == 1 and (tmp_path / "cmp" / "curves.png").is_file()
+    fig = saved_figures[0]
+    text = figure_texts(fig)
+    assert "on cifar100 (nb201 / tabular" in text["title"] and "digits" not in text["title"]
+    assert "2 seeds, budget 8 evaluations" in text["title"]
+    assert text["curve_axis"] == "best-so-far 12-epoch validation accuracy (%)"
+    assert "12-epoch validation accuracy from the nb201 table" in text["curve_title"]
+    assert text["final_axis"] == "200-epoch test accuracy (%)"
+    assert "200-epoch test accuracy" in text["final_title"] and "from the nb201 table" in text["final_title"]
+    # the curves start at the first evaluation
+    assert fig.axes[0].get_xlim() == (1.0, 8.0)
+    assert all(line.get_xdata()[0] == 1 for line in fig.axes[0].get_lines())
+    # values are in the legend and under the strategy names, not written next to the dots
+    random_final = next(r for r in result.rows if r["strategy"] == "random")["final_mean"]
+    assert f"random\nmean {random_final:.2f}" in text["final_ticks"]
+    assert f"random (n=2): {result.rows[0]['best_val_100_mean']:.2f}" in text["legend"]
+    assert not fig.axes[0].texts and not fig.axes[1].texts
+
+
+def test_figure_names_the_run_data_set_for_a_trained_evaluator(tmp_path, saved_figures, core_toy):
+    plan = make_plan({"plugins": [core_toy]}, strategies="random", seeds=2, budget=4, out=str(tmp_path / "cmp"),
+                     names={"space": "core_toy", "evaluator": "core_toy_eval"}, data="synthetic")
+    run_comparison(plan, tensorboard=False)
+    text = figure_texts(saved_figures[0])
+    assert text["title"].startswith("random on synthetic (core_toy / core_toy_eval)")
+    assert text["curve_axis"] == "best-so-far validation accuracy (val_acc) (%)"
+    assert "measured by core_toy_eval" in text["curve_title"]
+    assert text["final_axis"] == "held-out test accuracy (test_acc) (%)"
+
+
+def test_table_labels_follow_the_tabular_fidelity():
+    from nasframe.options import build_options
+
+    cls = evaluators.get("tabular")
+    oracle = cls(spaces.get("nb201")(), build_options(cls.Options, {"fidelity": 200, "dataset": "cifar100"}, "e"))
+    labels = oracle.table_labels()
+    assert (labels.dataset, labels.search, labels.held_out) == \
+        ("cifar100", "200-epoch test accuracy (oracle)", "200-epoch test accuracy")

@@ -1,0 +1,71 @@
+"""One comparison from plan to files: execute every run, then summarise, write, plot and log.
+
+Re-running the same comparison on the same folder skips finished runs and resumes unfinished
+ones; the summary (summary.csv, summary.md, runs.csv), curves.png and the TensorBoard logs are
+rebuilt from the run directories every time, so they always describe what is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nasframe.compare.execution import RunRecord, execute_runs
+from nasframe.compare.labels import MetricLabels, describe_metrics, figure_text
+from nasframe.compare.plan import Plan
+from nasframe.compare.statistics import Reference, analytic_reference, curves_by_label, open_table, summarize
+from nasframe.compare.writers import (
+    log_tensorboard,
+    markdown_table,
+    write_runs_csv,
+    write_summary_csv,
+    write_summary_md,
+)
+
+#: the files `run_comparison` writes into the comparison folder (and curves.png, tensorboard/ when asked)
+SUMMARY_CSV, SUMMARY_MD, RUNS_CSV = "summary.csv", "summary.md", "runs.csv"
+FIGURE = "curves.png"
+
+
+@dataclass
+class Comparison:
+    """Result of `run_comparison`: the rows of the summary and where the files are."""
+
+    plan: Plan
+    records: list[RunRecord]
+    rows: list[dict[str, Any]]
+    table: str
+    seconds: float
+    actions: dict[str, int]
+
+
+def run_comparison(plan: Plan, *, tensorboard: bool = True, plot: bool = True,
+                   say: Callable[[str], None] | None = None) -> Comparison:
+    """Run (or resume, or skip) every strategy x seed, then write the summary, curves and logs."""
+    started = time.perf_counter()
+    plan.out.mkdir(parents=True, exist_ok=True)
+    records, actions = execute_runs(plan, say or (lambda msg: None))
+    table = open_table(plan)
+    ref = analytic_reference(table, plan.budget)
+    rows = summarize(plan, records, ref)
+    write_summary_csv(plan.out / SUMMARY_CSV, rows)
+    write_runs_csv(plan.out / RUNS_CSV, records, plan.budget)
+    write_summary_md(plan.out / SUMMARY_MD, plan, rows, ref)
+    curves = curves_by_label(plan, records)
+    if plot:
+        _plot(plan, records, curves, ref, describe_metrics(plan, table, records))
+    if tensorboard:
+        log_tensorboard(plan.out, curves, ref, records)
+    return Comparison(plan, records, rows, markdown_table(plan, rows), time.perf_counter() - started, actions)
+
+
+def _plot(plan: Plan, records: list[RunRecord], curves: dict[str, np.ndarray], ref: Reference | None,
+          labels: MetricLabels) -> None:
+    from nasframe.compare.plot import plot_comparison
+
+    text = figure_text(plan, labels, None if ref is None else ref.final)
+    plot_comparison(plan.out / FIGURE, curves, records, ref, text)

@@ -1,0 +1,151 @@
+"""Running a comparison's runs: create, resume or skip each one, and read back what it found.
+
+Every (strategy, seed) is an ordinary run directory (`<out>/<label>/seed-<k>`), built with
+`Runner.create`, so each can be shown or resumed on its own. A run directory left by an earlier
+invocation is skipped when finished and resumed when not, after checking it was made with the
+same settings. All files are read through `RunDir`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nasframe.compare.plan import SECTIONS, Plan, RunSpec
+from nasframe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nasframe.rundir import RunDir, RunResult
+
+# nasframe.rundir and nasframe.runner import torch: they are imported inside functions.
+
+#: run options that may differ between the first and a later invocation (they do not change results)
+IGNORED_RUN_KEYS = ("out", "progress", "tensorboard", "device", "checkpoint_every", "checkpoint_seconds",
+                    "runs_root")
+#: what happened to a run, as counted in `Comparison.actions`
+ACTIONS = ("ran", "resumed", "done")
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) for k, v in cfg.items() if k in SECTIONS}
+    for key in IGNORED_RUN_KEYS:
+        out["run"].pop(key, None)
+    return out
+
+
+def check_same_config(spec: RunSpec, files: RunDir) -> None:
+    """A run directory left by an earlier invocation must have been made with the same settings."""
+    from nasframe.config import resolve
+
+    stored = _comparable(files.read_config())
+    wanted = _comparable(resolve(spec.cfg).to_dict())
+    for section in SECTIONS:
+        a, b = stored.get(section, {}), wanted.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                raise ConfigError(f"{spec.path} was run with {section}.{key}={a.get(key)!r} but this comparison "
+                                  f"asks for {b.get(key)!r}; use another --out or remove that run directory")
+
+
+def run_one(spec: RunSpec) -> str:
+    """Create, resume or skip one run; returns what happened ('ran', 'resumed' or 'done')."""
+    from nasframe.rundir import RunDir
+    from nasframe.runner import Runner
+
+    files = RunDir(spec.path)
+    if not files.holds_run():
+        Runner.create(spec.cfg, quiet=True).run()
+        return "ran"
+    files.require_run()
+    check_same_config(spec, files)
+    if files.is_finished():
+        return "done"
+    Runner.resume(spec.path, quiet=True).run()
+    return "resumed"
+
+
+@dataclass
+class RunRecord:
+    """What the summary needs from one finished run directory."""
+
+    label: str
+    seed: int
+    path: Path
+    curve: np.ndarray  # best-so-far search accuracy after 1..budget evaluations (carried past an early stop)
+    evaluations: int
+    final: float | None
+    final_metric: str | None
+    cost_epochs: float
+    cost_seconds: float
+    wall_seconds: float
+    stopped_because: str
+
+
+def best_so_far_curve(files: RunDir, budget: int) -> np.ndarray:
+    """History's best-so-far search accuracy after 1..budget evaluations; NaN before the first success,
+    carried flat after the run stopped (nothing better can appear once it has)."""
+    curve = np.full(budget, np.nan)
+    n = 0
+    for record in files.evaluations():
+        if n >= budget:
+            break
+        curve[n] = np.nan if record.best_val_acc is None else record.best_val_acc
+        n += 1
+    if 0 < n < budget:
+        curve[n:] = curve[n - 1]
+    return curve
+
+
+def final_accuracy(result: RunResult) -> tuple[float | None, str | None]:
+    """(value, metric) of the returned architecture: its held-out test_acc, else its search val_acc,
+    else (None, None) when it was never evaluated and the evaluator has no held-out metric."""
+    final = result.final
+    if final is None:
+        return None, None
+    test_acc = final.held_out.get("test_acc")
+    if isinstance(test_acc, (int, float)):
+        return float(test_acc), "test_acc"
+    val_acc = (final.metrics or {}).get("val_acc")
+    if isinstance(val_acc, (int, float)):
+        return float(val_acc), "val_acc"
+    return None, None
+
+
+def read_run(spec: RunSpec, budget: int) -> RunRecord:
+    """The summary's view of one finished run (best.json and history.jsonl through RunDir)."""
+    from nasframe.rundir import RunDir
+
+    files = RunDir(spec.path)
+    result = files.read_result()
+    final, metric = final_accuracy(result)
+    cost = result.cost
+    return RunRecord(spec.label, spec.seed, spec.path, best_so_far_curve(files, budget), result.evaluations,
+                     final, metric, float(cost["epochs"]), float(cost["seconds"]), float(cost["wall_seconds"]),
+                     result.stopped_because)
+
+
+def execute_runs(plan: Plan, say: Callable[[str], None]) -> tuple[list[RunRecord], dict[str, int]]:
+    """Run, resume or skip every run of the plan in order; one progress line per run."""
+    specs = plan.runs()
+    actions = dict.fromkeys(ACTIONS, 0)
+    records: list[RunRecord] = []
+    for i, spec in enumerate(specs, 1):
+        started = time.perf_counter()
+        action = run_one(spec)
+        actions[action] += 1
+        record = read_run(spec, plan.budget)
+        records.append(record)
+        say(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(record, action)} "
+            f"in {time.perf_counter() - started:.2f} s")
+    return records, actions
+
+
+def _outcome(record: RunRecord, action: str) -> str:
+    final = f"{record.final_metric} {record.final:.2f}" if record.final is not None else "no final architecture"
+    verb = {"ran": "", "resumed": " (resumed)", "done": " (already done)"}[action]
+    return f"{record.evaluations} evaluations, {final}{verb}"

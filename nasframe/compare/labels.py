@@ -1,0 +1,82 @@
+"""What a comparison's numbers are, in words, for the figure's title and axes.
+
+A reader must see which data set and which measurement each axis shows. For an evaluator that
+declares a table (`TabularBenchmark`), the table answers, not the run's `data:` section: the data
+set and the meaning of its search and held-out columns come from the table itself (for NAS-Bench-201:
+12-epoch validation accuracy while searching, 200-epoch test accuracy for the returned
+architecture). Any other evaluator measures `val_acc` on the run's data set.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nasframe.compare.execution import RunRecord
+    from nasframe.compare.plan import Plan
+    from nasframe.evaluator import TabularBenchmark
+
+
+@dataclass(frozen=True)
+class MetricLabels:
+    """Where the compared accuracies come from and what they measure."""
+
+    dataset: str  # the data set the accuracies were measured on
+    source: str  # who measured them: "from the nb201 table", "measured by short_train"
+    search: str  # the search metric (the curves)
+    held_out: str  # the returned architecture's metric (the final panel)
+
+
+@dataclass(frozen=True)
+class FigureText:
+    """Every text of curves.png that says what is shown."""
+
+    title: str
+    curve_title: str
+    curve_axis: str
+    final_title: str
+    final_axis: str
+
+
+_FINAL_METRIC_WORDS = {"test_acc": "held-out test accuracy (test_acc)", "val_acc": "val_acc (no held-out metric)"}
+#: characters per line of the final panel's title (a third of the figure's width)
+_FINAL_TITLE_WIDTH = 48
+
+
+def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[RunRecord]) -> MetricLabels:
+    """The labels of a comparison: from the table when there is one, else from evaluator and data."""
+    cfg = plan.resolved()
+    if table is not None:
+        words = table.table_labels()
+        return MetricLabels(words.dataset, f"from the {cfg.names['space']} table", words.search, words.held_out)
+    metrics = sorted({r.final_metric for r in records if r.final_metric})
+    held_out = " / ".join(_FINAL_METRIC_WORDS.get(m, m) for m in metrics) or "none (never evaluated)"
+    return MetricLabels(cfg.options["data"].name, f"measured by {cfg.names['evaluator']}",
+                        "validation accuracy (val_acc)", held_out)
+
+
+def figure_text(plan: Plan, labels: MetricLabels, reference_final: float | None) -> FigureText:
+    """Title and axis texts of curves.png."""
+    strategies = " vs ".join(e.label for e in plan.strategies)
+    title = (f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, "
+             f"budget {plan.budget} evaluations")
+    final_lines = [f"returned architecture: {labels.held_out} {labels.source}", "one dot per seed, bar = mean"]
+    if reference_final is not None:
+        final_lines.append(f"dashed: random, expected ({reference_final:.2f})")
+    final_title = "\n".join(textwrap.fill(line, _FINAL_TITLE_WIDTH) for line in final_lines)
+    return FigureText(
+        title=title,
+        curve_title=f"search metric: {labels.search} {labels.source}\nbest so far, mean ± standard error over seeds",
+        curve_axis=f"best-so-far {labels.search} (%)",
+        final_title=final_title,
+        final_axis=f"{labels.held_out} (%)",
+    )
+
+
+def _components(plan: Plan) -> str:
+    """`space / evaluator`, with the evaluator options the comparison sets."""
+    cfg = plan.resolved()
+    options = ", ".join(f"{k}={v}" for k, v in plan.base["evaluator"].items() if k != "name")
+    return f"{cfg.names['space']} / {cfg.names['evaluator']}" + (f" ({options})" if options else "")

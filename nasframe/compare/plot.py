@@ -1,0 +1,123 @@
+"""curves.png for `nasframe compare`: best-so-far accuracy per strategy, and final accuracy per seed.
+
+Left: mean best-so-far search accuracy against evaluations, from the first evaluation on, with a
+band of one standard error of the mean over seeds, plus the analytic random-search expectation when
+the evaluator has a table; the legend gives each curve's value at the full budget. Right: the
+metric of each run's returned architecture (one dot per seed, bar = mean); the means are written
+under the strategy names, away from the dots. Titles and axes name the data set and the metric
+(`FigureText`), since a table's numbers and a trained evaluator's are not the same measurement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nasframe.compare.statistics import Reference, mean_and_se
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from nasframe.compare.execution import RunRecord
+    from nasframe.compare.labels import FigureText
+
+#: curves start at evaluation 1; this is how far below the lowest curve point the axis ends (share of range)
+_MARGIN = 0.04
+
+
+def plot_comparison(path: Path, curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
+                    text: FigureText) -> None:
+    """Draw the figure and write it to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_comparison(curves, records, ref, text)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_comparison(curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
+                    text: FigureText) -> Figure:
+    """The figure of curves.png (open; the caller saves and closes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    _draw_curves(ax, curves, records, ref, colors, text)
+    _draw_finals(bx, list(curves), records, ref, colors, text)
+    fig.suptitle(text.title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_curves(ax: Axes, curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
+                 colors: list[str], text: FigureText) -> None:
+    budget = max([c.shape[1] for c in curves.values()] + ([len(ref.curve)] if ref is not None else [1]))
+    for k, (label, c) in enumerate(curves.items()):
+        mean, se = mean_and_se(c)
+        x = np.arange(1, c.shape[1] + 1)
+        color = colors[k % len(colors)]
+        ax.plot(x, mean, color=color, lw=1.8, label=_curve_legend(label, c, mean, records))
+        band = np.nan_to_num(se)
+        ax.fill_between(x, mean - band, mean + band, color=color, alpha=0.2, lw=0)
+    if ref is not None:
+        x = np.arange(1, len(ref.curve) + 1)
+        ax.plot(x, ref.curve, color="black", ls="--", lw=1.2,
+                label=f"random, expected (analytic): {ref.curve[-1]:.2f}")
+    ax.set_xlim(1, max(budget, 2))
+    ax.set_xticks(sorted({1, *[int(t) for t in ax.get_xticks() if 1 < t <= budget]}))
+    _curve_limits(ax, curves, ref)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(text.curve_axis)
+    ax.set_title(text.curve_title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9, title=f"value at {budget} evaluations", title_fontsize=9)
+
+
+def _curve_legend(label: str, c: np.ndarray, mean: np.ndarray, records: list[RunRecord]) -> str:
+    """`label (n=seeds): last value`, noting runs that stopped before the budget."""
+    stopped = [r.evaluations for r in records if r.label == label and r.evaluations < c.shape[1]]
+    note = f"; {len(stopped)} stopped early, at ~{int(np.mean(stopped))}" if stopped else ""
+    last = f": {mean[-1]:.2f}" if np.isfinite(mean[-1]) else ""
+    return f"{label} (n={c.shape[0]}{note}){last}"
+
+
+def _curve_limits(ax: Axes, curves: dict[str, np.ndarray], ref: Reference | None) -> None:
+    """Y range from the lowest mean (the first evaluation) to the highest band edge."""
+    means = [mean_and_se(c) for c in curves.values()]
+    lows = [np.nanmin(m) for m, _ in means if np.isfinite(m).any()]
+    highs = [np.nanmax(m + np.nan_to_num(se)) for m, se in means if np.isfinite(m).any()]
+    if ref is not None:
+        lows.append(float(np.min(ref.curve)))
+        highs.append(float(np.max(ref.curve)))
+    if lows and highs:
+        lo, hi = min(lows), max(highs)
+        pad = _MARGIN * (hi - lo + 1e-9)
+        ax.set_ylim(lo - pad, hi + pad)
+
+
+def _draw_finals(bx: Axes, labels: list[str], records: list[RunRecord], ref: Reference | None,
+                 colors: list[str], text: FigureText) -> None:
+    rng = np.random.default_rng(0)  # jitter only
+    ticks = []
+    for k, label in enumerate(labels):
+        vals = np.array([r.final for r in records if r.label == label and r.final is not None], dtype=float)
+        ticks.append(f"{label}\nmean {vals.mean():.2f}" if vals.size else f"{label}\n(no final)")
+        if vals.size == 0:
+            continue
+        color = colors[k % len(colors)]
+        bx.scatter(k + rng.uniform(-0.12, 0.12, vals.size), vals, s=18, color=color, alpha=0.8, zorder=3)
+        bx.hlines(vals.mean(), k - 0.28, k + 0.28, color=color, lw=2.5, zorder=4)
+    if ref is not None:
+        bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=2)
+    bx.set_xticks(range(len(labels)), ticks)
+    bx.set_xlim(-0.6, len(labels) - 0.4)
+    bx.set_ylabel(text.final_axis)
+    bx.set_title(text.final_title, fontsize=9.5)
+    bx.grid(alpha=0.3, axis="y")
+
