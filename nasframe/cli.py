@@ -81,7 +81,7 @@ class ResumeCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        from nasframe.runner import RESUME_SETTABLE
+        from nasframe.flags import RESUME_SETTABLE
 
         p.add_argument("run_dir", metavar="RUN_DIR")
         flags.add_device(p, "override the run's device")

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import argparse
 
+#: settings `resume --set` may change: where things are and how they are shown, never results so far
+RESUME_SETTABLE: dict[str, set[str]] = {
+    "run": {"device", "progress", "tensorboard", "tensorboard_interval", "checkpoint_every", "checkpoint_seconds",
+            "max_evaluations", "max_epochs", "max_seconds"},
+    "data": {"root", "workers", "download"},
+}
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (the message names the flag through argparse)."""

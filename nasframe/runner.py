@@ -41,6 +41,7 @@ from nasframe.evaluator import (
     capabilities_of,
     capability_names,
 )
+from nasframe.flags import RESUME_SETTABLE
 from nasframe.oneshot import (
     Evaluate,
     MeasureAngles,
@@ -58,12 +59,6 @@ from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy
 
 CHECKPOINT_VERSION = 2
-#: run options `resume --set` may change: where things are and how they are shown, never results
-RESUME_SETTABLE = {
-    "run": {"device", "progress", "tensorboard", "tensorboard_interval", "checkpoint_every", "checkpoint_seconds",
-            "max_evaluations", "max_epochs", "max_seconds"},
-    "data": {"root", "workers", "download"},
-}
 
 
 def resolve_device(name: str) -> torch.device:

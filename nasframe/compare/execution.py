@@ -102,8 +102,9 @@ def best_so_far_curve(files: RunDir, budget: int) -> np.ndarray:
 
 
 def final_accuracy(result: RunResult) -> tuple[float | None, str | None]:
-    """(value, metric) of the returned architecture: its held-out test_acc, else its search val_acc,
-    else (None, None) when it was never evaluated and the evaluator has no held-out metric."""
+    """(value, metric) of the returned architecture: its held-out test_acc, else its val_acc from the
+    search, else its val_acc from the run's final evaluation (`run.final_evaluation`), else
+    (None, None) when it was never evaluated and the evaluator has no held-out metric."""
     final = result.final
     if final is None:
         return None, None
@@ -111,6 +112,10 @@ def final_accuracy(result: RunResult) -> tuple[float | None, str | None]:
     if isinstance(test_acc, (int, float)):
         return float(test_acc), "test_acc"
     val_acc = (final.metrics or {}).get("val_acc")
+    if isinstance(val_acc, (int, float)):
+        return float(val_acc), "val_acc"
+    end = final.final_evaluation or {}
+    val_acc = (end.get("metrics") or {}).get("val_acc") if end.get("status") == "ok" else None
     if isinstance(val_acc, (int, float)):
         return float(val_acc), "val_acc"
     return None, None

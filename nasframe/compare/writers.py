@@ -110,7 +110,8 @@ def _markdown_notes(rows: list[dict[str, Any]]) -> list[str]:
              f"(mean {r['evaluations_mean']:g} evaluations; see runs.csv); their curves are carried flat."
              for r in rows if r.get("stopped_early")]
     notes += [f"Note: {r['no_final']} of {r['runs']} {r['strategy']} runs returned an architecture that was "
-              "never evaluated, and the evaluator has no held-out metric: no final accuracy for them."
+              "never evaluated (run.final_evaluation: never) and the evaluator has no held-out metric: no final "
+              "accuracy for them."
               for r in rows if r.get("no_final")]
     return notes
 
