@@ -21,7 +21,7 @@ from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
 from nasframe.evaluator import Budget, Cost, Evaluator, Result, TableLabels, TabularBenchmark
 from nasframe.options import option
 from nasframe.registry import register_evaluator
-from nasframe.space import Arch, TabularSpace
+from nasframe.space import Arch, SearchSpace, TabularSpace
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
     #: nothing here draws random numbers, so the runner skips seeding torch per evaluation
     uses_torch_rng = False
 
-    def __init__(self, space, options: TabularOptions | None = None, **kwargs: Any):
+    def __init__(self, space: SearchSpace, options: TabularOptions | None = None, **kwargs: Any):
         super().__init__(space, options, **kwargs)
         if not isinstance(space, TabularSpace):
             raise NotSupported(f"evaluator 'tabular' needs a space with a benchmark table (nb201); "

@@ -31,7 +31,7 @@ def run(config: Mapping[str, Any] | str | os.PathLike, *, sets: list[str] | None
     from nasframe.config import load_yaml, merge_config
     from nasframe.runner import Runner
 
-    base = load_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config)
+    base = load_yaml(Path(config)) if isinstance(config, (str, os.PathLike)) else dict(config)
     runner = Runner.create(merge_config(base, sets=sets or []), quiet=quiet, command=["nasframe.run"])
     summary = runner.run()
     assert summary.result is not None  # a finished new run always writes its result
@@ -42,7 +42,7 @@ def resume(run_dir: str | os.PathLike, *, budget: int | None = None, quiet: bool
     """Continue a killed run (or extend a finished one with a larger evaluation `budget`)."""
     from nasframe.runner import Runner
 
-    summary = Runner.resume(run_dir, overrides={"max_evaluations": budget}, quiet=quiet,
+    summary = Runner.resume(Path(run_dir), overrides={"max_evaluations": budget}, quiet=quiet,
                             command=["nasframe.resume"]).run()
     return summary.result if summary.result is not None else load_result(run_dir)
 
@@ -70,7 +70,7 @@ def build_network(run_dir: str | os.PathLike, arch: Mapping[str, Any] | None = N
     files = RunDir(Path(run_dir))
     files.require_run()
     config = resolve(merge_config(files.read_config()))
-    space = config.classes["space"](config.options["space"])
+    space = config.space_class(config.options["space"])
     spec = DataSource(config.options["data"], seed=config.options["run"].seed).spec
     chosen = dict(arch) if arch is not None else answer_of(files.read_result())[0]
     return space.build(space.validate(chosen), spec)

@@ -112,7 +112,7 @@ class RunLock:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / LOCK
-        self._fh = None
+        self._fh: Any = None
 
     def acquire(self) -> RunLock:
         import fcntl

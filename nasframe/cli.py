@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
                    help="import a module or .py file that registers components (repeatable)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
@@ -207,9 +207,10 @@ class ListCommand:
         from nasframe.data import DataOptions
         from nasframe.evaluator import capabilities_of, capability_names
         from nasframe.options import describe_options
-        from nasframe.registry import datasets, evaluators, spaces, strategies
+        from nasframe.registry import Registry, datasets, evaluators, spaces, strategies
 
-        kinds = {"strategies": strategies, "spaces": spaces, "evaluators": evaluators, "datasets": datasets}
+        kinds: dict[str, Registry[Any]] = {"strategies": strategies, "spaces": spaces, "evaluators": evaluators,
+                                           "datasets": datasets}
         for title, reg in kinds.items():
             if args.kind and args.kind != title:
                 continue
@@ -389,7 +390,7 @@ def make_parser() -> argparse.ArgumentParser:
     common = _common()
     for name, cmd in COMMANDS.items():
         doc = (cmd.__doc__ or "").strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=doc, parents=[common])
+        p = sub.add_parser(name, help=doc, description=doc, parents=[common])  # type: ignore[list-item]
         cmd.add_arguments(p)
         p.set_defaults(_cmd=cmd)
     return parser

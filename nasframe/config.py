@@ -13,7 +13,7 @@ import copy
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -21,6 +21,11 @@ from nasframe.constraints import ConstraintOptions
 from nasframe.data import DataOptions
 from nasframe.errors import ConfigError
 from nasframe.options import build_options, option, options_to_dict
+
+if TYPE_CHECKING:
+    from nasframe.evaluator import Evaluator
+    from nasframe.space import SearchSpace
+    from nasframe.strategy import Strategy
 
 SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
 COMPONENT_SECTIONS = ("strategy", "space", "evaluator")
@@ -140,6 +145,18 @@ class ResolvedConfig:
     plugins: list[str]
     classes: dict[str, type] = field(default_factory=dict)  # component section -> class, looked up once
 
+    @property
+    def strategy_class(self) -> type[Strategy[Any]]:
+        return self.classes["strategy"]
+
+    @property
+    def space_class(self) -> type[SearchSpace[Any]]:
+        return self.classes["space"]
+
+    @property
+    def evaluator_class(self) -> type[Evaluator[Any]]:
+        return self.classes["evaluator"]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.plugins:
@@ -155,12 +172,12 @@ class ResolvedConfig:
 
 def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
     """Check every section against its component's Options (loading plugins first)."""
-    from nasframe.registry import evaluators, load_plugin, spaces, strategies
+    from nasframe.registry import Registry, evaluators, load_plugin, spaces, strategies
 
     plugins = [_absolute_if_path(p) for p in cfg.get("plugins", [])]
     for plugin in plugins:
         load_plugin(plugin)
-    registries = {"strategy": strategies, "space": spaces, "evaluator": evaluators}
+    registries: dict[str, Registry[Any]] = {"strategy": strategies, "space": spaces, "evaluator": evaluators}
     names: dict[str, str] = {}
     options: dict[str, Any] = {}
     classes: dict[str, type] = {}

@@ -100,9 +100,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        items = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
-        return tuple(items) if origin is tuple else items
+        item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        coerced: list[Any] = (
+            [_coerce(v, item_types[0], f"{key}[{i}]") for i, v in enumerate(value)] if item_types else list(value))
+        return tuple(coerced) if origin is tuple else coerced
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

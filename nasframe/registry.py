@@ -80,7 +80,7 @@ class Registry(Generic[T]):
         try:
             loaded = ep.load()
         except Exception as exc:  # a broken plugin must not look like a nasframe bug
-            dist = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
+            dist = f" (package {ep.dist.name})" if ep.dist is not None else ""
             raise PluginLoadError(
                 f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: "
                 f"{type(exc).__name__}: {exc}"

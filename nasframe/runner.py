@@ -117,7 +117,7 @@ def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[ty
 def build_components(config: ResolvedConfig, device: torch.device) -> Components:
     """Construct space, data handle, evaluator and strategy, checking capabilities at build time."""
     seed = config.options["run"].seed
-    st_cls, ev_cls, sp_cls = (config.classes[k] for k in ("strategy", "evaluator", "space"))
+    st_cls, ev_cls, sp_cls = config.strategy_class, config.evaluator_class, config.space_class
     needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
     check_capabilities(config.names["strategy"], config.names["evaluator"], needed, ev_cls)
     space = sp_cls(config.options["space"])
@@ -404,7 +404,7 @@ class Runner:
                 return
             if self._progress is not None:
                 self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
-            if request.is_evaluation:
+            if isinstance(request, (Evaluate, ScoreShared)):
                 self._evaluate(request)
                 self._checkpoint_if_due()
             else:
@@ -691,6 +691,8 @@ class Runner:
         for rec in self.files.evaluations():
             if rec.arch == target and rec.status == "ok":
                 evaluated = rec
+        params: int | None
+        macs: int | None
         try:
             params, macs = parts.costs.counts(final)
         except NasframeError:

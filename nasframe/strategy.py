@@ -12,7 +12,7 @@ architecture; `final` returns the strategy's own answer when it has one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -121,8 +121,8 @@ def arch_from_pairs(pairs: Sequence[Sequence[Any]] | None) -> Arch | None:
     return Arch([(str(k), v) for k, v in pairs]) if pairs is not None else None
 
 
-def ask_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str], sampler=None,
-               max_tries: int = 1000) -> Arch:
+def ask_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str],
+               sampler: Callable[[np.random.Generator], Arch] | None = None, max_tries: int = 1000) -> Arch:
     """Draw until an architecture not in `seen` comes up, add its key, and return it.
 
     `sampler(rng)` defaults to `space.sample`. Raises SpaceExhausted after `max_tries` draws.

@@ -202,8 +202,8 @@ class ScriptedSharedWeights(Evaluator, AngleMetric):
                 "base": [[list(k), v] for k, v in self.base.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.current = {tuple(k): v.clone() for k, v in state["current"]}  # type: ignore[misc]
-        self.base = {tuple(k): v.clone() for k, v in state["base"]}  # type: ignore[misc]
+        self.current = {(str(k[0]), k[1]): v.clone() for k, v in state["current"]}
+        self.base = {(str(k[0]), k[1]): v.clone() for k, v in state["base"]}
 
 
 # ---- conformance kits ---------------------------------------------------------------------------------
@@ -304,7 +304,8 @@ class StrategyConformance:
             if isinstance(request, (Evaluate, ScoreShared)):
                 s.tell(space.validate(request.arch), Result.infeasible("over a scripted limit"))
                 break
-        assert s.final() is None or space.validate(s.final()) == s.final()
+        after = s.final()
+        assert after is None or space.validate(after) == after
 
     def test_proposals_belong_to_the_space(self) -> None:
         space = self.make_space()

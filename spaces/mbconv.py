@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -149,7 +150,7 @@ class MBConvSupernet(_Frame, Supernet):
             self.blocks[_key(slot.name)] = nn.ModuleDict(ops)
         init_he_fout(self)
         self._path: list[nn.Module] | None = None
-        self._mixed = [(name, [None if c == ZERO else self.blocks[_key(name)][c] for c in ops])
+        self._mixed = [(name, [None if c == ZERO else self._candidates(name)[c] for c in ops])
                        for name, ops in self.choices.items()]
         self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
@@ -167,8 +168,12 @@ class MBConvSupernet(_Frame, Supernet):
                 out.append((name, str(op)))
         return out
 
+    def _candidates(self, name: str) -> nn.ModuleDict:
+        """The candidate ops of decision `name` (the frame types `blocks` as a plain module)."""
+        return cast(nn.ModuleDict, self.blocks[_key(name)])
+
     def set_path(self, arch: Arch) -> None:
-        path = [self.blocks[_key(name)][op] for name, op in self._chosen(arch)]
+        path = [self._candidates(name)[op] for name, op in self._chosen(arch)]
         if self.first_decision is None:
             path.insert(0, self.first_block)
         self._path = path
@@ -189,7 +194,7 @@ class MBConvSupernet(_Frame, Supernet):
             x = self.first_block(x)
         for name, ops in self._mixed:
             w = weights[name]
-            x = sum(w[i] * (x if op is None else op(x)) for i, op in enumerate(ops))
+            x = torch.stack([w[i] * (x if op is None else op(x)) for i, op in enumerate(ops)]).sum(0)
         return self.classify(x)
 
     def path_parameter_names(self, arch: Arch) -> list[str]:
@@ -201,6 +206,6 @@ class MBConvSupernet(_Frame, Supernet):
         """Conv and linear weights of the path (reference 2.1); zero slots add nothing."""
         terms: list[str | torch.Tensor] = list(self.frame_angle_terms())
         for name, op in self._chosen(arch):
-            module = self.blocks[_key(name)][op]
+            module = cast(MBConv, self._candidates(name)[op])
             terms += [f"blocks.{_key(name)}.{op}.{n}" for n in module.conv_weight_names()]
         return terms

@@ -47,7 +47,7 @@ class Slot:
         return self.stride == 1 and self.cin == self.cout
 
 
-_PROXYLESS_SLOTS = {"blocks": (4, 4, 4, 4, 4, 1), "strides": (2, 2, 2, 1, 2, 1)}
+_PROXYLESS_SLOTS: dict[str, Any] = {"blocks": (4, 4, 4, 4, 4, 1), "strides": (2, 2, 2, 1, 2, 1)}
 
 LAYOUTS: dict[str, Layout] = {
     # the ProxylessNAS / SPOS-on-MobileNet search space (reference 5.1)

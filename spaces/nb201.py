@@ -174,11 +174,11 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         return self.validate(dict(zip(EDGE_NAMES, parse_cell_string(text))))
 
     def to_string(self, arch: Arch) -> str:
-        return cell_string([arch[n] for n in EDGE_NAMES])
+        return cell_string([str(arch[n]) for n in EDGE_NAMES])
 
     # ---- text forms ----------------------------------------------------------------------------
     def named_architectures(self) -> dict[str, Arch]:
-        return {"resnet": Arch(zip(EDGE_NAMES, parse_cell_string(RESNET_CELL)))}
+        return {"resnet": Arch(list(zip(EDGE_NAMES, parse_cell_string(RESNET_CELL))))}
 
     def parse_arch(self, text: str) -> Arch:
         """A cell string (`|nor_conv_3x3~0|+|...|`), a benchmark index, a name, or a JSON mapping."""
@@ -197,6 +197,6 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         """The benchmark's network: stem, 3 stages of N cells (C, 2C, 4C) joined by ResNet blocks."""
         from nasframe.spaces.nb201_net import NB201Network
 
-        ops = [arch[n] for n in EDGE_NAMES]
+        ops = [str(arch[n]) for n in EDGE_NAMES]
         return NB201Network(ops, C=self.options.C, N=self.options.N, in_channels=data.channels,
                             num_classes=data.num_classes)

@@ -164,7 +164,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
                 raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
             if arch[d.name] not in d.choices:
                 raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of "
-                                          f"{', '.join(d.choices)}")
+                                          f"{', '.join(map(str, d.choices))}")
         return arch
 
     def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -174,7 +175,7 @@ class _Frame(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(layout.last, num_classes, bias=False)
-        init_spos(self, self.stem[0])
+        init_spos(self, self.stem[0])  # type: ignore[arg-type]  # the stem's first layer is its conv
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(torch.flatten(self.pool(self.conv_last(x)), 1)))
@@ -214,7 +215,7 @@ class ShuffleNetSupernet(_Frame, Supernet):
         })
         super().__init__(layout, blocks, in_channels, num_classes, dropout, affine=False)
         self.choices = {slot.name: tuple(choices[slot.name]) for slot in slots}
-        self._mixed = [(name, [self.blocks[_key(name)][c] for c in ops]) for name, ops in self.choices.items()]
+        self._mixed = [(name, [self._candidates(name)[c] for c in ops]) for name, ops in self.choices.items()]
         self._path: list[nn.Module] | None = None
         self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
@@ -230,8 +231,12 @@ class ShuffleNetSupernet(_Frame, Supernet):
             out.append((name, str(op)))
         return out
 
+    def _candidates(self, name: str) -> nn.ModuleDict:
+        """The candidate ops of decision `name` (the frame types `blocks` as a plain module)."""
+        return cast(nn.ModuleDict, cast(nn.ModuleDict, self.blocks)[_key(name)])
+
     def set_path(self, arch: Arch) -> None:
-        self._path = [self.blocks[_key(name)][op] for name, op in self._chosen(arch)]
+        self._path = [self._candidates(name)[op] for name, op in self._chosen(arch)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._path is None:
@@ -264,6 +269,6 @@ class ShuffleNetSupernet(_Frame, Supernet):
         conv and linear weights only (the supernet's BNs have no parameters anyway)."""
         terms: list[str | torch.Tensor] = list(self.frame_angle_terms())
         for name, op in self._chosen(arch):
-            block = self.blocks[_key(name)][op]
+            block = cast(ChoiceBlock, self._candidates(name)[op])
             terms += [f"blocks.{_key(name)}.{op}.{n}" for n in block.conv_weight_names()]
         return terms

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from nasframe.evaluator import Result
 from nasframe.options import option
 from nasframe.registry import register_strategy
-from nasframe.space import Arch
+from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy, ask_unseen
 
 
@@ -23,7 +23,7 @@ class RandomSearch(Strategy[RandomOptions]):
 
     Options = RandomOptions
 
-    def __init__(self, space, options: RandomOptions | None = None, *, seed: int | None = None):
+    def __init__(self, space: SearchSpace, options: RandomOptions | None = None, *, seed: int | None = None):
         super().__init__(space, options, seed=seed)
         self._seen: set[str] = set()
 
