@@ -36,6 +36,7 @@ from nasframe.evaluator import Evaluator, Result
 from nasframe.registry import evaluators, spaces, strategies
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy, arch_to_pairs
+from nasframe.threads import apply_threads, resolve_threads
 
 CHECKPOINT_VERSION = 1
 
@@ -197,6 +198,7 @@ class Runner:
         return None
 
     def run(self) -> RunSummary:
+        apply_threads(resolve_threads(self.run_opts.threads))  # before any training work; see nasframe/threads.py
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(self.run_dir):
             return self._run_locked()
