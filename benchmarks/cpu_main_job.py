@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -119,7 +120,7 @@ def run_command(threads: str, out: Path, timeout: float, extra: list[str]) -> di
     rows = [json.loads(x) for x in lines]
     accs = [r["metrics"]["val_acc"] for r in rows if r["status"] == "ok"]
     eval_seconds = sum(r["cost"]["seconds"] for r in rows)
-    budget = 20
+    budget = next((int(x.split("=", 1)[1]) for x in extra if x.startswith("run.max_evaluations=")), 20)
     return {"threads": threads, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "evaluations": len(rows),
             "timed_out": timed_out, "best_acc": max(accs) if accs else float("nan"),
             "mean_acc": statistics.mean(accs) if accs else float("nan"), "eval_seconds": eval_seconds,
@@ -129,15 +130,30 @@ def run_command(threads: str, out: Path, timeout: float, extra: list[str]) -> di
 def describe(r: dict) -> str:
     done = f"{r['evaluations']} evals"
     if r["timed_out"]:
-        proj = f", ~{r['projected']:.0f} s projected for 20" if r["projected"] else ""
+        proj = f", ~{r['projected']:.0f} s projected for the budget" if r["projected"] else ""
         done = f"STOPPED at the timeout after {r['evaluations']} evals{proj}"
     return (f"wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  ({done}; evaluating {r['eval_seconds']:.1f} s, "
             f"rest {r['wall'] - r['eval_seconds']:.1f} s)  best val_acc {r['best_acc']:.2f}  mean {r['mean_acc']:.2f}  "
             f"load before {r['load_before']}")
 
 
-def effective_wall(r: dict) -> float:
-    return r["projected"] if r["timed_out"] and r["projected"] else r["wall"]
+def effective_wall(r: dict) -> tuple[float, bool]:
+    """(seconds, is_lower_bound): a stopped run counts with its projection, or with its wall time as
+    a lower bound when it finished no evaluation."""
+    if r["timed_out"]:
+        return (r["projected"], False) if r["projected"] else (r["wall"], True)
+    return r["wall"], False
+
+
+def seconds(value: tuple[float, bool]) -> str:
+    return f"{'>' if value[1] else ' '}{value[0]:6.1f} s"
+
+
+def ratio(a: tuple[float, bool], b: tuple[float, bool]) -> str:
+    """a / b, marked as a lower bound when a is one (and unknown when b is)."""
+    if b[1]:
+        return "  n/a"
+    return f"{'>' if a[1] else ' '}{a[0] / b[0]:5.2f}"
 
 
 def main_mode(args: argparse.Namespace) -> int:
@@ -151,10 +167,7 @@ def main_mode(args: argparse.Namespace) -> int:
         k = 0
         for rep in range(args.repeats):
             for condition in ("idle", "loaded"):
-                load = Load(args.load, args.load_seconds) if condition == "loaded" else None
-                if load:
-                    load.__enter__()
-                try:
+                with Load(args.load, args.load_seconds) if condition == "loaded" else contextlib.nullcontext():
                     for threads in settings:
                         k += 1
                         r = run_command(threads, Path(tmp) / f"run{k}", args.timeout, extra)
@@ -163,21 +176,19 @@ def main_mode(args: argparse.Namespace) -> int:
                         if condition == "loaded":
                             label += f" +{args.load} busy"
                         print(f"[{rep + 1}] {label}: {describe(r)}", flush=True)
-                finally:
-                    if load:
-                        load.__exit__(None, None, None)
     print(f"load average at end: {load_average()}")
-    print("\nsummary (best of repeats; a stopped run counts with its projection):")
-    best = {key: min(effective_wall(r) for r in rs) for key, rs in results.items()}
+    print("\nsummary (best of repeats; a stopped run counts with its projection, '>' marks a lower bound):")
+    best = {key: min(map(effective_wall, rs)) for key, rs in results.items()}
     for threads in settings:
         idle, loaded = best[("idle", threads)], best[("loaded", threads)]
-        print(f"  threads={threads:7s}: idle {idle:7.1f} s   loaded {loaded:7.1f} s   loaded/idle {loaded / idle:5.2f}")
+        print(f"  threads={threads:7s}: idle {seconds(idle)}   loaded {seconds(loaded)}   "
+              f"loaded/idle {ratio(loaded, idle)}")
     if len(settings) > 1:
         base = settings[0]
         for threads in settings[1:]:
             for condition in ("idle", "loaded"):
-                ratio = best[(condition, threads)] / best[(condition, base)]
-                print(f"  {condition:6s}: threads={threads} / threads={base} = {ratio:5.2f}")
+                print(f"  {condition:6s}: threads={threads} / threads={base} = "
+                      f"{ratio(best[(condition, threads)], best[(condition, base)])}")
     return 0
 
 

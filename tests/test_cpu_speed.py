@@ -94,3 +94,34 @@ def test_digits_read_from_the_file_equal_scikit_learns_loader(monkeypatch):
     monkeypatch.setattr(digits_module.importlib.util, "find_spec", lambda name: None)  # the file cannot be found
     pixels2, labels2 = digits_module._read_digits()
     assert np.array_equal(pixels2, reference.data) and np.array_equal(labels2, reference.target)
+
+
+def _benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "cpu_main_job.py"
+    spec = importlib.util.spec_from_file_location("cpu_main_job", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_load_processes_run_and_are_stopped():
+    import time
+
+    bench = _benchmark()
+    start = time.monotonic()
+    with bench.Load(2, seconds=60) as load:
+        assert len(load.procs) == 2 and all(p.poll() is None for p in load.procs)
+    assert all(p.poll() is not None for p in load.procs)
+    assert time.monotonic() - start < 20  # stopped at the block's end, not after their 60 s
+
+
+def test_benchmark_profiles_a_tiny_evaluation(capsys):
+    bench = _benchmark()
+    assert bench.main(["--profile", "--archs", "2", "--steps", "1", "--profile-threads", "1", "--set", "space.C=4",
+                       "--set", "space.layers=2", "--set", "evaluator.epochs=0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "network: darts C=4, 2 cells on digits" in out
+    for phase in ("build", "MAC count", "training steps", "BN recalibration", "validation", "fitted line"):
+        assert phase in out
