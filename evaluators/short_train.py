@@ -7,6 +7,7 @@ memory) come back as failed results and the search goes on.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from dataclasses import dataclass
@@ -41,8 +42,13 @@ from nasframe.space import Arch
 
 @dataclass(frozen=True)
 class ShortTrainOptions(TrainingOptions):
-    """The shared training options (their defaults are this evaluator's) plus torch.compile."""
+    """The shared training options (their defaults are this evaluator's, but for fewer BatchNorm
+    recalibration batches) plus torch.compile."""
 
+    # 4 batches estimate the statistics as well as 10 after a short training: on digits, 12 sampled
+    # DARTS cells scored the same mean search-val accuracy (93.3 % / 93.2 %) at 7 % less time each
+    bn_recalibration_batches: int = option(4, "before validating, re-estimate BatchNorm statistics from this many "
+                                              "train batches (a few epochs leave them stale; 0: off)", min=0)
     compile: bool = option(False, "torch.compile each candidate (pays off only for long trainings)")
 
 
@@ -74,16 +80,19 @@ class ShortTrain(Evaluator):
         deterministic = resolve_deterministic(o, self.device)
         model = optimizer = runner = None
         failure, out_of_memory = None, False
+        if o.compile:  # loaded first, so that deterministic_mode also sets the compiler's own flag
+            importlib.import_module("torch._inductor.config")
         try:
             with deterministic_mode(deterministic):
                 model = self.space.build(arch, batches.spec)
                 params = count_parameters(model) if o.model_stats else None
                 macs = count_macs(model, batches.spec.input_shape) if o.model_stats else None
                 model = model.to(self.device)
-                if self.device.type == "cuda" and o.channels_last:
+                if o.channels_last:
                     model = model.to(memory_format=torch.channels_last)
+                # fused: one kernel for all parameters instead of ~3 small ops each (2.7 -> 0.4 ms per DARTS step)
                 optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                                            weight_decay=o.weight_decay)
+                                            weight_decay=o.weight_decay, fused=True)
                 run_model = torch.compile(model) if o.compile else model
                 settings = step_settings(o, model, self.device)
                 runner = StepRunner(run_model, optimizer, transform, settings, self.device)

@@ -109,7 +109,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         batches, transform = self._data()
         o = self.options
         net = self.space.build_supernet(batches.spec).to(self.device)
-        if self._cuda and o.channels_last:
+        if o.channels_last:  # CPU too: batches are NHWC there as well (evaluators/training.py)
             net = net.to(memory_format=torch.channels_last)
         self.supernet = net
         self._params = dict(net.named_parameters())

@@ -57,6 +57,7 @@ from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy
+from nasframe.threads import apply_threads, resolve_threads
 
 CHECKPOINT_VERSION = 2
 
@@ -287,6 +288,7 @@ class Runner:
         state is checkpointed. A new run that fails before recording anything (a missing data
         root, say) removes the files it created, so the same command can simply be run again.
         """
+        apply_threads(resolve_threads(self.run_opts.threads))  # before any training work; see nasframe/threads.py
         new_folder = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:

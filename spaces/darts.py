@@ -43,12 +43,25 @@ from .darts_supernet import DartsSupernet
 
 #: input height from which `variant: auto` builds DARTS' ImageNet network
 IMAGENET_MIN_HEIGHT = 128
+#: inputs lower than this get the small stand-alone network under `C: auto` / `layers: auto`
+SMALL_INPUT_HEIGHT = 16
+#: (C, layers) that `auto` gives: DARTS' search-network size, and the size for inputs under 16 px.
+#: On 8x8 digits the small one reaches the large one's search-val accuracy at 2/5 of its CPU time
+#: (docs/benchmarks-cpu.md): there the last cells of the large one run 5x5 and dilated kernels on
+#: 2x2 maps, almost all padding.
+AUTO_SIZE = (16, 8)
+AUTO_SIZE_SMALL = (8, 5)
 
 
 @dataclass(frozen=True)
 class DartsOptions:
-    C: int = option(16, "initial channels of the stand-alone network (DARTS: 36 CIFAR, 48 ImageNet); even", min=2)
-    layers: int = option(8, "cells in the stand-alone network (DARTS: 20 CIFAR, 14 ImageNet)", min=1)
+    C: int | Literal["auto"] = option(
+        "auto", f"initial channels of the stand-alone network, even; auto: {AUTO_SIZE[0]} (DARTS' search network), "
+                f"{AUTO_SIZE_SMALL[0]} for inputs under {SMALL_INPUT_HEIGHT} px (DARTS evaluates at 36 on CIFAR, 48 "
+                "on ImageNet)", min=2)
+    layers: int | Literal["auto"] = option(
+        "auto", f"cells in the stand-alone network; auto: {AUTO_SIZE[1]}, {AUTO_SIZE_SMALL[1]} for inputs under "
+                f"{SMALL_INPUT_HEIGHT} px (DARTS evaluates at 20 on CIFAR, 14 on ImageNet)", min=1)
     auxiliary: bool = option(False, "add DARTS' auxiliary head after cell 2*layers//3 (train mode only)")
     auxiliary_weight: float = option(0.4, "loss weight for the auxiliary logits, read by evaluators", min=0.0)
     drop_path_prob: float = option(0.0, "drop-path probability of non-identity op outputs in training",
@@ -61,7 +74,7 @@ class DartsOptions:
 
     def __post_init__(self) -> None:
         for key in ("C", "supernet_C"):
-            if getattr(self, key) % 2:
+            if getattr(self, key) != "auto" and getattr(self, key) % 2:
                 raise ConfigError(f"space.{key}: {getattr(self, key)} is odd; DARTS' FactorizedReduce needs an even "
                                   "channel count")
 
@@ -93,6 +106,12 @@ class DartsSpace(SearchSpace[DartsOptions]):
         if self.options.variant != "auto":
             return self.options.variant
         return "imagenet" if data.height >= IMAGENET_MIN_HEIGHT else "cifar"
+
+    def size_for(self, data: DataSpec) -> tuple[int, int]:
+        """(C, layers) of the stand-alone network for this data: the options, with `auto` resolved."""
+        auto = AUTO_SIZE_SMALL if data.height < SMALL_INPUT_HEIGHT else AUTO_SIZE
+        o = self.options
+        return (auto[0] if o.C == "auto" else o.C), (auto[1] if o.layers == "auto" else o.layers)
 
     # ---- names and text ------------------------------------------------------------------
     def named_architectures(self) -> dict[str, Arch]:
@@ -156,8 +175,9 @@ class DartsSpace(SearchSpace[DartsOptions]):
     def build(self, arch: Arch, data: DataSpec) -> DartsNetwork:
         plain = self.validate(arch).to_dict()
         o = self.options
-        return DartsNetwork(cell_ops(plain, "normal"), cell_ops(plain, "reduce"), data, channels=o.C,
-                            layers=o.layers, auxiliary=o.auxiliary, auxiliary_weight=o.auxiliary_weight,
+        channels, layers = self.size_for(data)
+        return DartsNetwork(cell_ops(plain, "normal"), cell_ops(plain, "reduce"), data, channels=channels,
+                            layers=layers, auxiliary=o.auxiliary, auxiliary_weight=o.auxiliary_weight,
                             drop_path_prob=o.drop_path_prob, stem_multiplier=o.stem_multiplier,
                             variant=self.variant_for(data))
 
