@@ -2,18 +2,20 @@
 
 Why not torch's default: torch sizes its intra-op pool (OpenMP, also used by oneDNN and MKL) to
 every core of the machine. The networks a search trains on a CPU are small: a DARTS cell network
-on 8x8 digits runs thousands of sub-millisecond ops per step, and every one of them that is split
-over threads ends in a barrier. When all threads have a core, that costs about what it saves
-(on 2 idle cores, 2 threads were measured only a little faster than 1: docs/benchmarks-cpu.md).
-When the cores are shared with other work, a thread at the barrier waits, spinning, for a partner
-the scheduler has given away, once per op: the README's command with 2 threads and 2 other busy
-processes on 2 cores ran 60 times slower than idle. One thread has no barrier, so other work only
-takes its share of the CPU away (about 1.5x slower with 2 busy processes on 2 cores).
+on 8x8 digits runs thousands of sub-millisecond ops per step, and every op split over threads
+ends in a barrier. When every thread has a core, that pays a little: on an idle 2-core machine
+the main job took 38-45 s with 2 threads against 47-48 s with 1, for 1.5-1.8 times the CPU time.
+When the cores are shared, a thread at the barrier waits, spinning, for a partner the scheduler
+has given to someone else, once per op: with 2 other busy processes the same job ran 6.6 times
+slower than idle with 2 threads (17 times with 0.1's defaults; a user saw over 60), but only
+1.5 times slower with 1 thread, which just loses its share of the CPU (docs/benchmarks-cpu.md).
 
 So `auto` takes the cores that are free right now, keeps one of them as headroom for the next job
-that starts on the machine, and never goes below 1 or above `AUTO_MAX`. On a 2-core machine that
-is 1 thread, idle or not; on an idle 16-core machine it is 8. A number sets the count directly.
-An `OMP_NUM_THREADS` in the environment counts as the user's choice and is what `auto` returns.
+that starts on the machine, and never goes below 1 or above `AUTO_MAX`: a run cannot see the load
+that comes after it starts, and there a thread too many costs far more than it could have saved.
+On a 2-core machine that is 1 thread, idle or not; on an idle 16-core machine it is 8. A number
+sets the count directly, and an `OMP_NUM_THREADS` in the environment counts as the user's choice
+and is what `auto` returns.
 """
 
 from __future__ import annotations
