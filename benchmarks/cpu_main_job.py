@@ -53,9 +53,8 @@ def machine() -> str:
         pass
     import torch
 
-    from nasframe.threads import usable_cpus
-
-    return f"{model}, {usable_cpus()} usable CPUs, torch {torch.__version__}, Python {platform.python_version()}"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cpus} usable CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def load_average() -> str:
