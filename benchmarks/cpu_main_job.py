@@ -53,9 +53,8 @@ def machine() -> str:
         pass
     import torch
 
-    from nasframe.threads import usable_cpus
-
-    return f"{model}, {usable_cpus()} usable CPUs, torch {torch.__version__}, Python {platform.python_version()}"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cpus} usable CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def load_average() -> str:
@@ -158,6 +157,9 @@ def ratio(a: tuple[float, bool], b: tuple[float, bool]) -> str:
 
 def main_mode(args: argparse.Namespace) -> int:
     settings = [t.strip() for t in args.threads.split(",") if t.strip()]
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    if not settings or not conditions or set(conditions) - {"idle", "loaded"}:
+        raise SystemExit("--threads needs at least one setting; --conditions is idle, loaded or both")
     print(f"machine: {machine()}")
     print(f"command: nasframe {' '.join(COMMAND)}  (+ --out TMP --quiet [--set run.threads=T])")
     print(f"load average at start (1/5/15 min): {load_average()}")
@@ -166,7 +168,7 @@ def main_mode(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         k = 0
         for rep in range(args.repeats):
-            for condition in ("idle", "loaded"):
+            for condition in conditions:
                 with Load(args.load, args.load_seconds) if condition == "loaded" else contextlib.nullcontext():
                     for threads in settings:
                         k += 1
@@ -180,13 +182,14 @@ def main_mode(args: argparse.Namespace) -> int:
     print("\nsummary (best of repeats; a stopped run counts with its projection, '>' marks a lower bound):")
     best = {key: min(map(effective_wall, rs)) for key, rs in results.items()}
     for threads in settings:
-        idle, loaded = best[("idle", threads)], best[("loaded", threads)]
-        print(f"  threads={threads:7s}: idle {seconds(idle)}   loaded {seconds(loaded)}   "
-              f"loaded/idle {ratio(loaded, idle)}")
+        line = "   ".join(f"{c} {seconds(best[(c, threads)])}" for c in conditions)
+        if len(conditions) == 2:
+            line += f"   loaded/idle {ratio(best[('loaded', threads)], best[('idle', threads)])}"
+        print(f"  threads={threads:7s}: {line}")
     if len(settings) > 1:
         base = settings[0]
         for threads in settings[1:]:
-            for condition in ("idle", "loaded"):
+            for condition in conditions:
                 print(f"  {condition:6s}: threads={threads} / threads={base} = "
                       f"{ratio(best[(condition, threads)], best[(condition, base)])}")
     return 0
@@ -346,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", default="default,1",
                    help="comma-separated run.threads settings; 'default' leaves the option unset (default: default,1)")
+    p.add_argument("--conditions", default="idle,loaded", help="idle, loaded or both (default both)")
     p.add_argument("--load", type=int, default=2, help="busy processes for the loaded runs (default 2)")
     p.add_argument("--load-seconds", type=float, default=1800.0,
                    help="each busy process exits by itself after this long at the latest (default 1800)")

@@ -155,7 +155,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 
     torch's companion setting `fill_uninitialized_memory` is switched off for the block: it is a
     debugging aid that writes NaN into every new tensor (about 2,000 extra fills per DARTS
-    training step on digits, 7% of the step on a CPU) and changes no result of a correct kernel.
+    training step on digits, within a few per cent of the step's time on a CPU) and changes no
+    result of a correct kernel.
     """
     det = torch.utils.deterministic
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),

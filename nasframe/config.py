@@ -54,8 +54,8 @@ class RunOptions:
     tensorboard_interval: float = option(0.02, "log per-evaluation scalars at most this often, in seconds "
                                                "(new bests are always logged)", min=0)
     progress: bool = option(True, "show a progress bar on a terminal")
-    threads: int | Literal["auto"] = option("auto", "CPU threads of torch's intra- and inter-op pools; auto: the "
-                                                    "cores free at the start less one (1 on 2 cores)", min=1)
+    threads: int | Literal["auto"] = option("auto", "CPU threads of torch's intra- and inter-op pools; auto: 1, or "
+                                                    "OMP_NUM_THREADS when set (see nasframe/threads.py)", min=1)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

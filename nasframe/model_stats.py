@@ -76,7 +76,7 @@ class _MacCounter(TorchDispatchMode):
         # (torch._dynamo, about 2 s) at the first op; a plain forward pass never compiles anything
         return False
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's protocol)
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         rule = _MAC_RULES.get(func.overloadpacket)
         if rule is not None:

@@ -46,11 +46,11 @@ IMAGENET_MIN_HEIGHT = 128
 #: inputs lower than this get the small stand-alone network under `C: auto` / `layers: auto`
 SMALL_INPUT_HEIGHT = 16
 #: (C, layers) that `auto` gives: DARTS' search-network size, and the size for inputs under 16 px.
-#: On 8x8 digits the small one reaches the large one's search-val accuracy at 2/5 of its CPU time
-#: (docs/benchmarks-cpu.md): there the last cells of the large one run 5x5 and dilated kernels on
-#: 2x2 maps, almost all padding.
+#: On 8x8 digits the small one reaches the large one's search-val accuracy after short training at
+#: about a third of its CPU time (docs/benchmarks-cpu.md): there the last cells of the large one
+#: run 5x5 and dilated kernels on 2x2 maps, almost all padding.
 AUTO_SIZE = (16, 8)
-AUTO_SIZE_SMALL = (8, 5)
+AUTO_SIZE_SMALL = (8, 4)
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ def darts(**options):
 
 
 def test_darts_auto_size_is_small_for_tiny_inputs_and_darts_search_size_otherwise():
-    assert darts().size_for(DIGITS) == (8, 5)
+    assert darts().size_for(DIGITS) == (8, 4)
     assert darts().size_for(CIFAR) == (16, 8)
     assert darts().size_for(DataSpec("fashion_mnist", 1, 28, 28, 10)) == (16, 8)
     assert darts(C=16, layers=8).size_for(DIGITS) == (16, 8)  # a number always wins
     assert darts(C="auto", layers=3).size_for(DIGITS) == (8, 3)
     net = darts().build(darts().parse_arch("DARTS_V2"), DIGITS)
-    assert len(net.cells) == 5 and net.stem[0].out_channels == 3 * 8
-    assert [c.reduction for c in net.cells] == [False, True, False, True, False]  # cells 5//3 and 10//3
+    assert len(net.cells) == 4 and net.stem[0].out_channels == 3 * 8
+    assert [c.reduction for c in net.cells] == [False, True, True, False]  # cells 4//3 and 8//3
     with pytest.raises(ConfigError, match="space.C: 7 is odd"):
         darts(C=7)
     with pytest.raises(ConfigError, match="space.layers"):
