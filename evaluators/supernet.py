@@ -19,24 +19,29 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from nasframe.angles import angle
+from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
 from nasframe.errors import NasframeError, NotSupported
 from nasframe.evaluator import AngleMetric, BNRecalibration, Budget, Cost, Evaluator, Result, WorkReport
 from nasframe.evaluators.training import (
     Diverged,
+    Failure,
+    Scores,
     StepRunner,
     StepSettings,
     TrainingOptions,
+    attempt,
     cosine_lr,
     count_steps,
     deterministic_mode,
     device_generator,
+    evaluation_result,
     free_memory,
     oom_reason,
     recalibrate_bn,
@@ -73,9 +78,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
 
     Options = SupernetOptions
 
-    def __init__(self, space: SearchSpace, options: SupernetOptions | None = None, *, data=None, device="cpu"):
+    def __init__(self, space: SearchSpace, options: SupernetOptions | None = None, *,
+                 data: DataSource | None = None, device: torch.device | str = "cpu"):
         super().__init__(space, options, data=data, device=device)
-        self.device = torch.device(device)
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
@@ -108,7 +113,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
                                f"short_train or another space")
         batches, transform = self._data()
         o = self.options
-        net = self.space.build_supernet(batches.spec).to(self.device)
+        net = cast(torch.nn.Module, self.space.build_supernet(batches.spec)).to(self.device)
         if o.channels_last:  # CPU too: batches are NHWC there as well (evaluators/training.py)
             net = net.to(memory_format=torch.channels_last)
         self.supernet = net
@@ -178,43 +183,36 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
             b.copy_(value)
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        """Train `arch`'s path for the budget with the shared optimizer, then score it on search-val."""
         start = time.perf_counter()
         o = self.options
         with deterministic_mode(resolve_deterministic(o, self.device)):
             self._build()
-            batches, transform = self._data()
             spe = self._steps_per_epoch()
             steps = count_steps(budget, spe, o.epochs, o.steps)
             cost = Cost(0.0, steps / spe)
             self.supernet.set_path(arch)
             params = self.path_params(arch)
-            failure, out_of_memory = None, False
-            try:
-                stats = self._train(steps, lambda i: params, params)
-                if o.bn_recalibration_batches:
-                    generator = device_generator(self.device)
-                    recalibrate_bn(self.supernet, batches.train(o.batch_size, generator), transform,
-                                   o.bn_recalibration_batches, self.device, self._settings().amp, generator)
-                val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform,
-                                             self.device, self._settings().amp)
-            except Diverged as exc:
-                failure = f"{exc} (the path's weights were restored)"
-            except torch.OutOfMemoryError as exc:
-                failure, out_of_memory = oom_reason(exc), True
-        if failure is not None:
-            if out_of_memory:
-                free_memory(self.device)
-            cost.seconds = time.perf_counter() - start
-            return Result.failed(failure, cost)
-        cost.seconds = time.perf_counter() - start
-        if not math.isfinite(val_loss):
-            return Result.failed("validation loss is not finite (training loss stayed finite)", cost)
-        metrics = {"val_acc": val_acc, "val_loss": val_loss, "train_loss": stats.mean_loss}
+            outcome = attempt(lambda: self._train_and_validate(steps, params),
+                              diverged_note=" (the path's weights were restored)")
         params_n = macs = None
-        if o.model_stats:
+        if o.model_stats and not isinstance(outcome, Failure):
+            batches, _ = self._data()
             child = self.space.build(arch, batches.spec)
             params_n, macs = count_parameters(child), count_macs(child, batches.spec.input_shape)
-        return Result("ok", metrics, params=params_n, macs=macs, cost=cost)
+        return evaluation_result(outcome, cost, start, self.device, params=params_n, macs=macs)
+
+    def _train_and_validate(self, steps: int, params: list[torch.nn.Parameter]) -> Scores:
+        o = self.options
+        batches, transform = self._data()
+        stats = self._train(steps, lambda i: params, params)
+        if o.bn_recalibration_batches:
+            generator = device_generator(self.device)
+            recalibrate_bn(self.supernet, batches.train(o.batch_size, generator), transform,
+                           o.bn_recalibration_batches, self.device, self._settings().amp, generator)
+        val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform, self.device,
+                                     self._settings().amp)
+        return Scores(val_acc, val_loss, stats.mean_loss)
 
     # ---- SharedWeights / AngleMetric --------------------------------------------------------
     def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:

@@ -12,8 +12,10 @@ import contextlib
 import gc
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from nasframe.data import DataSource
 from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
 from nasframe.data.batches import Batches
 from nasframe.errors import ConfigError, DataError
-from nasframe.evaluator import Budget
+from nasframe.evaluator import Budget, Cost, Result
 from nasframe.options import option
 
 
@@ -158,7 +160,7 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
     training step on digits, within a few per cent of the step's time on a CPU) and changes no
     result of a correct kernel.
     """
-    det = torch.utils.deterministic
+    det: Any = torch.utils.deterministic  # fill_uninitialized_memory is missing from torch's type stubs
     saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, det.fill_uninitialized_memory)
     change = saved[:2] != (enabled, True)
@@ -325,8 +327,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns or num_batches <= 0:
         return
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
-             for m in bns]
+    stats = [(cast(torch.Tensor, m.running_mean), cast(torch.Tensor, m.running_var),
+              cast(torch.Tensor, m.num_batches_tracked)) for m in bns]  # tracked statistics: never None here
+    saved = [(mean.clone(), var.clone(), count.clone(), m.momentum) for (mean, var, count), m in zip(stats, bns)]
     for m in bns:
         m.reset_running_stats()
         m.momentum = momentum
@@ -339,10 +342,60 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch
                 model(transform.train(x, generator))
     finally:
         model.train(was_training)
-        reached = torch.stack([m.num_batches_tracked for m in bns]).gt(0).tolist()
-        for m, (mean, var, count, momentum), ran in zip(bns, saved, reached):
+        reached = torch.stack([count for _, _, count in stats]).gt(0).tolist()
+        for m, (mean, var, count), (mean0, var0, count0, momentum), ran in zip(bns, stats, saved, reached):
             m.momentum = momentum
             if not ran:
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(count)
+                mean.copy_(mean0)
+                var.copy_(var0)
+                count.copy_(count0)
+
+
+# ---- the outcome of one evaluation ------------------------------------------------------------------
+T = TypeVar("T")
+
+
+@dataclass
+class Scores:
+    """What a trained-then-validated candidate scored."""
+
+    val_acc: float
+    val_loss: float
+    train_loss: float | None = None
+
+
+@dataclass
+class Failure:
+    """An expected failure of training: divergence or running out of memory."""
+
+    reason: str
+    out_of_memory: bool = False
+
+
+def attempt(work: Callable[[], T], diverged_note: str = "") -> T | Failure:
+    """`work()`, or the Failure it ran into (NaN/inf loss, out of memory). Everything `work` built
+    (models, activations) is released when it returns, so memory can be freed right after."""
+    try:
+        return work()
+    except Diverged as exc:
+        return Failure(f"{exc}{diverged_note}")
+    except torch.OutOfMemoryError as exc:
+        return Failure(oom_reason(exc), out_of_memory=True)
+
+
+def evaluation_result(outcome: Scores | Failure, cost: Cost, start: float, device: torch.device, *,
+                      params: int | None = None, macs: int | None = None) -> Result:
+    """The Result of an evaluation that trained then validated, with its wall time: failed with the
+    failure's reason (after freeing memory when it ran out), failed when the validation loss is not
+    finite, else ok with val_acc, val_loss and train_loss."""
+    if isinstance(outcome, Failure) and outcome.out_of_memory:
+        free_memory(device)
+    cost.seconds = time.perf_counter() - start
+    if isinstance(outcome, Failure):
+        return Result.failed(outcome.reason, cost)
+    if not math.isfinite(outcome.val_loss):
+        return Result.failed("validation loss is not finite (training loss stayed finite)", cost)
+    metrics = {"val_acc": outcome.val_acc, "val_loss": outcome.val_loss}
+    if outcome.train_loss is not None:
+        metrics["train_loss"] = outcome.train_loss
+    return Result("ok", metrics, params=params, macs=macs, cost=cost)

@@ -136,10 +136,12 @@ class Evaluator(ABC, Generic[OptionsT]):
 
     def __init__(self, space: SearchSpace, options: OptionsT | None = None, *, data: DataSource | None = None,
                  device: torch.device | str = "cpu"):
+        import torch
+
         self.space = space
         self.options: OptionsT = options if options is not None else self.Options()
         self.data = data
-        self.device = device
+        self.device: torch.device = torch.device(device)
 
     @abstractmethod
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:

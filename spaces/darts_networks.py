@@ -18,7 +18,7 @@ other than 32x32 / 224x224); ReLUs never work in place.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ class PlannedCell(nn.Module):
                     y = drop_path(y, drop_prob)
                 out = y if out is None else out + y
             states.append(out if out is not None else self._zeros(s1))
-        return torch.cat(states[2:], dim=1)
+        return torch.cat(cast(list[torch.Tensor], states[2:]), dim=1)  # nodes always hold a tensor
 
 
 class EvalCell(PlannedCell):

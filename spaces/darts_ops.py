@@ -8,6 +8,8 @@ search network does. `FactorizedReduce` also accepts odd input sizes (DARTS' own
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,8 +48,9 @@ class AffineFreeBN(nn.BatchNorm2d):
                 factor = 1.0 / float(self.num_batches_tracked)
         batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
+        weight, bias = cast(torch.Tensor, self.unit_weight), cast(torch.Tensor, self.zero_bias)  # buffers
         return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.unit_weight, self.zero_bias, batch_stats, factor, self.eps)
+                            weight, bias, batch_stats, factor, self.eps)
 
 
 def batch_norm(channels: int, affine: bool) -> nn.BatchNorm2d:

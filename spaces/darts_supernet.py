@@ -10,6 +10,7 @@ affine-free BN after pooling); stems and classifier are as in DARTS' search netw
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,7 +48,10 @@ class SearchCell(PlannedCell):
         super().__init__(c_prev_prev, c_prev, channels, reduction, reduction_prev, search=True)
         self.edges = nn.ModuleList(MixedEdge(channels, 2 if reduction and k < 2 else 1) for _, k in EDGES)
         #: op_table[e][o] is `edges[e].ops[o]`, as plain lists so `set_path` indexes without module lookups
-        self.op_table: list[list[nn.Module]] = [list(edge.ops) for edge in self.edges]
+        self.op_table: list[list[nn.Module]] = [list(cast(MixedEdge, edge).ops) for edge in self.edges]
+
+    def edge(self, e: int) -> MixedEdge:
+        return cast(MixedEdge, self.edges[e])
 
     def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, rows: Sequence[torch.Tensor],
                       allowed: Sequence[tuple[int, ...]]) -> torch.Tensor:
@@ -102,9 +106,13 @@ class DartsSupernet(Backbone, Supernet):
             out[cell] = row
         return out
 
+    def search_cells(self) -> list[SearchCell]:
+        """The cells, typed (the backbone keeps them in a ModuleList)."""
+        return cast(list[SearchCell], list(self.cells))
+
     def set_path(self, arch: Arch) -> None:
         ops = self._ops(arch)
-        for cell in self.cells:
+        for cell in self.search_cells():
             row, table = ops["reduce" if cell.reduction else "normal"], cell.op_table
             nodes: list[list[tuple[nn.Module, int]]] = [[] for _ in NODES]
             for e, (j, k) in enumerate(EDGES):
@@ -117,14 +125,14 @@ class DartsSupernet(Backbone, Supernet):
         if self._path is None:
             raise RuntimeError("DartsSupernet.forward needs set_path(arch) first (or use forward_mixed)")
         s0, s1 = self.stems(x)
-        for cell in self.cells:
+        for cell in self.search_cells():
             s0, s1 = s1, cell(s0, s1)
         return self.head(s1)
 
     def _liveness(self, ops: dict[str, list[int]]) -> tuple[list[bool], list[tuple[bool, bool]], bool, bool]:
         """Which cells feed the output, what each reads, and whether stem outputs s0 / s1 are read."""
         needs = []
-        for cell in self.cells:
+        for cell in self.search_cells():
             row = ops["reduce" if cell.reduction else "normal"]
             used = {k for e, (_, k) in enumerate(EDGES) if row[e] != 0}
             needs.append((0 in used, 1 in used))
@@ -152,7 +160,7 @@ class DartsSupernet(Backbone, Supernet):
                 prefixes.append("stem0.")
         elif stem0_read or stem1_read:
             prefixes.append("stem.")
-        for i, cell in enumerate(self.cells):
+        for i, cell in enumerate(self.search_cells()):
             if not live[i]:
                 continue
             if needs[i][0]:
@@ -173,7 +181,7 @@ class DartsSupernet(Backbone, Supernet):
         """
         ops = self._ops(arch)
         terms: list[str | torch.Tensor] = []
-        for i, cell in enumerate(self.cells):
+        for i, cell in enumerate(self.search_cells()):
             row = ops["reduce" if cell.reduction else "normal"]
             for path in ANGLE_PATHS:
                 edges = [k + sum(range(2, j)) for k, j in zip(path, path[1:])]
@@ -183,16 +191,17 @@ class DartsSupernet(Backbone, Supernet):
                     name = PRIMITIVES[row[e]]
                     prefix = f"cells.{i}.edges.{e}.ops.{row[e]}"
                     if name in _POOL:
-                        dw = cell.edges[e].ops[_OP_INDEX["sep_conv_3x3"]].op[1].weight
+                        sep = cell.edge(e).ops[_OP_INDEX["sep_conv_3x3"]]
+                        dw = cast(nn.Conv2d, cast(nn.Sequential, sep.op)[1]).weight
                         terms.append(torch.full((dw.shape[0], 3, 3), 1.0 / 9.0, device=dw.device, dtype=dw.dtype))
                     elif name in _SEP or name in _DIL:
-                        op = cell.edges[e].ops[row[e]]
+                        op = cell.edge(e).ops[row[e]]
                         terms += [f"{prefix}.{n}" for n, p in op.named_parameters() if p.dim() == 4]
         if self.imagenet:
             terms += ["stem0.0.weight", "stem0.3.weight", "stem1.1.weight"]
         else:
             terms.append("stem.0.weight")
-        for i, cell in enumerate(self.cells):
+        for i, cell in enumerate(self.search_cells()):
             if isinstance(cell.preprocess0, FactorizedReduce):
                 terms += [f"cells.{i}.preprocess0.conv_1.weight", f"cells.{i}.preprocess0.conv_2.weight"]
             else:
@@ -218,7 +227,7 @@ class DartsSupernet(Backbone, Supernet):
                 rows[cell].append(w)
                 allowed[cell].append(self.mixed_choices[name])
         s0, s1 = self.stems(x)
-        for cell in self.cells:
-            t = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell.forward_mixed(s0, s1, rows[t], allowed[t])
+        for search_cell in self.search_cells():
+            t = "reduce" if search_cell.reduction else "normal"
+            s0, s1 = s1, search_cell.forward_mixed(s0, s1, rows[t], allowed[t])
         return self.head(s1)

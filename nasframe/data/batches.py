@@ -44,7 +44,7 @@ class Batches:
     def __init__(self, data: SearchData | StreamingData):
         self.data = data
         self.streaming = isinstance(data, StreamingData)
-        if self.streaming:
+        if isinstance(data, StreamingData):
             self.n_train, self.n_val = data.n_train, data.n_val
             self.device = data.device
         else:
@@ -61,7 +61,7 @@ class Batches:
     def train(self, batch_size: int, generator: torch.Generator | None = None
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless (x_uint8, y) batches on the device, reshuffled at each pass over search-train."""
-        if self.streaming:
+        if isinstance(self.data, StreamingData):
             while True:
                 for x, y in self.data.host_batches("train", batch_size, shuffle=True, drop_last=True):
                     yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -77,7 +77,7 @@ class Batches:
 
     def val(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Search-val once, in a fixed order, as (x_uint8, y) batches on the device."""
-        if self.streaming:
+        if isinstance(self.data, StreamingData):
             for x, y in self.data.host_batches("val", batch_size, shuffle=False, drop_last=False):
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return

@@ -27,10 +27,10 @@ def _numpy_global(module: str, name: str) -> Any:
     try:  # numpy >= 2 moved these under numpy._core; pickles name either location
         from numpy._core import multiarray, numeric
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray, numeric
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
     table = {
         ("multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numeric", "_frombuffer"): numeric._frombuffer,
+        ("numeric", "_frombuffer"): numeric._frombuffer,  # type: ignore[attr-defined]
     }
     return table[(module.rsplit(".", 1)[-1], name)]
 
@@ -124,8 +124,8 @@ class _Cifar(Dataset):
             xs.append(x)
             ys.append(y)
         # rows are channel-major 32x32 planes (R, then G, then B): exactly (N, 3, 32, 32)
-        x = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
-        return x, torch.from_numpy(np.concatenate(ys))
+        images = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
+        return images, torch.from_numpy(np.concatenate(ys))
 
     def _download(self) -> None:
         import torchvision.datasets as tvd
