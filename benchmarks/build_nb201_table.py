@@ -20,12 +20,19 @@ import numpy as np
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
-COLUMNS_200 = {"cifar10_test_200": "CIFAR10TestAccuracy200Epochs",
-               "cifar100_test_200": "CIFAR100TestAccuracy200Epochs",
-               "imagenet16-120_test_200": "ImageNetTestAccuracy200Epochs"}
-COLUMNS_12 = {"cifar10_val_12": "cifar10-val", "cifar10_test_12": "cifar10-test",
-              "cifar100_val_12": "cifar100-val", "cifar100_test_12": "cifar100-test",
-              "imagenet16-120_val_12": "imagenet-val", "imagenet16-120_test_12": "imagenet-test"}
+COLUMNS_200 = {
+    "cifar10_test_200": "CIFAR10TestAccuracy200Epochs",
+    "cifar100_test_200": "CIFAR100TestAccuracy200Epochs",
+    "imagenet16-120_test_200": "ImageNetTestAccuracy200Epochs",
+}
+COLUMNS_12 = {
+    "cifar10_val_12": "cifar10-val",
+    "cifar10_test_12": "cifar10-test",
+    "cifar100_val_12": "cifar100-val",
+    "cifar100_test_12": "cifar100-test",
+    "imagenet16-120_val_12": "imagenet-val",
+    "imagenet16-120_test_12": "imagenet-test",
+}
 
 
 def encode(cell: str) -> list[int]:

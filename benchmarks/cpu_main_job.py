@@ -120,10 +120,18 @@ def run_command(threads: str, out: Path, timeout: float, extra: list[str]) -> di
     accs = [r["metrics"]["val_acc"] for r in rows if r["status"] == "ok"]
     eval_seconds = sum(r["cost"]["seconds"] for r in rows)
     budget = next((int(x.split("=", 1)[1]) for x in extra if x.startswith("run.max_evaluations=")), 20)
-    return {"threads": threads, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "evaluations": len(rows),
-            "timed_out": timed_out, "best_acc": max(accs) if accs else float("nan"),
-            "mean_acc": statistics.mean(accs) if accs else float("nan"), "eval_seconds": eval_seconds,
-            "projected": (wall / len(rows) * budget) if timed_out and rows else None, "load_before": start_load}
+    return {
+        "threads": threads,
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "evaluations": len(rows),
+        "timed_out": timed_out,
+        "best_acc": max(accs) if accs else float("nan"),
+        "mean_acc": statistics.mean(accs) if accs else float("nan"),
+        "eval_seconds": eval_seconds,
+        "projected": (wall / len(rows) * budget) if timed_out and rows else None,
+        "load_before": start_load,
+    }
 
 
 def describe(r: dict) -> str:
@@ -131,9 +139,11 @@ def describe(r: dict) -> str:
     if r["timed_out"]:
         proj = f", ~{r['projected']:.0f} s projected for the budget" if r["projected"] else ""
         done = f"STOPPED at the timeout after {r['evaluations']} evals{proj}"
-    return (f"wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  ({done}; evaluating {r['eval_seconds']:.1f} s, "
-            f"rest {r['wall'] - r['eval_seconds']:.1f} s)  best val_acc {r['best_acc']:.2f}  mean {r['mean_acc']:.2f}  "
-            f"load before {r['load_before']}")
+    return (
+        f"wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  ({done}; evaluating {r['eval_seconds']:.1f} s, "
+        f"rest {r['wall'] - r['eval_seconds']:.1f} s)  best val_acc {r['best_acc']:.2f}  mean {r['mean_acc']:.2f}  "
+        f"load before {r['load_before']}"
+    )
 
 
 def effective_wall(r: dict) -> tuple[float, bool]:
@@ -190,8 +200,10 @@ def main_mode(args: argparse.Namespace) -> int:
         base = settings[0]
         for threads in settings[1:]:
             for condition in conditions:
-                print(f"  {condition:6s}: threads={threads} / threads={base} = "
-                      f"{ratio(best[(condition, threads)], best[(condition, base)])}")
+                print(
+                    f"  {condition:6s}: threads={threads} / threads={base} = "
+                    f"{ratio(best[(condition, threads)], best[(condition, base)])}"
+                )
     return 0
 
 
@@ -203,8 +215,14 @@ def build_parts(sets: list[str]):
     from nasframe.config import merge_config, resolve
     from nasframe.runner import build_components
 
-    cfg = resolve(merge_config({}, names={"strategy": "mdenas", "space": "darts", "evaluator": "short_train"},
-                               sets=sets, run={"device": "cpu"}))
+    cfg = resolve(
+        merge_config(
+            {},
+            names={"strategy": "mdenas", "space": "darts", "evaluator": "short_train"},
+            sets=sets,
+            run={"device": "cpu"},
+        )
+    )
     return build_components(cfg, torch.device("cpu"))
 
 
@@ -223,11 +241,15 @@ def profile_mode(args: argparse.Namespace) -> int:
     spec = parts.data.spec
     channels, layers = space.size_for(spec)
     o = evaluator.options
-    print(f"machine: {machine()}; torch threads {threads.intra_op} intra-op / {threads.inter_op} inter-op; "
-          f"load average {load_average()}")
-    print(f"network: darts C={channels}, {layers} cells on {spec.name} {spec.input_shape}; short_train "
-          f"epochs={o.epochs}, batch {o.batch_size}, BN recalibration {o.bn_recalibration_batches} batches, "
-          f"channels_last={o.channels_last}")
+    print(
+        f"machine: {machine()}; torch threads {threads.intra_op} intra-op / {threads.inter_op} inter-op; "
+        f"load average {load_average()}"
+    )
+    print(
+        f"network: darts C={channels}, {layers} cells on {spec.name} {spec.input_shape}; short_train "
+        f"epochs={o.epochs}, batch {o.batch_size}, BN recalibration {o.bn_recalibration_batches} batches, "
+        f"channels_last={o.channels_last}"
+    )
     w0, c0 = clock(), time.process_time()
     batches, transform = evaluator._setup()
     print(f"data load and split (once per run): wall {clock() - w0:.2f} s, cpu {time.process_time() - c0:.2f} s")
@@ -242,6 +264,7 @@ def profile_mode(args: argparse.Namespace) -> int:
             finally:
                 timers[name][0] += clock() - w
                 timers[name][1] += time.process_time() - c
+
         return wrapper
 
     saved = {name: getattr(st, name) for name in ("count_parameters", "count_macs", "recalibrate_bn", "validate")}
@@ -267,8 +290,15 @@ def profile_mode(args: argparse.Namespace) -> int:
             setattr(st, name, fn)
         space.build, st.StepRunner.run = saved_build, saved_run
     steps = max(1, round(o.epochs * batches.steps_per_epoch(o.batch_size)))
-    names = ["build", "parameter count", "MAC count (one traced forward)", "training steps", "BN recalibration",
-             "validation", "other"]
+    names = [
+        "build",
+        "parameter count",
+        "MAC count (one traced forward)",
+        "training steps",
+        "BN recalibration",
+        "validation",
+        "other",
+    ]
 
     def phase(row, name: str, which: int) -> float:
         if name == "other":
@@ -276,8 +306,10 @@ def profile_mode(args: argparse.Namespace) -> int:
         return row[0].get(name, [0.0, 0.0])[which]
 
     later = rows[1:] or rows
-    print(f"\none evaluation, phase by phase: seconds of the first evaluation, then the mean of the other "
-          f"{len(later)} (wall and CPU), and the share of the CPU time; {steps} training steps:")
+    print(
+        f"\none evaluation, phase by phase: seconds of the first evaluation, then the mean of the other "
+        f"{len(later)} (wall and CPU), and the share of the CPU time; {steps} training steps:"
+    )
     print(f"  {'phase':32s} {'first':>7s}  {'wall':>7s}  {'cpu':>7s}  share")
     mean_cpu = statistics.mean(r[2] for r in later)
     for name in names:
@@ -291,8 +323,9 @@ def profile_mode(args: argparse.Namespace) -> int:
     cpu_step = statistics.mean(phase(r, "training steps", 1) for r in later) / steps
     print(f"  per training step: {cpu_step * 1000:.1f} ms CPU")
 
-    def step_cpu(arch, *, deterministic: bool, fill: bool, channels_last: bool, batch_size: int,
-                 n: int = args.steps) -> float:
+    def step_cpu(
+        arch, *, deterministic: bool, fill: bool, channels_last: bool, batch_size: int, n: int = args.steps
+    ) -> float:
         """CPU seconds per training step of `arch` (after one warm-up step), trained as short_train trains."""
         tf = BatchTransform(batches.data.mean, batches.data.std, transform.policy, channels_last=channels_last)
         with tr.deterministic_mode(deterministic):
@@ -301,10 +334,10 @@ def profile_mode(args: argparse.Namespace) -> int:
             model = space.build(arch, spec)
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                                  fused=True)
-            runner = tr.StepRunner(model, opt, tf, tr.step_settings(o, model, torch.device("cpu")),
-                                   torch.device("cpu"))
+            opt = torch.optim.SGD(
+                model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=True
+            )
+            runner = tr.StepRunner(model, opt, tf, tr.step_settings(o, model, torch.device("cpu")), torch.device("cpu"))
             it = batches.train(batch_size)
             runner.run(it, 1, lambda i: o.lr)
             c = time.process_time()
@@ -319,8 +352,10 @@ def profile_mode(args: argparse.Namespace) -> int:
         "deterministic with torch's NaN fill of new tensors (as in 0.1)": {**base, "fill": True},
         f"{'NCHW' if o.channels_last else 'channels_last'} instead": {**base, "channels_last": not o.channels_last},
     }
-    print(f"\nwhat a training step costs (architecture 1; ms CPU per step over {args.steps} steps; variants "
-          f"interleaved, best of {args.repeats}):")
+    print(
+        f"\nwhat a training step costs (architecture 1; ms CPU per step over {args.steps} steps; variants "
+        f"interleaved, best of {args.repeats}):"
+    )
     timings: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(args.repeats):
         for name, kw in variants.items():
@@ -331,9 +366,11 @@ def profile_mode(args: argparse.Namespace) -> int:
     per_size = {b: min(step_cpu(arch, **{**base, "batch_size": b}) for _ in range(args.repeats)) for b in sizes}
     slope, intercept = np.polyfit(sizes, [per_size[b] for b in sizes], 1)
     print("  by batch size: " + ", ".join(f"{b}: {per_size[b] * 1000:.1f}" for b in sizes))
-    print(f"  fitted line: {intercept * 1000:.1f} ms fixed per step (Python, dispatch, kernel set-up) + "
-          f"{slope * 1e6:.0f} us per image; at batch {o.batch_size} the fixed part is "
-          f"{intercept / (intercept + slope * o.batch_size):.0%} of a step")
+    print(
+        f"  fitted line: {intercept * 1000:.1f} ms fixed per step (Python, dispatch, kernel set-up) + "
+        f"{slope * 1e6:.0f} us per image; at batch {o.batch_size} the fixed part is "
+        f"{intercept / (intercept + slope * o.batch_size):.0%} of a step"
+    )
 
     if args.ops:
         from torch.profiler import ProfilerActivity, profile
@@ -347,12 +384,19 @@ def profile_mode(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", default="default,1",
-                   help="comma-separated run.threads settings; 'default' leaves the option unset (default: default,1)")
+    p.add_argument(
+        "--threads",
+        default="default,1",
+        help="comma-separated run.threads settings; 'default' leaves the option unset (default: default,1)",
+    )
     p.add_argument("--conditions", default="idle,loaded", help="idle, loaded or both (default both)")
     p.add_argument("--load", type=int, default=2, help="busy processes for the loaded runs (default 2)")
-    p.add_argument("--load-seconds", type=float, default=1800.0,
-                   help="each busy process exits by itself after this long at the latest (default 1800)")
+    p.add_argument(
+        "--load-seconds",
+        type=float,
+        default=1800.0,
+        help="each busy process exits by itself after this long at the latest (default 1800)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="stop a run after this many seconds (default 600)")
     p.add_argument("--repeats", type=int, default=1, help="rounds of idle+loaded runs (default 1)")
     p.add_argument("--set", action="append", default=[], help="extra --set for the command, e.g. space.C=16")

@@ -63,7 +63,7 @@ def bare_loop(space, arch, data, args) -> tuple[float, float]:
     for _ in range(args.epochs):
         perm = torch.randperm(n)
         for i in range(spe):
-            idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
             x = (search.train_x[idx].float() / 255 - search.mean) / search.std
             for g in opt.param_groups:
                 g["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * step / total))
@@ -78,8 +78,8 @@ def bare_loop(space, arch, data, args) -> tuple[float, float]:
     correct = 0
     with torch.no_grad():
         for s in range(0, search.val_x.shape[0], 512):
-            x = (search.val_x[s:s + 512].float() / 255 - search.mean) / search.std
-            correct += int((model(x).argmax(1) == search.val_y[s:s + 512]).sum())
+            x = (search.val_x[s : s + 512].float() / 255 - search.mean) / search.std
+            correct += int((model(x).argmax(1) == search.val_y[s : s + 512]).sum())
     return clock() - t0, 100.0 * correct / search.val_x.shape[0]
 
 
@@ -88,9 +88,20 @@ def evaluator_run(space, arch, data, args, model_stats: bool = True) -> tuple[fl
 
     cls = evaluators.get("short_train")
     # the bare loop does not recalibrate BatchNorm, so neither does the evaluator here
-    ev = cls(space, cls.Options(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment="none",
-                                deterministic=False, bn_recalibration_batches=0, model_stats=model_stats),
-             data=data, device="cpu")
+    ev = cls(
+        space,
+        cls.Options(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            augment="none",
+            deterministic=False,
+            bn_recalibration_batches=0,
+            model_stats=model_stats,
+        ),
+        data=data,
+        device="cpu",
+    )
     t0 = clock()
     result = ev.evaluate(arch)
     seconds = clock() - t0
@@ -100,10 +111,15 @@ def evaluator_run(space, arch, data, args, model_stats: bool = True) -> tuple[fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", choices=("digits", "synthetic"), default="digits",
-                   help="digits (real 8x8, 899 train images) or synthetic 3x16x16 (1024 train images)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        choices=("digits", "synthetic"),
+        default="digits",
+        help="digits (real 8x8, 899 train images) or synthetic 3x16x16 (1024 train images)",
+    )
     p.add_argument("--C", type=int, default=8, help="DARTS initial channels")
     p.add_argument("--layers", type=int, default=5, help="DARTS cells")
     p.add_argument("--epochs", type=int, default=2)
@@ -111,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=5, help="runs per side (alternating); the best of each is compared")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)",
+    )
     args = p.parse_args(argv)
     global clock
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -139,16 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     n_train = data.search().train_x.shape[0]
     imgs = (n_train // args.batch_size) * args.batch_size * args.epochs
     b, e, lean = min(bare_s), min(ev_s), min(lean_s)
-    print(f"model: {label}; data: {args.data} ({n_train} train images); {args.epochs} epochs, batch "
-          f"{args.batch_size}; {torch.get_num_threads()} CPU threads; {args.clock} clock; {args.repeats} runs per "
-          f"side, best shown")
-    for name, best, runs in (("bare loop", b, bare_s), ("short_train", e, ev_s),
-                             ("short_train, model_stats off", lean, lean_s)):
-        print(f"{name:29s} {best:7.3f} s per candidate ({imgs / best:7.1f} train images/s)  runs: "
-              + ", ".join(f"{s:.3f}" for s in runs))
+    print(
+        f"model: {label}; data: {args.data} ({n_train} train images); {args.epochs} epochs, batch "
+        f"{args.batch_size}; {torch.get_num_threads()} CPU threads; {args.clock} clock; {args.repeats} runs per "
+        f"side, best shown"
+    )
+    for name, best, runs in (
+        ("bare loop", b, bare_s),
+        ("short_train", e, ev_s),
+        ("short_train, model_stats off", lean, lean_s),
+    ):
+        print(
+            f"{name:29s} {best:7.3f} s per candidate ({imgs / best:7.1f} train images/s)  runs: "
+            + ", ".join(f"{s:.3f}" for s in runs)
+        )
     print("val_acc (bare, short_train) per run: " + ", ".join(f"({a:.1f}, {c:.1f})" for a, c in accs))
-    print(f"throughput ratio short_train / bare = {b / e:.3f}  (goal >= 0.97; short_train also counts params "
-          f"and MACs)")
+    print(f"throughput ratio short_train / bare = {b / e:.3f}  (goal >= 0.97; short_train also counts params and MACs)")
     print(f"throughput ratio short_train (model_stats off) / bare = {b / lean:.3f}")
     paired = statistics.median(x / y for x, y in zip(bare_s, ev_s))
     paired_lean = statistics.median(x / y for x, y in zip(bare_s, lean_s))

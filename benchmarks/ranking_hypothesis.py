@@ -99,13 +99,23 @@ def train_curves(args: argparse.Namespace) -> dict[str, Any]:
         for e in range(args.epochs):
             runner.run(stream, spe, lambda i, e=e: cosine_lr(e * spe + i, total, args.lr), generator=generator)
             acc[k, e] = validate(model, batches.val(512), transform, device, False)[0]
-        print(f"arch {k + 1}/{len(archs)}: " + " ".join(f"{a:5.1f}" for a in acc[k]) +
-              f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"arch {k + 1}/{len(archs)}: "
+            + " ".join(f"{a:5.1f}" for a in acc[k])
+            + f"  ({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     taus = taus_to_final(acc)
-    return {"space": args.space, "data": args.data, "archs": [a.to_dict() for a in archs],
-            "accuracy": acc.tolist(), "tau_to_final": taus.tolist(),
-            "mean_tau": float(taus[:-1].mean()) if len(taus) > 1 else float("nan"),
-            "seconds": time.perf_counter() - start}
+    return {
+        "space": args.space,
+        "data": args.data,
+        "archs": [a.to_dict() for a in archs],
+        "accuracy": acc.tolist(),
+        "tau_to_final": taus.tolist(),
+        "mean_tau": float(taus[:-1].mean()) if len(taus) > 1 else float("nan"),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def nb201_taus(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,10 +127,15 @@ def nb201_taus(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"cells": len(table)}
     for ds in DATASETS:
         early, final = table.column(ds, "val", 12), table.column(ds, "test", 200)
-        draws = [kendall(early[i], final[i]) for i in
-                 (rng.choice(len(table), size=args.archs, replace=False) for _ in range(200))]
-        out[ds] = {"tau_all": kendall(early, final), f"tau_{args.archs}_mean": float(np.mean(draws)),
-                   f"tau_{args.archs}_std": float(np.std(draws))}
+        draws = [
+            kendall(early[i], final[i])
+            for i in (rng.choice(len(table), size=args.archs, replace=False) for _ in range(200))
+        ]
+        out[ds] = {
+            "tau_all": kendall(early, final),
+            f"tau_{args.archs}_mean": float(np.mean(draws)),
+            f"tau_{args.archs}_std": float(np.std(draws)),
+        }
     return out
 
 
@@ -131,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archs", type=int, default=8, metavar="K", help="architectures to train (default 8)")
     p.add_argument("--epochs", type=int, default=8, metavar="E", help="epochs per architecture (default 8)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cells", choices=["genotype", "path"], default="genotype",
-                   help="genotype: DARTS-rule cells (2 inputs per node) where the space has the rule; "
-                        "path: uniform single paths")
+    p.add_argument(
+        "--cells",
+        choices=["genotype", "path"],
+        default="genotype",
+        help="genotype: DARTS-rule cells (2 inputs per node) where the space has the rule; path: uniform single paths",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate, cosine to 0 over E epochs")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="space or data option, e.g. --set space.C=8 --set data.limit=600")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="space or data option, e.g. --set space.C=8 --set data.limit=600",
+    )
     p.add_argument("--nb201", action="store_true", help="compare NAS-Bench-201's 12- and 200-epoch tables instead")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
@@ -150,13 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NAS-Bench-201, {res['cells']} cells: Kendall tau, 12-epoch val vs 200-epoch test accuracy")
         for ds, r in res.items():
             if isinstance(r, dict):
-                print(f"  {ds:15s} all cells {r['tau_all']:.3f}   {args.archs} random cells "
-                      f"{r[f'tau_{args.archs}_mean']:.3f} +- {r[f'tau_{args.archs}_std']:.3f} (200 draws)")
+                print(
+                    f"  {ds:15s} all cells {r['tau_all']:.3f}   {args.archs} random cells "
+                    f"{r[f'tau_{args.archs}_mean']:.3f} +- {r[f'tau_{args.archs}_std']:.3f} (200 draws)"
+                )
     else:
         res = train_curves(args)
         taus = res["tau_to_final"]
-        print(f"{args.space} on {args.data}: {args.archs} architectures x {args.epochs} epochs "
-              f"({res['seconds']:.0f} s)")
+        print(
+            f"{args.space} on {args.data}: {args.archs} architectures x {args.epochs} epochs ({res['seconds']:.0f} s)"
+        )
         print("epoch          " + " ".join(f"{e + 1:6d}" for e in range(len(taus))))
         print("tau to final   " + " ".join(f"{t:6.3f}" for t in taus))
         print(f"mean tau over epochs 1..{len(taus) - 1}: {res['mean_tau']:.3f}  (paper, CIFAR-10: 0.47)")

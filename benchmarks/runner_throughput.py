@@ -18,16 +18,28 @@ import time
 from pathlib import Path
 
 
-def run_once(n: int, tensorboard: bool, out: Path, strategy: str = "random", profile: bool = False,
-             options: dict | None = None) -> float:
+def run_once(
+    n: int, tensorboard: bool, out: Path, strategy: str = "random", profile: bool = False, options: dict | None = None
+) -> float:
     """Evaluations per second of one run of `n` evaluations (construction excluded)."""
     from nasframe.config import merge_config
     from nasframe.runner import Runner
 
-    cfg = merge_config({"space": {"name": "nb201"}, "evaluator": {"name": "tabular"},
-                        "strategy": {"name": strategy, **(options or {})}},
-                       run={"max_evaluations": n, "seed": 0, "out": str(out), "progress": False,
-                            "tensorboard": tensorboard, "device": "cpu"})
+    cfg = merge_config(
+        {
+            "space": {"name": "nb201"},
+            "evaluator": {"name": "tabular"},
+            "strategy": {"name": strategy, **(options or {})},
+        },
+        run={
+            "max_evaluations": n,
+            "seed": 0,
+            "out": str(out),
+            "progress": False,
+            "tensorboard": tensorboard,
+            "device": "cpu",
+        },
+    )
     runner = Runner.create(cfg, quiet=True)
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
@@ -54,16 +66,31 @@ def breakdown(n: int, strategy: str = "random") -> None:
     from nasframe.config import merge_config, resolve
     from nasframe.runner import build_components
 
-    cfg = resolve(merge_config({"space": {"name": "nb201"}, "evaluator": {"name": "tabular"},
-                                "strategy": {"name": strategy, **({"dedup": False} if strategy == "random" else {})}}))
+    cfg = resolve(
+        merge_config(
+            {
+                "space": {"name": "nb201"},
+                "evaluator": {"name": "tabular"},
+                "strategy": {"name": strategy, **({"dedup": False} if strategy == "random" else {})},
+            }
+        )
+    )
     parts = build_components(cfg, "cpu")
     space, ev, st = parts.space, parts.evaluator, parts.strategy
     arch = space.validate(st.ask()[0])
     result = ev.evaluate(arch)
-    line = {"index": 1, "arch": arch.to_dict(), "status": result.status, "metrics": result.metrics,
-            "params": result.params, "macs": result.macs,
-            "cost": {"seconds": result.cost.seconds, "epochs": result.cost.epochs},
-            "reason": result.reason, "best_val_acc": 80.0, "time": 1.2345}
+    line = {
+        "index": 1,
+        "arch": arch.to_dict(),
+        "status": result.status,
+        "metrics": result.metrics,
+        "params": result.params,
+        "macs": result.macs,
+        "cost": {"seconds": result.cost.seconds, "epochs": result.cost.epochs},
+        "reason": result.reason,
+        "best_val_acc": 80.0,
+        "time": 1.2345,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         fh = open(Path(tmp) / "h.jsonl", "a", buffering=1 << 16)
         writer = SummaryWriter(str(Path(tmp) / "tb"))
@@ -92,8 +119,12 @@ def breakdown(n: int, strategy: str = "random") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-n", type=int, default=10_000, help="evaluations per run (random search deduplicates, so "
-                   "keep it well below 15,625)")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=10_000,
+        help="evaluations per run (random search deduplicates, so keep it well below 15,625)",
+    )
     p.add_argument("--repeat", type=int, default=3, help="runs per setting; the best is reported")
     p.add_argument("--strategy", default="random")
     p.add_argument("--no-dedup", action="store_true", help="random search may repeat architectures (no dedup key)")
@@ -106,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         run_once(200, False, Path(tmp) / "warmup", args.strategy)  # imports, table load
         for tb in (False, True):
             opts = {"dedup": False} if args.no_dedup else {}
-            rates = [run_once(args.n, tb, Path(tmp) / f"tb{int(tb)}-{k}", args.strategy, options=opts)
-                     for k in range(args.repeat)]
-            print(f"tensorboard={'on ' if tb else 'off'}: {max(rates):,.0f} evaluations/s "
-                  f"(best of {args.repeat} runs of {args.n:,}; all: {', '.join(f'{r:,.0f}' for r in rates)})")
+            rates = [
+                run_once(args.n, tb, Path(tmp) / f"tb{int(tb)}-{k}", args.strategy, options=opts)
+                for k in range(args.repeat)
+            ]
+            print(
+                f"tensorboard={'on ' if tb else 'off'}: {max(rates):,.0f} evaluations/s "
+                f"(best of {args.repeat} runs of {args.n:,}; all: {', '.join(f'{r:,.0f}' for r in rates)})"
+            )
             if args.profile:
                 run_once(args.n, tb, Path(tmp) / f"prof{int(tb)}", args.strategy, profile=True, options=opts)
     return 0

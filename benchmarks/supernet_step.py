@@ -40,8 +40,9 @@ def make_space(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--C", type=int, default=8, help="DARTS initial channels (supernet and child)")
     p.add_argument("--layers", type=int, default=5, help="DARTS cells (supernet and child)")
     p.add_argument("--size", type=int, default=16, help="synthetic image side (3 channels)")
@@ -50,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per side (alternating); best is used")
     p.add_argument("--arch", default="DARTS_V2", help="DARTS architecture name or mapping (DARTS space only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this process's CPU time (steadier on a busy machine; use with --threads 1)",
+    )
     args = p.parse_args(argv)
     global clock
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -65,12 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     from nasframe.evaluators.training import StepRunner, StepSettings
 
     space, arch, label = make_space(args)
-    data = DataSource(DataOptions(name="synthetic", synthetic_shape=[3, args.size, args.size],
-                                  synthetic_size=4 * args.batch_size * args.steps), seed=0)
+    data = DataSource(
+        DataOptions(
+            name="synthetic", synthetic_shape=[3, args.size, args.size], synthetic_size=4 * args.batch_size * args.steps
+        ),
+        seed=0,
+    )
     search = data.search()
     device = torch.device("cpu")
-    ev = SupernetEvaluator(space, SupernetEvaluator.Options(batch_size=args.batch_size, augment="none",
-                                                            deterministic=False), data=data, device=device)
+    ev = SupernetEvaluator(
+        space,
+        SupernetEvaluator.Options(batch_size=args.batch_size, augment="none", deterministic=False),
+        data=data,
+        device=device,
+    )
     torch.manual_seed(0)
     ev._build()
     ev.supernet.set_path(arch)
@@ -83,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = Batches(search)
     # the same supernet path under a plain StepRunner of its own: no snapshot, no narrowed optimizer
     plain_opt = torch.optim.SGD(path, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    plain = StepRunner(ev.supernet, plain_opt, BatchTransform(search.mean, search.std, AugmentPolicy()), settings,
-                       device)
+    plain = StepRunner(
+        ev.supernet, plain_opt, BatchTransform(search.mean, search.std, AugmentPolicy()), settings, device
+    )
 
     def supernet_run() -> float:
         ev.supernet.set_path(arch)  # uniform training leaves a random path selected
@@ -122,25 +136,38 @@ def main(argv: list[str] | None = None) -> int:
     a, s, u, b = min(alone), min(sup), min(uni), min(bare)
     n_path = sum(p.numel() for p in path)
     n_child = sum(p.numel() for p in child.parameters())
-    print(f"{label}; synthetic 3x{args.size}x{args.size}, batch {args.batch_size}; {args.steps} steps x "
-          f"{args.repeats} runs; {torch.get_num_threads()} CPU threads; {args.clock} clock")
-    print(f"path parameters {n_path:,} (supernet holds {sum(p.numel() for p in ev._params.values()):,}); "
-          f"stand-alone child {n_child:,}")
+    print(
+        f"{label}; synthetic 3x{args.size}x{args.size}, batch {args.batch_size}; {args.steps} steps x "
+        f"{args.repeats} runs; {torch.get_num_threads()} CPU threads; {args.clock} clock"
+    )
+    print(
+        f"path parameters {n_path:,} (supernet holds {sum(p.numel() for p in ev._params.values()):,}); "
+        f"stand-alone child {n_child:,}"
+    )
     print(f"stand-alone child:     {1000 * a:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in alone))
     print(f"supernet, fixed path:  {1000 * s:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in sup))
     print(f"supernet path, plain loop: {1000 * b:8.2f} ms/step   runs: " + ", ".join(f"{1000 * x:.2f}" for x in bare))
-    print(f"supernet, train_paths uniform (new path each step): {1000 * u:8.2f} ms/step   runs: "
-          + ", ".join(f"{1000 * x:.2f}" for x in uni))
+    print(
+        f"supernet, train_paths uniform (new path each step): {1000 * u:8.2f} ms/step   runs: "
+        + ", ".join(f"{1000 * x:.2f}" for x in uni)
+    )
     print(f"ratio supernet step / stand-alone step = {s / a:.3f}  (goal <= 1.10)")
-    print(f"ratio supernet step / same path in a plain loop = {s / b:.3f}  (the evaluator's own overhead; the "
-          f"rest is the search ops, e.g. DARTS' BN after pooling)")
-    print(f"ratio uniform train_paths step / stand-alone step = {u / a:.3f}  (uniform paths are not this child: on "
-          f"DARTS they run ~12 of 14 edges per cell, a genotype 8)")
+    print(
+        f"ratio supernet step / same path in a plain loop = {s / b:.3f}  (the evaluator's own overhead; the "
+        f"rest is the search ops, e.g. DARTS' BN after pooling)"
+    )
+    print(
+        f"ratio uniform train_paths step / stand-alone step = {u / a:.3f}  (uniform paths are not this child: on "
+        f"DARTS they run ~12 of 14 edges per cell, a genotype 8)"
+    )
+
     def paired(xs: list[float], ys: list[float]) -> float:
         return statistics.median(x / y for x, y in zip(xs, ys))
 
-    print(f"same ratios as the median of adjacent pairs (steadiest under load): {paired(sup, alone):.3f}, "
-          f"{paired(sup, bare):.3f}, {paired(uni, alone):.3f}")
+    print(
+        f"same ratios as the median of adjacent pairs (steadiest under load): {paired(sup, alone):.3f}, "
+        f"{paired(sup, bare):.3f}, {paired(uni, alone):.3f}"
+    )
     return 0
 
 

@@ -63,12 +63,14 @@ class SupernetOptions(TrainingOptions):
     # redeclared: a different default from short_train's
     epochs: float = option(1.0, "epochs of path training per evaluation (MDENAS: one)", min=0.001)
     lr: float = option(0.025, "initial SGD learning rate (DARTS search: 0.025)", min=0)
-    model_stats: bool = option(False, "also build each path as a stand-alone network to report its "
-                                      "parameters and MACs")
+    model_stats: bool = option(False, "also build each path as a stand-alone network to report its parameters and MACs")
     # supernet only
     steps: int | None = option(None, "train this many steps per evaluation instead of `epochs`", min=1)
-    schedule_epochs: float = option(50.0, "length of the cosine learning-rate schedule in epochs (the planned "
-                                          "total of supernet training)", min=0.001)
+    schedule_epochs: float = option(
+        50.0,
+        "length of the cosine learning-rate schedule in epochs (the planned total of supernet training)",
+        min=0.001,
+    )
     lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
 
 
@@ -78,8 +80,14 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
 
     Options = SupernetOptions
 
-    def __init__(self, space: SearchSpace, options: SupernetOptions | None = None, *,
-                 data: DataSource | None = None, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        space: SearchSpace,
+        options: SupernetOptions | None = None,
+        *,
+        data: DataSource | None = None,
+        device: torch.device | str = "cpu",
+    ):
         super().__init__(space, options, data=data, device=device)
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
@@ -109,8 +117,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         if self.supernet is not None:
             return
         if not self.space.supports_supernet:
-            raise NotSupported(f"space {self.space.name!r} has no weight-sharing supernet; use evaluator "
-                               f"short_train or another space")
+            raise NotSupported(
+                f"space {self.space.name!r} has no weight-sharing supernet; use evaluator short_train or another space"
+            )
         batches, transform = self._data()
         o = self.options
         net = cast(torch.nn.Module, self.space.build_supernet(batches.spec)).to(self.device)
@@ -118,8 +127,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
             net = net.to(memory_format=torch.channels_last)
         self.supernet = net
         self._params = dict(net.named_parameters())
-        self.optimizer = torch.optim.SGD(list(self._params.values()), lr=o.lr, momentum=o.momentum,
-                                         weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            list(self._params.values()), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
         self._runner = StepRunner(net, self.optimizer, transform, self._settings(), self.device)
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})
 
@@ -149,9 +159,16 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         batches, _ = self._data()
         generator = device_generator(self.device)
         snapshot = self._snapshot(touched)
+        runner = self._runner
+        assert runner is not None  # built together with the supernet
         try:
-            stats = self._runner.run(batches.train(self.options.batch_size, generator), steps,  # type: ignore
-                                     self._lr_at(self.step), params_for=params_for, generator=generator)
+            stats = runner.run(
+                batches.train(self.options.batch_size, generator),
+                steps,
+                self._lr_at(self.step),
+                params_for=params_for,
+                generator=generator,
+            )
         except (Diverged, torch.OutOfMemoryError):
             self._restore(snapshot)
             raise
@@ -164,9 +181,14 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         must not poison the weights that every later candidate shares."""
         state = self.optimizer.state  # type: ignore[union-attr]
         return {
-            "params": [(p, p.detach().clone(),
-                        state[p]["momentum_buffer"].clone() if "momentum_buffer" in state.get(p, {}) else None)
-                       for p in params],
+            "params": [
+                (
+                    p,
+                    p.detach().clone(),
+                    state[p]["momentum_buffer"].clone() if "momentum_buffer" in state.get(p, {}) else None,
+                )
+                for p in params
+            ],
             "buffers": [(b, b.clone()) for b in self.supernet.buffers()],
         }
 
@@ -193,8 +215,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
             cost = Cost(0.0, steps / spe)
             self.supernet.set_path(arch)
             params = self.path_params(arch)
-            outcome = attempt(lambda: self._train_and_validate(steps, params),
-                              diverged_note=" (the path's weights were restored)")
+            outcome = attempt(
+                lambda: self._train_and_validate(steps, params), diverged_note=" (the path's weights were restored)"
+            )
         params_n = macs = None
         if o.model_stats and not isinstance(outcome, Failure):
             batches, _ = self._data()
@@ -208,10 +231,18 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         stats = self._train(steps, lambda i: params, params)
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
-            recalibrate_bn(self.supernet, batches.train(o.batch_size, generator), transform,
-                           o.bn_recalibration_batches, self.device, self._settings().amp, generator)
-        val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform, self.device,
-                                     self._settings().amp)
+            recalibrate_bn(
+                self.supernet,
+                batches.train(o.batch_size, generator),
+                transform,
+                o.bn_recalibration_batches,
+                self.device,
+                self._settings().amp,
+                generator,
+            )
+        val_acc, val_loss = validate(
+            self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
+        )
         return Scores(val_acc, val_loss, stats.mean_loss)
 
     # ---- SharedWeights / AngleMetric --------------------------------------------------------
@@ -231,16 +262,22 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
             try:
                 stats = self._train(steps, params_for, list(self._params.values()))
             except Diverged as exc:
-                raise NasframeError(f"supernet training diverged: {exc}; the weights were restored; lower "
-                                    f"evaluator.lr") from None
+                raise NasframeError(
+                    f"supernet training diverged: {exc}; the weights were restored; lower evaluator.lr"
+                ) from None
             except torch.OutOfMemoryError as exc:
                 reason = oom_reason(exc)
                 free_memory(self.device)
                 raise NasframeError(f"supernet training ran {reason}; lower evaluator.batch_size") from None
         cost = Cost(time.perf_counter() - start, steps / spe)
-        return WorkReport(cost, {"train_loss": stats.mean_loss, "steps": float(steps),
-                                 "lr": cosine_lr(self.step, self._schedule_steps(), self.options.lr,
-                                                 self.options.lr_min)})
+        return WorkReport(
+            cost,
+            {
+                "train_loss": stats.mean_loss,
+                "steps": float(steps),
+                "lr": cosine_lr(self.step, self._schedule_steps(), self.options.lr, self.options.lr_min),
+            },
+        )
 
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         """Validation accuracy of `arch` with the shared weights, after BatchNorm recalibration when asked
@@ -255,10 +292,19 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
                 if recalibration is not None and recalibration.batches > 0:
                     generator = device_generator(self.device)
                     size = recalibration.batch_size or o.batch_size
-                    recalibrate_bn(self.supernet, batches.train(size, generator), transform, recalibration.batches,
-                                   self.device, self._settings().amp, generator, momentum=recalibration.momentum)
-                val_acc, val_loss = validate(self.supernet, batches.val(o.eval_batch_size), transform,
-                                             self.device, self._settings().amp)
+                    recalibrate_bn(
+                        self.supernet,
+                        batches.train(size, generator),
+                        transform,
+                        recalibration.batches,
+                        self.device,
+                        self._settings().amp,
+                        generator,
+                        momentum=recalibration.momentum,
+                    )
+                val_acc, val_loss = validate(
+                    self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
+                )
             except torch.OutOfMemoryError as exc:
                 free_memory(self.device)
                 return Result.failed(oom_reason(exc), Cost(time.perf_counter() - start, 0.0))
@@ -306,8 +352,10 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         """Store the base weights, plus flat views of base and current weights for `path_vectors`
         (a view of a contiguous parameter follows its in-place updates; others are flattened per call)."""
         self.base = base
-        self._flat = {name: (base[name].reshape(-1), p.detach().view(-1) if p.is_contiguous() else None)
-                      for name, p in self._params.items()}
+        self._flat = {
+            name: (base[name].reshape(-1), p.detach().view(-1) if p.is_contiguous() else None)
+            for name, p in self._params.items()
+        }
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

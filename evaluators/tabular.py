@@ -27,12 +27,14 @@ from nasframe.space import Arch, SearchSpace, TabularSpace
 @dataclass(frozen=True)
 class TabularOptions:
     dataset: Literal["cifar10", "cifar100", "imagenet16-120"] = option(
-        "cifar10", "which of the benchmark's data sets to read")
+        "cifar10", "which of the benchmark's data sets to read"
+    )
     fidelity: Literal[12, 200] = option(
-        12, "epochs of the table the search sees: 12 (val acc) or 200 (test acc; oracle)")
+        12, "epochs of the table the search sees: 12 (val acc) or 200 (test acc; oracle)"
+    )
     epochs_per_eval: float | None = option(
-        None, "simulated training epochs charged per evaluation (default: the fidelity), for run.max_epochs",
-        min=0)
+        None, "simulated training epochs charged per evaluation (default: the fidelity), for run.max_epochs", min=0
+    )
 
 
 @register_evaluator("tabular")
@@ -46,8 +48,9 @@ class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
     def __init__(self, space: SearchSpace, options: TabularOptions | None = None, **kwargs: Any):
         super().__init__(space, options, **kwargs)
         if not isinstance(space, TabularSpace):
-            raise NotSupported(f"evaluator 'tabular' needs a space with a benchmark table (nb201); "
-                               f"space {space.name!r} has none")
+            raise NotSupported(
+                f"evaluator 'tabular' needs a space with a benchmark table (nb201); space {space.name!r} has none"
+            )
         table = space.benchmark_table()
         o = self.options
         self._names = tuple(d.name for d in space.define_decisions())

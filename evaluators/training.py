@@ -37,32 +37,44 @@ class TrainingOptions:
     in the listing.
     """
 
-    epochs: float = option(2.0, "epochs over search-train per candidate (a budget's epochs or steps override "
-                                "it)", min=0.001)
+    epochs: float = option(
+        2.0, "epochs over search-train per candidate (a budget's epochs or steps override it)", min=0.001
+    )
     batch_size: int = option(64, "training mini-batch size", min=1)
     eval_batch_size: int = option(512, "validation batch size (no effect on the result)", min=1)
     lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
     momentum: float = option(0.9, "SGD momentum", min=0, max=1)
     weight_decay: float = option(3e-4, "SGD weight decay (L2) on the parameters being trained", min=0)
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
-    auxiliary_weight: float = option(0.4, "weight of the auxiliary head's loss when the model returns "
-                                          "(logits, aux) in train mode and has no `auxiliary_weight` of its "
-                                          "own", min=0)
+    auxiliary_weight: float = option(
+        0.4,
+        "weight of the auxiliary head's loss when the model returns "
+        "(logits, aux) in train mode and has no `auxiliary_weight` of its "
+        "own",
+        min=0,
+    )
     label_smoothing: float = option(0.0, "cross-entropy label smoothing", min=0, max=1)
-    bn_recalibration_batches: int = option(10, "before validating, re-estimate BatchNorm statistics from this "
-                                               "many train batches (a few epochs leave them stale; 0: off)",
-                                           min=0)
-    augment: str = option("auto", "train-batch augmentation on the device; auto: crop+flip for small colour "
-                                  "images, none otherwise", choices=AUGMENT_CHOICES)
+    bn_recalibration_batches: int = option(
+        10,
+        "before validating, re-estimate BatchNorm statistics from this "
+        "many train batches (a few epochs leave them stale; 0: off)",
+        min=0,
+    )
+    augment: str = option(
+        "auto",
+        "train-batch augmentation on the device; auto: crop+flip for small colour images, none otherwise",
+        choices=AUGMENT_CHOICES,
+    )
     cutout: int = option(0, "cutout square side in pixels after augmentation (0: off; DARTS uses 16)", min=0)
     amp: bool = option(True, "CUDA only: bf16 autocast for forward and loss")
-    channels_last: bool = option(True, "NHWC memory format for model and batches (CUDA: tensor cores; CPU: oneDNN's "
-                                       "depthwise and pooling kernels skip a layout conversion per call)")
-    model_stats: bool = option(True, "count parameters and MACs of each candidate (MACs cost one traced forward "
-                                     "pass)")
+    channels_last: bool = option(
+        True,
+        "NHWC memory format for model and batches (CUDA: tensor cores; CPU: oneDNN's "
+        "depthwise and pooling kernels skip a layout conversion per call)",
+    )
+    model_stats: bool = option(True, "count parameters and MACs of each candidate (MACs cost one traced forward pass)")
     deterministic: bool | None = option(None, "torch deterministic algorithms (null: on for CPU, off for CUDA)")
-    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)",
-                              min=1)
+    check_every: int = option(50, "steps between NaN/inf checks of the loss (each check is one host sync)", min=1)
 
 
 @dataclass(frozen=True)
@@ -98,14 +110,18 @@ def resolve_deterministic(options: TrainingOptions, device: torch.device) -> boo
 
 def step_settings(options: TrainingOptions, model: nn.Module, device: torch.device) -> StepSettings:
     """The step settings for `model`; a model's own `auxiliary_weight` wins over the option."""
-    return StepSettings(grad_clip=options.grad_clip,
-                        auxiliary_weight=getattr(model, "auxiliary_weight", options.auxiliary_weight),
-                        label_smoothing=options.label_smoothing, amp=options.amp and device.type == "cuda",
-                        check_every=options.check_every)
+    return StepSettings(
+        grad_clip=options.grad_clip,
+        auxiliary_weight=getattr(model, "auxiliary_weight", options.auxiliary_weight),
+        label_smoothing=options.label_smoothing,
+        amp=options.amp and device.type == "cuda",
+        check_every=options.check_every,
+    )
 
 
-def search_data(evaluator: str, data: DataSource | None, options: TrainingOptions,
-                device: torch.device) -> tuple[Batches, BatchTransform]:
+def search_data(
+    evaluator: str, data: DataSource | None, options: TrainingOptions, device: torch.device
+) -> tuple[Batches, BatchTransform]:
     """Search-train/val batches on the device and the augmentation the options ask for."""
     if data is None:
         raise ConfigError(f"{evaluator} needs a data set (evaluators get one from the run's data: section)")
@@ -161,8 +177,13 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
     result of a correct kernel.
     """
     det: Any = torch.utils.deterministic  # fill_uninitialized_memory is missing from torch's type stubs
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, det.fill_uninitialized_memory)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        det.fill_uninitialized_memory,
+    )
     change = saved[:2] != (enabled, True)
     if change:
         _set_deterministic_algorithms(enabled, warn_only=True)
@@ -203,8 +224,9 @@ def oom_reason(exc: BaseException) -> str:
     return f"out of GPU memory: {first[:200]}"
 
 
-def classification_loss(out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor,
-                        settings: StepSettings) -> torch.Tensor:
+def classification_loss(
+    out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, settings: StepSettings
+) -> torch.Tensor:
     """Cross-entropy; a (logits, aux) output adds `auxiliary_weight` x the auxiliary head's loss."""
     if isinstance(out, (tuple, list)):
         logits, aux = out[0], (out[1] if len(out) > 1 else None)
@@ -224,8 +246,14 @@ class StepRunner:
     gets no update at all: no momentum, no weight decay, no new optimizer state.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, transform: BatchTransform,
-                 settings: StepSettings, device: torch.device):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        transform: BatchTransform,
+        settings: StepSettings,
+        device: torch.device,
+    ):
         if len(optimizer.param_groups) != 1:
             raise ValueError("StepRunner expects an optimizer with one parameter group")
         self.model = model
@@ -235,9 +263,16 @@ class StepRunner:
         self.device = device
         self.all_params: list[torch.Tensor] = list(optimizer.param_groups[0]["params"])
 
-    def run(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], steps: int,
-            lr_at: Callable[[int], float], *, params_for: Callable[[int], Sequence[torch.Tensor]] | None = None,
-            generator: torch.Generator | None = None, window: int | None = None) -> TrainStats:
+    def run(
+        self,
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        steps: int,
+        lr_at: Callable[[int], float],
+        *,
+        params_for: Callable[[int], Sequence[torch.Tensor]] | None = None,
+        generator: torch.Generator | None = None,
+        window: int | None = None,
+    ) -> TrainStats:
         """Train `steps` steps; raise Diverged at the first check that finds a non-finite loss.
 
         `lr_at(i)` gives the learning rate of step i (0-based within this call); `window` is how
@@ -276,7 +311,7 @@ class StepRunner:
                 p.grad = None
         if steps == 0:
             return TrainStats(0, float("nan"))
-        last = losses[max(0, steps - (window or steps)):steps]
+        last = losses[max(0, steps - (window or steps)) : steps]
         return TrainStats(steps, float(last.mean()))
 
 
@@ -289,8 +324,13 @@ def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], transform: BatchTransform,
-             device: torch.device, amp: bool) -> tuple[float, float]:
+def validate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    transform: BatchTransform,
+    device: torch.device,
+    amp: bool,
+) -> tuple[float, float]:
     """(top-1 accuracy in percent, mean cross-entropy) over the batches, in eval mode; one host sync."""
     was_training = model.training
     model.eval()
@@ -313,9 +353,16 @@ def validate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                   transform: BatchTransform, num_batches: int, device: torch.device, amp: bool,
-                   generator: torch.Generator | None = None, momentum: float | None = None) -> None:
+def recalibrate_bn(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    transform: BatchTransform,
+    num_batches: int,
+    device: torch.device,
+    amp: bool,
+    generator: torch.Generator | None = None,
+    momentum: float | None = None,
+) -> None:
     """SPOS-style BatchNorm recalibration: reset running statistics and re-estimate them from
     `num_batches` train batches in train mode, without gradients.
 
@@ -327,8 +374,14 @@ def recalibrate_bn(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns or num_batches <= 0:
         return
-    stats = [(cast(torch.Tensor, m.running_mean), cast(torch.Tensor, m.running_var),
-              cast(torch.Tensor, m.num_batches_tracked)) for m in bns]  # tracked statistics: never None here
+    stats = [
+        (
+            cast(torch.Tensor, m.running_mean),
+            cast(torch.Tensor, m.running_var),
+            cast(torch.Tensor, m.num_batches_tracked),
+        )
+        for m in bns
+    ]  # tracked statistics: never None here
     saved = [(mean.clone(), var.clone(), count.clone(), m.momentum) for (mean, var, count), m in zip(stats, bns)]
     for m in bns:
         m.reset_running_stats()
@@ -383,8 +436,15 @@ def attempt(work: Callable[[], T], diverged_note: str = "") -> T | Failure:
         return Failure(oom_reason(exc), out_of_memory=True)
 
 
-def evaluation_result(outcome: Scores | Failure, cost: Cost, start: float, device: torch.device, *,
-                      params: int | None = None, macs: int | None = None) -> Result:
+def evaluation_result(
+    outcome: Scores | Failure,
+    cost: Cost,
+    start: float,
+    device: torch.device,
+    *,
+    params: int | None = None,
+    macs: int | None = None,
+) -> Result:
     """The Result of an evaluation that trained then validated, with its wall time: failed with the
     failure's reason (after freeing memory when it ran out), failed when the validation loss is not
     finite, else ok with val_acc, val_loss and train_loss."""

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from nasframe.rundir import RunResult
 
 
-def run(config: Mapping[str, Any] | str | os.PathLike, *, sets: list[str] | None = None,
-        quiet: bool = True) -> RunResult:
+def run(
+    config: Mapping[str, Any] | str | os.PathLike, *, sets: list[str] | None = None, quiet: bool = True
+) -> RunResult:
     """Run a search described by a config mapping (the sections of a YAML config; a component section
     may be just its name) or a YAML file, with optional `section.key=value` overrides. Returns the
     run's result (best.json); the run folder is `config["run"]["out"]` or a new one under runs/."""
@@ -42,8 +43,9 @@ def resume(run_dir: str | os.PathLike, *, budget: int | None = None, quiet: bool
     """Continue a killed run (or extend a finished one with a larger evaluation `budget`)."""
     from nasframe.runner import Runner
 
-    summary = Runner.resume(Path(run_dir), overrides={"max_evaluations": budget}, quiet=quiet,
-                            command=["nasframe.resume"]).run()
+    summary = Runner.resume(
+        Path(run_dir), overrides={"max_evaluations": budget}, quiet=quiet, command=["nasframe.resume"]
+    ).run()
     return summary.result if summary.result is not None else load_result(run_dir)
 
 

@@ -80,8 +80,9 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:
         # torch's own message is several lines and suggests weights_only=False: exactly the wrong
         # advice for a damaged or foreign file, so only its kind is shown
-        raise RunDirError(f"{path}: unreadable checkpoint ({type(exc).__name__}); the file is damaged or was not "
-                          f"written by nasframe") from None
+        raise RunDirError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}); the file is damaged or was not written by nasframe"
+        ) from None
 
 
 class RunLock:
@@ -125,8 +126,9 @@ class RunLock:
                 fh.seek(0)
                 owner = fh.read().strip() or "another process"
                 fh.close()
-                raise RunDirError(f"run directory {self.path.parent} is in use by {owner}; wait for it or pick "
-                                  f"another --out") from None
+                raise RunDirError(
+                    f"run directory {self.path.parent} is in use by {owner}; wait for it or pick another --out"
+                ) from None
             # the previous holder removes the file when it ends: a lock on a removed file is no lock
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino

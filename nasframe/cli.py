@@ -26,8 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _common() -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_PATH",
-                   help="import a module or .py file that registers components (repeatable)")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_PATH",
+        help="import a module or .py file that registers components (repeatable)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 
@@ -87,8 +92,13 @@ class ResumeCommand:
         flags.add_device(p, "override the run's device")
         flags.add_budget(p, "raise the evaluation budget (extends a finished run)")
         allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
-        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help=f"change a setting that cannot alter results so far: {allowed}")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help=f"change a setting that cannot alter results so far: {allowed}",
+        )
         flags.add_quiet(p)
 
     @staticmethod
@@ -96,8 +106,9 @@ class ResumeCommand:
         from nasframe.runner import Runner
 
         overrides = {"device": args.device, "max_evaluations": args.budget}
-        runner = Runner.resume(args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet,
-                               command=args.command_line)
+        runner = Runner.resume(
+            args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet, command=args.command_line
+        )
         _say(f"resuming {runner.run_dir}")
         return _execute(runner)
 
@@ -109,8 +120,10 @@ def _execute(runner: Any) -> int:
         _say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
         return 130
     if not summary.ran:
-        _say(f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran. Raise "
-             f"--budget to extend it.")
+        _say(
+            f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran. Raise "
+            f"--budget to extend it."
+        )
     if summary.result is not None:
         _print_result(summary.result, summary.run_dir)
     return 0
@@ -124,11 +137,15 @@ def _print_result(result: Any, run_dir: Path) -> None:
     from nasframe.costs import format_count
 
     print(f"run: {run_dir}")
-    print(f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
-          + (f"  (rejected by constraints: {result.infeasible})" if result.infeasible else ""))
+    print(
+        f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
+        + (f"  (rejected by constraints: {result.infeasible})" if result.infeasible else "")
+    )
     cost = result.cost
-    print(f"cost: {cost['seconds']:.1f} s evaluating, {cost['epochs']:g} epochs, {cost['wall_seconds']:.1f} s wall"
-          + (f" (supernet work: {result.work['epochs']:g} epochs)" if result.work.get("epochs") else ""))
+    print(
+        f"cost: {cost['seconds']:.1f} s evaluating, {cost['epochs']:g} epochs, {cost['wall_seconds']:.1f} s wall"
+        + (f" (supernet work: {result.work['epochs']:g} epochs)" if result.work.get("epochs") else "")
+    )
     be = result.best_evaluated
     if be:
         print(f"best evaluated: #{be['index']} val_acc={_fmt((be.get('metrics') or {}).get('val_acc'))}")
@@ -177,10 +194,13 @@ class ShowCommand:
         ok = [r for r in records if r.val_acc is not None]
         top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
         holder = RunLock.holder(files.path)
-        progress = {"finished": False, "running": holder, "evaluations": len(records),
-                    "failed": sum(r.status == "failed" for r in records),
-                    "best_so_far": None if top is None else {"index": top.index, "arch": top.arch,
-                                                             "metrics": top.metrics}}
+        progress = {
+            "finished": False,
+            "running": holder,
+            "evaluations": len(records),
+            "failed": sum(r.status == "failed" for r in records),
+            "best_so_far": None if top is None else {"index": top.index, "arch": top.arch, "metrics": top.metrics},
+        }
         if args.json:
             print(json.dumps(progress, indent=2))
             return 0
@@ -198,8 +218,9 @@ class ListCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("kind", nargs="?", choices=["strategies", "spaces", "evaluators", "datasets"],
-                       help="only this kind")
+        p.add_argument(
+            "kind", nargs="?", choices=["strategies", "spaces", "evaluators", "datasets"], help="only this kind"
+        )
         p.add_argument("--brief", action="store_true", help="names and descriptions only")
 
     @staticmethod
@@ -209,8 +230,12 @@ class ListCommand:
         from nasframe.options import describe_options
         from nasframe.registry import Registry, datasets, evaluators, spaces, strategies
 
-        kinds: dict[str, Registry[Any]] = {"strategies": strategies, "spaces": spaces, "evaluators": evaluators,
-                                           "datasets": datasets}
+        kinds: dict[str, Registry[Any]] = {
+            "strategies": strategies,
+            "spaces": spaces,
+            "evaluators": evaluators,
+            "datasets": datasets,
+        }
         for title, reg in kinds.items():
             if args.kind and args.kind != title:
                 continue
@@ -247,11 +272,19 @@ class InspectCommand:
         p.add_argument("--space", required=True, help="search space")
         p.add_argument("--arch", help="a named architecture, a JSON mapping, or the space's text form")
         p.add_argument("--arch-file", metavar="FILE", help="read the architecture from a file (e.g. best.json)")
-        p.add_argument("--data", metavar="NAME",
-                       help="data set whose input size and classes to use (default: the space's reference, "
-                            "e.g. cifar10 for darts)")
-        p.add_argument("--set", action="append", default=[], metavar="space.KEY=VALUE",
-                       help="space option, e.g. --set space.C=36 --set space.layers=20")
+        p.add_argument(
+            "--data",
+            metavar="NAME",
+            help="data set whose input size and classes to use (default: the space's reference, "
+            "e.g. cifar10 for darts)",
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="space.KEY=VALUE",
+            help="space option, e.g. --set space.C=36 --set space.layers=20",
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--plot", metavar="FILE.png", help="draw the architecture to an image")
         p.add_argument("--no-macs", action="store_true", help="skip the MAC count (faster for large nets)")
@@ -273,10 +306,16 @@ class InspectCommand:
         space = cls(build_options(cls.Options, values, "space"))
         data_name = args.data or cls.reference_data
         spec = DataSource(build_options(DataOptions, {"name": data_name}, "data"), seed=0).spec
-        info: dict[str, Any] = {"space": args.space, "options": options_to_dict(space.options),
-                                "decisions": len(space.decisions), "size": space.size(),
-                                "log10_size": round(space.log10_size(), 3), "data": data_name,
-                                "input_shape": list(spec.input_shape), "num_classes": spec.num_classes}
+        info: dict[str, Any] = {
+            "space": args.space,
+            "options": options_to_dict(space.options),
+            "decisions": len(space.decisions),
+            "size": space.size(),
+            "log10_size": round(space.log10_size(), 3),
+            "data": data_name,
+            "input_shape": list(spec.input_shape),
+            "num_classes": spec.num_classes,
+        }
         text = args.arch
         if args.arch_file:
             text, source = _arch_text_from_file(args.arch_file)
@@ -345,8 +384,9 @@ def _arch_text_from_file(path: str) -> tuple[str, str | None]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"--arch-file {path}: not UTF-8 text; give a JSON/YAML mapping or a run's best.json") \
-            from None
+        raise ConfigError(
+            f"--arch-file {path}: not UTF-8 text; give a JSON/YAML mapping or a run's best.json"
+        ) from None
     if p.suffix != ".json":
         return text, None
     try:
@@ -383,8 +423,9 @@ def _say(msg: str) -> None:
 def make_parser() -> argparse.ArgumentParser:
     from nasframe import __version__
 
-    parser = _Parser(prog="nasframe", description="Neural architecture search with pluggable spaces, evaluators "
-                     "and strategies.")
+    parser = _Parser(
+        prog="nasframe", description="Neural architecture search with pluggable spaces, evaluators and strategies."
+    )
     parser.add_argument("--version", action="version", version=f"nasframe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _common()

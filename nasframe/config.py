@@ -45,17 +45,27 @@ class RunOptions:
     runs_root: str = option("runs", "parent folder of run directories named by default")
     checkpoint_every: int | None = option(None, "checkpoint after this many evaluations", min=1)
     checkpoint_seconds: float = option(30.0, "also checkpoint when this much time passed since the last", min=0)
-    work_chunk_epochs: float = option(1.0, "one-shot strategies: supernet training is executed (and checkpointed) "
-                                           "in pieces of at most this many epochs", min=0.001)
+    work_chunk_epochs: float = option(
+        1.0,
+        "one-shot strategies: supernet training is executed (and checkpointed) in pieces of at most this many epochs",
+        min=0.001,
+    )
     final_evaluation: Literal["auto", "always", "never"] = option(
-        "auto", "evaluate the returned architecture once more at the end with the run's evaluator; auto: only "
-                "when the search never evaluated it (e.g. MDENAS' most likely architecture)")
+        "auto",
+        "evaluate the returned architecture once more at the end with the run's evaluator; auto: only "
+        "when the search never evaluated it (e.g. MDENAS' most likely architecture)",
+    )
     tensorboard: bool = option(True, "write TensorBoard event files into the run directory")
-    tensorboard_interval: float = option(0.02, "log per-evaluation scalars at most this often, in seconds "
-                                               "(new bests are always logged)", min=0)
+    tensorboard_interval: float = option(
+        0.02, "log per-evaluation scalars at most this often, in seconds (new bests are always logged)", min=0
+    )
     progress: bool = option(True, "show a progress bar on a terminal")
-    threads: int | Literal["auto"] = option("auto", "CPU threads of torch's intra- and inter-op pools; auto: 1, or "
-                                                    "OMP_NUM_THREADS when set (see nasframe/threads.py)", min=1)
+    threads: int | Literal["auto"] = option(
+        "auto",
+        "CPU threads of torch's intra- and inter-op pools; auto: 1, or "
+        "OMP_NUM_THREADS when set (see nasframe/threads.py)",
+        min=1,
+    )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -104,8 +114,13 @@ def _check_section(section: str) -> None:
         raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(SECTIONS)}")
 
 
-def merge_config(base: dict[str, Any] | None = None, *, names: dict[str, str | None] | None = None,
-                 sets: list[str] | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+def merge_config(
+    base: dict[str, Any] | None = None,
+    *,
+    names: dict[str, str | None] | None = None,
+    sets: list[str] | None = None,
+    run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Combine a YAML mapping, component names from flags, `--set` items and run flags (in that order
     of increasing precedence, except --set which wins over everything)."""
     cfg: dict[str, Any] = copy.deepcopy(base or {})

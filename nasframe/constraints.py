@@ -24,12 +24,18 @@ from nasframe.space import Arch
 class ConstraintOptions:
     """The `constraints:` section (all limits off by default)."""
 
-    max_params: int | None = option(None, "largest parameter count of an evaluated architecture (stand-alone "
-                                          "network; null: no limit)", min=1)
-    max_macs: int | None = option(None, "largest multiply-accumulate count for one image at the data set's input "
-                                        "size (SPOS: 330e6 at 224x224; null: no limit)", min=1)
-    max_rejections: int = option(1000, "architectures in a row the limits may reject before the run stops with "
-                                       "an error", min=1)
+    max_params: int | None = option(
+        None, "largest parameter count of an evaluated architecture (stand-alone network; null: no limit)", min=1
+    )
+    max_macs: int | None = option(
+        None,
+        "largest multiply-accumulate count for one image at the data set's input "
+        "size (SPOS: 330e6 at 224x224; null: no limit)",
+        min=1,
+    )
+    max_rejections: int = option(
+        1000, "architectures in a row the limits may reject before the run stops with an error", min=1
+    )
 
     @property
     def active(self) -> bool:
@@ -55,12 +61,16 @@ class Constraints:
             return
         p, m = low
         o = self.options
-        for name, unit, value, limit in (("max_params", "parameters", p, o.max_params),
-                                         ("max_macs", "MACs", m, o.max_macs)):
+        for name, unit, value, limit in (
+            ("max_params", "parameters", p, o.max_params),
+            ("max_macs", "MACs", m, o.max_macs),
+        ):
             if limit is not None and value > limit:
-                raise ConstraintError(f"constraints.{name}={format_count(limit)}: no architecture of space "
-                                      f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
-                                      f"{unit} at the data set's input size")
+                raise ConstraintError(
+                    f"constraints.{name}={format_count(limit)}: no architecture of space "
+                    f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
+                    f"{unit} at the data set's input size"
+                )
 
     def check(self, arch: Arch) -> Result | None:
         """None when `arch` is within the limits, else the "infeasible" result to tell the strategy."""
@@ -68,10 +78,14 @@ class Constraints:
         if not o.active:
             return None
         params, macs = self.costs.counts(arch)
-        over = [f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
-                for name, name_of, value, limit in (("params", "max_params", params, o.max_params),
-                                                    ("MACs", "max_macs", macs, o.max_macs))
-                if limit is not None and value > limit]
+        over = [
+            f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
+            for name, name_of, value, limit in (
+                ("params", "max_params", params, o.max_params),
+                ("MACs", "max_macs", macs, o.max_macs),
+            )
+            if limit is not None and value > limit
+        ]
         if not over:
             return None
         if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
@@ -80,11 +94,16 @@ class Constraints:
 
     def give_up_message(self, strategy: str, streak: int) -> str:
         o = self.options
-        limits = ", ".join(f"constraints.{k}={format_count(v)}" for k, v in
-                           (("max_params", o.max_params), ("max_macs", o.max_macs)) if v is not None)
+        limits = ", ".join(
+            f"constraints.{k}={format_count(v)}"
+            for k, v in (("max_params", o.max_params), ("max_macs", o.max_macs))
+            if v is not None
+        )
         low = ""
         if self.smallest_rejected is not None:
             p, m = self.smallest_rejected
             low = f"; the smallest rejected had {format_count(p)} params and {format_count(m)} MACs"
-        return (f"strategy {strategy!r} proposed {streak} architectures in a row over the limits ({limits}){low}; "
-                f"loosen the limits or raise constraints.max_rejections")
+        return (
+            f"strategy {strategy!r} proposed {streak} architectures in a row over the limits ({limits}){low}; "
+            f"loosen the limits or raise constraints.max_rejections"
+        )

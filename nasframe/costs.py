@@ -104,8 +104,10 @@ class ArchCosts:
             arch = Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in full])
             if _lookup(table, arch) != self.count_directly(arch):
                 self._use_table = False  # the space's declaration is wrong: count every architecture
-                raise NotSupported(f"space {self.space.name!r} declares additive_costs but its counts do not "
-                                   f"add up over decisions (checked on {arch!r}); remove the declaration")
+                raise NotSupported(
+                    f"space {self.space.name!r} declares additive_costs but its counts do not "
+                    f"add up over decisions (checked on {arch!r}); remove the declaration"
+                )
         self._table = table
         return table
 

@@ -134,8 +134,14 @@ class Evaluator(ABC, Generic[OptionsT]):
     #: torch before each evaluation, which matters at thousands of evaluations per second
     uses_torch_rng: ClassVar[bool] = True
 
-    def __init__(self, space: SearchSpace, options: OptionsT | None = None, *, data: DataSource | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        space: SearchSpace,
+        options: OptionsT | None = None,
+        *,
+        data: DataSource | None = None,
+        device: torch.device | str = "cpu",
+    ):
         import torch
 
         self.space = space
@@ -232,9 +238,11 @@ class TabularBenchmark(Capability):
 
 def capabilities_of(evaluator_cls: type) -> list[type[Capability]]:
     """The capability classes `evaluator_cls` declares (its bases that are capabilities), most general first."""
-    found = [c for c in evaluator_cls.__mro__
-             if isinstance(c, type) and issubclass(c, Capability) and c is not Capability
-             and not issubclass(c, Evaluator)]
+    found = [
+        c
+        for c in evaluator_cls.__mro__
+        if isinstance(c, type) and issubclass(c, Capability) and c is not Capability and not issubclass(c, Evaluator)
+    ]
     return list(reversed(found))
 
 

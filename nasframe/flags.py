@@ -10,8 +10,17 @@ import argparse
 
 #: settings `resume --set` may change: where things are and how they are shown, never results so far
 RESUME_SETTABLE: dict[str, set[str]] = {
-    "run": {"device", "progress", "tensorboard", "tensorboard_interval", "checkpoint_every", "checkpoint_seconds",
-            "max_evaluations", "max_epochs", "max_seconds"},
+    "run": {
+        "device",
+        "progress",
+        "tensorboard",
+        "tensorboard_interval",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "max_evaluations",
+        "max_epochs",
+        "max_seconds",
+    },
     "data": {"root", "workers", "download"},
 }
 
@@ -44,16 +53,29 @@ def add_components(p: argparse.ArgumentParser) -> None:
 
 
 def add_config(p: argparse.ArgumentParser, set_help: str | None = None, config_help: str | None = None) -> None:
-    p.add_argument("--config", metavar="FILE", help=config_help or "YAML file with strategy/space/evaluator/data/"
-                                                                   "run/constraints sections")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help=set_help or "override any option, e.g. --set strategy.lr=0.02 (repeatable; value read as "
-                                    "YAML; counts may be written 330e6 or 330M)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help=config_help or "YAML file with strategy/space/evaluator/data/run/constraints sections",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=set_help
+        or "override any option, e.g. --set strategy.lr=0.02 (repeatable; value read as "
+        "YAML; counts may be written 330e6 or 330M)",
+    )
 
 
 def add_budget(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--budget", type=positive_int, metavar="N",
-                   help=help or "evaluations: shorthand for --set run.max_evaluations=N")
+    p.add_argument(
+        "--budget",
+        type=positive_int,
+        metavar="N",
+        help=help or "evaluations: shorthand for --set run.max_evaluations=N",
+    )
 
 
 def add_device(p: argparse.ArgumentParser, help: str = "default auto: CUDA when present") -> None:

@@ -148,8 +148,13 @@ class BinnedPaths(PathSampler):
         return draw
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "edges": list(self.edges), "metric": self.metric, "max_draws": self.max_draws,
-                "restriction": _restriction_state(self.restriction)}
+        return {
+            "kind": self.kind,
+            "edges": list(self.edges),
+            "metric": self.metric,
+            "max_draws": self.max_draws,
+            "restriction": _restriction_state(self.restriction),
+        }
 
 
 @dataclass(frozen=True)
@@ -171,14 +176,20 @@ class CategoricalPaths(PathSampler):
         for d in decisions:
             p = np.asarray(table.get(d.name, [1.0] * len(d.choices)), dtype=np.float64)
             if p.shape != (len(d.choices),) or not np.all(np.isfinite(p)) or p.min() < 0 or p.sum() <= 0:
-                raise ConfigError(f"categorical paths: probabilities of {d.name} must be {len(d.choices)} "
-                                  f"non-negative numbers with a positive sum")
+                raise ConfigError(
+                    f"categorical paths: probabilities of {d.name} must be {len(d.choices)} "
+                    f"non-negative numbers with a positive sum"
+                )
             rows.append(np.cumsum(p / p.sum()))
 
         def draw(rng: np.random.Generator) -> Arch:
             u = rng.random(len(rows))
-            return Arch([(d.name, d.choices[min(int(np.searchsorted(c, x, side="right")), len(d.choices) - 1)])
-                         for d, c, x in zip(decisions, rows, u)])
+            return Arch(
+                [
+                    (d.name, d.choices[min(int(np.searchsorted(c, x, side="right")), len(d.choices) - 1)])
+                    for d, c, x in zip(decisions, rows, u)
+                ]
+            )
 
         return draw
 
@@ -191,8 +202,12 @@ def sampler_from_state(state: Mapping[str, Any]) -> PathSampler:
     if kind == UniformPaths.kind:
         return UniformPaths(_restriction_from(state["restriction"]))
     if kind == BinnedPaths.kind:
-        return BinnedPaths(tuple(float(e) for e in state["edges"]), str(state["metric"]), int(state["max_draws"]),
-                           _restriction_from(state["restriction"]))
+        return BinnedPaths(
+            tuple(float(e) for e in state["edges"]),
+            str(state["metric"]),
+            int(state["max_draws"]),
+            _restriction_from(state["restriction"]),
+        )
     if kind == CategoricalPaths.kind:
         return CategoricalPaths(tuple((str(n), tuple(float(x) for x in p)) for n, p in state["probabilities"]))
     raise RunDirError(f"checkpoint holds an unknown path sampler {kind!r}")

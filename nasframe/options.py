@@ -102,7 +102,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
         coerced: list[Any] = (
-            [_coerce(v, item_types[0], f"{key}[{i}]") for i, v in enumerate(value)] if item_types else list(value))
+            [_coerce(v, item_types[0], f"{key}[{i}]") for i, v in enumerate(value)] if item_types else list(value)
+        )
         return tuple(coerced) if origin is tuple else coerced
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
@@ -180,12 +181,14 @@ def build_options(cls: type, values: Mapping[str, Any] | None, section: str) -> 
 
 def options_to_dict(opts: Any) -> dict[str, Any]:
     """Plain-data view of an options dataclass (tuples become lists) for YAML/JSON."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
+
     return {f.name: plain(getattr(opts, f.name)) for f in dataclasses.fields(opts)}
 
 

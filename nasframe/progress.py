@@ -35,8 +35,9 @@ class Progress:
             from tqdm import tqdm
 
             # disable=None: tqdm hides itself when stderr is not a terminal
-            self._bar = tqdm(total=total, initial=initial, desc=label, unit="eval", disable=None, file=sys.stderr,
-                             dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total, initial=initial, desc=label, unit="eval", disable=None, file=sys.stderr, dynamic_ncols=True
+            )
 
     def phase(self, name: str) -> None:
         if self._bar is not None and name != self._phase:

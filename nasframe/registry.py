@@ -82,8 +82,7 @@ class Registry(Generic[T]):
         except Exception as exc:  # a broken plugin must not look like a nasframe bug
             dist = f" (package {ep.dist.name})" if ep.dist is not None else ""
             raise PluginLoadError(
-                f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: "
-                f"{type(exc).__name__}: {exc}"
+                f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
         if name not in self._items and isinstance(loaded, type):
             self.add(name, loaded)  # entry point naming a class that did not use our decorator
@@ -173,8 +172,9 @@ def load_plugin(spec: str) -> None:
         raise
     except ModuleNotFoundError as exc:
         if exc.name and spec.startswith(exc.name):
-            raise PluginLoadError(f"plugin module {spec!r} not found; give an importable module or a .py file path") \
-                from exc
+            raise PluginLoadError(
+                f"plugin module {spec!r} not found; give an importable module or a .py file path"
+            ) from exc
         raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc

@@ -55,8 +55,9 @@ def _need(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -
         raise RunDirError(f"{where}: missing field {key!r}")
     value = d[key]
     if not isinstance(value, kinds):
-        raise RunDirError(f"{where}: field {key!r} is {type(value).__name__}, expected "
-                          f"{' or '.join(k.__name__ for k in kinds)}")
+        raise RunDirError(
+            f"{where}: field {key!r} is {type(value).__name__}, expected {' or '.join(k.__name__ for k in kinds)}"
+        )
     return value
 
 
@@ -101,12 +102,18 @@ class EvaluationRecord:
         if not isinstance(d, dict):
             raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
         return cls(
-            index=_need(d, "index", (int,), where), arch=_need(d, "arch", (dict,), where),
-            status=_need(d, "status", (str,), where), metrics=_need(d, "metrics", (dict,), where),
-            params=_need(d, "params", (int, type(None)), where), macs=_need(d, "macs", (int, type(None)), where),
-            cost=_need(d, "cost", (dict,), where), reason=_need(d, "reason", (str, type(None)), where),
-            best_val_acc=_need(d, "best_val_acc", _OPT_NUM, where), time=_need(d, "time", _NUM, where),
-            phase=str(d.get("phase", "search")), strategy=d.get("strategy"),
+            index=_need(d, "index", (int,), where),
+            arch=_need(d, "arch", (dict,), where),
+            status=_need(d, "status", (str,), where),
+            metrics=_need(d, "metrics", (dict,), where),
+            params=_need(d, "params", (int, type(None)), where),
+            macs=_need(d, "macs", (int, type(None)), where),
+            cost=_need(d, "cost", (dict,), where),
+            reason=_need(d, "reason", (str, type(None)), where),
+            best_val_acc=_need(d, "best_val_acc", _OPT_NUM, where),
+            time=_need(d, "time", _NUM, where),
+            phase=str(d.get("phase", "search")),
+            strategy=d.get("strategy"),
         )
 
 
@@ -169,8 +176,9 @@ class RunResult:
         if not isinstance(d, dict):
             raise RunDirError(f"{where}: not a run result (got {type(d).__name__})")
         if d.get("format") != FORMAT:
-            raise RunDirError(f"{where}: written in run-directory format {d.get('format', 1)}; this nasframe reads "
-                              f"format {FORMAT}")
+            raise RunDirError(
+                f"{where}: written in run-directory format {d.get('format', 1)}; this nasframe reads format {FORMAT}"
+            )
         final = d.get("final")
         fin = None
         if final is not None:
@@ -206,10 +214,17 @@ def provenance(device: str, threads: int | None, command: list[str] | None = Non
 
     from nasframe import __version__
 
-    return {"nasframe": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(terse=True), "command": command if command is not None else list(sys.argv),
-            "device": device, "threads": threads, "pid": os.getpid(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "nasframe": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "command": command if command is not None else list(sys.argv),
+        "device": device,
+        "threads": threads,
+        "pid": os.getpid(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 class RunDir:
@@ -250,9 +265,11 @@ class RunDir:
             raise RunDirError(f"{self.path}: not a run directory (no {self.CONFIG})")
         version = self.format()
         if version != FORMAT:
-            raise RunDirError(f"{self.path}: written by an older nasframe (run-directory format {version}); this "
-                              f"nasframe reads format {FORMAT}: finish it with the version that started it, or "
-                              f"start a new run")
+            raise RunDirError(
+                f"{self.path}: written by an older nasframe (run-directory format {version}); this "
+                f"nasframe reads format {FORMAT}: finish it with the version that started it, or "
+                f"start a new run"
+            )
 
     def format(self) -> int:
         info = self.read_info()
@@ -353,8 +370,9 @@ class RunDir:
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: no {self.BEST} (the run has not finished)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{path}: damaged ({type(exc).__name__}); `nasframe resume {self.path}` rewrites "
-                              f"it") from None
+            raise RunDirError(
+                f"{path}: damaged ({type(exc).__name__}); `nasframe resume {self.path}` rewrites it"
+            ) from None
         return RunResult.from_dict(data, str(path))
 
     def remove_result(self) -> None:

@@ -95,8 +95,9 @@ class Components:
     constraints: Constraints | None
 
 
-def check_capabilities(strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...],
-                       ev_cls: type | None = None) -> None:
+def check_capabilities(
+    strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...], ev_cls: type | None = None
+) -> None:
     """Refuse a strategy whose requests the evaluator cannot execute, naming evaluators that can."""
     ev_cls = ev_cls or evaluators.get(evaluator_name)
     missing = [c for c in needed if not issubclass(ev_cls, c)]
@@ -179,8 +180,15 @@ class RunSummary:
 class Runner:
     """Runs one search in one run directory. Use `Runner.create` or `Runner.resume`."""
 
-    def __init__(self, config: ResolvedConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False,
-                 command: list[str] | None = None):
+    def __init__(
+        self,
+        config: ResolvedConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        quiet: bool = False,
+        command: list[str] | None = None,
+    ):
         self.config = config
         self.files = RunDir(run_dir)
         self.run_dir = self.files.path
@@ -227,8 +235,15 @@ class Runner:
         return cls(config, run_dir, quiet=quiet, command=command)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, overrides: dict[str, Any] | None = None, sets: list[str] | None = None,
-               quiet: bool = False, command: list[str] | None = None) -> Runner:
+    def resume(
+        cls,
+        run_dir: str | Path,
+        *,
+        overrides: dict[str, Any] | None = None,
+        sets: list[str] | None = None,
+        quiet: bool = False,
+        command: list[str] | None = None,
+    ) -> Runner:
         """Continue a run from its last checkpoint (or from the start if it never checkpointed).
 
         `overrides` are run options (device, max_evaluations, ...); `sets` are `section.key=value`
@@ -242,8 +257,10 @@ class Runner:
             section, key, _ = parse_set(item)
             if key not in RESUME_SETTABLE.get(section, set()):
                 allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
-                raise ConfigError(f"resume --set {item!r}: only settings that cannot change results so far may "
-                                  f"change; allowed: {allowed}")
+                raise ConfigError(
+                    f"resume --set {item!r}: only settings that cannot change results so far may "
+                    f"change; allowed: {allowed}"
+                )
         cfg = merge_config(files.read_config(), run=overrides or {}, sets=sets or [])
         cfg["run"]["out"] = str(files.path)
         runner = cls(resolve(cfg), files.path, resume=True, quiet=quiet, command=command)
@@ -263,8 +280,10 @@ class Runner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
-            raise RunDirError(f"{self.run_dir}: checkpoint version {version} is not supported (this nasframe writes "
-                              f"{CHECKPOINT_VERSION})")
+            raise RunDirError(
+                f"{self.run_dir}: checkpoint version {version} is not supported (this nasframe writes "
+                f"{CHECKPOINT_VERSION})"
+            )
         try:
             loop, strategy_state, evaluator_state = state["loop"], state["strategy"], state["evaluator"]
         except KeyError as exc:
@@ -276,8 +295,10 @@ class Runner:
         except NasframeError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise RunDirError(f"{self.run_dir}: the checkpoint does not fit this run's strategy or evaluator "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+            raise RunDirError(
+                f"{self.run_dir}: the checkpoint does not fit this run's strategy or evaluator "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+            ) from None
         self._clock = Stopwatch(self.state.elapsed)
 
     # ---- the run -----------------------------------------------------------------------------
@@ -330,8 +351,10 @@ class Runner:
         if self.state.finished:
             reason = self._stop_reason()
             if reason is not None and self.config_changed and self._budget_changed():
-                raise RunDirError(f"{self.run_dir} already finished ({reason}); the new settings do not extend it "
-                                  f"(--budget raises run.max_evaluations)")
+                raise RunDirError(
+                    f"{self.run_dir} already finished ({reason}); the new settings do not extend it "
+                    f"(--budget raises run.max_evaluations)"
+                )
             if reason is not None:
                 return False
             self.state.finished = False  # resumed with a larger budget: keep searching
@@ -355,8 +378,10 @@ class Runner:
             _say(f"{name}: {plan}")
         planned, budget = strategy.planned_evaluations(), self.run_opts.max_evaluations
         if planned is not None and budget is not None and budget < planned:
-            _say(f"note: {name} plans up to {planned} evaluations but the budget stops it after {budget}; raise "
-                 f"--budget to let it finish")
+            _say(
+                f"note: {name} plans up to {planned} evaluations but the budget stops it after {budget}; raise "
+                f"--budget to let it finish"
+            )
 
     def _nothing_recorded(self) -> bool:
         s = self.state
@@ -433,8 +458,10 @@ class Runner:
         if needs is not None:
             declared = self.parts.strategy.required_capabilities(self.parts.strategy.options)
             if not any(issubclass(c, needs) for c in declared):
-                raise CapabilityError(f"strategy {self.config.names['strategy']!r} requested {request.kind} without "
-                                      f"declaring {needs.__name__} in its `requires`")
+                raise CapabilityError(
+                    f"strategy {self.config.names['strategy']!r} requested {request.kind} without "
+                    f"declaring {needs.__name__} in its `requires`"
+                )
         if isinstance(request, (Evaluate, ScoreShared)):
             return dataclasses.replace(request, arch=self.parts.space.validate(request.arch))
         return request
@@ -444,14 +471,13 @@ class Runner:
         s, strategy, arch = self.state, self.parts.strategy, request.arch
         constraints = self.parts.constraints
         rejected = constraints.check(arch) if constraints is not None else None
-        if rejected is not None:
+        if constraints is not None and rejected is not None:
             s.pending.pop(0)
             s.infeasible += 1
             s.rejection_streak += 1
             strategy.tell(arch, rejected)
-            if s.rejection_streak >= constraints.options.max_rejections:  # type: ignore[union-attr]
-                raise ConstraintError(constraints.give_up_message(self.config.names["strategy"],  # type: ignore
-                                                                  s.rejection_streak))
+            if s.rejection_streak >= constraints.options.max_rejections:
+                raise ConstraintError(constraints.give_up_message(self.config.names["strategy"], s.rejection_streak))
             return
         s.rejection_streak = 0
         evaluator = self.parts.evaluator
@@ -484,11 +510,20 @@ class Runner:
         if improved:
             s.best_acc, s.best_index = acc, index
         extra = self.parts.strategy.metrics()
-        record = EvaluationRecord(index=index, arch=arch.to_dict(), status=result.status, metrics=result.metrics,
-                                  params=result.params, macs=result.macs,
-                                  cost={"seconds": result.cost.seconds, "epochs": result.cost.epochs},
-                                  reason=result.reason, best_val_acc=s.best_acc, time=round(self._clock(), 4),
-                                  phase=self.parts.strategy.phase, strategy=extra or None)
+        record = EvaluationRecord(
+            index=index,
+            arch=arch.to_dict(),
+            status=result.status,
+            metrics=result.metrics,
+            params=result.params,
+            macs=result.macs,
+            cost={"seconds": result.cost.seconds, "epochs": result.cost.epochs},
+            reason=result.reason,
+            best_val_acc=s.best_acc,
+            time=round(self._clock(), 4),
+            phase=self.parts.strategy.phase,
+            strategy=extra or None,
+        )
         self._history.write(record.to_json() + "\n")
         writer = self._writers.get("search")
         # TensorBoard's writer costs ~50 us a scalar: with evaluations faster than that (tables),
@@ -515,8 +550,9 @@ class Runner:
             values = [float(v) for v in evaluator.path_angles(list(request.archs))]  # type: ignore[attr-defined]
             finite = [v for v in values if math.isfinite(v)]
             mean = float(np.mean(finite)) if finite else math.nan
-            report = WorkReport(Cost(time.perf_counter() - t0, 0.0), {"paths": float(len(values)), "mean_angle": mean},
-                                values)
+            report = WorkReport(
+                Cost(time.perf_counter() - t0, 0.0), {"paths": float(len(values)), "mean_angle": mean}, values
+            )
         else:
             raise CapabilityError(f"the runner cannot execute request kind {request.kind!r}")
         self._stage = "telling"
@@ -527,8 +563,14 @@ class Runner:
     def _train_piece(self, request: TrainShared) -> None:
         """One piece of a TrainShared request: at most run.work_chunk_epochs epochs."""
         s, seed = self.state, self.run_opts.seed
-        p = s.partial or {"done": 0.0, "piece": 0, "rng": path_rng(seed, s.work_done).bit_generator.state,
-                          "seconds": 0.0, "epochs": 0.0, "metrics": {}}
+        p = s.partial or {
+            "done": 0.0,
+            "piece": 0,
+            "rng": path_rng(seed, s.work_done).bit_generator.state,
+            "seconds": 0.0,
+            "epochs": 0.0,
+            "metrics": {},
+        }
         rng = np.random.default_rng()
         rng.bit_generator.state = p["rng"]
         draw = request.paths.bind(self.parts.space, self.parts.costs)
@@ -540,17 +582,24 @@ class Runner:
         if report.cost.seconds == 0.0:
             report.cost.seconds = time.perf_counter() - t0
         self._stage = "telling"
-        p = {"done": p["done"] + epochs, "piece": p["piece"] + 1, "rng": rng.bit_generator.state,
-             "seconds": p["seconds"] + report.cost.seconds, "epochs": p["epochs"] + report.cost.epochs,
-             "metrics": dict(report.metrics)}
+        p = {
+            "done": p["done"] + epochs,
+            "piece": p["piece"] + 1,
+            "rng": rng.bit_generator.state,
+            "seconds": p["seconds"] + report.cost.seconds,
+            "epochs": p["epochs"] + report.cost.epochs,
+            "metrics": dict(report.metrics),
+        }
         self._charge(report.cost)
         self._log_work(request, p["piece"] - 1, epochs, report)
         if self._progress is not None:
             self._progress.work(round(p["done"], 6), request.epochs, "epochs", p["seconds"])
         left = p["seconds"] / p["done"] * (request.epochs - p["done"])
         if p["piece"] == 1 and left > 60 and not self.quiet:  # once per request: an estimate for logs too
-            _say(f"{request.phase}: {p['seconds'] / p['done']:.1f} s per epoch, about {format_seconds(left)} left "
-                 f"in this phase ({request.epochs:g} epochs)")
+            _say(
+                f"{request.phase}: {p['seconds'] / p['done']:.1f} s per epoch, about {format_seconds(left)} left "
+                f"in this phase ({request.epochs:g} epochs)"
+            )
         if p["done"] >= request.epochs - 1e-9:
             s.partial = None
             self._finish_work(request, WorkReport(Cost(p["seconds"], p["epochs"]), p["metrics"]))
@@ -574,9 +623,16 @@ class Runner:
 
     def _log_work(self, request: Request, piece: int, epochs: float, report: WorkReport) -> None:
         s = self.state
-        record = WorkRecord(work=s.work_done, chunk=piece, kind=request.kind, phase=request.phase, epochs=epochs,
-                            cost={"seconds": report.cost.seconds, "epochs": report.cost.epochs},
-                            metrics=report.metrics, time=round(self._clock(), 4))
+        record = WorkRecord(
+            work=s.work_done,
+            chunk=piece,
+            kind=request.kind,
+            phase=request.phase,
+            epochs=epochs,
+            cost={"seconds": report.cost.seconds, "epochs": report.cost.epochs},
+            metrics=report.metrics,
+            time=round(self._clock(), 4),
+        )
         self._worklog.write(record.to_json() + "\n")
         self._worklog.flush()
         writer = self._writers.get("work")
@@ -603,8 +659,12 @@ class Runner:
             }
         names = self.config.names
         show = self.run_opts.progress and not self.quiet
-        self._progress = Progress(f"{names['strategy']}/{names['space']}/{names['evaluator']}",
-                                  self.run_opts.max_evaluations, self.state.evaluations, show)
+        self._progress = Progress(
+            f"{names['strategy']}/{names['space']}/{names['evaluator']}",
+            self.run_opts.max_evaluations,
+            self.state.evaluations,
+            show,
+        )
         self._last_ckpt = (self.state.evaluations, time.monotonic())
 
     def _close_logs(self) -> None:
@@ -672,14 +732,18 @@ class Runner:
             final, source = parts.space.validate(best.arch), "best evaluated"
         final_info = self._describe_final(final, source) if final is not None else None
         result = RunResult(
-            strategy=self.config.names["strategy"], space=self.config.names["space"],
-            evaluator=self.config.names["evaluator"], data=self.config.options["data"].name,
-            seed=self.run_opts.seed, evaluations=s.evaluations, stopped_because=s.stopped_because,
+            strategy=self.config.names["strategy"],
+            space=self.config.names["space"],
+            evaluator=self.config.names["evaluator"],
+            data=self.config.options["data"].name,
+            seed=self.run_opts.seed,
+            evaluations=s.evaluations,
+            stopped_because=s.stopped_because,
             cost={"seconds": s.total_seconds, "epochs": s.total_epochs, "wall_seconds": self._clock()},
             final=final_info,
             best_evaluated=None if best is None else {"index": best.index, "arch": best.arch, "metrics": best.metrics},
-            infeasible=s.infeasible, work={"seconds": s.work_seconds, "epochs": s.work_epochs,
-                                           "requests": s.work_done},
+            infeasible=s.infeasible,
+            work={"seconds": s.work_seconds, "epochs": s.work_epochs, "requests": s.work_done},
             data_split=parts.data.split_record,
             produced_by=provenance(str(self.device), torch.get_num_threads(), self.command),
         )
@@ -705,12 +769,22 @@ class Runner:
             if parts.evaluator.uses_torch_rng:
                 torch.manual_seed(evaluation_seed(self.run_opts.seed, self.state.evaluations))
             outcome = parts.evaluator.evaluate(final)
-            final_eval = {"status": outcome.status, "metrics": outcome.metrics, "reason": outcome.reason,
-                          "cost": {"seconds": outcome.cost.seconds, "epochs": outcome.cost.epochs}}
-        return FinalArch(arch=target, source=source, metrics=evaluated.metrics if evaluated else None,
-                         params=params, macs=macs, final_evaluation=final_eval,
-                         held_out=parts.evaluator.final_metrics(final),
-                         export=parts.space.export(final, parts.strategy.final_weights()))
+            final_eval = {
+                "status": outcome.status,
+                "metrics": outcome.metrics,
+                "reason": outcome.reason,
+                "cost": {"seconds": outcome.cost.seconds, "epochs": outcome.cost.epochs},
+            }
+        return FinalArch(
+            arch=target,
+            source=source,
+            metrics=evaluated.metrics if evaluated else None,
+            params=params,
+            macs=macs,
+            final_evaluation=final_eval,
+            held_out=parts.evaluator.final_metrics(final),
+            export=parts.space.export(final, parts.strategy.final_weights()),
+        )
 
     def _summary(self, ran: bool) -> RunSummary:
         result = self.files.read_result() if self.files.is_finished() else None
@@ -726,5 +800,14 @@ def offered_capabilities(evaluator_cls: type) -> list[str]:
     return capability_names(capabilities_of(evaluator_cls))
 
 
-__all__ = ["AngleMetric", "Components", "LoopState", "RunSummary", "Runner", "SharedWeights", "build_components",
-           "evaluation_seed", "work_seed"]
+__all__ = [
+    "AngleMetric",
+    "Components",
+    "LoopState",
+    "RunSummary",
+    "Runner",
+    "SharedWeights",
+    "build_components",
+    "evaluation_seed",
+    "work_seed",
+]

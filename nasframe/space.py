@@ -39,8 +39,9 @@ class Arch(Mapping[str, Choice]):
     __slots__ = ("_items", "_hash", "_key")
 
     def __init__(self, items: Mapping[str, Choice] | Sequence[tuple[str, Choice]] = ()):
-        pairs: tuple[tuple[str, Choice], ...] = (tuple(items.items()) if isinstance(items, Mapping)
-                                                  else tuple((str(p[0]), p[1]) for p in items))
+        pairs: tuple[tuple[str, Choice], ...] = (
+            tuple(items.items()) if isinstance(items, Mapping) else tuple((str(p[0]), p[1]) for p in items)
+        )
         self._items = pairs
         self._hash = hash(pairs)
         self._key: str | None = None

@@ -121,8 +121,13 @@ def arch_from_pairs(pairs: Sequence[Sequence[Any]] | None) -> Arch | None:
     return Arch([(str(k), v) for k, v in pairs]) if pairs is not None else None
 
 
-def ask_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str],
-               sampler: Callable[[np.random.Generator], Arch] | None = None, max_tries: int = 1000) -> Arch:
+def ask_unseen(
+    space: SearchSpace,
+    rng: np.random.Generator,
+    seen: set[str],
+    sampler: Callable[[np.random.Generator], Arch] | None = None,
+    max_tries: int = 1000,
+) -> Arch:
     """Draw until an architecture not in `seen` comes up, add its key, and return it.
 
     `sampler(rng)` defaults to `space.sample`. Raises SpaceExhausted after `max_tries` draws.
@@ -136,5 +141,6 @@ def ask_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str],
         if key not in seen:
             seen.add(key)
             return arch
-    raise SpaceExhausted(f"{max_tries} draws in a row were all seen before; the space ({space.size()} "
-                         f"architectures) looks exhausted")
+    raise SpaceExhausted(
+        f"{max_tries} draws in a row were all seen before; the space ({space.size()} architectures) looks exhausted"
+    )

@@ -50,8 +50,15 @@ class InMemoryRun:
         judge: optional replacement for `evaluator.evaluate` on architectures, e.g. a scripted score.
     """
 
-    def __init__(self, strategy: Strategy, evaluator: Evaluator, *, seed: int = 0, costs: ArchCosts | None = None,
-                 judge: Callable[[Arch, int], Result] | None = None):
+    def __init__(
+        self,
+        strategy: Strategy,
+        evaluator: Evaluator,
+        *,
+        seed: int = 0,
+        costs: ArchCosts | None = None,
+        judge: Callable[[Arch, int], Result] | None = None,
+    ):
         self.strategy = strategy
         self.evaluator = evaluator
         self.seed = seed
@@ -140,8 +147,12 @@ class ToySpace(SearchSpace):
 
     def build(self, arch: Arch, data: DataSpec) -> nn.Module:
         width = 1 + sum(int(str(c)[2:]) for c in arch.values())
-        return nn.Sequential(nn.Flatten(), nn.Linear(data.channels * data.height * data.width, width), nn.ReLU(),
-                             nn.Linear(width, data.num_classes))
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(data.channels * data.height * data.width, width),
+            nn.ReLU(),
+            nn.Linear(width, data.num_classes),
+        )
 
 
 def scripted_accuracy(arch: Arch) -> float:
@@ -159,12 +170,19 @@ class ScriptedSharedWeights(Evaluator, AngleMetric):
     a little noise. One evaluation or one scoring costs one epoch.
     """
 
-    def __init__(self, space: SearchSpace, options: Any = None, *, data: Any = None, device: Any = "cpu",
-                 dim: int = 4, paths_per_epoch: int = 16):
+    def __init__(
+        self,
+        space: SearchSpace,
+        options: Any = None,
+        *,
+        data: Any = None,
+        device: Any = "cpu",
+        dim: int = 4,
+        paths_per_epoch: int = 16,
+    ):
         super().__init__(space, options, data=data, device=device)
         g = torch.Generator().manual_seed(0)
-        self.current = {(d.name, c): torch.randn(dim, generator=g) for d in space.define_decisions()
-                        for c in d.choices}
+        self.current = {(d.name, c): torch.randn(dim, generator=g) for d in space.define_decisions() for c in d.choices}
         self.base = {k: v.clone() for k, v in self.current.items()}
         self.paths_per_epoch = paths_per_epoch
         self.calls: dict[str, int] = {}
@@ -194,12 +212,16 @@ class ScriptedSharedWeights(Evaluator, AngleMetric):
 
     def path_angles(self, archs: Sequence[Arch]) -> list[float]:
         self._count("path_angles")
-        return [float(angle(torch.cat([self.base[i] for i in a.items()]),
-                            torch.cat([self.current[i] for i in a.items()]))) for a in archs]
+        return [
+            float(angle(torch.cat([self.base[i] for i in a.items()]), torch.cat([self.current[i] for i in a.items()])))
+            for a in archs
+        ]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"current": [[list(k), v] for k, v in self.current.items()],
-                "base": [[list(k), v] for k, v in self.base.items()]}
+        return {
+            "current": [[list(k), v] for k, v in self.current.items()],
+            "base": [[list(k), v] for k, v in self.base.items()],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.current = {(str(k[0]), k[1]): v.clone() for k, v in state["current"]}
@@ -236,8 +258,14 @@ class StrategyConformance:
         cls = strategies.get(self.strategy)
         return cls(space, build_options(cls.Options, self.options, "strategy"), seed=seed)
 
-    def drive(self, strategy: Strategy, space: SearchSpace, rounds: int, evaluator: Evaluator | None = None,
-              fail_every: int = 0) -> tuple[list[Arch], InMemoryRun]:
+    def drive(
+        self,
+        strategy: Strategy,
+        space: SearchSpace,
+        rounds: int,
+        evaluator: Evaluator | None = None,
+        fail_every: int = 0,
+    ) -> tuple[list[Arch], InMemoryRun]:
         """Run `rounds` rounds; every `fail_every`-th evaluation fails (0: none)."""
         ev = evaluator or ScriptedSharedWeights(space)
 
@@ -318,10 +346,10 @@ class StrategyConformance:
 class SpaceConformance:
     """Tests every search space must pass. Inherit in a pytest module and name the space:
 
-        class TestMySpace(SpaceConformance):
-            space = "my_space"
-            options = {"width": 8}      # small settings for speed
-            data = "digits"             # the data set whose input size networks are built for
+    class TestMySpace(SpaceConformance):
+        space = "my_space"
+        options = {"width": 8}      # small settings for speed
+        data = "digits"             # the data set whose input size networks are built for
     """
 
     space: str = ""
@@ -408,11 +436,11 @@ class SpaceConformance:
 class EvaluatorConformance:
     """Tests every evaluator must pass. Inherit in a pytest module:
 
-        class TestMyEvaluator(EvaluatorConformance):
-            evaluator = "my_evaluator"
-            space, space_options = "nb201", {}
-            options = {"epochs": 0.1}
-            data_options = {"name": "digits", "limit": 200}
+    class TestMyEvaluator(EvaluatorConformance):
+        evaluator = "my_evaluator"
+        space, space_options = "nb201", {}
+        options = {"epochs": 0.1}
+        data_options = {"name": "digits", "limit": 200}
     """
 
     evaluator: str = ""
@@ -460,8 +488,9 @@ class EvaluatorConformance:
         buf.seek(0)
         _, other = self.make()
         other.load_state_dict(torch.load(buf, weights_only=True))
-        assert [self.evaluate(ev, a, 2 + i).metrics for i, a in enumerate(archs[1:])] == \
-            [self.evaluate(other, a, 2 + i).metrics for i, a in enumerate(archs[1:])]
+        assert [self.evaluate(ev, a, 2 + i).metrics for i, a in enumerate(archs[1:])] == [
+            self.evaluate(other, a, 2 + i).metrics for i, a in enumerate(archs[1:])
+        ]
         ev.close()
         other.close()
 

@@ -56,27 +56,36 @@ AUTO_SIZE_SMALL = (8, 4)
 @dataclass(frozen=True)
 class DartsOptions:
     C: int | Literal["auto"] = option(
-        "auto", f"initial channels of the stand-alone network, even; auto: {AUTO_SIZE[0]} (DARTS' search network), "
-                f"{AUTO_SIZE_SMALL[0]} for inputs under {SMALL_INPUT_HEIGHT} px (DARTS evaluates at 36 on CIFAR, 48 "
-                "on ImageNet)", min=2)
+        "auto",
+        f"initial channels of the stand-alone network, even; auto: {AUTO_SIZE[0]} (DARTS' search network), "
+        f"{AUTO_SIZE_SMALL[0]} for inputs under {SMALL_INPUT_HEIGHT} px (DARTS evaluates at 36 on CIFAR, 48 "
+        "on ImageNet)",
+        min=2,
+    )
     layers: int | Literal["auto"] = option(
-        "auto", f"cells in the stand-alone network; auto: {AUTO_SIZE[1]}, {AUTO_SIZE_SMALL[1]} for inputs under "
-                f"{SMALL_INPUT_HEIGHT} px (DARTS evaluates at 20 on CIFAR, 14 on ImageNet)", min=1)
+        "auto",
+        f"cells in the stand-alone network; auto: {AUTO_SIZE[1]}, {AUTO_SIZE_SMALL[1]} for inputs under "
+        f"{SMALL_INPUT_HEIGHT} px (DARTS evaluates at 20 on CIFAR, 14 on ImageNet)",
+        min=1,
+    )
     auxiliary: bool = option(False, "add DARTS' auxiliary head after cell 2*layers//3 (train mode only)")
     auxiliary_weight: float = option(0.4, "loss weight for the auxiliary logits, read by evaluators", min=0.0)
-    drop_path_prob: float = option(0.0, "drop-path probability of non-identity op outputs in training",
-                                   min=0.0, max=0.9)
+    drop_path_prob: float = option(
+        0.0, "drop-path probability of non-identity op outputs in training", min=0.0, max=0.9
+    )
     stem_multiplier: int = option(3, "CIFAR stem width = stem_multiplier * C", min=1)
     variant: Literal["auto", "cifar", "imagenet"] = option(
-        "auto", f"network skeleton; auto = imagenet when the input height is >= {IMAGENET_MIN_HEIGHT}")
+        "auto", f"network skeleton; auto = imagenet when the input height is >= {IMAGENET_MIN_HEIGHT}"
+    )
     supernet_C: int = option(16, "initial channels of the weight-sharing supernet; even", min=2)
     supernet_layers: int = option(8, "cells in the weight-sharing supernet", min=1)
 
     def __post_init__(self) -> None:
         for key in ("C", "supernet_C"):
             if getattr(self, key) != "auto" and getattr(self, key) % 2:
-                raise ConfigError(f"space.{key}: {getattr(self, key)} is odd; DARTS' FactorizedReduce needs an even "
-                                  "channel count")
+                raise ConfigError(
+                    f"space.{key}: {getattr(self, key)} is odd; DARTS' FactorizedReduce needs an even channel count"
+                )
 
 
 _NAMED: dict[str, Arch] = {}
@@ -137,8 +146,10 @@ class DartsSpace(SearchSpace[DartsOptions]):
             return self.validate(arch_from_value(value))
         if isinstance(value, Mapping):
             return self.validate(value)
-        raise InvalidArchitecture(f"cannot read DARTS architecture {stripped[:60]!r}: give a name "
-                                  f"({', '.join(named)}), a Genotype(...) text, or a JSON mapping")
+        raise InvalidArchitecture(
+            f"cannot read DARTS architecture {stripped[:60]!r}: give a name "
+            f"({', '.join(named)}), a Genotype(...) text, or a JSON mapping"
+        )
 
     def genotype(self, arch: Mapping[str, Any]) -> Genotype:
         """The DARTS genotype of `arch` (InvalidArchitecture unless 2 live inputs per node)."""
@@ -176,12 +187,26 @@ class DartsSpace(SearchSpace[DartsOptions]):
         plain = self.validate(arch).to_dict()
         o = self.options
         channels, layers = self.size_for(data)
-        return DartsNetwork(cell_ops(plain, "normal"), cell_ops(plain, "reduce"), data, channels=channels,
-                            layers=layers, auxiliary=o.auxiliary, auxiliary_weight=o.auxiliary_weight,
-                            drop_path_prob=o.drop_path_prob, stem_multiplier=o.stem_multiplier,
-                            variant=self.variant_for(data))
+        return DartsNetwork(
+            cell_ops(plain, "normal"),
+            cell_ops(plain, "reduce"),
+            data,
+            channels=channels,
+            layers=layers,
+            auxiliary=o.auxiliary,
+            auxiliary_weight=o.auxiliary_weight,
+            drop_path_prob=o.drop_path_prob,
+            stem_multiplier=o.stem_multiplier,
+            variant=self.variant_for(data),
+        )
 
     def build_supernet(self, data: DataSpec) -> DartsSupernet:
         o = self.options
-        return DartsSupernet(data, channels=o.supernet_C, layers=o.supernet_layers, stem_multiplier=o.stem_multiplier,
-                             variant=self.variant_for(data), decisions=self.decisions)
+        return DartsSupernet(
+            data,
+            channels=o.supernet_C,
+            layers=o.supernet_layers,
+            stem_multiplier=o.stem_multiplier,
+            variant=self.variant_for(data),
+            decisions=self.decisions,
+        )

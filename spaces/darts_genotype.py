@@ -23,8 +23,14 @@ from nasframe.errors import InvalidArchitecture
 from nasframe.space import Arch
 
 PRIMITIVES: tuple[str, ...] = (
-    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
 )
 CELL_TYPES: tuple[str, ...] = ("normal", "reduce")
 STEPS = 4  # intermediate nodes per cell
@@ -63,15 +69,22 @@ class Genotype:
 
     def to_text(self) -> str:
         """DARTS' own repr, readable by quark0's code and by `parse_genotype`."""
+
         def pairs(ps: tuple[Pair, ...]) -> str:
             return "[" + ", ".join(f"('{op}', {src})" for op, src in ps) + "]"
 
-        return (f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
-                f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
+        return (
+            f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
+            f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"normal": [[op, src] for op, src in self.normal], "normal_concat": list(self.normal_concat),
-                "reduce": [[op, src] for op, src in self.reduce], "reduce_concat": list(self.reduce_concat)}
+        return {
+            "normal": [[op, src] for op, src in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [[op, src] for op, src in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Genotype:
@@ -90,7 +103,8 @@ class Genotype:
             for j, node in zip(NODES, nodes):
                 if len(node) != 2:
                     raise InvalidArchitecture(
-                        f"not a DARTS genotype: {cell} node {j} has {len(node)} non-'none' inputs, a genotype has 2")
+                        f"not a DARTS genotype: {cell} node {j} has {len(node)} non-'none' inputs, a genotype has 2"
+                    )
             cells[cell] = tuple(p for node in nodes for p in node)
         return cls(normal=cells["normal"], reduce=cells["reduce"])
 
@@ -98,8 +112,10 @@ class Genotype:
 # ---- Arch <-> per-node lists ------------------------------------------------------------------
 def arch_nodes(arch: Mapping[str, Any], cell: str) -> list[list[Pair]]:
     """Per intermediate node, its live inputs as (op, source) pairs in ascending source order."""
-    return [[(str(arch[decision_name(cell, j, k)]), k) for k in range(j)
-             if arch[decision_name(cell, j, k)] != "none"] for j in NODES]
+    return [
+        [(str(arch[decision_name(cell, j, k)]), k) for k in range(j) if arch[decision_name(cell, j, k)] != "none"]
+        for j in NODES
+    ]
 
 
 def is_genotype(arch: Mapping[str, Any]) -> bool:
@@ -118,14 +134,20 @@ def arch_from_nodes(normal: Sequence[Sequence[Pair]], reduce: Sequence[Sequence[
                 name = decision_name(cell, j, src)
                 if ops[name] != "none":
                     raise InvalidArchitecture(
-                        f"genotype {cell}: edge {j}<-{src} has two ops ({ops[name]!r} and {op!r}); one op per edge")
+                        f"genotype {cell}: edge {j}<-{src} has two ops ({ops[name]!r} and {op!r}); one op per edge"
+                    )
                 ops[name] = op
     return Arch([(name, ops[name]) for name in DECISION_NAMES])
 
 
 def _check_pair(pair: Any, cell: str, j: int) -> Pair:
-    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
-            and isinstance(pair[1], int) and not isinstance(pair[1], bool)):
+    if not (
+        isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], int)
+        and not isinstance(pair[1], bool)
+    ):
         raise InvalidArchitecture(f"genotype {cell}: node {j} entry {pair!r} is not an (op, input) pair")
     op, src = pair
     if op not in PRIMITIVES or op == "none":
@@ -138,8 +160,9 @@ def _check_pair(pair: Any, cell: str, j: int) -> Pair:
 def _pairs_to_nodes(pairs: Sequence[Pair], cell: str) -> list[list[Pair]]:
     if len(pairs) != 2 * STEPS:
         raise InvalidArchitecture(
-            f"genotype {cell}: {len(pairs)} (op, input) pairs given, DARTS' flat format has {2 * STEPS} (2 per node)")
-    return [list(pairs[2 * i: 2 * i + 2]) for i in range(STEPS)]
+            f"genotype {cell}: {len(pairs)} (op, input) pairs given, DARTS' flat format has {2 * STEPS} (2 per node)"
+        )
+    return [list(pairs[2 * i : 2 * i + 2]) for i in range(STEPS)]
 
 
 # ---- values (parsed text or JSON) -> Arch / Genotype -----------------------------------------
@@ -192,8 +215,10 @@ def genotype_from_value(value: Mapping[str, Any]) -> Genotype:
 
 
 # ---- text --------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"\s*(?:(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")|(?P<int>-?\d+)|(?P<ident>[A-Za-z_]\w*)"
-                    r"|(?P<punct>[\[\](),=]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")|(?P<int>-?\d+)|(?P<ident>[A-Za-z_]\w*)"
+    r"|(?P<punct>[\[\](),=]))"
+)
 _MAX_TEXT = 20_000
 
 
@@ -226,8 +251,9 @@ class _Parser:
         if (value is not None and tok != value) or (kind is not None and tok_kind != kind):
             want = repr(value) if value is not None else kind
             got = repr(tok) if tok_kind != "end" else "end of text"
-            raise InvalidArchitecture(f"cannot read genotype: expected {want} but found {got}"
-                                      + (f" at character {pos}" if pos >= 0 else ""))
+            raise InvalidArchitecture(
+                f"cannot read genotype: expected {want} but found {got}" + (f" at character {pos}" if pos >= 0 else "")
+            )
         self.i += 1
         return tok
 
@@ -280,7 +306,8 @@ class _Parser:
             args = self.sequence(")")
             if len(args) != 2 or not all(isinstance(a, int) for a in args) or not 0 <= args[1] - args[0] <= 64:
                 raise InvalidArchitecture(
-                    f"cannot read genotype: range{tuple(args)} must be range(a, b) with small ints")
+                    f"cannot read genotype: range{tuple(args)} must be range(a, b) with small ints"
+                )
             return list(range(args[0], args[1]))
         raise InvalidArchitecture(f"cannot read genotype: unexpected {tok or 'end of text'!r}")
 
@@ -298,8 +325,10 @@ def parse_genotype(text: str) -> Genotype:
 
 
 # ---- the DARTS derivation rule ----------------------------------------------------------------
-def derive_genotype(weights: Mapping[str, Sequence[float]] | Sequence[Sequence[float]],
-                    choices: Mapping[str, Sequence[str]] | None = None) -> Genotype:
+def derive_genotype(
+    weights: Mapping[str, Sequence[float]] | Sequence[Sequence[float]],
+    choices: Mapping[str, Sequence[str]] | None = None,
+) -> Genotype:
     """DARTS' rule: per node keep the 2 incoming edges whose strongest non-'none' weight is largest;
     on each the argmax non-'none' op; concat [2..5].
 
@@ -332,7 +361,8 @@ def derive_genotype(weights: Mapping[str, Sequence[float]] | Sequence[Sequence[f
             for k in top:
                 if strength[k] == -math.inf:
                     raise InvalidArchitecture(
-                        f"DARTS rule: {cell} node {j} has fewer than 2 edges with a non-'none' op allowed")
+                        f"DARTS rule: {cell} node {j} has fewer than 2 edges with a non-'none' op allowed"
+                    )
                 best = 1
                 for o in range(2, len(PRIMITIVES)):
                     if rows[k][o] > rows[k][best]:
@@ -347,34 +377,34 @@ def derive_genotype(weights: Mapping[str, Sequence[float]] | Sequence[Sequence[f
 #: DARTS/training/genotypes.py; GM-NAS README (search_darts_sota_ws_res_s5_2_..._id_5).
 PUBLISHED: dict[str, str] = {
     "DARTS_V1": "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), "
-                "('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
-                "('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
-                "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
-                "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])",
+    "('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+    "('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])",
     "DARTS_V2": "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
-                "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
-                "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
-                "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
-                "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])",
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])",
     "MDENAS": "Genotype(normal=[[('sep_conv_5x5', 1), ('sep_conv_3x3', 0)], [('skip_connect', 0), "
-              "('sep_conv_5x5', 1)], [('sep_conv_5x5', 3), ('sep_conv_3x3', 1)], [('dil_conv_5x5', 3), "
-              "('max_pool_3x3', 4)]], normal_concat=range(2, 6), reduce=[[('max_pool_3x3', 0), "
-              "('sep_conv_5x5', 1)], [('skip_connect', 0), ('skip_connect', 1)], [('sep_conv_3x3', 3), "
-              "('skip_connect', 2)], [('dil_conv_3x3', 3), ('sep_conv_5x5', 0)]], reduce_concat=range(2, 6))",
+    "('sep_conv_5x5', 1)], [('sep_conv_5x5', 3), ('sep_conv_3x3', 1)], [('dil_conv_5x5', 3), "
+    "('max_pool_3x3', 4)]], normal_concat=range(2, 6), reduce=[[('max_pool_3x3', 0), "
+    "('sep_conv_5x5', 1)], [('skip_connect', 0), ('skip_connect', 1)], [('sep_conv_3x3', 3), "
+    "('skip_connect', 2)], [('dil_conv_3x3', 3), ('sep_conv_5x5', 0)]], reduce_concat=range(2, 6))",
     "DARTS_ABS": "Genotype(normal=[('sep_conv_3x3', 1), ('dil_conv_3x3', 0), ('sep_conv_5x5', 1), "
-                 "('sep_conv_3x3', 2), ('dil_conv_3x3', 2), ('sep_conv_5x5', 1), ('dil_conv_3x3', 4), "
-                 "('dil_conv_5x5', 2)], normal_concat=range(2, 6), reduce=[('dil_conv_3x3', 0), "
-                 "('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 2), ('dil_conv_3x3', 0), "
-                 "('dil_conv_5x5', 3), ('dil_conv_3x3', 0), ('dil_conv_3x3', 2)], reduce_concat=range(2, 6))",
+    "('sep_conv_3x3', 2), ('dil_conv_3x3', 2), ('sep_conv_5x5', 1), ('dil_conv_3x3', 4), "
+    "('dil_conv_5x5', 2)], normal_concat=range(2, 6), reduce=[('dil_conv_3x3', 0), "
+    "('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 2), ('dil_conv_3x3', 0), "
+    "('dil_conv_5x5', 3), ('dil_conv_3x3', 0), ('dil_conv_3x3', 2)], reduce_concat=range(2, 6))",
     "PDARTS_ABS": "Genotype(normal=[('dil_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), "
-                  "('sep_conv_3x3', 2), ('sep_conv_5x5', 0), ('sep_conv_5x5', 3), ('dil_conv_5x5', 2), "
-                  "('dil_conv_3x3', 4)], normal_concat=range(2, 6), reduce=[('dil_conv_3x3', 0), "
-                  "('dil_conv_5x5', 1), ('sep_conv_3x3', 1), ('sep_conv_5x5', 2), ('dil_conv_5x5', 1), "
-                  "('sep_conv_5x5', 3), ('dil_conv_3x3', 2), ('dil_conv_3x3', 4)], reduce_concat=range(2, 6))",
+    "('sep_conv_3x3', 2), ('sep_conv_5x5', 0), ('sep_conv_5x5', 3), ('dil_conv_5x5', 2), "
+    "('dil_conv_3x3', 4)], normal_concat=range(2, 6), reduce=[('dil_conv_3x3', 0), "
+    "('dil_conv_5x5', 1), ('sep_conv_3x3', 1), ('sep_conv_5x5', 2), ('dil_conv_5x5', 1), "
+    "('sep_conv_5x5', 3), ('dil_conv_3x3', 2), ('dil_conv_3x3', 4)], reduce_concat=range(2, 6))",
     "GM_NAS": "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('dil_conv_3x3', 2), "
-              "('sep_conv_5x5', 1), ('sep_conv_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 0), "
-              "('dil_conv_3x3', 2)], normal_concat=range(2, 6), reduce=[('max_pool_3x3', 0), "
-              "('max_pool_3x3', 1), ('dil_conv_5x5', 2), ('sep_conv_3x3', 0), ('dil_conv_3x3', 3), "
-              "('skip_connect', 1), ('dil_conv_5x5', 4), ('sep_conv_5x5', 3)], reduce_concat=range(2, 6))",
+    "('sep_conv_5x5', 1), ('sep_conv_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2)], normal_concat=range(2, 6), reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('dil_conv_5x5', 2), ('sep_conv_3x3', 0), ('dil_conv_3x3', 3), "
+    "('skip_connect', 1), ('dil_conv_5x5', 4), ('sep_conv_5x5', 3)], reduce_concat=range(2, 6))",
 }
 ALIASES: dict[str, str] = {"DARTS": "DARTS_V2"}

@@ -45,12 +45,16 @@ class PlannedCell(nn.Module):
     (stand-alone network) or by every `set_path` (supernet).
     """
 
-    def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool,
-                 search: bool):
+    def __init__(
+        self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool, search: bool
+    ):
         super().__init__()
         affine = not search
-        self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=affine) if reduction_prev
-                            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine))
+        self.preprocess0 = (
+            FactorizedReduce(c_prev_prev, channels, affine=affine)
+            if reduction_prev
+            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
+        )
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)
         self.reduction = reduction
         self.channels = channels
@@ -93,8 +97,9 @@ class PlannedCell(nn.Module):
 class EvalCell(PlannedCell):
     """A stand-alone cell: one evaluation op per live edge, in `edges[str(edge index)]`."""
 
-    def __init__(self, ops: Sequence[str], c_prev_prev: int, c_prev: int, channels: int, reduction: bool,
-                 reduction_prev: bool):
+    def __init__(
+        self, ops: Sequence[str], c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool
+    ):
         super().__init__(c_prev_prev, c_prev, channels, reduction, reduction_prev, search=False)
         self.edges = nn.ModuleDict()
         nodes: list[list[tuple[nn.Module, int]]] = [[] for _ in NODES]
@@ -114,8 +119,15 @@ class Backbone(nn.Module):
     so the stand-alone network and the supernet share the layout (and DARTS' channel arithmetic).
     """
 
-    def __init__(self, data: DataSpec, channels: int, layers: int, stem_multiplier: int, variant: Variant,
-                 make_cell: Callable[[int, int, int, int, bool, bool], PlannedCell]):
+    def __init__(
+        self,
+        data: DataSpec,
+        channels: int,
+        layers: int,
+        stem_multiplier: int,
+        variant: Variant,
+        make_cell: Callable[[int, int, int, int, bool, bool], PlannedCell],
+    ):
         super().__init__()
         self.imagenet = variant == "imagenet"
         c = channels
@@ -135,8 +147,9 @@ class Backbone(nn.Module):
             c_prev_prev, c_prev, c_curr, reduction_prev = c, c, c, True
         else:
             c_stem = stem_multiplier * c
-            self.stem = nn.Sequential(nn.Conv2d(data.channels, c_stem, 3, padding=1, bias=False),
-                                      nn.BatchNorm2d(c_stem))
+            self.stem = nn.Sequential(
+                nn.Conv2d(data.channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+            )
             c_prev_prev, c_prev, c_curr, reduction_prev = c_stem, c_stem, c, False
         reductions = reduction_cells(layers)
         self.cells = nn.ModuleList()
@@ -185,8 +198,11 @@ class AuxiliaryHead(nn.Module):
         else:
             pool = nn.AdaptiveAvgPool2d(2)
         layers: list[nn.Module] = [
-            nn.ReLU(inplace=False), pool,
-            nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.ReLU(inplace=False),
+            pool,
+            nn.Conv2d(channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
         ]
         if not imagenet:  # DARTS' ImageNet head omits this BN (a typo kept for the paper's numbers)
@@ -202,9 +218,20 @@ class AuxiliaryHead(nn.Module):
 class DartsNetwork(Backbone):
     """A stand-alone network of one normal and one reduction cell (each a list of 14 edge ops)."""
 
-    def __init__(self, normal: Sequence[str], reduce: Sequence[str], data: DataSpec, *, channels: int = 16,
-                 layers: int = 8, auxiliary: bool = False, auxiliary_weight: float = 0.4,
-                 drop_path_prob: float = 0.0, stem_multiplier: int = 3, variant: Variant = "cifar"):
+    def __init__(
+        self,
+        normal: Sequence[str],
+        reduce: Sequence[str],
+        data: DataSpec,
+        *,
+        channels: int = 16,
+        layers: int = 8,
+        auxiliary: bool = False,
+        auxiliary_weight: float = 0.4,
+        drop_path_prob: float = 0.0,
+        stem_multiplier: int = 3,
+        variant: Variant = "cifar",
+    ):
         def make_cell(i: int, cpp: int, cp: int, c: int, reduction: bool, reduction_prev: bool) -> PlannedCell:
             return EvalCell(reduce if reduction else normal, cpp, cp, c, reduction, reduction_prev)
 
@@ -216,8 +243,9 @@ class DartsNetwork(Backbone):
         if auxiliary:
             n_red = sum(1 for r in reduction_cells(layers) if r <= self._aux_index) + (3 if self.imagenet else 0)
             size = (_halve(data.height, n_red), _halve(data.width, n_red))
-            self.auxiliary_head = AuxiliaryHead(self.cell_out_channels[self._aux_index], data.num_classes, size,
-                                                self.imagenet)
+            self.auxiliary_head = AuxiliaryHead(
+                self.cell_out_channels[self._aux_index], data.num_classes, size, self.imagenet
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         s0, s1 = self.stems(x)

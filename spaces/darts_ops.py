@@ -49,8 +49,16 @@ class AffineFreeBN(nn.BatchNorm2d):
         batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         weight, bias = cast(torch.Tensor, self.unit_weight), cast(torch.Tensor, self.zero_bias)  # buffers
-        return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            weight, bias, batch_stats, factor, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            weight,
+            bias,
+            batch_stats,
+            factor,
+            self.eps,
+        )
 
 
 def batch_norm(channels: int, affine: bool) -> nn.BatchNorm2d:
@@ -73,13 +81,13 @@ class ReLUConvBN(nn.Module):
 class DilConv(nn.Module):
     """ReLU, dilated depthwise kxk, pointwise 1x1, BN."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
-                 affine: bool = True):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True
+    ):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in,
-                      bias=False),
+            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             batch_norm(c_out, affine),
         )
@@ -135,8 +143,11 @@ def make_op(name: str, channels: int, stride: int, search: bool = False) -> nn.M
     if name == "none":
         return Zero(stride)
     if name in ("max_pool_3x3", "avg_pool_3x3"):
-        pool: nn.Module = (nn.MaxPool2d(3, stride=stride, padding=1) if name == "max_pool_3x3"
-                           else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False))
+        pool: nn.Module = (
+            nn.MaxPool2d(3, stride=stride, padding=1)
+            if name == "max_pool_3x3"
+            else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        )
         return nn.Sequential(pool, AffineFreeBN(c)) if search else pool
     if name == "skip_connect":
         return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)

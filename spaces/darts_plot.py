@@ -11,9 +11,15 @@ from typing import Any
 
 from .darts_genotype import CELL_TYPES, NODES, arch_nodes
 
-_COLORS = {"max_pool_3x3": "tab:blue", "avg_pool_3x3": "tab:cyan", "skip_connect": "dimgray",
-           "sep_conv_3x3": "tab:red", "sep_conv_5x5": "tab:orange", "dil_conv_3x3": "tab:green",
-           "dil_conv_5x5": "tab:olive"}
+_COLORS = {
+    "max_pool_3x3": "tab:blue",
+    "avg_pool_3x3": "tab:cyan",
+    "skip_connect": "dimgray",
+    "sep_conv_3x3": "tab:red",
+    "sep_conv_5x5": "tab:orange",
+    "dil_conv_3x3": "tab:green",
+    "dil_conv_5x5": "tab:olive",
+}
 _STEP = 2.0  # horizontal distance between nodes
 
 
@@ -48,18 +54,28 @@ def plot_cells(arch: Mapping[str, Any], path: str, title: str | None = None) -> 
                 colors.append(_COLORS.get(op, "black"))
         concat = [(str(j), out) for j in NODES]
         graph.add_edges_from(concat)
-        node_colors = ["lightgreen" if n.startswith("c_") else ("lightgray" if n in dead else "lightblue")
-                       for n in graph.nodes]
+        node_colors = [
+            "lightgreen" if n.startswith("c_") else ("lightgray" if n in dead else "lightblue") for n in graph.nodes
+        ]
         common = {"ax": ax, "node_size": 2000, "arrowsize": 15}
         nx.draw_networkx_nodes(graph, pos, ax=ax, node_color=node_colors, node_size=2000, edgecolors="black")
         nx.draw_networkx_labels(graph, pos, ax=ax, font_size=9)
-        nx.draw_networkx_edges(graph, pos, edgelist=op_edges, edge_color=colors, width=2.0,
-                               connectionstyle="arc3,rad=-0.45", **common)
-        nx.draw_networkx_edges(graph, pos, edgelist=concat, edge_color="lightgray", width=1.2,
-                               connectionstyle="arc3,rad=0.25", **common)
-        nx.draw_networkx_edge_labels(graph, pos, edge_labels=labels, ax=ax, font_size=9, rotate=False,
-                                     connectionstyle="arc3,rad=-0.45",
-                                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9})
+        nx.draw_networkx_edges(
+            graph, pos, edgelist=op_edges, edge_color=colors, width=2.0, connectionstyle="arc3,rad=-0.45", **common
+        )
+        nx.draw_networkx_edges(
+            graph, pos, edgelist=concat, edge_color="lightgray", width=1.2, connectionstyle="arc3,rad=0.25", **common
+        )
+        nx.draw_networkx_edge_labels(
+            graph,
+            pos,
+            edge_labels=labels,
+            ax=ax,
+            font_size=9,
+            rotate=False,
+            connectionstyle="arc3,rad=-0.45",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.9},
+        )
         ax.set_title(f"{cell} cell", fontsize=13)
         ax.set_xlim(-1.0, pos[out][0] + 1.0)
         ax.set_ylim(-2.2, 2.4)

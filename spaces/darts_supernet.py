@@ -30,8 +30,7 @@ _DIL = {"dil_conv_3x3", "dil_conv_5x5"}
 _POOL = {"max_pool_3x3", "avg_pool_3x3"}
 #: ABS' path list: every path from an input (0 or 1) through intermediate nodes to node 5, in ABS' order
 ANGLE_PATHS: tuple[tuple[int, ...], ...] = tuple(
-    (start, *mid, 5) for start in (0, 1)
-    for mid in ((2, 3, 4), (2, 3), (2, 4), (2,), (3, 4), (3,), (4,), ())
+    (start, *mid, 5) for start in (0, 1) for mid in ((2, 3, 4), (2, 3), (2, 4), (2,), (3, 4), (3,), (4,), ())
 )
 
 
@@ -53,8 +52,9 @@ class SearchCell(PlannedCell):
     def edge(self, e: int) -> MixedEdge:
         return cast(MixedEdge, self.edges[e])
 
-    def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, rows: Sequence[torch.Tensor],
-                      allowed: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    def forward_mixed(
+        self, s0: torch.Tensor, s1: torch.Tensor, rows: Sequence[torch.Tensor], allowed: Sequence[tuple[int, ...]]
+    ) -> torch.Tensor:
         """Every node sums, over its edges, `rows[e][i] * op_{allowed[e][i]}(input)`; 'none' adds exact zeros."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
@@ -75,8 +75,16 @@ class SearchCell(PlannedCell):
 class DartsSupernet(Backbone, Supernet):
     """All DARTS ops on all edges; run one path (`set_path` + `forward`) or a weighted mix (`forward_mixed`)."""
 
-    def __init__(self, data: DataSpec, *, channels: int = 16, layers: int = 8, stem_multiplier: int = 3,
-                 variant: Variant = "cifar", decisions: Sequence[Decision] | None = None):
+    def __init__(
+        self,
+        data: DataSpec,
+        *,
+        channels: int = 16,
+        layers: int = 8,
+        stem_multiplier: int = 3,
+        variant: Variant = "cifar",
+        decisions: Sequence[Decision] | None = None,
+    ):
         def make_cell(i: int, cpp: int, cp: int, c: int, reduction: bool, reduction_prev: bool) -> PlannedCell:
             return SearchCell(cpp, cp, c, reduction, reduction_prev)
 
@@ -84,7 +92,8 @@ class DartsSupernet(Backbone, Supernet):
         choices = {d.name: d.choices for d in decisions} if decisions else {}
         #: per decision, the op indices `forward_mixed` weights (the space's allowed choices)
         self.mixed_choices: dict[str, tuple[int, ...]] = {
-            n: tuple(_OP_INDEX[str(c)] for c in choices.get(n, PRIMITIVES)) for n in DECISION_NAMES}
+            n: tuple(_OP_INDEX[str(c)] for c in choices.get(n, PRIMITIVES)) for n in DECISION_NAMES
+        }
         self._path: Arch | None = None
         self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
@@ -222,8 +231,10 @@ class DartsSupernet(Backbone, Supernet):
                 name = decision_name(cell, j, k)
                 w = weights[name]
                 if w.shape[-1] != len(self.mixed_choices[name]):
-                    raise InvalidArchitecture(f"forward_mixed: weights[{name!r}] has {w.shape[-1]} entries, "
-                                              f"expected {len(self.mixed_choices[name])}")
+                    raise InvalidArchitecture(
+                        f"forward_mixed: weights[{name!r}] has {w.shape[-1]} entries, "
+                        f"expected {len(self.mixed_choices[name])}"
+                    )
                 rows[cell].append(w)
                 allowed[cell].append(self.mixed_choices[name])
         s0, s1 = self.stems(x)

@@ -25,8 +25,7 @@ BN_EPS = 1e-3  # ProxylessNAS's bn_param (0.1, 1e-3)
 ZERO = "zero"
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-            act: bool = True) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     """Conv (no bias) + BN (+ ReLU6): the only layer shape MBConv networks use."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
@@ -90,8 +89,7 @@ def _key(decision: str) -> str:
 class _Frame(nn.Module):
     """Stem, fixed first block, head and classifier shared by the net and the supernet."""
 
-    def __init__(self, layout: Layout, in_channels: int, num_classes: int, dropout: float,
-                 search_first: bool):
+    def __init__(self, layout: Layout, in_channels: int, num_classes: int, dropout: float, search_first: bool):
         super().__init__()
         last = layout.widths[-1]
         self.stem = conv_bn(in_channels, layout.first_conv, 3, layout.first_stride)
@@ -115,8 +113,16 @@ class _Frame(nn.Module):
 class MBConvNet(_Frame):
     """A stand-alone network: stem, first block, one module per slot (Identity for zero), head."""
 
-    def __init__(self, layout: Layout, slots: Sequence[Slot], arch: Mapping[str, str], in_channels: int,
-                 num_classes: int, dropout: float = 0.0, first_slot: Slot | None = None):
+    def __init__(
+        self,
+        layout: Layout,
+        slots: Sequence[Slot],
+        arch: Mapping[str, str],
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.0,
+        first_slot: Slot | None = None,
+    ):
         super().__init__(layout, in_channels, num_classes, dropout, search_first=first_slot is not None)
         if first_slot is not None:
             self.first_block = make_op(str(arch[first_slot.name]), first_slot, residual=False)
@@ -137,8 +143,16 @@ class MBConvSupernet(_Frame, Supernet):
     `set_path` stores the chosen modules in a plain list, so `forward` is a straight loop.
     """
 
-    def __init__(self, layout: Layout, slots: Sequence[Slot], choices: Mapping[str, Sequence[str]],
-                 in_channels: int, num_classes: int, dropout: float = 0.0, first_slot: Slot | None = None):
+    def __init__(
+        self,
+        layout: Layout,
+        slots: Sequence[Slot],
+        choices: Mapping[str, Sequence[str]],
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.0,
+        first_slot: Slot | None = None,
+    ):
         super().__init__(layout, in_channels, num_classes, dropout, search_first=first_slot is not None)
         all_slots = ([first_slot] if first_slot is not None else []) + list(slots)
         self.choices = {s.name: tuple(choices[s.name]) for s in all_slots}
@@ -150,8 +164,10 @@ class MBConvSupernet(_Frame, Supernet):
             self.blocks[_key(slot.name)] = nn.ModuleDict(ops)
         init_he_fout(self)
         self._path: list[nn.Module] | None = None
-        self._mixed = [(name, [None if c == ZERO else self._candidates(name)[c] for c in ops])
-                       for name, ops in self.choices.items()]
+        self._mixed = [
+            (name, [None if c == ZERO else self._candidates(name)[c] for c in ops])
+            for name, ops in self.choices.items()
+        ]
         self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
 
     def _chosen(self, arch: Arch) -> list[tuple[str, str]]:
@@ -162,8 +178,7 @@ class MBConvSupernet(_Frame, Supernet):
                 raise InvalidArchitecture(f"architecture misses decision {name!r} of this supernet")
             op = arch[name]
             if op not in ops:
-                raise InvalidArchitecture(
-                    f"{name}={op!r} is not in the supernet; choose one of {', '.join(ops)}")
+                raise InvalidArchitecture(f"{name}={op!r} is not in the supernet; choose one of {', '.join(ops)}")
             if op != ZERO:
                 out.append((name, str(op)))
         return out

@@ -34,22 +34,23 @@ from .mobilenet_layouts import (
 
 @dataclass(frozen=True)
 class MobileNetOptions:
-    layout: str = option("proxyless", "stage table preset (widths, slots, strides, head)",
-                         choices=tuple(LAYOUTS))
+    layout: str = option("proxyless", "stage table preset (widths, slots, strides, head)", choices=tuple(LAYOUTS))
     custom_layout: dict[str, Any] | None = option(
-        None, "stage table entries replacing the preset's: first_conv, first_block, widths, blocks, strides, "
-              "head, first_stride")
+        None,
+        "stage table entries replacing the preset's: first_conv, first_block, widths, blocks, strides, "
+        "head, first_stride",
+    )
     small_input: bool = option(False, "CIFAR-size images: stem and first stage at stride 1")
-    kernels: list[int] = option(default_factory=lambda: [3, 5, 7],
-                                help="depthwise kernel sizes of candidate ops")
-    expand_ratios: list[int] = option(default_factory=lambda: [3, 6],
-                                      help="expansion ratios of candidate ops (add 1 for MDENAS genes)")
+    kernels: list[int] = option(default_factory=lambda: [3, 5, 7], help="depthwise kernel sizes of candidate ops")
+    expand_ratios: list[int] = option(
+        default_factory=lambda: [3, 6], help="expansion ratios of candidate ops (add 1 for MDENAS genes)"
+    )
     allow_zero: bool = option(True, "offer zero (identity) on slots with stride 1 and in == out")
-    search_first_block: bool = option(False, "make the fixed MBConv1 block a decision too (stage0.block0), "
-                                             "as MDENAS genes do")
+    search_first_block: bool = option(
+        False, "make the fixed MBConv1 block a decision too (stage0.block0), as MDENAS genes do"
+    )
     width_mult: float = option(1.0, "scale every width (rounded to multiples of 8)", min=0.1, max=4.0)
-    dropout: float = option(0.0, "dropout before the classifier (ProxylessNAS trains with 0.2-0.3)",
-                            min=0.0, max=0.99)
+    dropout: float = option(0.0, "dropout before the classifier (ProxylessNAS trains with 0.2-0.3)", min=0.0, max=0.99)
 
     def __post_init__(self) -> None:
         for k in self.kernels:
@@ -74,11 +75,11 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
     def __init__(self, options: MobileNetOptions | None = None):
         super().__init__(options)
         o = self.options
-        self.layout = resolve_layout(o.layout, o.custom_layout, small_input=o.small_input,
-                                     width_mult=o.width_mult)
+        self.layout = resolve_layout(o.layout, o.custom_layout, small_input=o.small_input, width_mult=o.width_mult)
         self.slots = block_slots(self.layout)
-        self.first_slot = (Slot("stage0.block0", self.layout.first_conv, self.layout.first_block, 1)
-                           if o.search_first_block else None)
+        self.first_slot = (
+            Slot("stage0.block0", self.layout.first_conv, self.layout.first_block, 1) if o.search_first_block else None
+        )
         self.ops = tuple(op_name(k, e) for k in sorted(set(o.kernels)) for e in sorted(set(o.expand_ratios)))
 
     def _all_slots(self) -> list[Slot]:
@@ -140,7 +141,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         names = [d.name for d in self.decisions]
         if len(flat) != len(names):
             raise InvalidArchitecture(
-                f"expected {len(names)} choices (one per block slot, {names[0]} first), got {len(flat)}")
+                f"expected {len(names)} choices (one per block slot, {names[0]} first), got {len(flat)}"
+            )
         return self.validate(dict(zip(names, flat)))
 
     def _named_hint(self, name: str) -> str:
@@ -160,8 +162,10 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
             sets.append("--set space.width_mult=1")
         if not o.allow_zero and "zero" in NAMED_ARCHS[name].choices().values():
             sets.append("--set space.allow_zero=true")
-        return (f"architecture {name!r} is defined on layout {need['layout']!r}, not on this space "
-                f"(layout {o.layout!r}); add {' '.join(sets) or 'the matching space options'}")
+        return (
+            f"architecture {name!r} is defined on layout {need['layout']!r}, not on this space "
+            f"(layout {o.layout!r}); add {' '.join(sets) or 'the matching space options'}"
+        )
 
     # ---- networks ----------------------------------------------------------------------------------
     def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -171,25 +175,33 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
                 raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
             if arch[d.name] not in d.choices:
                 allowed = ", ".join(map(str, d.choices))
-                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of "
-                                          f"{allowed}")
+                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of {allowed}")
         return arch
 
     def build(self, arch: Arch, data: DataSpec) -> MBConvNet:
-        return MBConvNet(self.layout, self.slots, self._checked(arch), data.channels, data.num_classes,
-                         self.options.dropout, self.first_slot)
+        return MBConvNet(
+            self.layout,
+            self.slots,
+            self._checked(arch),
+            data.channels,
+            data.num_classes,
+            self.options.dropout,
+            self.first_slot,
+        )
 
     def build_supernet(self, data: DataSpec) -> MBConvSupernet:
         choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
-        return MBConvSupernet(self.layout, self.slots, choices, data.channels, data.num_classes,
-                              self.options.dropout, self.first_slot)
+        return MBConvSupernet(
+            self.layout, self.slots, choices, data.channels, data.num_classes, self.options.dropout, self.first_slot
+        )
 
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """The stage table and the ops per stage, in the notation of the ProxylessNAS configs."""
-        stages = [[arch[s.name] for s in self.slots if s.name.startswith(f"stage{i}.")]
-                  for i in range(1, len(self.layout.widths) + 1)]
-        out: dict[str, Any] = {"layout": self.options.layout, "stage_table": self.layout.to_dict(),
-                               "stages": stages}
+        stages = [
+            [arch[s.name] for s in self.slots if s.name.startswith(f"stage{i}.")]
+            for i in range(1, len(self.layout.widths) + 1)
+        ]
+        out: dict[str, Any] = {"layout": self.options.layout, "stage_table": self.layout.to_dict(), "stages": stages}
         if self.first_slot:
             out["first_block"] = arch[self.first_slot.name]
         return out

@@ -79,8 +79,7 @@ def _positive_ints(value: Any, key: str, allowed: tuple[int, ...] | None = None)
     return tuple(out)
 
 
-def resolve_layout(preset: str, custom: Mapping[str, Any] | None, *, small_input: bool,
-                   width_mult: float) -> Layout:
+def resolve_layout(preset: str, custom: Mapping[str, Any] | None, *, small_input: bool, width_mult: float) -> Layout:
     """The preset, with `custom` keys replacing its entries, then input-size and width scaling."""
     if preset not in LAYOUTS:
         raise ConfigError(f"space.layout: {preset!r} is not a preset; choose one of {', '.join(LAYOUTS)}")
@@ -136,6 +135,7 @@ def parse_op(name: str) -> tuple[int, int]:
 
 # ---- published architectures ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class NamedArch:
     """A published network: its layout preset, first-block op (None: the fixed k3e1) and slot ops."""
@@ -163,7 +163,7 @@ def _from_indices(indices: str, counts: tuple[int, ...]) -> tuple[tuple[str, ...
     ops = ["zero" if int(i) < 0 else order[int(i)] for i in indices.split()]
     out, start = [], 0
     for n in counts:
-        out.append(tuple(ops[start:start + n]))
+        out.append(tuple(ops[start : start + n]))
         start += n
     return tuple(out)
 
@@ -176,43 +176,97 @@ def _gene_on_skeleton(skeleton: NamedArch, gene: list[tuple[int, int]]) -> Named
     return NamedArch(skeleton.layout, stages, first_block=first, source="MDENAS mobile gene (reference 1.7b)")
 
 
-_GPU = NamedArch("proxyless_gpu", _stages(
-    "k5e3 Z Z Z | k7e3 Z Z k3e3 | k7e6 Z Z k5e3 | k5e6 Z k3e3 k5e3 | k7e6 k7e6 k7e6 k5e6 | k7e6"),
-    source="ProxylessNAS-GPU (reference 5.2)")
-_CPU = NamedArch("proxyless_cpu", _stages(
-    "k3e6 k3e3 k3e3 k3e3 | k3e6 k3e3 k3e3 k5e3 | k3e6 Z Z k3e3 | k5e6 k3e3 k3e3 k3e3 "
-    "| k5e6 k5e3 k5e3 k3e3 | k5e6"),
-    source="ProxylessNAS-CPU (reference 5.2)")
+_GPU = NamedArch(
+    "proxyless_gpu",
+    _stages("k5e3 Z Z Z | k7e3 Z Z k3e3 | k7e6 Z Z k5e3 | k5e6 Z k3e3 k5e3 | k7e6 k7e6 k7e6 k5e6 | k7e6"),
+    source="ProxylessNAS-GPU (reference 5.2)",
+)
+_CPU = NamedArch(
+    "proxyless_cpu",
+    _stages(
+        "k3e6 k3e3 k3e3 k3e3 | k3e6 k3e3 k3e3 k5e3 | k3e6 Z Z k3e3 | k5e6 k3e3 k3e3 k3e3 | k5e6 k5e3 k5e3 k3e3 | k5e6"
+    ),
+    source="ProxylessNAS-CPU (reference 5.2)",
+)
 
 NAMED_ARCHS: dict[str, NamedArch] = {
-    "mobilenetv2": NamedArch("mobilenetv2", _stages(
-        "k3e6 k3e6 Z Z | k3e6 k3e6 k3e6 Z | k3e6 k3e6 k3e6 k3e6 | k3e6 k3e6 k3e6 Z "
-        "| k3e6 k3e6 k3e6 Z | k3e6"),
-        source="MobileNetV2 (reference 5.3)"),
+    "mobilenetv2": NamedArch(
+        "mobilenetv2",
+        _stages("k3e6 k3e6 Z Z | k3e6 k3e6 k3e6 Z | k3e6 k3e6 k3e6 k3e6 | k3e6 k3e6 k3e6 Z | k3e6 k3e6 k3e6 Z | k3e6"),
+        source="MobileNetV2 (reference 5.3)",
+    ),
     "proxyless_gpu": _GPU,
     "proxyless_cpu": _CPU,
-    "spos_abs": NamedArch("proxyless_gpu", _from_indices(
-        "2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3", _PROXYLESS_SLOTS["blocks"]),
-        source="SPOS + ABS (reference 2.5)"),
-    "proxyless_abs": NamedArch("proxyless_gpu", _from_indices(
-        "2 2 -1 -1 0 2 2 -1 5 -1 4 4 0 0 4 2 3 4 4 4 3", _PROXYLESS_SLOTS["blocks"]),
-        source="ProxylessNAS + ABS (reference 2.5)"),
-    "fairnas_abs": NamedArch("fairnas", _from_indices(
-        "4 2 4 2 2 2 5 2 4 4 2 2 2 4 5 4 2 2 5", LAYOUTS["fairnas"].blocks),
-        source="FairNAS + ABS (reference 2.5)"),
-    "mdenas_gpu": _gene_on_skeleton(_GPU, [(7, 6), (5, 6), (7, 3), (3, 6), (5, 6), (3, 1), (7, 3), (7, 6),
-                                           (3, 3), (3, 6), (7, 3), (3, 3), (3, 3), (5, 6)]),
-    "mdenas_cpu": _gene_on_skeleton(_CPU, [(5, 3), (7, 1), (3, 6), (5, 3), (5, 3), (5, 3), (5, 1), (5, 6),
-                                           (5, 1), (5, 6), (7, 3), (5, 3), (7, 3), (7, 6), (3, 6), (5, 3),
-                                           (7, 6), (7, 1), (3, 3), (3, 3)]),
+    "spos_abs": NamedArch(
+        "proxyless_gpu",
+        _from_indices("2 2 -1 0 0 -1 -1 0 5 -1 4 4 0 0 4 2 3 4 4 4 3", _PROXYLESS_SLOTS["blocks"]),
+        source="SPOS + ABS (reference 2.5)",
+    ),
+    "proxyless_abs": NamedArch(
+        "proxyless_gpu",
+        _from_indices("2 2 -1 -1 0 2 2 -1 5 -1 4 4 0 0 4 2 3 4 4 4 3", _PROXYLESS_SLOTS["blocks"]),
+        source="ProxylessNAS + ABS (reference 2.5)",
+    ),
+    "fairnas_abs": NamedArch(
+        "fairnas",
+        _from_indices("4 2 4 2 2 2 5 2 4 4 2 2 2 4 5 4 2 2 5", LAYOUTS["fairnas"].blocks),
+        source="FairNAS + ABS (reference 2.5)",
+    ),
+    "mdenas_gpu": _gene_on_skeleton(
+        _GPU,
+        [
+            (7, 6),
+            (5, 6),
+            (7, 3),
+            (3, 6),
+            (5, 6),
+            (3, 1),
+            (7, 3),
+            (7, 6),
+            (3, 3),
+            (3, 6),
+            (7, 3),
+            (3, 3),
+            (3, 3),
+            (5, 6),
+        ],
+    ),
+    "mdenas_cpu": _gene_on_skeleton(
+        _CPU,
+        [
+            (5, 3),
+            (7, 1),
+            (3, 6),
+            (5, 3),
+            (5, 3),
+            (5, 3),
+            (5, 1),
+            (5, 6),
+            (5, 1),
+            (5, 6),
+            (7, 3),
+            (5, 3),
+            (7, 3),
+            (7, 6),
+            (3, 6),
+            (5, 3),
+            (7, 6),
+            (7, 1),
+            (3, 3),
+            (3, 3),
+        ],
+    ),
 }
 
 
 def needed_options(named: NamedArch) -> dict[str, Any]:
     """Space options under which `named` is a member (the op sets are the least that suffice)."""
     ops = [parse_op(op) for op in named.choices().values() if op != "zero"]
-    need: dict[str, Any] = {"layout": named.layout, "kernels": sorted({k for k, _ in ops}),
-                            "expand_ratios": sorted({e for _, e in ops})}
+    need: dict[str, Any] = {
+        "layout": named.layout,
+        "kernels": sorted({k for k, _ in ops}),
+        "expand_ratios": sorted({e for _, e in ops}),
+    }
     if named.first_block:
         need["search_first_block"] = True
     return need

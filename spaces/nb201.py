@@ -47,9 +47,7 @@ def parse_cell_string(text: str) -> tuple[str, ...]:
     """The benchmark's cell string -> six ops in edge order; InvalidArchitecture if malformed."""
     m = _CELL_RE.match(text.strip())
     if m is None:
-        raise InvalidArchitecture(
-            f"cannot read NB201 cell {text[:80]!r}: expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
-        )
+        raise InvalidArchitecture(f"cannot read NB201 cell {text[:80]!r}: expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
     ops = m.groups()
     bad = [op for op in ops if op not in OPS]
     if bad:
@@ -198,5 +196,6 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         from nasframe.spaces.nb201_net import NB201Network
 
         ops = [str(arch[n]) for n in EDGE_NAMES]
-        return NB201Network(ops, C=self.options.C, N=self.options.N, in_channels=data.channels,
-                            num_classes=data.num_classes)
+        return NB201Network(
+            ops, C=self.options.C, N=self.options.N, in_channels=data.channels, num_classes=data.num_classes
+        )

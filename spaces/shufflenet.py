@@ -37,12 +37,14 @@ _LIST_SEPARATORS = re.compile(r"[\s,\[\]()'\"]+")
 
 @dataclass(frozen=True)
 class ShuffleNetOptions:
-    stage_repeats: list[int] = option(default_factory=lambda: list(REFERENCE_REPEATS),
-                                      help="choice blocks per stage; the first of each stage has the projection "
-                                           "branch")
-    widths: list[int] = option(default_factory=lambda: [64, 160, 320, 640],
-                               help="output channels per stage: even, and each above the previous width "
-                                    "(the stem's for stage 1)")
+    stage_repeats: list[int] = option(
+        default_factory=lambda: list(REFERENCE_REPEATS),
+        help="choice blocks per stage; the first of each stage has the projection branch",
+    )
+    widths: list[int] = option(
+        default_factory=lambda: [64, 160, 320, 640],
+        help="output channels per stage: even, and each above the previous width (the stem's for stage 1)",
+    )
     stem_width: int = option(16, "output channels of the 3x3 stem conv", min=1)
     last_width: int = option(1024, "output channels of conv_last, the 1x1 conv before pooling", min=1)
     small_input: bool = option(False, "CIFAR- or digits-size images: stem and first stage at stride 1")
@@ -54,17 +56,22 @@ class ShuffleNetOptions:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise ConfigError(f"space.{key}: {v!r} is not allowed; use positive integers")
         if not self.stage_repeats or len(self.widths) != len(self.stage_repeats):
-            raise ConfigError(f"space.widths and space.stage_repeats need one entry per stage (at least one), "
-                              f"got {len(self.widths)} and {len(self.stage_repeats)}")
+            raise ConfigError(
+                f"space.widths and space.stage_repeats need one entry per stage (at least one), "
+                f"got {len(self.widths)} and {len(self.stage_repeats)}"
+            )
         odd = [w for w in self.widths if w % 2]
         if odd:
-            raise ConfigError(f"space.widths: {odd[0]} is odd; widths must be even, since a block splits its "
-                              f"input into two halves")
+            raise ConfigError(
+                f"space.widths: {odd[0]} is odd; widths must be even, since a block splits its input into two halves"
+            )
         previous = self.stem_width
         for i, w in enumerate(self.widths, start=1):
             if w <= previous:
-                raise ConfigError(f"space.widths: stage {i} width {w} must exceed its input width {previous}, "
-                                  f"since the projection branch keeps {previous} and the main branch adds the rest")
+                raise ConfigError(
+                    f"space.widths: stage {i} width {w} must exceed its input width {previous}, "
+                    f"since the projection branch keeps {previous} and the main branch adds the rest"
+                )
             previous = w
 
 
@@ -82,9 +89,13 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
         o = self.options
         stages = len(o.widths)
         self.layout = ShuffleLayout(
-            stem=o.stem_width, widths=tuple(o.widths), repeats=tuple(o.stage_repeats),
-            strides=(1 if o.small_input else 2,) + (2,) * (stages - 1), last=o.last_width,
-            stem_stride=1 if o.small_input else 2)
+            stem=o.stem_width,
+            widths=tuple(o.widths),
+            repeats=tuple(o.stage_repeats),
+            strides=(1 if o.small_input else 2,) + (2,) * (stages - 1),
+            last=o.last_width,
+            stem_stride=1 if o.small_input else 2,
+        )
         self.slots = self.layout.slots()
 
     def define_decisions(self) -> list[Decision]:
@@ -119,14 +130,16 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
             raise InvalidArchitecture(
                 f"cannot read architecture {text[:60]!r}: give a named architecture "
                 f"({', '.join(self.named_architectures()) or 'none here'}), a JSON mapping, or "
-                f"{len(self.decisions)} choices such as 2,1,0,... (indices 0..3 or op names)")
+                f"{len(self.decisions)} choices such as 2,1,0,... (indices 0..3 or op names)"
+            )
         return self._from_list(tokens)
 
     def _from_list(self, tokens: Sequence[str]) -> Arch:
         names = [d.name for d in self.decisions]
         if len(tokens) != len(names):
-            raise InvalidArchitecture(f"expected {len(names)} choices (one per block, {names[0]} first), "
-                                      f"got {len(tokens)}")
+            raise InvalidArchitecture(
+                f"expected {len(names)} choices (one per block, {names[0]} first), got {len(tokens)}"
+            )
         choices = []
         for name, token in zip(names, tokens):
             if token.isdigit() and int(token) < len(CHOICES):
@@ -134,27 +147,39 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
             elif token in CHOICES:
                 choices.append(token)
             else:
-                raise InvalidArchitecture(f"{name}={token!r} is not a choice; use an index 0..3 or one of "
-                                          f"{', '.join(CHOICES)}")
+                raise InvalidArchitecture(
+                    f"{name}={token!r} is not a choice; use an index 0..3 or one of {', '.join(CHOICES)}"
+                )
         return self.validate(dict(zip(names, choices)))
 
     def _named_hint(self, name: str) -> str:
         if len(NAMED_INDICES[name]) != len(self.decisions):
-            return (f"architecture {name!r} has {len(NAMED_INDICES[name])} blocks, this space "
-                    f"{len(self.decisions)}; add --set space.stage_repeats="
-                    f"[{','.join(map(str, REFERENCE_REPEATS))}]")
+            return (
+                f"architecture {name!r} has {len(NAMED_INDICES[name])} blocks, this space "
+                f"{len(self.decisions)}; add --set space.stage_repeats="
+                f"[{','.join(map(str, REFERENCE_REPEATS))}]"
+            )
         return f"architecture {name!r} uses ops that the restricted space no longer offers"
 
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """SPOS's index list (readable back by `parse_arch`), the ops per stage and the stage table."""
-        stages = [[str(arch[s.name]) for s in self.slots if s.name.startswith(f"stage{i}.")]
-                  for i in range(1, len(self.layout.widths) + 1)]
+        stages = [
+            [str(arch[s.name]) for s in self.slots if s.name.startswith(f"stage{i}.")]
+            for i in range(1, len(self.layout.widths) + 1)
+        ]
         layout = self.layout
-        return {"choice_indices": ",".join(str(CHOICES.index(str(arch[s.name]))) for s in self.slots),
-                "stages": stages,
-                "stage_table": {"stem": layout.stem, "stem_stride": layout.stem_stride,
-                                "widths": list(layout.widths), "repeats": list(layout.repeats),
-                                "strides": list(layout.strides), "last": layout.last}}
+        return {
+            "choice_indices": ",".join(str(CHOICES.index(str(arch[s.name]))) for s in self.slots),
+            "stages": stages,
+            "stage_table": {
+                "stem": layout.stem,
+                "stem_stride": layout.stem_stride,
+                "widths": list(layout.widths),
+                "repeats": list(layout.repeats),
+                "strides": list(layout.strides),
+                "last": layout.last,
+            },
+        }
 
     # ---- networks ----------------------------------------------------------------------------
     def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -163,14 +188,14 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
             if d.name not in arch:
                 raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
             if arch[d.name] not in d.choices:
-                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of "
-                                          f"{', '.join(map(str, d.choices))}")
+                raise InvalidArchitecture(
+                    f"{d.name}={arch[d.name]!r} is not allowed; choose one of {', '.join(map(str, d.choices))}"
+                )
         return arch
 
     def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:
         """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
-        return ShuffleNetV2Net(self.layout, self._checked(arch), data.channels, data.num_classes,
-                               self.options.dropout)
+        return ShuffleNetV2Net(self.layout, self._checked(arch), data.channels, data.num_classes, self.options.dropout)
 
     def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:
         """All four candidates in every block, whatever the restriction (shared weights stay valid)."""

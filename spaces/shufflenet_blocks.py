@@ -80,8 +80,9 @@ class ShuffleLayout:
         return out
 
 
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int, affine: bool, *, depthwise: bool = False,
-             relu: bool = True) -> list[nn.Module]:
+def _conv_bn(
+    cin: int, cout: int, kernel: int, stride: int, affine: bool, *, depthwise: bool = False, relu: bool = True
+) -> list[nn.Module]:
     """Conv (no bias) + BN (+ ReLU) as flat layers, so a branch is one Sequential as in SPOS."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=cin if depthwise else 1, bias=False),
@@ -114,21 +115,29 @@ class ChoiceBlock(nn.Module):
         super().__init__()
         kernel, mid, s = _KERNELS[choice], slot.mid, slot.stride
         if choice == "xception":
-            main = [*_conv_bn(slot.main_in, slot.main_in, 3, s, affine, depthwise=True, relu=False),
-                    *_conv_bn(slot.main_in, mid, 1, 1, affine),
-                    *_conv_bn(mid, mid, 3, 1, affine, depthwise=True, relu=False),
-                    *_conv_bn(mid, mid, 1, 1, affine),
-                    *_conv_bn(mid, mid, 3, 1, affine, depthwise=True, relu=False),
-                    *_conv_bn(mid, slot.main_out, 1, 1, affine)]
+            main = [
+                *_conv_bn(slot.main_in, slot.main_in, 3, s, affine, depthwise=True, relu=False),
+                *_conv_bn(slot.main_in, mid, 1, 1, affine),
+                *_conv_bn(mid, mid, 3, 1, affine, depthwise=True, relu=False),
+                *_conv_bn(mid, mid, 1, 1, affine),
+                *_conv_bn(mid, mid, 3, 1, affine, depthwise=True, relu=False),
+                *_conv_bn(mid, slot.main_out, 1, 1, affine),
+            ]
         else:
-            main = [*_conv_bn(slot.main_in, mid, 1, 1, affine),
-                    *_conv_bn(mid, mid, kernel, s, affine, depthwise=True, relu=False),
-                    *_conv_bn(mid, slot.main_out, 1, 1, affine)]
+            main = [
+                *_conv_bn(slot.main_in, mid, 1, 1, affine),
+                *_conv_bn(mid, mid, kernel, s, affine, depthwise=True, relu=False),
+                *_conv_bn(mid, slot.main_out, 1, 1, affine),
+            ]
         self.branch_main = nn.Sequential(*main)
-        self.branch_proj = nn.Sequential(
-            *_conv_bn(slot.cin, slot.cin, kernel, s, affine, depthwise=True, relu=False),
-            *_conv_bn(slot.cin, slot.cin, 1, 1, affine),
-        ) if slot.project else None
+        self.branch_proj = (
+            nn.Sequential(
+                *_conv_bn(slot.cin, slot.cin, kernel, s, affine, depthwise=True, relu=False),
+                *_conv_bn(slot.cin, slot.cin, 1, 1, affine),
+            )
+            if slot.project
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.branch_proj is None:
@@ -166,8 +175,9 @@ class _Frame(nn.Module):
     other input sizes work too.
     """
 
-    def __init__(self, layout: ShuffleLayout, blocks: nn.Module, in_channels: int, num_classes: int,
-                 dropout: float, affine: bool):
+    def __init__(
+        self, layout: ShuffleLayout, blocks: nn.Module, in_channels: int, num_classes: int, dropout: float, affine: bool
+    ):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn(in_channels, layout.stem, 3, layout.stem_stride, affine))
         self.blocks = blocks
@@ -189,8 +199,15 @@ class _Frame(nn.Module):
 class ShuffleNetV2Net(_Frame):
     """The stand-alone network of one architecture (SPOS's evaluation network, affine BN by default)."""
 
-    def __init__(self, layout: ShuffleLayout, arch: Mapping[str, str], in_channels: int, num_classes: int,
-                 dropout: float = 0.1, affine: bool = True):
+    def __init__(
+        self,
+        layout: ShuffleLayout,
+        arch: Mapping[str, str],
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.1,
+        affine: bool = True,
+    ):
         blocks = nn.Sequential()
         for slot in layout.slots():
             blocks.add_module(_key(slot.name), ChoiceBlock(str(arch[slot.name]), slot, affine))
@@ -206,13 +223,21 @@ class ShuffleNetSupernet(_Frame, Supernet):
     `set_path` stores the chosen blocks in a plain list, so `forward` is a straight loop.
     """
 
-    def __init__(self, layout: ShuffleLayout, choices: Mapping[str, Sequence[str]], in_channels: int,
-                 num_classes: int, dropout: float = 0.1):
+    def __init__(
+        self,
+        layout: ShuffleLayout,
+        choices: Mapping[str, Sequence[str]],
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.1,
+    ):
         slots = layout.slots()
-        blocks = nn.ModuleDict({
-            _key(slot.name): nn.ModuleDict({c: ChoiceBlock(c, slot, affine=False) for c in choices[slot.name]})
-            for slot in slots
-        })
+        blocks = nn.ModuleDict(
+            {
+                _key(slot.name): nn.ModuleDict({c: ChoiceBlock(c, slot, affine=False) for c in choices[slot.name]})
+                for slot in slots
+            }
+        )
         super().__init__(layout, blocks, in_channels, num_classes, dropout, affine=False)
         self.choices = {slot.name: tuple(choices[slot.name]) for slot in slots}
         self._mixed = [(name, [self._candidates(name)[c] for c in ops]) for name, ops in self.choices.items()]
@@ -254,8 +279,10 @@ class ShuffleNetSupernet(_Frame, Supernet):
             w = weights.get(name)
             if w is None or w.shape[-1] != len(ops):
                 got = "none" if w is None else f"{w.shape[-1]} entries"
-                raise InvalidArchitecture(f"forward_mixed: weights[{name!r}] needs {len(ops)} entries "
-                                          f"({', '.join(self.choices[name])}), got {got}")
+                raise InvalidArchitecture(
+                    f"forward_mixed: weights[{name!r}] needs {len(ops)} entries "
+                    f"({', '.join(self.choices[name])}), got {got}"
+                )
             x = sum(w[i] * op(x) for i, op in enumerate(ops))
         return self.classify(x)
 

@@ -40,30 +40,44 @@ Schedule = Literal["auto", "per_decision", "global"]
 @dataclass(frozen=True)
 class AbsOptions:
     base: str = option("random", "strategy that searches the shrunk space (any registered strategy but abs)")
-    base_options: dict[str, Any] = option(default_factory=dict,
-                                          help="options of the base strategy (its own `strategy:` keys)")
+    base_options: dict[str, Any] = option(
+        default_factory=dict, help="options of the base strategy (its own `strategy:` keys)"
+    )
     schedule: Schedule = option(
-        "auto", "per_decision: drop every decision's lowest operator per step (DARTS, FairNAS); global: drop "
-                "the drop_per_step lowest operators overall (SPOS, ProxylessNAS); auto: per_decision when all "
-                "decisions offer the same choices, else global")
+        "auto",
+        "per_decision: drop every decision's lowest operator per step (DARTS, FairNAS); global: drop "
+        "the drop_per_step lowest operators overall (SPOS, ProxylessNAS); auto: per_decision when all "
+        "decisions offer the same choices, else global",
+    )
     samples_per_operator: int = option(1000, "distinct child models averaged into an operator's score", min=1)
     drop_per_step: int = option(7, "global schedule: operators dropped per step (K)", min=1)
     min_choices: int = option(2, "per_decision schedule: choices every decision keeps (global keeps 1)", min=1)
-    target_size: int = option(1_000_000, "stop once the space holds at most this many architectures "
-                                         "(checked before each step)", min=1)
+    target_size: int = option(
+        1_000_000, "stop once the space holds at most this many architectures (checked before each step)", min=1
+    )
     max_steps: int | None = option(None, "stop after this many steps (null: no limit)", min=0)
-    warmup_epochs: float = option(100.0, "uniform supernet training before the first step (reference: SPOS 100, "
-                                         "DARTS 150)", min=0)
-    epochs_between_steps: float = option(5.0, "uniform supernet training before each later step (reference: "
-                                              "SPOS 5, DARTS 20)", min=0)
-    base_after_epochs: float = option(0.0, "uniform training before the base weights are saved (0: the "
-                                           "initialisation, as SPOS; DARTS saved them after its warm-up)", min=0)
-    reset_base: bool = option(True, "replace the base weights by the current ones once, after the step that "
-                                    "takes the dropped operators above reset_base_after (reference SPOS, FairNAS); "
-                                    "false: never (reference DARTS)")
+    warmup_epochs: float = option(
+        100.0, "uniform supernet training before the first step (reference: SPOS 100, DARTS 150)", min=0
+    )
+    epochs_between_steps: float = option(
+        5.0, "uniform supernet training before each later step (reference: SPOS 5, DARTS 20)", min=0
+    )
+    base_after_epochs: float = option(
+        0.0,
+        "uniform training before the base weights are saved (0: the "
+        "initialisation, as SPOS; DARTS saved them after its warm-up)",
+        min=0,
+    )
+    reset_base: bool = option(
+        True,
+        "replace the base weights by the current ones once, after the step that "
+        "takes the dropped operators above reset_base_after (reference SPOS, FairNAS); "
+        "false: never (reference DARTS)",
+    )
     reset_base_after: int = option(50, "dropped operators that trigger the one base replacement", min=0)
-    final_epochs: float = option(0.0, "uniform training on the shrunk space before the base strategy starts "
-                                      "(reference SPOS: 100)", min=0)
+    final_epochs: float = option(
+        0.0, "uniform training on the shrunk space before the base strategy starts (reference SPOS: 100)", min=0
+    )
 
 
 def resolve_schedule(schedule: str, decisions: Sequence[Decision]) -> str:
@@ -76,7 +90,16 @@ def resolve_schedule(schedule: str, decisions: Sequence[Decision]) -> str:
 
 #: what ABS does next (`_todo`), in order: the base weights, then steps, then the base strategy
 _TRAIN_BASE, _SAVE_BASE, _STEP, _MEASURE, _RESET, _PROPOSE, _TRAIN_FINAL, _START_BASE, _BASE = (
-    "train_base", "save_base", "step", "measure", "reset", "propose", "train_final", "start_base", "base")
+    "train_base",
+    "save_base",
+    "step",
+    "measure",
+    "reset",
+    "propose",
+    "train_final",
+    "start_base",
+    "base",
+)
 #: waiting for the outcome of the request just made
 _WAIT = "wait"
 
@@ -137,10 +160,12 @@ class AbsShrinking(Strategy[AbsOptions]):
 
     def plan(self) -> str:
         o = self.options
-        return (f"{o.warmup_epochs:g} warm-up epochs, then steps of {o.epochs_between_steps:g} epochs + "
-                f"{o.samples_per_operator} children per operator until <= {o.target_size:,} architectures remain, "
-                f"then {o.base!r} on the shrunk space. For a quick CPU run: --set strategy.warmup_epochs=1 "
-                f"--set strategy.epochs_between_steps=0.2 --set strategy.samples_per_operator=8")
+        return (
+            f"{o.warmup_epochs:g} warm-up epochs, then steps of {o.epochs_between_steps:g} epochs + "
+            f"{o.samples_per_operator} children per operator until <= {o.target_size:,} architectures remain, "
+            f"then {o.base!r} on the shrunk space. For a quick CPU run: --set strategy.warmup_epochs=1 "
+            f"--set strategy.epochs_between_steps=0.2 --set strategy.samples_per_operator=8"
+        )
 
     # ---- ask / tell --------------------------------------------------------------------------------
     def ask(self) -> list[Arch | Request]:
@@ -256,7 +281,8 @@ class AbsShrinking(Strategy[AbsOptions]):
         for name, choice in dropped:
             by_decision.setdefault(name, []).append(choice)
         self.current = self.current.restrict(
-            {n: [c for c in self.current.decision(n).choices if c not in gone] for n, gone in by_decision.items()})
+            {n: [c for c in self.current.decision(n).choices if c not in gone] for n, gone in by_decision.items()}
+        )
         self.step += 1
         self.dropped_total += len(dropped)
         reset = o.reset_base and not self.base_reset and self.dropped_total > o.reset_base_after
@@ -266,13 +292,19 @@ class AbsShrinking(Strategy[AbsOptions]):
         for (name, choice), score in zip(sample.operators, scores):
             table.setdefault(name, {})[choice] = float(score)
         self._last_scores.update(table)
-        self.steps.append({
-            "step": self.step, "dropped": {n: list(c) for n, c in by_decision.items()},
-            "dropped_count": len(dropped), "log10_size": self.current.log10_size(), "children": len(sample.children),
-            "mean_angle": float(values.mean()) if values.size else None, "base_reset": reset,
-            "scores": {n: [[c, sc] for c, sc in row.items()] for n, row in table.items()},
-            "min_count": int(counts.min()) if counts.size else 0,
-        })
+        self.steps.append(
+            {
+                "step": self.step,
+                "dropped": {n: list(c) for n, c in by_decision.items()},
+                "dropped_count": len(dropped),
+                "log10_size": self.current.log10_size(),
+                "children": len(sample.children),
+                "mean_angle": float(values.mean()) if values.size else None,
+                "base_reset": reset,
+                "scores": {n: [[c, sc] for c, sc in row.items()] for n, row in table.items()},
+                "min_count": int(counts.min()) if counts.size else 0,
+            }
+        )
         self._todo = _RESET if reset else _PROPOSE
 
     def _require_base(self) -> Strategy:
@@ -323,17 +355,24 @@ class AbsShrinking(Strategy[AbsOptions]):
     def metrics(self) -> dict[str, Any]:
         """Every line: step count, log10 size, supernet epochs. A step's line adds its drops, the
         remaining choices and the operator scores; the base strategy's lines add its own metrics."""
-        out: dict[str, Any] = {"abs_steps": self.step, "abs_log10_size": self.current.log10_size(),
-                               "abs_supernet_epochs": self.supernet_epochs}
+        out: dict[str, Any] = {
+            "abs_steps": self.step,
+            "abs_log10_size": self.current.log10_size(),
+            "abs_supernet_epochs": self.supernet_epochs,
+        }
         if self._report is not None:
             r = self._report
-            out.update({
-                "abs_dropped": r["dropped"], "abs_dropped_count": r["dropped_count"],
-                "abs_remaining": self.restriction(),
-                "abs_remaining_counts": [len(d.choices) for d in self.current.decisions],
-                "abs_scores": {n: {str(c): s for c, s in row} for n, row in r["scores"].items()},
-                "abs_mean_angle": r["mean_angle"], "abs_children": r["children"],
-            })
+            out.update(
+                {
+                    "abs_dropped": r["dropped"],
+                    "abs_dropped_count": r["dropped_count"],
+                    "abs_remaining": self.restriction(),
+                    "abs_remaining_counts": [len(d.choices) for d in self.current.decisions],
+                    "abs_scores": {n: {str(c): s for c, s in row} for n, row in r["scores"].items()},
+                    "abs_mean_angle": r["mean_angle"],
+                    "abs_children": r["children"],
+                }
+            )
         if self._base is not None:
             out.update(self._base.metrics())
         return out
@@ -344,8 +383,12 @@ class AbsShrinking(Strategy[AbsOptions]):
         return {
             **super().state_dict(),
             "abs": {
-                "schedule": self.schedule, "todo": self._todo, "step": self.step, "base_saved": self.base_saved,
-                "base_reset": self.base_reset, "dropped_total": self.dropped_total,
+                "schedule": self.schedule,
+                "todo": self._todo,
+                "step": self.step,
+                "base_saved": self.base_saved,
+                "base_reset": self.base_reset,
+                "dropped_total": self.dropped_total,
                 "supernet_epochs": self.supernet_epochs,
                 "restriction": [[d.name, list(d.choices)] for d in self.current.decisions],
                 "steps": self.steps,
@@ -362,8 +405,10 @@ class AbsShrinking(Strategy[AbsOptions]):
         names = [d.name for d in self.space.decisions]
         saved = [n for n, _ in a["restriction"]]
         if saved != names or a["schedule"] != self.schedule:
-            raise ConfigError("abs: checkpoint was saved for a space with other decisions or another schedule; "
-                              "resume it with the options it was started with")
+            raise ConfigError(
+                "abs: checkpoint was saved for a space with other decisions or another schedule; "
+                "resume it with the options it was started with"
+            )
         super().load_state_dict(state)
         self._todo = str(a["todo"])
         self.step, self.base_saved, self.base_reset = int(a["step"]), bool(a["base_saved"]), bool(a["base_reset"])

@@ -35,8 +35,13 @@ class ChildSample:
     counted: list[list[int]] = field(default_factory=list)
 
 
-def sample_children(decisions: Sequence[Decision], scored: Sequence[str], samples_per_operator: int,
-                    rng: np.random.Generator, max_draws_per_child: int = 100) -> ChildSample:
+def sample_children(
+    decisions: Sequence[Decision],
+    scored: Sequence[str],
+    samples_per_operator: int,
+    rng: np.random.Generator,
+    max_draws_per_child: int = 100,
+) -> ChildSample:
     """Draw distinct children so every operator of the `scored` decisions is in up to N of them.
 
     For each operator in turn (decision order, then choice order), its decision is fixed to it and
@@ -83,8 +88,9 @@ def sample_children(decisions: Sequence[Decision], scored: Sequence[str], sample
     return out
 
 
-def recount(decisions: Sequence[Decision], scored: Sequence[str], children: Sequence[Arch],
-            samples_per_operator: int) -> ChildSample:
+def recount(
+    decisions: Sequence[Decision], scored: Sequence[str], children: Sequence[Arch], samples_per_operator: int
+) -> ChildSample:
     """The ChildSample that `sample_children` returned for these children, rebuilt from the children
     alone (the counting depends only on their order), so a strategy need not keep it between asking
     for the children's angles and receiving them."""
@@ -109,8 +115,9 @@ def operator_scores(sample: ChildSample, angles: Sequence[float] | np.ndarray) -
     """
     values = np.asarray(angles, dtype=np.float64)
     if values.shape != (len(sample.children),):
-        raise ValueError(f"operator_scores: {values.shape[0] if values.ndim else 0} angles for "
-                         f"{len(sample.children)} children")
+        raise ValueError(
+            f"operator_scores: {values.shape[0] if values.ndim else 0} angles for {len(sample.children)} children"
+        )
     total = np.zeros(len(sample.operators))
     count = np.zeros(len(sample.operators), dtype=np.int64)
     for value, members in zip(values, sample.counted):
@@ -126,8 +133,9 @@ def _ranked(operators: Sequence[Operator], scores: np.ndarray) -> list[int]:
     return sorted((i for i in range(len(operators)) if not np.isnan(scores[i])), key=lambda i: (scores[i], i))
 
 
-def drop_per_decision(operators: Sequence[Operator], scores: np.ndarray, decisions: Sequence[Decision],
-                      min_choices: int) -> list[Operator]:
+def drop_per_decision(
+    operators: Sequence[Operator], scores: np.ndarray, decisions: Sequence[Decision], min_choices: int
+) -> list[Operator]:
     """The lowest-scored operator of every decision that still has more than `min_choices` choices
     (DARTS / FairNAS schedule), in decision order."""
     size = {d.name: len(d.choices) for d in decisions}
@@ -139,8 +147,9 @@ def drop_per_decision(operators: Sequence[Operator], scores: np.ndarray, decisio
     return [lowest[d.name] for d in decisions if d.name in lowest]
 
 
-def drop_global(operators: Sequence[Operator], scores: np.ndarray, decisions: Sequence[Decision],
-                k: int) -> list[Operator]:
+def drop_global(
+    operators: Sequence[Operator], scores: np.ndarray, decisions: Sequence[Decision], k: int
+) -> list[Operator]:
     """The `k` lowest-scored operators overall, skipping any operator whose decision would be left
     empty, i.e. one ranked last in its decision (SPOS / ProxylessNAS schedule), lowest first."""
     left = {d.name: len(d.choices) for d in decisions}

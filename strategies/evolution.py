@@ -35,17 +35,27 @@ INFEASIBLE = "infeasible"
 
 @dataclass(frozen=True)
 class EvolutionOptions:
-    population: int = option(10, "population size P (default from NAS-Bench-201's R-EA script; the paper used "
-                                  "100)", min=1)
-    sample_size: int = option(3, "tournament size S, drawn with replacement from the population (default from "
-                                   "NAS-Bench-201's R-EA script; the paper used 25)", min=1)
+    population: int = option(
+        10, "population size P (default from NAS-Bench-201's R-EA script; the paper used 100)", min=1
+    )
+    sample_size: int = option(
+        3,
+        "tournament size S, drawn with replacement from the population (default from "
+        "NAS-Bench-201's R-EA script; the paper used 25)",
+        min=1,
+    )
     mutation: Literal["grouped", "uniform"] = option(
-        "grouped", "grouped: a decision group (the space's decision_groups; nb201: a target node) uniformly, then "
-                   "one of its decisions (as R-EA); uniform: every mutable decision equally likely")
-    dedup: bool = option(False, "never propose an architecture proposed before (the reference evaluates "
-                                "duplicates again, so off by default)")
-    max_tries: int = option(1000, "with dedup: proposals allowed to find an unseen architecture before giving up",
-                            min=1)
+        "grouped",
+        "grouped: a decision group (the space's decision_groups; nb201: a target node) uniformly, then "
+        "one of its decisions (as R-EA); uniform: every mutable decision equally likely",
+    )
+    dedup: bool = option(
+        False,
+        "never propose an architecture proposed before (the reference evaluates duplicates again, so off by default)",
+    )
+    max_tries: int = option(
+        1000, "with dedup: proposals allowed to find an unseen architecture before giving up", min=1
+    )
 
 
 class Member(NamedTuple):
@@ -114,8 +124,10 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
             if key not in self._seen:
                 self._seen.add(key)
                 return arch
-        raise SpaceExhausted(f"evolution: {self.options.max_tries} proposals in a row were all seen before "
-                             f"({len(self._seen)} seen); raise strategy.max_tries or set strategy.dedup=false")
+        raise SpaceExhausted(
+            f"evolution: {self.options.max_tries} proposals in a row were all seen before "
+            f"({len(self._seen)} seen); raise strategy.max_tries or set strategy.dedup=false"
+        )
 
     def tell(self, arch: Arch, result: Result) -> None:
         """Append the result as the youngest member and, once the population is full, remove the oldest.
@@ -157,19 +169,27 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "decisions": [[d.name, len(d.choices)] for d in self.space.decisions],
-                "population": [[arch_to_pairs(m.arch), m.fitness, m.born] for m in self.population],
-                "evaluated": self.evaluated, "failed": self.failed, "infeasible": self.infeasible,
-                "seen": sorted(self._seen),
-                "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]]}
+        return {
+            **super().state_dict(),
+            "decisions": [[d.name, len(d.choices)] for d in self.space.decisions],
+            "population": [[arch_to_pairs(m.arch), m.fitness, m.born] for m in self.population],
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+            "infeasible": self.infeasible,
+            "seen": sorted(self._seen),
+            "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [list(x) for x in state["decisions"]] != [[d.name, len(d.choices)] for d in self.space.decisions]:
-            raise ConfigError("evolution: checkpoint was saved for a space with other decisions; resume it with "
-                              "the space options it was started with")
+            raise ConfigError(
+                "evolution: checkpoint was saved for a space with other decisions; resume it with "
+                "the space options it was started with"
+            )
         super().load_state_dict(state)
-        self.population = deque(Member(Arch([tuple(p) for p in pairs]), fitness, int(born))
-                                for pairs, fitness, born in state["population"])
+        self.population = deque(
+            Member(Arch([tuple(p) for p in pairs]), fitness, int(born)) for pairs, fitness, born in state["population"]
+        )
         self.evaluated, self.failed = int(state["evaluated"]), int(state["failed"])
         self.infeasible = int(state["infeasible"])
         self._seen = set(state["seen"])
@@ -193,13 +213,16 @@ def mutation_groups(space: SearchSpace, mode: str) -> list[list[tuple[str, tuple
         if unknown:
             raise ConfigError(f"space {space.name!r}: decision_groups names unknown decision {unknown[0]!r}")
         if sorted(named) != sorted(decisions):
-            raise ConfigError(f"space {space.name!r}: decision_groups must name every decision exactly once "
-                              f"({len(named)} names for {len(decisions)} decisions)")
+            raise ConfigError(
+                f"space {space.name!r}: decision_groups must name every decision exactly once "
+                f"({len(named)} names for {len(decisions)} decisions)"
+            )
     else:
         raise ConfigError(f"strategy.mutation: {mode!r} is not allowed; choose grouped or uniform")
     out = [[(n, decisions[n]) for n in g if len(decisions[n]) > 1] for g in groups]
     out = [g for g in out if g]
     if not out:
-        raise ConfigError(f"evolution: no decision of space {space.name!r} has more than one allowed choice, "
-                          f"so nothing can mutate")
+        raise ConfigError(
+            f"evolution: no decision of space {space.name!r} has more than one allowed choice, so nothing can mutate"
+        )
     return out

@@ -28,14 +28,21 @@ from nasframe.strategy import Strategy
 @dataclass(frozen=True)
 class MdenasOptions:
     lr: float = option(0.01, "probability moved per won/lost comparison and epoch (paper's alpha)", min=0.0, max=1.0)
-    rule: Literal["A", "B"] = option("A", "A: paper's simultaneous pairwise counts; B: XNAS's sequential clipped "
-                                          "transfers (non-strict epoch comparison)")
-    epochs: int | None = option(None, "stop after this many epochs, one per evaluation (failed ones included); "
-                                      "null: the run's budget decides", min=1)
-    entropy_threshold: float | None = option(None, "also stop once every decision's entropy (nats) is below "
-                                                   "this (null: off)", min=0.0)
-    accuracy_record: Literal["latest", "mean"] = option("latest", "H_a holds each op's latest accuracy or the "
-                                                                  "mean over the epochs it was trained")
+    rule: Literal["A", "B"] = option(
+        "A",
+        "A: paper's simultaneous pairwise counts; B: XNAS's sequential clipped transfers (non-strict epoch comparison)",
+    )
+    epochs: int | None = option(
+        None,
+        "stop after this many epochs, one per evaluation (failed ones included); null: the run's budget decides",
+        min=1,
+    )
+    entropy_threshold: float | None = option(
+        None, "also stop once every decision's entropy (nats) is below this (null: off)", min=0.0
+    )
+    accuracy_record: Literal["latest", "mean"] = option(
+        "latest", "H_a holds each op's latest accuracy or the mean over the epochs it was trained"
+    )
 
 
 def pairwise_counts(epochs: np.ndarray, accuracies: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -56,8 +63,14 @@ def pairwise_counts(epochs: np.ndarray, accuracies: np.ndarray, mask: np.ndarray
     return won.sum(axis=2, dtype=np.int64) - lost.sum(axis=2, dtype=np.int64)
 
 
-def update_probabilities(probs: np.ndarray, epochs: np.ndarray, accuracies: np.ndarray, lr: float,
-                         rule: str = "A", mask: np.ndarray | None = None) -> np.ndarray:
+def update_probabilities(
+    probs: np.ndarray,
+    epochs: np.ndarray,
+    accuracies: np.ndarray,
+    lr: float,
+    rule: str = "A",
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
     """New per-decision probabilities after one MDENAS step (pure: the inputs are not modified).
 
     All arrays have shape (decisions, ops); `mask` marks real choices when decisions have fewer
@@ -76,8 +89,9 @@ def update_probabilities(probs: np.ndarray, epochs: np.ndarray, accuracies: np.n
     e = np.asarray(epochs, dtype=np.float64)
     a = np.asarray(accuracies, dtype=np.float64)
     if p.ndim != 2 or e.shape != p.shape or a.shape != p.shape:
-        raise ValueError(f"probs, epochs and accuracies must share one (decisions, ops) shape; got "
-                         f"{p.shape}, {e.shape}, {a.shape}")
+        raise ValueError(
+            f"probs, epochs and accuracies must share one (decisions, ops) shape; got {p.shape}, {e.shape}, {a.shape}"
+        )
     m = np.ones(p.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if rule == "A":
         p += lr * pairwise_counts(e, a, m)
@@ -166,8 +180,9 @@ class Mdenas(Strategy[MdenasOptions]):
             self.accuracies[rows, cols] = old + (float(acc) - old) / self.epoch_counts[rows, cols]
         else:
             self.accuracies[rows, cols] = float(acc)
-        self.probs = update_probabilities(self.probs, self.epoch_counts, self.accuracies, self.options.lr,
-                                          self.options.rule, self._mask)
+        self.probs = update_probabilities(
+            self.probs, self.epoch_counts, self.accuracies, self.options.lr, self.options.rule, self._mask
+        )
 
     @property
     def done(self) -> bool:
@@ -191,19 +206,32 @@ class Mdenas(Strategy[MdenasOptions]):
     def metrics(self) -> dict[str, Any]:
         """Distributions (decisions x ops, padding 0), per-decision entropy, mean entropy, H_e."""
         ent = entropies(self.probs)
-        return {"probabilities": self.probs.copy(), "entropy": ent, "mean_entropy": float(ent.mean()),
-                "epoch_counts": self.epoch_counts.copy(), "epoch": self.epoch}
+        return {
+            "probabilities": self.probs.copy(),
+            "entropy": ent,
+            "mean_entropy": float(ent.mean()),
+            "epoch_counts": self.epoch_counts.copy(),
+            "epoch": self.epoch,
+        }
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "choices": [len(d.choices) for d in self._decisions],
-                "probs": self.probs.tolist(), "epoch_counts": self.epoch_counts.tolist(),
-                "accuracies": self.accuracies.tolist(), "epoch": self.epoch, "failed": self.failed}
+        return {
+            **super().state_dict(),
+            "choices": [len(d.choices) for d in self._decisions],
+            "probs": self.probs.tolist(),
+            "epoch_counts": self.epoch_counts.tolist(),
+            "accuracies": self.accuracies.tolist(),
+            "epoch": self.epoch,
+            "failed": self.failed,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if list(state["choices"]) != [len(d.choices) for d in self._decisions]:
-            raise ConfigError("mdenas: checkpoint was saved for a space with other decisions; resume it with the "
-                              "space options it was started with")
+            raise ConfigError(
+                "mdenas: checkpoint was saved for a space with other decisions; resume it with the "
+                "space options it was started with"
+            )
         super().load_state_dict(state)
         self.probs = np.array(state["probs"], dtype=np.float64)
         self.epoch_counts = np.array(state["epoch_counts"], dtype=np.int64)

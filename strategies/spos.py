@@ -40,36 +40,58 @@ Kind = Literal["random", "mutation", "crossover", "refill"]
 
 @dataclass(frozen=True)
 class SposOptions:
-    supernet_epochs: float = option(120.0, "phase 1: supernet training epochs with uniform single paths (reference: "
-                                           "150,000 iterations x 1,024 images ~ 125 epochs of ImageNet)", min=0)
+    supernet_epochs: float = option(
+        120.0,
+        "phase 1: supernet training epochs with uniform single paths (reference: "
+        "150,000 iterations x 1,024 images ~ 125 epochs of ImageNet)",
+        min=0,
+    )
     path_sampling: Literal["uniform", "flops_bins"] = option(
-        "uniform", "uniform: one uniform choice per decision (the paper); flops_bins: a uniform MAC bin first, then "
-                   "uniform paths until one falls in it (the released code)")
-    flops_bins: list[float] = option(default_factory=lambda: list(REFERENCE_BINS),
-                                     help="flops_bins sampling: bin edges in MACs (reference: 290M..360M by 10M)")
+        "uniform",
+        "uniform: one uniform choice per decision (the paper); flops_bins: a uniform MAC bin first, then "
+        "uniform paths until one falls in it (the released code)",
+    )
+    flops_bins: list[float] = option(
+        default_factory=lambda: list(REFERENCE_BINS),
+        help="flops_bins sampling: bin edges in MACs (reference: 290M..360M by 10M)",
+    )
     bin_draws: int = option(500, "flops_bins sampling: draws per bin before an unconstrained path is used", min=1)
     population: int = option(50, "architectures scored per generation (reference 50)", min=1)
     parents: int = option(10, "top architectures that mutate and cross over (reference 10)", min=1)
     mutations: int = option(25, "mutants per generation (reference 25)", min=0)
     crossovers: int = option(25, "crossovers per generation (reference 25)", min=0)
     mutation_prob: float = option(0.1, "probability that a mutant redraws each gene (reference 0.1)", min=0, max=1)
-    generations: int = option(20, "rounds of mutation, crossover and refill after the initial population "
-                                   "(reference 20: at most 50 + 20 x 50 = 1,050 scored architectures)", min=0)
-    tries_factor: int = option(10, "mutation and crossover give up after this many draws per wanted child "
-                                   "(reference 10)", min=1)
-    bn_batches: int = option(200, "BatchNorm recalibration before scoring: train batches (reference 200; 0: off)",
-                             min=0)
+    generations: int = option(
+        20,
+        "rounds of mutation, crossover and refill after the initial population "
+        "(reference 20: at most 50 + 20 x 50 = 1,050 scored architectures)",
+        min=0,
+    )
+    tries_factor: int = option(
+        10, "mutation and crossover give up after this many draws per wanted child (reference 10)", min=1
+    )
+    bn_batches: int = option(
+        200, "BatchNorm recalibration before scoring: train batches (reference 200; 0: off)", min=0
+    )
     bn_batch_size: int | None = option(128, "recalibration batch size (reference 128; null: the evaluator's)", min=1)
-    bn_momentum: float | None = option(0.1, "recalibration momentum: 0.1 is the reference's exponential average; "
-                                            "null is the cumulative average (exact with few batches)", min=0, max=1)
+    bn_momentum: float | None = option(
+        0.1,
+        "recalibration momentum: 0.1 is the reference's exponential average; "
+        "null is the cumulative average (exact with few batches)",
+        min=0,
+        max=1,
+    )
 
     def __post_init__(self) -> None:
         if self.parents > self.population:
-            raise ConfigError(f"strategy.parents ({self.parents}) cannot exceed strategy.population "
-                              f"({self.population})")
+            raise ConfigError(
+                f"strategy.parents ({self.parents}) cannot exceed strategy.population ({self.population})"
+            )
         if self.mutations + self.crossovers > self.population:
-            raise ConfigError(f"strategy.mutations + strategy.crossovers ({self.mutations + self.crossovers}) cannot "
-                              f"exceed strategy.population ({self.population})")
+            raise ConfigError(
+                f"strategy.mutations + strategy.crossovers ({self.mutations + self.crossovers}) cannot "
+                f"exceed strategy.population ({self.population})"
+            )
 
 
 @register_strategy("spos")
@@ -96,12 +118,16 @@ class Spos(Strategy[SposOptions]):
     # ---- what it asks for ------------------------------------------------------------------------
     def plan(self) -> str:
         o = self.options
-        text = (f"{o.supernet_epochs:g} supernet epochs, then up to {self.planned_evaluations():,} architectures "
-                f"scored after {o.bn_batches} BatchNorm batches each")
+        text = (
+            f"{o.supernet_epochs:g} supernet epochs, then up to {self.planned_evaluations():,} architectures "
+            f"scored after {o.bn_batches} BatchNorm batches each"
+        )
         if o.supernet_epochs > 10 or self.planned_evaluations() > 200:
-            text += (". For a quick CPU run: --set strategy.supernet_epochs=2 --set strategy.population=8 "
-                     "--set strategy.parents=3 --set strategy.mutations=3 --set strategy.crossovers=3 "
-                     "--set strategy.generations=2 --set strategy.bn_batches=4 --budget 24")
+            text += (
+                ". For a quick CPU run: --set strategy.supernet_epochs=2 --set strategy.population=8 "
+                "--set strategy.parents=3 --set strategy.mutations=3 --set strategy.crossovers=3 "
+                "--set strategy.generations=2 --set strategy.bn_batches=4 --budget 24"
+            )
         return text
 
     def planned_evaluations(self) -> int:
@@ -169,8 +195,10 @@ class Spos(Strategy[SposOptions]):
                 if not limited and misses >= MAX_SEEN_DRAWS:
                     if batch:
                         break
-                    raise SpaceExhausted(f"spos: {MAX_SEEN_DRAWS} random draws in a row were all scored or "
-                                         f"infeasible; the space looks exhausted")
+                    raise SpaceExhausted(
+                        f"spos: {MAX_SEEN_DRAWS} random draws in a row were all scored or "
+                        f"infeasible; the space looks exhausted"
+                    )
                 continue
             misses = 0
             keys.add(key)
@@ -182,8 +210,15 @@ class Spos(Strategy[SposOptions]):
         if self.kind == "mutation":
             parent = self.top[int(self.rng.integers(len(self.top)))][0]
             p = self.options.mutation_prob
-            return Arch([(d.name, d.choices[int(self.rng.integers(len(d.choices)))] if self.rng.random() < p
-                          else parent[d.name]) for d in decisions])
+            return Arch(
+                [
+                    (
+                        d.name,
+                        d.choices[int(self.rng.integers(len(d.choices)))] if self.rng.random() < p else parent[d.name],
+                    )
+                    for d in decisions
+                ]
+            )
         if self.kind == "crossover":
             a = self.top[int(self.rng.integers(len(self.top)))][0]
             b = self.top[int(self.rng.integers(len(self.top)))][0]
@@ -246,13 +281,22 @@ class Spos(Strategy[SposOptions]):
         def pairs(items: list[tuple[Arch, float]]) -> list[list[Any]]:
             return [[arch_to_pairs(a), e] for a, e in items]
 
-        return {**super().state_dict(), "spos": {
-            "trained": self.trained, "generation": self.generation, "kind": self.kind, "accepted": self.accepted,
-            "tries_left": self.tries_left, "members": pairs(self.members), "top": pairs(self.top),
-            "scored": sorted(self.scored.items()), "infeasible": sorted(self.infeasible),
-            "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
-            "finished": self.finished_search,
-        }}
+        return {
+            **super().state_dict(),
+            "spos": {
+                "trained": self.trained,
+                "generation": self.generation,
+                "kind": self.kind,
+                "accepted": self.accepted,
+                "tries_left": self.tries_left,
+                "members": pairs(self.members),
+                "top": pairs(self.top),
+                "scored": sorted(self.scored.items()),
+                "infeasible": sorted(self.infeasible),
+                "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
+                "finished": self.finished_search,
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

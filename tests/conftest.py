@@ -45,8 +45,14 @@ def cli(capsys):
     return run
 
 
-def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeout: float = 300.0,
-                     log: str = "history.jsonl", before_lines: int | None = None) -> None:
+def kill_then_resume(
+    run_argv: list[str],
+    run_dir: Path,
+    after_lines: int,
+    timeout: float = 300.0,
+    log: str = "history.jsonl",
+    before_lines: int | None = None,
+) -> None:
     """Start `nasframe run ... --out run_dir` in a subprocess, SIGKILL it once `after_lines` lines are
     in `log` (history.jsonl: evaluations; work.jsonl: pieces of supernet work) and a checkpoint exists,
     check it died mid-run (and, with `before_lines`, before history.jsonl reached that many lines, i.e.
@@ -60,8 +66,9 @@ def kill_then_resume(run_argv: list[str], run_dir: Path, after_lines: int, timeo
 
     cmd = [sys.executable, "-m", "nasframe.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; a shared CI box must not oversubscribe
-    proc = subprocess.Popen(cmd + ["run", *run_argv, "--out", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        cmd + ["run", *run_argv, "--out", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.time() + timeout
     watched = run_dir / log
     history = run_dir / "history.jsonl"

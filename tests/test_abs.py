@@ -126,7 +126,8 @@ def test_children_stop_at_the_size_of_a_small_subspace():
     decisions = [Decision("a", ("x", "y")), Decision("b", ("x", "y"))]
     sample = sample_children(decisions, ["a", "b"], 1000, np.random.default_rng(0))
     assert sorted(c.key() for c in sample.children) == sorted(
-        Arch([("a", p), ("b", q)]).key() for p in "xy" for q in "xy")
+        Arch([("a", p), ("b", q)]).key() for p in "xy" for q in "xy"
+    )
     means, counts = operator_scores(sample, np.ones(4))
     assert counts.tolist() == [2, 2, 2, 2] and means.tolist() == [1.0, 1.0, 1.0, 1.0]
 
@@ -138,10 +139,11 @@ def test_only_scored_decisions_have_operators():
 
 
 def test_operator_score_is_the_mean_angle_of_its_counted_children():
-    sample = ChildSample(operators=[("a", "x"), ("a", "y"), ("b", "x")],
-                         children=[Arch([("a", "x"), ("b", "x")]), Arch([("a", "y"), ("b", "x")]),
-                                   Arch([("a", "x"), ("b", "y")])],
-                         counted=[[0, 2], [1, 2], [0]])
+    sample = ChildSample(
+        operators=[("a", "x"), ("a", "y"), ("b", "x")],
+        children=[Arch([("a", "x"), ("b", "x")]), Arch([("a", "y"), ("b", "x")]), Arch([("a", "x"), ("b", "y")])],
+        counted=[[0, 2], [1, 2], [0]],
+    )
     means, counts = operator_scores(sample, [0.3, 0.6, 0.1])
     assert counts.tolist() == [2, 1, 2]
     assert means == pytest.approx([0.2, 0.6, 0.45])
@@ -254,8 +256,7 @@ def test_frozen_operator_is_dropped_first(fakes):
 def test_base_weights_saved_after_base_epochs_and_replaced_once(fakes):
     space = make_space("abs_toy", decisions=3, choices=4)
     ev = fakes.FakeWeightSharing(space)
-    abs_ = make_abs(space, base_after_epochs=3, reset_base_after=2, schedule="global", drop_per_step=2,
-                    target_size=1)
+    abs_ = make_abs(space, base_after_epochs=3, reset_base_after=2, schedule="global", drop_per_step=2, target_size=1)
     drive(abs_, ev, 1)
     assert ev.trained[0][1] == 3 and ev.resets == 1  # trained, then saved as the base, then warm-up
     drive(abs_, ev, 1)  # 4 dropped > 2
@@ -277,8 +278,9 @@ def test_max_steps_and_final_epochs(fakes):
 def test_base_strategy_searches_the_shrunk_space(fakes):
     space = make_space("abs_toy", decisions=3, choices=4)
     ev = fakes.FakeWeightSharing(space)
-    abs_ = make_abs(space, base="mdenas", base_options={"epochs": 5}, schedule="per_decision", min_choices=2,
-                    target_size=1)
+    abs_ = make_abs(
+        space, base="mdenas", base_options={"epochs": 5}, schedule="per_decision", min_choices=2, target_size=1
+    )
     shrink_fully(abs_, ev)
     assert abs_.step == 2 and abs_.base_strategy.space is abs_.current
     proposals = drive(abs_, ev, 10)  # the ask that ended shrinking already proposed one
@@ -369,8 +371,11 @@ def test_unknown_or_circular_base_is_a_config_error():
         make_abs(space, base="mdenass")
     with pytest.raises(ConfigError, match="strategy.base: 'abs' is ABS itself"):
         make_abs(space, base="abs")
-    with pytest.raises(ConfigError, match=r"unknown option strategy\.base_options\.dedupp; did you mean "
-                                          r"strategy\.base_options\.dedup\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown option strategy\.base_options\.dedupp; did you mean "
+        r"strategy\.base_options\.dedup\?",
+    ):
         make_abs(space, base_options={"dedupp": True})
 
 

@@ -26,8 +26,20 @@ def history(run_dir: Path) -> list[dict]:
 @pytest.mark.parametrize("evaluator", ["short_train", "core_toy_eval"])
 def test_abs_refuses_an_evaluator_without_weight_sharing(cli, core_toy, tmp_path, evaluator):
     space = "darts" if evaluator == "short_train" else "core_toy"
-    code, _, err = cli("run", "--plugin", core_toy, "--strategy", "abs", "--space", space, "--evaluator", evaluator,
-                       "--quiet", "--out", tmp_path / "r")
+    code, _, err = cli(
+        "run",
+        "--plugin",
+        core_toy,
+        "--strategy",
+        "abs",
+        "--space",
+        space,
+        "--evaluator",
+        evaluator,
+        "--quiet",
+        "--out",
+        tmp_path / "r",
+    )
     assert code == 2 and err.count("\n") == 1
     assert f"strategy 'abs' needs an evaluator with angle metric; '{evaluator}' has none" in err
     assert "supernet" in err  # the message names an evaluator that offers it
@@ -35,12 +47,41 @@ def test_abs_refuses_an_evaluator_without_weight_sharing(cli, core_toy, tmp_path
 
 
 def toy_run(out: Path, budget: int, *extra: str) -> list[str]:
-    return ["run", "--plugin", FAKES, "--strategy", "abs", "--space", "abs_toy", "--evaluator", "abs_fake_ws",
-            "--quiet", "--out", str(out), "--budget", str(budget), "--set", "space.decisions=5",
-            "--set", "space.choices=4", "--set", "space.zero_on=[1,3]", "--set", "strategy.target_size=30",
-            "--set", "strategy.drop_per_step=2", "--set", "strategy.samples_per_operator=6",
-            "--set", "strategy.warmup_epochs=2", "--set", "strategy.reset_base_after=3",
-            "--set", "run.tensorboard=false", *extra]
+    return [
+        "run",
+        "--plugin",
+        FAKES,
+        "--strategy",
+        "abs",
+        "--space",
+        "abs_toy",
+        "--evaluator",
+        "abs_fake_ws",
+        "--quiet",
+        "--out",
+        str(out),
+        "--budget",
+        str(budget),
+        "--set",
+        "space.decisions=5",
+        "--set",
+        "space.choices=4",
+        "--set",
+        "space.zero_on=[1,3]",
+        "--set",
+        "strategy.target_size=30",
+        "--set",
+        "strategy.drop_per_step=2",
+        "--set",
+        "strategy.samples_per_operator=6",
+        "--set",
+        "strategy.warmup_epochs=2",
+        "--set",
+        "strategy.reset_base_after=3",
+        "--set",
+        "run.tensorboard=false",
+        *extra,
+    ]
 
 
 def test_runner_logs_steps_and_returns_an_arch_of_the_shrunk_space(cli, tmp_path):
@@ -55,7 +96,7 @@ def test_runner_logs_steps_and_returns_an_arch_of_the_shrunk_space(cli, tmp_path
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] <= 30 + 1e-6 < sizes[-2]
     remaining = steps[-1]["abs_remaining"]
     assert [len(v) for v in remaining.values()] == steps[-1]["abs_remaining_counts"]
-    later = lines[len(steps):]
+    later = lines[len(steps) :]
     assert later and all(ln["arch"][k] in remaining[k] for ln in later for k in remaining)  # the base's proposals
     best = json.loads((tmp_path / "r" / "best.json").read_text())
     final = best["final"]["arch"]
@@ -92,8 +133,7 @@ def test_identity_block_adds_no_elements():
     with_block, without = net.angle_terms(arch), net.angle_terms(arch.replace(**{"stage2.block1": "zero"}))
     block = [t for t in with_block if isinstance(t, str) and t.startswith("blocks.stage2_block1.")]
     assert block and [t for t in with_block if t not in block] == without
-    assert elements(arch) - elements(arch.replace(**{"stage2.block1": "zero"})) == sum(
-        params[t].numel() for t in block)
+    assert elements(arch) - elements(arch.replace(**{"stage2.block1": "zero"})) == sum(params[t].numel() for t in block)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +160,7 @@ def test_pooling_edge_adds_c_times_9_elements_of_one_ninth_to_both_vectors(digit
         if not isinstance(term, str):
             pools += 1
             assert n == 4 * 9  # C = 4 channels in the (only) normal cell, 3x3 each
-            assert torch.all(v0[offset:offset + n] == 1 / 9) and torch.all(v1[offset:offset + n] == 1 / 9)
+            assert torch.all(v0[offset : offset + n] == 1 / 9) and torch.all(v1[offset : offset + n] == 1 / 9)
         offset += n
     assert offset == v0.numel()
     # the edge 1 -> 3 lies on two of the 16 paths ([1,3,4,5], [1,3,5]); one normal cell at 3 layers
@@ -137,16 +177,22 @@ def test_frozen_operator_of_a_real_supernet_is_dropped_first(digits):
     load_plugin(str(Path(__file__).resolve().parent / "plugins" / "supernet_toy.py"))
     space = spaces.get("supernet_toy")()  # 3 layers of conv3x3 / conv5x5 / avg_pool / identity
     ev_cls = evaluators.get("supernet")
-    ev = ev_cls(space, build_options(ev_cls.Options, {"batch_size": 32, "lr": 0.05}, "evaluator"), data=digits,
-                device="cpu")
+    ev = ev_cls(
+        space, build_options(ev_cls.Options, {"batch_size": 32, "lr": 0.05}, "evaluator"), data=digits, device="cpu"
+    )
     torch.manual_seed(0)
     ev.save_base_weights()  # builds the supernet
     frozen = {n: p for n, p in ev.supernet.named_parameters() if n.startswith("layers.1.conv5x5.")}
     before = {n: p.detach().clone() for n, p in frozen.items()}
     for p in frozen.values():
         p.requires_grad_(False)
-    options = {"schedule": "per_decision", "min_choices": 3, "samples_per_operator": 16, "warmup_epochs": 15,
-               "target_size": 1}
+    options = {
+        "schedule": "per_decision",
+        "min_choices": 3,
+        "samples_per_operator": 16,
+        "warmup_epochs": 15,
+        "target_size": 1,
+    }
     abs_ = AbsShrinking(space, build_options(AbsShrinking.Options, options, "strategy"), seed=0)
     InMemoryRun(abs_, ev).evaluate_rounds(1)
     assert all(torch.equal(p, before[n]) for n, p in frozen.items())  # it really never moved
@@ -160,13 +206,44 @@ def test_darts_supernet_end_to_end_on_digits(cli, tmp_path):
     """6 steps shrink every DARTS edge to 2 ops; MDENAS then searches the shrunk space and the
     derived genotype uses only kept operators."""
     out = tmp_path / "run"
-    code, _, err = cli("run", "--strategy", "abs", "--space", "darts", "--evaluator", "supernet", "--data", "digits",
-                       "--device", "cpu", "--quiet", "--out", out, "--budget", "8",
-                       "--set", "space.supernet_C=4", "--set", "space.supernet_layers=3",
-                       "--set", "evaluator.steps=2", "--set", "evaluator.batch_size=32",
-                       "--set", "strategy.base=mdenas", "--set", "strategy.samples_per_operator=2",
-                       "--set", "strategy.warmup_epochs=0.2", "--set", "strategy.epochs_between_steps=0.1",
-                       "--set", "strategy.reset_base=false", "--set", "run.tensorboard=false")
+    code, _, err = cli(
+        "run",
+        "--strategy",
+        "abs",
+        "--space",
+        "darts",
+        "--evaluator",
+        "supernet",
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+        "--budget",
+        "8",
+        "--set",
+        "space.supernet_C=4",
+        "--set",
+        "space.supernet_layers=3",
+        "--set",
+        "evaluator.steps=2",
+        "--set",
+        "evaluator.batch_size=32",
+        "--set",
+        "strategy.base=mdenas",
+        "--set",
+        "strategy.samples_per_operator=2",
+        "--set",
+        "strategy.warmup_epochs=0.2",
+        "--set",
+        "strategy.epochs_between_steps=0.1",
+        "--set",
+        "strategy.reset_base=false",
+        "--set",
+        "run.tensorboard=false",
+    )
     assert code == 0, err
     lines = history(out)
     steps = [ln["strategy"] for ln in lines if "abs_dropped" in ln["strategy"]]

@@ -18,25 +18,39 @@ def test_help_everywhere(cli, command):
 
 
 def toy(core_toy, *extra):
-    return ["run", "--plugin", core_toy, "--strategy", "random", "--space", "core_toy",
-            "--evaluator", "core_toy_eval", "--quiet", *extra]
+    return [
+        "run",
+        "--plugin",
+        core_toy,
+        "--strategy",
+        "random",
+        "--space",
+        "core_toy",
+        "--evaluator",
+        "core_toy_eval",
+        "--quiet",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["run", "--strategy", "rnadom"], "unknown strategy 'rnadom'; did you mean 'random'?"),
-    (["run", "--space", "dartz"], "unknown space 'dartz'; did you mean 'darts'?"),
-    (["run", "--set", "strategy.lr"], "expected section.key=value"),
-    (["run", "--set", "rnu.seed=1"], "unknown config section 'rnu'; did you mean 'run'?"),
-    (["run", "--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' does not exist"),
-    (["run", "--plugin", "/nonexistent_plugin.py"], "plugin file '/nonexistent_plugin.py' does not exist"),
-    (["run", "--seed", "abc"], "argument --seed: expected a whole number, got 'abc'"),
-    (["run", "--budget", "-3"], "argument --budget: must be at least 1, got -3"),
-    (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
-    (["resume", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
-    (["show", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-    ([], "the following arguments are required: COMMAND"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--strategy", "rnadom"], "unknown strategy 'rnadom'; did you mean 'random'?"),
+        (["run", "--space", "dartz"], "unknown space 'dartz'; did you mean 'darts'?"),
+        (["run", "--set", "strategy.lr"], "expected section.key=value"),
+        (["run", "--set", "rnu.seed=1"], "unknown config section 'rnu'; did you mean 'run'?"),
+        (["run", "--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' does not exist"),
+        (["run", "--plugin", "/nonexistent_plugin.py"], "plugin file '/nonexistent_plugin.py' does not exist"),
+        (["run", "--seed", "abc"], "argument --seed: expected a whole number, got 'abc'"),
+        (["run", "--budget", "-3"], "argument --budget: must be at least 1, got -3"),
+        (["run", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["resume", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
+        (["show", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
 def test_errors_are_one_line_with_exit_2(cli, argv, expected):
     code, out, err = cli(*argv)
     assert code == 2
@@ -61,8 +75,9 @@ def test_bad_yaml_config_is_one_line(cli, tmp_path):
 
 
 def test_debug_shows_the_traceback():
-    proc = subprocess.run([sys.executable, "-m", "nasframe.cli", "run", "--strategy", "nope", "--debug"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasframe.cli", "run", "--strategy", "nope", "--debug"], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
@@ -90,8 +105,9 @@ def test_resume_can_extend_a_finished_run(cli, core_toy, tmp_path):
 
 
 def test_inspect_counts_parameters_and_names(cli, core_toy):
-    code, out, err = cli("inspect", "--plugin", core_toy, "--space", "core_toy", "--arch", "all_first", "--json",
-                         "--data", "digits")
+    code, out, err = cli(
+        "inspect", "--plugin", core_toy, "--space", "core_toy", "--arch", "all_first", "--json", "--data", "digits"
+    )
     assert code == 0, err
     info = json.loads(out)
     # Flatten -> Linear(64, 1) -> Linear(1, 10): 64 + 1 + 10 + 10 parameters, 74 MACs
@@ -104,8 +120,12 @@ def test_inspect_counts_parameters_and_names(cli, core_toy):
 
 
 def test_resume_cannot_extend_a_run_stopped_by_another_limit(cli, core_toy, tmp_path):
-    assert cli(*toy(core_toy, "--set", "run.max_evaluations=null", "--set", "run.max_epochs=3",
-                    "--out", tmp_path / "r"))[0] == 0
+    assert (
+        cli(*toy(core_toy, "--set", "run.max_evaluations=null", "--set", "run.max_epochs=3", "--out", tmp_path / "r"))[
+            0
+        ]
+        == 0
+    )
     code, _, err = cli("resume", tmp_path / "r", "--budget", "10")
     assert code == 2 and "already finished (max_epochs); the new settings do not extend it" in err
 

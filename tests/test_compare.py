@@ -31,8 +31,9 @@ def test_expected_best_of_n_small_cases_by_hand():
     assert e[0] == pytest.approx(2.0) and e[2] == e[4] == pytest.approx(3.0)  # n >= N: the maximum
     # ties: values {1,1,2}, two distinct draws: pairs (1,1),(1,2),(1,2) -> 5/3; the test value of the pick
     # is the tie group's mean when the best value is tied
-    assert expected_pick(np.array([1.0, 1.0, 2.0]), np.array([10.0, 20.0, 30.0]), 2) == \
-        pytest.approx((5 / 3, (1 / 3) * 15.0 + (2 / 3) * 30.0))
+    assert expected_pick(np.array([1.0, 1.0, 2.0]), np.array([10.0, 20.0, 30.0]), 2) == pytest.approx(
+        (5 / 3, (1 / 3) * 15.0 + (2 / 3) * 30.0)
+    )
 
 
 @pytest.mark.parametrize("n", [10, 50])
@@ -56,8 +57,11 @@ def test_expected_best_of_n_matches_simulated_random_search(table_accuracies, n)
 
 
 def nb201_plan(out: Path, budget: int = 20, seeds: int = 3, **kw):
-    config = {"strategies": {"random": {}, "random-repeats": {"name": "random", "dedup": False}},
-              "space": "nb201", "evaluator": "tabular"}
+    config = {
+        "strategies": {"random": {}, "random-repeats": {"name": "random", "dedup": False}},
+        "space": "nb201",
+        "evaluator": "tabular",
+    }
     return make_plan(config, seeds=seeds, budget=budget, out=str(out), **kw)
 
 
@@ -124,9 +128,15 @@ def test_rerun_skips_finished_and_resumes_interrupted_runs(tmp_path, monkeypatch
 
 
 def test_plan_errors_and_per_strategy_options(tmp_path):
-    plan = make_plan({}, strategies="random,mdenas", seeds="0,4", budget=5, out=str(tmp_path),
-                     names={"space": "nb201", "evaluator": "tabular"},
-                     sets=["mdenas.epochs=5", "evaluator.dataset=cifar100"])
+    plan = make_plan(
+        {},
+        strategies="random,mdenas",
+        seeds="0,4",
+        budget=5,
+        out=str(tmp_path),
+        names={"space": "nb201", "evaluator": "tabular"},
+        sets=["mdenas.epochs=5", "evaluator.dataset=cifar100"],
+    )
     assert plan.seeds == [0, 4]
     specs = plan.runs()
     assert [(s.label, s.seed) for s in specs] == [("random", 0), ("mdenas", 0), ("random", 4), ("mdenas", 4)]
@@ -152,8 +162,15 @@ def test_plan_errors_and_per_strategy_options(tmp_path):
 
 def test_mdenas_next_to_random_at_200_evaluations(tmp_path):
     """Both strategies on nb201/cifar10 at the 200-evaluation budget (3 seeds here; docs/compare.md quotes 10)."""
-    plan = make_plan({}, strategies="random,mdenas", seeds=3, budget=200, out=str(tmp_path / "cmp"),
-                     names={"space": "nb201", "evaluator": "tabular"}, sets=["mdenas.epochs=200"])
+    plan = make_plan(
+        {},
+        strategies="random,mdenas",
+        seeds=3,
+        budget=200,
+        out=str(tmp_path / "cmp"),
+        names={"space": "nb201", "evaluator": "tabular"},
+        sets=["mdenas.epochs=200"],
+    )
     result = run_comparison(plan, tensorboard=False, plot=False)
     rows = {r["strategy"]: r for r in result.rows}
     for label in ("random", "mdenas"):
@@ -163,33 +180,79 @@ def test_mdenas_next_to_random_at_200_evaluations(tmp_path):
 
 
 def test_cli_compare(tmp_path, cli):
-    code, out, err = cli("compare", "--strategies", "random", "--space", "nb201", "--evaluator", "tabular",
-                         "--seeds", "2", "--budget", "10", "--out", tmp_path / "c", "--no-plot",
-                         "--set", "random.dedup=false")
+    code, out, err = cli(
+        "compare",
+        "--strategies",
+        "random",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--seeds",
+        "2",
+        "--budget",
+        "10",
+        "--out",
+        tmp_path / "c",
+        "--no-plot",
+        "--set",
+        "random.dedup=false",
+    )
     assert code == 0, err
     assert "| random | 2 |" in out and "[2/2] random seed 1: 10 evaluations" in err
     assert "dedup: false" in (tmp_path / "c" / "random" / "seed-1" / "config.yaml").read_text()
     (tmp_path / "compare.yaml").write_text(
         "strategies:\n  plain: {name: random}\n  repeats: {name: random, dedup: false}\n"
-        "seeds: [1, 2]\nbudget: 5\nspace: nb201\nevaluator: {name: tabular, dataset: cifar100}\n")
-    code, out, err = cli("compare", "--config", tmp_path / "compare.yaml", "--out", tmp_path / "y", "--no-plot",
-                         "--no-tensorboard")
+        "seeds: [1, 2]\nbudget: 5\nspace: nb201\nevaluator: {name: tabular, dataset: cifar100}\n"
+    )
+    code, out, err = cli(
+        "compare", "--config", tmp_path / "compare.yaml", "--out", tmp_path / "y", "--no-plot", "--no-tensorboard"
+    )
     assert code == 0, err
     assert "| plain | 2 |" in out and "| repeats | 2 |" in out
     assert "dataset: cifar100" in (tmp_path / "y" / "repeats" / "seed-2" / "config.yaml").read_text()
     assert not (tmp_path / "y" / "tensorboard").exists()
-    code, out, err = cli("compare", "--strategies", "random", "--space", "nb201", "--evaluator", "tabular",
-                         "--budget", "0", "--out", tmp_path / "d")
+    code, out, err = cli(
+        "compare",
+        "--strategies",
+        "random",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--budget",
+        "0",
+        "--out",
+        tmp_path / "d",
+    )
     assert code == 2 and err.count("\n") == 1 and "budget" in err
 
 
 def test_every_listed_strategy_is_checked_up_front_with_a_did_you_mean(tmp_path, cli):
     names = {"space": "nb201", "evaluator": "tabular"}
     with pytest.raises(RegistryError, match=r"unknown strategy 'evolutoin'; did you mean 'evolution'\?"):
-        make_plan({"strategies": {"random": {}, "evo": {"name": "evolutoin"}}}, seeds=2, budget=3,
-                  out=str(tmp_path / "p"), names=names)
-    code, out, err = cli("compare", "--strategies", "random,mdenass", "--space", "nb201", "--evaluator", "tabular",
-                         "--seeds", "2", "--budget", "5", "--out", tmp_path / "c")
+        make_plan(
+            {"strategies": {"random": {}, "evo": {"name": "evolutoin"}}},
+            seeds=2,
+            budget=3,
+            out=str(tmp_path / "p"),
+            names=names,
+        )
+    code, out, err = cli(
+        "compare",
+        "--strategies",
+        "random,mdenass",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--seeds",
+        "2",
+        "--budget",
+        "5",
+        "--out",
+        tmp_path / "c",
+    )
     assert code == 2 and err.count("\n") == 1, err
     assert "unknown strategy 'mdenass'; did you mean 'mdenas'?" in err
     assert not (tmp_path / "c").exists()  # nothing ran, not even the correctly spelt first strategy
@@ -197,8 +260,18 @@ def test_every_listed_strategy_is_checked_up_front_with_a_did_you_mean(tmp_path,
 
 @pytest.mark.parametrize("budget", ["0", "-3"])
 def test_budget_flag_rejects_non_positive_counts(tmp_path, cli, budget):
-    code, out, err = cli("compare", "--strategies", "random", "--space", "nb201", "--evaluator", "tabular",
-                         f"--budget={budget}", "--out", tmp_path / "c")
+    code, out, err = cli(
+        "compare",
+        "--strategies",
+        "random",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        f"--budget={budget}",
+        "--out",
+        tmp_path / "c",
+    )
     assert code == 2 and err.count("\n") == 1, err
     assert f"argument --budget: must be at least 1, got {budget}" in err
     assert not (tmp_path / "c").exists()
@@ -222,10 +295,15 @@ def saved_figures(monkeypatch) -> list:
 
 def figure_texts(fig) -> dict[str, str]:
     curves, finals = fig.axes
-    return {"title": fig.get_suptitle(), "curve_title": curves.get_title(), "curve_axis": curves.get_ylabel(),
-            "final_title": finals.get_title(), "final_axis": finals.get_ylabel(),
-            "final_ticks": " | ".join(t.get_text() for t in finals.get_xticklabels()),
-            "legend": " | ".join(t.get_text() for t in curves.get_legend().get_texts())}
+    return {
+        "title": fig.get_suptitle(),
+        "curve_title": curves.get_title(),
+        "curve_axis": curves.get_ylabel(),
+        "final_title": finals.get_title(),
+        "final_axis": finals.get_ylabel(),
+        "final_ticks": " | ".join(t.get_text() for t in finals.get_xticklabels()),
+        "legend": " | ".join(t.get_text() for t in curves.get_legend().get_texts()),
+    }
 
 
 def test_figure_names_the_table_data_set_and_both_tables(tmp_path, saved_figures):
@@ -252,8 +330,15 @@ def test_figure_names_the_table_data_set_and_both_tables(tmp_path, saved_figures
 
 
 def test_figure_names_the_run_data_set_for_a_trained_evaluator(tmp_path, saved_figures, core_toy):
-    plan = make_plan({"plugins": [core_toy]}, strategies="random", seeds=2, budget=4, out=str(tmp_path / "cmp"),
-                     names={"space": "core_toy", "evaluator": "core_toy_eval"}, data="synthetic")
+    plan = make_plan(
+        {"plugins": [core_toy]},
+        strategies="random",
+        seeds=2,
+        budget=4,
+        out=str(tmp_path / "cmp"),
+        names={"space": "core_toy", "evaluator": "core_toy_eval"},
+        data="synthetic",
+    )
     run_comparison(plan, tensorboard=False)
     text = figure_texts(saved_figures[0])
     assert text["title"].startswith("random on synthetic (core_toy / core_toy_eval)")
@@ -268,5 +353,8 @@ def test_table_labels_follow_the_tabular_fidelity():
     cls = evaluators.get("tabular")
     oracle = cls(spaces.get("nb201")(), build_options(cls.Options, {"fidelity": 200, "dataset": "cifar100"}, "e"))
     labels = oracle.table_labels()
-    assert (labels.dataset, labels.search, labels.held_out) == \
-        ("cifar100", "200-epoch test accuracy (oracle)", "200-epoch test accuracy")
+    assert (labels.dataset, labels.search, labels.held_out) == (
+        "cifar100",
+        "200-epoch test accuracy (oracle)",
+        "200-epoch test accuracy",
+    )

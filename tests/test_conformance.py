@@ -5,8 +5,15 @@ from __future__ import annotations
 from nasframe.testing import EvaluatorConformance, SpaceConformance, StrategyConformance
 
 SMALL_STRATEGY_OPTIONS = {
-    "spos": {"supernet_epochs": 1, "population": 4, "parents": 2, "mutations": 1, "crossovers": 1, "generations": 3,
-             "bn_batches": 0},
+    "spos": {
+        "supernet_epochs": 1,
+        "population": 4,
+        "parents": 2,
+        "mutations": 1,
+        "crossovers": 1,
+        "generations": 3,
+        "bn_batches": 0,
+    },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 0.5, "samples_per_operator": 3, "target_size": 40},
     "evolution": {"population": 4},
 }
@@ -51,8 +58,13 @@ class TestMobilenetSpace(SpaceConformance):
 
 class TestShufflenetSpace(SpaceConformance):
     space = "shufflenet"
-    options = {"small_input": True, "widths": [8, 16, 24, 32], "stem_width": 4, "last_width": 32,
-               "stage_repeats": [1, 1, 2, 1]}
+    options = {
+        "small_input": True,
+        "widths": [8, 16, 24, 32],
+        "stem_width": 4,
+        "last_width": 32,
+        "stage_repeats": [1, 1, 2, 1],
+    }
 
 
 class TestNb201Space(SpaceConformance):

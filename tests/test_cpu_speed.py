@@ -72,8 +72,9 @@ def test_deterministic_mode_skips_the_compiler_import_and_the_nan_fill(monkeypat
     from nasframe.evaluators.training import deterministic_mode
 
     monkeypatch.delitem(sys.modules, "torch._inductor", raising=False)  # as in a run that never compiles
-    monkeypatch.setattr(torch, "use_deterministic_algorithms",
-                        lambda *a, **k: pytest.fail("the public switch imports torch._inductor"))
+    monkeypatch.setattr(
+        torch, "use_deterministic_algorithms", lambda *a, **k: pytest.fail("the public switch imports torch._inductor")
+    )
     fill_before = torch.utils.deterministic.fill_uninitialized_memory
     with deterministic_mode(True):
         assert torch.are_deterministic_algorithms_enabled()
@@ -119,8 +120,26 @@ def test_benchmark_load_processes_run_and_are_stopped():
 
 def test_benchmark_profiles_a_tiny_evaluation(capsys):
     bench = _benchmark()
-    assert bench.main(["--profile", "--archs", "2", "--steps", "1", "--profile-threads", "1", "--set", "space.C=4",
-                       "--set", "space.layers=2", "--set", "evaluator.epochs=0.2"]) == 0
+    assert (
+        bench.main(
+            [
+                "--profile",
+                "--archs",
+                "2",
+                "--steps",
+                "1",
+                "--profile-threads",
+                "1",
+                "--set",
+                "space.C=4",
+                "--set",
+                "space.layers=2",
+                "--set",
+                "evaluator.epochs=0.2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "network: darts C=4, 2 cells on digits" in out
     for phase in ("build", "MAC count", "training steps", "BN recalibration", "validation", "fitted line"):

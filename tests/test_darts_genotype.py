@@ -22,8 +22,16 @@ from nasframe.spaces.darts_genotype import (
     parse_genotype_fields,
 )
 
-V2_NORMAL = (("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-             ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2))
+V2_NORMAL = (
+    ("sep_conv_3x3", 0),
+    ("sep_conv_3x3", 1),
+    ("sep_conv_3x3", 0),
+    ("sep_conv_3x3", 1),
+    ("sep_conv_3x3", 1),
+    ("skip_connect", 0),
+    ("skip_connect", 0),
+    ("dil_conv_3x3", 2),
+)
 
 
 def test_primitives_and_edge_order_follow_quark0():
@@ -49,16 +57,20 @@ def test_nested_pt_darts_format_and_range_concat():
     g = parse_genotype(PUBLISHED["MDENAS"])  # one list of 2 pairs per node, concat=range(2, 6)
     assert g.normal[:4] == (("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_5x5", 1))
     assert g.reduce[-2:] == (("dil_conv_3x3", 3), ("sep_conv_5x5", 0))
-    flat = ("Genotype(normal=[('sep_conv_5x5',1),('sep_conv_3x3',0),('skip_connect',0),('sep_conv_5x5',1),"
-            "('sep_conv_5x5',3),('sep_conv_3x3',1),('dil_conv_5x5',3),('max_pool_3x3',4)], normal_concat=[2,3,4,5],"
-            "reduce=[('max_pool_3x3',0),('sep_conv_5x5',1),('skip_connect',0),('skip_connect',1),"
-            "('sep_conv_3x3',3),('skip_connect',2),('dil_conv_3x3',3),('sep_conv_5x5',0)], reduce_concat=[2,3,4,5])")
+    flat = (
+        "Genotype(normal=[('sep_conv_5x5',1),('sep_conv_3x3',0),('skip_connect',0),('sep_conv_5x5',1),"
+        "('sep_conv_5x5',3),('sep_conv_3x3',1),('dil_conv_5x5',3),('max_pool_3x3',4)], normal_concat=[2,3,4,5],"
+        "reduce=[('max_pool_3x3',0),('sep_conv_5x5',1),('skip_connect',0),('skip_connect',1),"
+        "('sep_conv_3x3',3),('skip_connect',2),('dil_conv_3x3',3),('sep_conv_5x5',0)], reduce_concat=[2,3,4,5])"
+    )
     assert parse_genotype(flat) == g  # the reference's flat quark0 spelling of the same genotype
 
 
 def test_nested_format_may_give_any_number_of_inputs_per_node():
-    fields = parse_genotype_fields("Genotype(normal=[[], [('skip_connect', 0), ('sep_conv_3x3', 1), "
-                                   "('max_pool_3x3', 2)], [('none', 0)], []], reduce=[[], [], [], []])")
+    fields = parse_genotype_fields(
+        "Genotype(normal=[[], [('skip_connect', 0), ('sep_conv_3x3', 1), "
+        "('max_pool_3x3', 2)], [('none', 0)], []], reduce=[[], [], [], []])"
+    )
     with pytest.raises(InvalidArchitecture, match="unknown op 'none'"):
         arch_from_value(fields)
     fields["normal"][2] = []
@@ -69,21 +81,24 @@ def test_nested_format_may_give_any_number_of_inputs_per_node():
         Genotype.from_arch(arch)
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("Genotype(normal=[('sep_conv_3x3', 0)", "expected"),
-    ("Genotype(normal=[('sep_conv_3x3', 0)], reduce=[])", "8"),
-    ("Genotype(normal=__import__('os'), reduce=[])", "unexpected '__import__'"),
-    ("Genotype(normal=[1; 2])", "unexpected ';'"),
-    ("Foo(normal=[], reduce=[])", "expected Genotype"),
-    ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)] * 4, reduce=[])", "unexpected '\\*'"),
-    (PUBLISHED["DARTS_V2"].replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"), "node 5 reads input 5"),
-    (PUBLISHED["DARTS_V2"].replace("('dil_conv_3x3', 2)", "('conv_7x1_1x7', 2)"), "unknown op 'conv_7x1_1x7'"),
-    (PUBLISHED["DARTS_V2"].replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3]"), "normal_concat"),
-    (PUBLISHED["DARTS_V2"].replace("reduce_concat=[2, 3, 4, 5]", "reduce_concat=range(0, 99999999)"), "range"),
-    (PUBLISHED["DARTS_V2"].replace("normal=", "normal=[], normal="), "given twice"),
-    (PUBLISHED["DARTS_V2"].replace("normal_concat", "weird"), "unknown field 'weird'"),
-    (PUBLISHED["DARTS_V2"] + ")", "after the closing"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("Genotype(normal=[('sep_conv_3x3', 0)", "expected"),
+        ("Genotype(normal=[('sep_conv_3x3', 0)], reduce=[])", "8"),
+        ("Genotype(normal=__import__('os'), reduce=[])", "unexpected '__import__'"),
+        ("Genotype(normal=[1; 2])", "unexpected ';'"),
+        ("Foo(normal=[], reduce=[])", "expected Genotype"),
+        ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)] * 4, reduce=[])", "unexpected '\\*'"),
+        (PUBLISHED["DARTS_V2"].replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"), "node 5 reads input 5"),
+        (PUBLISHED["DARTS_V2"].replace("('dil_conv_3x3', 2)", "('conv_7x1_1x7', 2)"), "unknown op 'conv_7x1_1x7'"),
+        (PUBLISHED["DARTS_V2"].replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3]"), "normal_concat"),
+        (PUBLISHED["DARTS_V2"].replace("reduce_concat=[2, 3, 4, 5]", "reduce_concat=range(0, 99999999)"), "range"),
+        (PUBLISHED["DARTS_V2"].replace("normal=", "normal=[], normal="), "given twice"),
+        (PUBLISHED["DARTS_V2"].replace("normal_concat", "weird"), "unknown field 'weird'"),
+        (PUBLISHED["DARTS_V2"] + ")", "after the closing"),
+    ],
+)
 def test_malformed_text_is_rejected_in_one_line(text, problem):
     with pytest.raises(InvalidArchitecture, match=problem) as info:
         parse_genotype(text)
@@ -91,8 +106,11 @@ def test_malformed_text_is_rejected_in_one_line(text, problem):
 
 
 def test_two_ops_on_one_edge_is_rejected():
-    text = PUBLISHED["DARTS_V2"].replace("('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0)",
-                                         "('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 0)", 1)
+    text = PUBLISHED["DARTS_V2"].replace(
+        "('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0)",
+        "('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 0)",
+        1,
+    )
     with pytest.raises(InvalidArchitecture, match=r"edge 2<-0 has two ops \('sep_conv_3x3' and 'skip_connect'\)"):
         parse_genotype(text)
 
@@ -107,7 +125,7 @@ def test_round_trips_text_json_and_arch(name):
     assert back.to_arch() == arch and parse_genotype(back.to_text()).to_arch() == arch
     # from_arch lists each node's inputs in ascending order; the set of edges is what matters
     for i in range(4):
-        assert sorted(back.normal[2 * i: 2 * i + 2]) == sorted(g.normal[2 * i: 2 * i + 2])
+        assert sorted(back.normal[2 * i : 2 * i + 2]) == sorted(g.normal[2 * i : 2 * i + 2])
 
 
 def _uniform_weights() -> dict[str, list[float]]:

@@ -22,7 +22,7 @@ def space():
 def test_decisions_and_class_attributes(space):
     assert [d.name for d in space.decisions] == list(DECISION_NAMES)
     assert all(d.choices == PRIMITIVES for d in space.decisions)
-    assert space.size() == 8 ** 28 and space.reference_data == "cifar10" and space.supports_supernet
+    assert space.size() == 8**28 and space.reference_data == "cifar10" and space.supports_supernet
     assert space.name == "darts"
 
 
@@ -41,19 +41,24 @@ def test_parse_arch_reads_every_published_form(space):
     g = parse_genotype(PUBLISHED["MDENAS"])
     assert space.parse_arch(json.dumps(g.to_json())) == g.to_arch()  # genotype JSON
     assert space.parse_arch(json.dumps(v2.to_dict())) == v2  # the Arch as a JSON mapping
-    nested = ("Genotype(normal=[[('sep_conv_3x3', 0)], [], [('skip_connect', 2), ('avg_pool_3x3', 1), "
-              "('dil_conv_5x5', 0)], []], normal_concat=range(2, 6), reduce=[[], [], [], [('max_pool_3x3', 4)]], "
-              "reduce_concat=range(2, 6))")
+    nested = (
+        "Genotype(normal=[[('sep_conv_3x3', 0)], [], [('skip_connect', 2), ('avg_pool_3x3', 1), "
+        "('dil_conv_5x5', 0)], []], normal_concat=range(2, 6), reduce=[[], [], [], [('max_pool_3x3', 4)]], "
+        "reduce_concat=range(2, 6))"
+    )
     arch = space.parse_arch(nested)
     assert sum(v != "none" for v in arch.values()) == 5 and arch["normal.4<-1"] == "avg_pool_3x3"
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("DARTS_V9", "cannot read DARTS architecture 'DARTS_V9'"),
-    ("Genotype(normal=[('sep_conv_3x3', 0)] + [], reduce=[])", "unexpected '\\+'"),
-    ('{"normal.2<-0": "conv_9x9"}', "unknown decision|misses"),
-    ('{"normal": [["sep_conv_3x3", 0]], "reduce": []}', "8"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("DARTS_V9", "cannot read DARTS architecture 'DARTS_V9'"),
+        ("Genotype(normal=[('sep_conv_3x3', 0)] + [], reduce=[])", "unexpected '\\+'"),
+        ('{"normal.2<-0": "conv_9x9"}', "unknown decision|misses"),
+        ('{"normal": [["sep_conv_3x3", 0]], "reduce": []}', "8"),
+    ],
+)
 def test_parse_arch_rejects_bad_text(space, text, problem):
     with pytest.raises(InvalidArchitecture, match=problem) as info:
         space.parse_arch(text)

@@ -53,10 +53,12 @@ def test_single_path_runs_only_the_chosen_ops_and_grads_follow():
         net.zero_grad(set_to_none=True)
         net.set_path(arch)
         net(torch.randn(3, 1, 8, 8)).sum().backward()
-        expected = {f"cells.{i}.edges.{e}.ops.{PRIMITIVES.index(arch[n])}"
-                    for i, c in enumerate(net.cells)
-                    for e, n in enumerate(DECISION_NAMES[14:] if c.reduction else DECISION_NAMES[:14])
-                    if arch[n] != "none"}
+        expected = {
+            f"cells.{i}.edges.{e}.ops.{PRIMITIVES.index(arch[n])}"
+            for i, c in enumerate(net.cells)
+            for e, n in enumerate(DECISION_NAMES[14:] if c.reduction else DECISION_NAMES[:14])
+            if arch[n] != "none"
+        }
         assert called == expected  # nothing else ran, not even 'none'
         with_grad = {n for n, p in net.named_parameters() if p.grad is not None}
         assert with_grad == set(net.path_parameter_names(arch))
@@ -89,8 +91,9 @@ def test_forward_mixed_with_one_hot_weights_equals_the_single_path():
     arch = space.parse_arch("MDENAS").replace(**{"normal.4<-3": "none", "normal.4<-1": "none"})  # node 4 dead
     net.set_path(arch)
     x = torch.randn(2, 1, 8, 8)
-    weights = {n: torch.nn.functional.one_hot(torch.tensor(PRIMITIVES.index(arch[n])), 8).float()
-               for n in DECISION_NAMES}
+    weights = {
+        n: torch.nn.functional.one_hot(torch.tensor(PRIMITIVES.index(arch[n])), 8).float() for n in DECISION_NAMES
+    }
     assert torch.allclose(net(x), net.forward_mixed(x, weights), atol=1e-6)
     alphas = {n: torch.zeros(8, requires_grad=True) for n in DECISION_NAMES}
     net.forward_mixed(x, {n: a.softmax(0) for n, a in alphas.items()}).sum().backward()
@@ -128,8 +131,7 @@ def test_angle_terms_none_drops_paths_pool_is_constant_skip_is_empty():
     space = make_space(supernet_layers=3)  # cell 0 normal (C=4), cells 1, 2 reduce
     net: DartsSupernet = space.build_supernet(DIGITS)
     reduce_skips = {f"reduce_{j}_{k}": "skip_connect" for j in range(2, 6) for k in range(j)}
-    arch = arch_of(normal_2_0="max_pool_3x3", normal_5_2="sep_conv_3x3", normal_3_1="dil_conv_3x3",
-                   **reduce_skips)
+    arch = arch_of(normal_2_0="max_pool_3x3", normal_5_2="sep_conv_3x3", normal_3_1="dil_conv_3x3", **reduce_skips)
     terms = net.angle_terms(arch)
     # normal cell: only path 0->2->5 survives ('none' cuts the others; 1->3 leads nowhere), pooling
     # gives a [C,3,3] constant of 1/9, sep_conv its 4 conv weights; all-skip reduce cells add nothing

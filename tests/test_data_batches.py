@@ -23,8 +23,12 @@ def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     shifts = set()
     for i in range(x.shape[0]):  # each image must equal exactly one window of its padded copy
-        hits = [(dy, dx) for dy in range(5) for dx in range(5)
-                if torch.equal(out[i], padded[i, :, dy:dy + 5, dx:dx + 7])]
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 5, dx : dx + 7])
+        ]
         assert hits, f"image {i} is not a window"
         shifts.add(hits[0])
     assert len(shifts) > 1  # offsets differ between images

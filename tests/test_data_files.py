@@ -91,8 +91,10 @@ def test_fashion_mnist_truncated_file_is_a_data_error(tmp_path, monkeypatch):
         datasets.create("fashion_mnist", DataOptions(name="fashion_mnist", root=str(tmp_path))).load()
 
 
-@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
-                    reason="Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
 def test_fashion_mnist_from_the_debian_package():
     raw = datasets.create("fashion_mnist", DataOptions(name="fashion_mnist")).load()
     assert raw.train_x.shape == (60000, 1, 28, 28) and raw.test_x.shape == (10000, 1, 28, 28)

@@ -54,9 +54,16 @@ NASFRAME = {"nasframe", ".venv/bin/nasframe"}
 PYTHON = {"python", "python3", ".venv/bin/python"}
 #: programs the pages show but this test does not run, and why
 NOT_RUN = {
-    "pip": "installs packages", ".venv/bin/pip": "installs packages", "apt-get": "installs system packages",
-    "source": "shell set-up", "mkdocs": "builds these docs; .ci/run does", ".venv/bin/mkdocs": "builds these docs",
-    "tensorboard": "a viewer", "git": "version control", "ruff": "the linter", ".venv/bin/ruff": "the linter",
+    "pip": "installs packages",
+    ".venv/bin/pip": "installs packages",
+    "apt-get": "installs system packages",
+    "source": "shell set-up",
+    "mkdocs": "builds these docs; .ci/run does",
+    ".venv/bin/mkdocs": "builds these docs",
+    "tensorboard": "a viewer",
+    "git": "version control",
+    "ruff": "the linter",
+    ".venv/bin/ruff": "the linter",
 }
 
 
@@ -138,8 +145,10 @@ def split_commands(line: str, where: str) -> list[list[str]]:
         elif prog in PYTHON and argv[1:3] in (["-m", "venv"], ["-m", "pytest"]):
             continue  # the set-up and test commands themselves
         elif prog not in NOT_RUN:
-            ERRORS.append(f"{where}: {prog!r} is neither run by this test nor listed as set-up; "
-                          f"run it or add it to NOT_RUN with a reason")
+            ERRORS.append(
+                f"{where}: {prog!r} is neither run by this test nor listed as set-up; "
+                f"run it or add it to NOT_RUN with a reason"
+            )
     return runnable
 
 
@@ -156,7 +165,7 @@ def parse_page(path: Path) -> list[Block]:
         body = []
         i += 1
         while i < len(lines) and lines[i].strip() != "```":
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         i += 1
         prev = next((lines[k] for k in range(start - 1, -1, -1) if lines[k].strip()), "")
@@ -247,8 +256,7 @@ def run_nasframe(argv: list[str], cwd: Path, monkeypatch) -> tuple[int, str]:
 def run_script(argv: list[str], cwd: Path) -> tuple[int, str]:
     """`python benchmarks/x.py ...` with this interpreter, CUDA hidden."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout + proc.stderr
 
 

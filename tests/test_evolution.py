@@ -166,7 +166,7 @@ def test_re3_tournament_with_replacement_picks_the_population_best_with_probabil
         parent = s.pick_parent(sample)
         contains_best += 4 in sample
         parents[parent] += 1
-    assert abs(contains_best / n - (1 - 0.9 ** 3)) < 0.005
+    assert abs(contains_best / n - (1 - 0.9**3)) < 0.005
     assert parents[4] == contains_best  # the parent is the best exactly when the best is drawn
     # a member of rank r (1 = worst) is the parent with probability (r/P)^S - ((r-1)/P)^S
     rank = np.argsort(np.argsort(fits)) + 1
@@ -231,8 +231,7 @@ def test_duplicates_are_evaluated_by_default_and_never_with_dedup(nb201, tabular
 
 
 def test_dedup_raises_space_exhausted_once_every_architecture_was_proposed(core_toy):
-    toy = spaces.get("core_toy")(build_options(spaces.get("core_toy").Options, {"decisions": 2, "choices": 2},
-                                               "space"))
+    toy = spaces.get("core_toy")(build_options(spaces.get("core_toy").Options, {"decisions": 2, "choices": 2}, "space"))
     s = make(toy, dedup=True, population=2, max_tries=200)
     for _ in range(4):
         (arch,) = s.ask()
@@ -253,8 +252,12 @@ def test_resume_after_a_state_round_trip_continues_identically(nb201, tabular, t
     assert list(resumed.population) == list(straight.population)
     assert drive(resumed, tabular, 80, start=37) == drive(straight, tabular, 80, start=37)
     assert list(resumed.population) == list(straight.population)
-    assert (resumed.final(), resumed.evaluated, resumed.failed, resumed.infeasible) == \
-        (straight.final(), straight.evaluated, straight.failed, straight.infeasible)
+    assert (resumed.final(), resumed.evaluated, resumed.failed, resumed.infeasible) == (
+        straight.final(),
+        straight.evaluated,
+        straight.failed,
+        straight.infeasible,
+    )
 
 
 def test_a_checkpoint_of_another_space_is_refused(nb201, core_toy):
@@ -283,7 +286,7 @@ def test_cli_search_on_nb201_tabular_returns_the_history_best_and_resumes_identi
     assert len(lines) == 120 and all(h["status"] == "ok" for h in lines)
     archs = [Arch(h["arch"]) for h in lines]
     for i in range(10, 120):  # every child is a one-edge mutation of one of the previous 10 (the population)
-        assert any(len(changed(p, archs[i])) == 1 for p in archs[i - 10:i]), i
+        assert any(len(changed(p, archs[i])) == 1 for p in archs[i - 10 : i]), i
     # RE5: the final architecture is the first maximum of the search accuracy over the history
     accs = [h["metrics"]["val_acc"] for h in lines]
     best = json.loads((tmp_path / "full" / "best.json").read_text())
@@ -301,9 +304,33 @@ def test_cli_search_on_nb201_tabular_returns_the_history_best_and_resumes_identi
 
 
 def test_cli_bad_options_are_one_line_errors(cli, tmp_path):
-    code, out, err = cli("run", "--strategy", "evolution", "--space", "nb201", "--evaluator", "tabular",
-                         "--set", "strategy.population=0", "--out", tmp_path / "r", "--quiet")
+    code, out, err = cli(
+        "run",
+        "--strategy",
+        "evolution",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--set",
+        "strategy.population=0",
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+    )
     assert code == 2 and err.count("\n") == 1 and "strategy.population" in err
-    code, out, err = cli("run", "--strategy", "evolution", "--space", "nb201", "--evaluator", "tabular",
-                         "--set", "strategy.mutation=random", "--out", tmp_path / "r", "--quiet")
+    code, out, err = cli(
+        "run",
+        "--strategy",
+        "evolution",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--set",
+        "strategy.mutation=random",
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+    )
     assert code == 2 and err.count("\n") == 1 and "grouped" in err

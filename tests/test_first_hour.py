@@ -14,13 +14,38 @@ from nasframe.checkpoint import RunLock
 
 
 def toy(core_toy, *extra):
-    return ["run", "--plugin", core_toy, "--strategy", "random", "--space", "core_toy", "--evaluator",
-            "core_toy_eval", "--quiet", *extra]
+    return [
+        "run",
+        "--plugin",
+        core_toy,
+        "--strategy",
+        "random",
+        "--space",
+        "core_toy",
+        "--evaluator",
+        "core_toy_eval",
+        "--quiet",
+        *extra,
+    ]
 
 
 def tabular_mdenas(out: Path, budget: int = 3) -> list[str]:
-    return ["run", "--strategy", "mdenas", "--space", "nb201", "--evaluator", "tabular", "--quiet", "--budget",
-            str(budget), "--out", str(out), "--set", "run.tensorboard=false"]
+    return [
+        "run",
+        "--strategy",
+        "mdenas",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "tabular",
+        "--quiet",
+        "--budget",
+        str(budget),
+        "--out",
+        str(out),
+        "--set",
+        "run.tensorboard=false",
+    ]
 
 
 def test_the_answer_has_counts_and_an_evaluation_at_the_end(cli, tmp_path):
@@ -46,8 +71,22 @@ def test_final_evaluation_never_and_always(cli, tmp_path):
 
 
 def test_a_run_that_fails_before_its_first_evaluation_leaves_no_folder(cli, tmp_path):
-    argv = ["run", "--strategy", "random", "--space", "darts", "--evaluator", "short_train", "--data", "cifar10",
-            "--set", f"data.root={tmp_path / 'missing'}", "--quiet", "--out", tmp_path / "r"]
+    argv = [
+        "run",
+        "--strategy",
+        "random",
+        "--space",
+        "darts",
+        "--evaluator",
+        "short_train",
+        "--data",
+        "cifar10",
+        "--set",
+        f"data.root={tmp_path / 'missing'}",
+        "--quiet",
+        "--out",
+        tmp_path / "r",
+    ]
     code, _, err = cli(*argv)
     assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "r").exists()
@@ -141,13 +180,36 @@ def test_counts_accept_suffixes(cli, core_toy, tmp_path):
 def test_inspect_reads_the_derived_architecture_from_best_json(cli, tmp_path):
     code, _, err = cli("run", "--strategy", "mdenas", "--space", "darts", "--evaluator", "tabular", "--quiet")
     assert code == 2  # (tabular needs a table: a one-line error, nothing created)
-    code, _, err = cli("run", "--strategy", "mdenas", "--space", "darts", "--evaluator", "supernet", "--quiet",
-                       "--budget", "2", "--out", tmp_path / "r", "--set", "space.supernet_C=4",
-                       "--set", "space.supernet_layers=2", "--set", "evaluator.steps=1", "--set", "data.limit=200",
-                       "--set", "run.tensorboard=false", "--set", "run.final_evaluation=never")
+    code, _, err = cli(
+        "run",
+        "--strategy",
+        "mdenas",
+        "--space",
+        "darts",
+        "--evaluator",
+        "supernet",
+        "--quiet",
+        "--budget",
+        "2",
+        "--out",
+        tmp_path / "r",
+        "--set",
+        "space.supernet_C=4",
+        "--set",
+        "space.supernet_layers=2",
+        "--set",
+        "evaluator.steps=1",
+        "--set",
+        "data.limit=200",
+        "--set",
+        "run.tensorboard=false",
+        "--set",
+        "run.final_evaluation=never",
+    )
     assert code == 0, err
-    code, out, err = cli("inspect", "--space", "darts", "--arch-file", tmp_path / "r" / "best.json", "--json",
-                         "--no-macs")
+    code, out, err = cli(
+        "inspect", "--space", "darts", "--arch-file", tmp_path / "r" / "best.json", "--json", "--no-macs"
+    )
     assert code == 0, err
     info = json.loads(out)
     best = json.loads((tmp_path / "r" / "best.json").read_text())
@@ -156,8 +218,14 @@ def test_inspect_reads_the_derived_architecture_from_best_json(cli, tmp_path):
 
 
 def test_python_api_runs_and_builds_the_network(tmp_path):
-    result = nasframe.run({"strategy": "random", "space": "nb201", "evaluator": "tabular",
-                           "run": {"max_evaluations": 5, "out": str(tmp_path / "r"), "tensorboard": False}})
+    result = nasframe.run(
+        {
+            "strategy": "random",
+            "space": "nb201",
+            "evaluator": "tabular",
+            "run": {"max_evaluations": 5, "out": str(tmp_path / "r"), "tensorboard": False},
+        }
+    )
     assert result.evaluations == 5 and result.final is not None and result.final.held_out["test_acc"] > 0
     assert nasframe.load_result(tmp_path / "r").final.arch == result.final.arch
     net = nasframe.build_network(tmp_path / "r")

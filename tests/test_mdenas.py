@@ -128,8 +128,9 @@ def test_unsampled_ops_are_neutral():
     # ops 0 and 2 never trained (H_e = H_a = 0): they neither gain nor cost anyone anything
     counts = pairwise_counts(np.array([[0, 2, 0, 1]]), np.array([[0.0, 0.5, 0.0, 0.7]]))
     assert counts.tolist() == [[0, -1, 0, 1]]
-    p = update_probabilities(np.full((1, 4), 0.25), np.array([[0, 2, 0, 1]]), np.array([[0.0, 0.5, 0.0, 0.7]]),
-                             0.01, "B")
+    p = update_probabilities(
+        np.full((1, 4), 0.25), np.array([[0, 2, 0, 1]]), np.array([[0.0, 0.5, 0.0, 0.7]]), 0.01, "B"
+    )
     assert np.allclose(p, [[0.25, 0.24, 0.25, 0.26]], rtol=0, atol=1e-12)
 
 

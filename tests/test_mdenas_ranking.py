@@ -40,8 +40,22 @@ def test_training_curves_on_digits(bench, tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = bench.main(["--archs", "3", "--epochs", "2", "--set", "space.C=4", "--set", "space.layers=2",
-                           "--set", "data.limit=200", "--json", str(tmp_path / "c.json")])
+        code = bench.main(
+            [
+                "--archs",
+                "3",
+                "--epochs",
+                "2",
+                "--set",
+                "space.C=4",
+                "--set",
+                "space.layers=2",
+                "--set",
+                "data.limit=200",
+                "--json",
+                str(tmp_path / "c.json"),
+            ]
+        )
     finally:
         torch.set_num_threads(before)
     assert code == 0

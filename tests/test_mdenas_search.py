@@ -18,13 +18,15 @@ GOOD = 2  # position of 'good' in the toy space's choices (3 decisions x 4 choic
 
 
 def toy_cfg(out: Path, seed: int, epochs: int = 100, signal: float = 100.0, **strategy) -> dict:
-    return merge_config({
-        "plugins": [TOY],
-        "strategy": {"name": "mdenas", "epochs": epochs, **strategy},
-        "space": {"name": "mdenas_toy"},
-        "evaluator": {"name": "mdenas_toy_eval", "signal": signal},
-        "run": {"seed": seed, "max_evaluations": 1000, "out": str(out), "tensorboard": False, "progress": False},
-    })
+    return merge_config(
+        {
+            "plugins": [TOY],
+            "strategy": {"name": "mdenas", "epochs": epochs, **strategy},
+            "space": {"name": "mdenas_toy"},
+            "evaluator": {"name": "mdenas_toy_eval", "signal": signal},
+            "run": {"seed": seed, "max_evaluations": 1000, "out": str(out), "tensorboard": False, "progress": False},
+        }
+    )
 
 
 def history(run_dir: Path) -> list[dict]:
@@ -114,10 +116,31 @@ def one_thread():
 def test_darts_supernet_search_from_the_cli_moves_off_uniform_and_resumes(tmp_path, cli, one_thread):
     from nasframe.spaces.darts import DartsSpace
 
-    common = ["--strategy", "mdenas", "--space", "darts", "--evaluator", "supernet", "--data", "digits",
-              "--device", "cpu", "--quiet", "--seed", "1",
-              "--set", "space.supernet_C=4", "--set", "space.supernet_layers=2", "--set", "data.limit=300",
-              "--set", "strategy.lr=0.05", "--set", "run.tensorboard=false"]
+    common = [
+        "--strategy",
+        "mdenas",
+        "--space",
+        "darts",
+        "--evaluator",
+        "supernet",
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--seed",
+        "1",
+        "--set",
+        "space.supernet_C=4",
+        "--set",
+        "space.supernet_layers=2",
+        "--set",
+        "data.limit=300",
+        "--set",
+        "strategy.lr=0.05",
+        "--set",
+        "run.tensorboard=false",
+    ]
     code, _, err = cli("run", *common, "--budget", "4", "--out", tmp_path / "full")
     assert code == 0, err
     code, _, err = cli("run", *common, "--budget", "2", "--out", tmp_path / "part")
@@ -151,12 +174,40 @@ def test_darts_supernet_search_killed_with_sigkill_resumes_to_the_identical_resu
 
     from conftest import kill_then_resume
 
-    argv = ["--strategy", "mdenas", "--space", "darts", "--evaluator", "supernet", "--data", "digits",
-            "--device", "cpu", "--quiet", "--seed", "2", "--budget", "6",
-            "--set", "space.supernet_C=4", "--set", "space.supernet_layers=2", "--set", "data.limit=400",
-            "--set", "evaluator.epochs=2", "--set", "run.checkpoint_every=1", "--set", "run.tensorboard=false"]
-    subprocess.run([sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
-                   check=True, capture_output=True)
+    argv = [
+        "--strategy",
+        "mdenas",
+        "--space",
+        "darts",
+        "--evaluator",
+        "supernet",
+        "--data",
+        "digits",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--seed",
+        "2",
+        "--budget",
+        "6",
+        "--set",
+        "space.supernet_C=4",
+        "--set",
+        "space.supernet_layers=2",
+        "--set",
+        "data.limit=400",
+        "--set",
+        "evaluator.epochs=2",
+        "--set",
+        "run.checkpoint_every=1",
+        "--set",
+        "run.tensorboard=false",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
+        check=True,
+        capture_output=True,
+    )
     kill_then_resume(argv, tmp_path / "killed", after_lines=2)
     assert without_timing(history(tmp_path / "full")) == without_timing(history(tmp_path / "killed"))
     full = json.loads((tmp_path / "full" / "best.json").read_text())

@@ -49,17 +49,28 @@ def test_mobilenetv2_matches_torchvision():
         assert net.eval()(x).shape == ref.eval()(x).shape == (2, 1000)
 
 
-@pytest.mark.parametrize("name, options, params, macs_m", [
-    ("proxyless_gpu", {"layout": "proxyless_gpu"}, 7_119_848, 465.3),
-    ("proxyless_cpu", {"layout": "proxyless_cpu"}, 4_361_648, 439.2),
-    ("mdenas_gpu", {"layout": "proxyless_gpu", "expand_ratios": [1, 3, 6], "search_first_block": True},
-     5_745_984, 765.1),
-    ("mdenas_cpu", {"layout": "proxyless_cpu", "expand_ratios": [1, 3, 6], "search_first_block": True},
-     4_069_992, 515.5),
-    ("spos_abs", {"layout": "proxyless_gpu"}, 5_936_776, 470.8),
-    ("proxyless_abs", {"layout": "proxyless_gpu"}, 5_955_808, 469.0),
-    ("fairnas_abs", {"layout": "fairnas", "allow_zero": False}, 3_774_992, 310.9),
-])
+@pytest.mark.parametrize(
+    "name, options, params, macs_m",
+    [
+        ("proxyless_gpu", {"layout": "proxyless_gpu"}, 7_119_848, 465.3),
+        ("proxyless_cpu", {"layout": "proxyless_cpu"}, 4_361_648, 439.2),
+        (
+            "mdenas_gpu",
+            {"layout": "proxyless_gpu", "expand_ratios": [1, 3, 6], "search_first_block": True},
+            5_745_984,
+            765.1,
+        ),
+        (
+            "mdenas_cpu",
+            {"layout": "proxyless_cpu", "expand_ratios": [1, 3, 6], "search_first_block": True},
+            4_069_992,
+            515.5,
+        ),
+        ("spos_abs", {"layout": "proxyless_gpu"}, 5_936_776, 470.8),
+        ("proxyless_abs", {"layout": "proxyless_gpu"}, 5_955_808, 469.0),
+        ("fairnas_abs", {"layout": "fairnas", "allow_zero": False}, 3_774_992, 310.9),
+    ],
+)
 def test_published_networks_sizes(name, options, params, macs_m):
     space = make_space(**options)
     assert name in space.named_architectures()
@@ -76,8 +87,7 @@ def test_proxyless_gpu_arch_reads_as_published():
 
 
 def test_mdenas_gene_overwrites_first_block():
-    arch = make_space(layout="proxyless_gpu", expand_ratios=[1, 3, 6], search_first_block=True).parse_arch(
-        "mdenas_gpu")
+    arch = make_space(layout="proxyless_gpu", expand_ratios=[1, 3, 6], search_first_block=True).parse_arch("mdenas_gpu")
     assert list(arch)[0] == "stage0.block0"
     assert arch["stage0.block0"] == "k7e6"  # gene entry 0
     assert arch["stage3.block3"] == "k3e1"  # gene entry 5: the 6th non-zero block, 56->56
@@ -89,8 +99,14 @@ def test_decisions_and_zero_placement():
     names = [d.name for d in space.decisions]
     assert len(names) == 21 and names[0] == "stage1.block0" and names[-1] == "stage6.block0"
     with_zero = [d.name for d in space.decisions if "zero" in d.choices]
-    first_of_stage = {"stage1.block0", "stage2.block0", "stage3.block0", "stage4.block0", "stage5.block0",
-                      "stage6.block0"}
+    first_of_stage = {
+        "stage1.block0",
+        "stage2.block0",
+        "stage3.block0",
+        "stage4.block0",
+        "stage5.block0",
+        "stage6.block0",
+    }
     assert len(with_zero) == 15
     assert set(with_zero) == set(names) - first_of_stage
     assert space.decision("stage1.block0").choices == OPS
@@ -105,8 +121,7 @@ def test_zero_follows_stride_and_width_rule():
     # stage 2 keeps the width at stride 1, so its first slot may be zero too; stage 3 halves resolution
     space = make_space(custom_layout={"widths": [16, 16, 16], "blocks": [1, 2, 1], "strides": [1, 1, 2]})
     zero = {d.name: "zero" in d.choices for d in space.decisions}
-    assert zero == {"stage1.block0": True, "stage2.block0": True, "stage2.block1": True,
-                    "stage3.block0": False}
+    assert zero == {"stage1.block0": True, "stage2.block0": True, "stage2.block1": True, "stage3.block0": False}
 
 
 def test_expansion_one_option():
@@ -144,14 +159,21 @@ def test_named_arch_on_another_layout_says_how_to_fix():
         space.parse_arch("mdenas_cpu")
     message = str(info.value)
     assert "\n" not in message
-    for flag in ("--set space.layout=proxyless_cpu", "--set space.expand_ratios=[1,3,6]",
-                 "--set space.search_first_block=true"):
+    for flag in (
+        "--set space.layout=proxyless_cpu",
+        "--set space.expand_ratios=[1,3,6]",
+        "--set space.search_first_block=true",
+    ):
         assert flag in message
     assert "mobilenetv2" in make_space(layout="mobilenetv2").named_architectures()
     assert make_space(layout="mobilenetv2", width_mult=0.5).named_architectures() == {}
     options = spaces.get("mobilenet").options_for_arch("mdenas_cpu")
-    assert options == {"layout": "proxyless_cpu", "kernels": [3, 5, 7], "expand_ratios": [1, 3, 6],
-                       "search_first_block": True}
+    assert options == {
+        "layout": "proxyless_cpu",
+        "kernels": [3, 5, 7],
+        "expand_ratios": [1, 3, 6],
+        "search_first_block": True,
+    }
     assert "mdenas_cpu" in make_space(**options).named_architectures()
 
 
@@ -195,8 +217,9 @@ def test_small_input_strides_and_tiny_inputs():
 def test_custom_layout_from_yaml_text():
     import yaml
 
-    table = yaml.safe_load("{first_conv: 8, first_block: 8, widths: [8, 16], blocks: [2, 1], "
-                           "strides: [1, 2], head: 32}")
+    table = yaml.safe_load(
+        "{first_conv: 8, first_block: 8, widths: [8, 16], blocks: [2, 1], strides: [1, 2], head: 32}"
+    )
     space = make_space(custom_layout=table, small_input=True)
     assert [d.name for d in space.decisions] == ["stage1.block0", "stage1.block1", "stage2.block0"]
     net = space.build(space.parse_arch("[k3e3, zero, k5e6]"), DataSpec("x", 1, 8, 8, 4))

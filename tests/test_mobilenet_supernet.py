@@ -53,8 +53,11 @@ def test_single_path_gradients(space, arch):
     with_grad = {n for n, p in net.named_parameters() if p.grad is not None}
     assert with_grad == set(net.path_parameter_names(arch))
     assert not any(n.startswith("blocks.stage1_block1.") for n in with_grad)  # the zero slot
-    unchosen = [n for n in dict(net.named_parameters()) if n.startswith("blocks.stage3_block0.")
-                and not n.startswith("blocks.stage3_block0.k7e6.")]
+    unchosen = [
+        n
+        for n in dict(net.named_parameters())
+        if n.startswith("blocks.stage3_block0.") and not n.startswith("blocks.stage3_block0.k7e6.")
+    ]
     assert unchosen and not with_grad & set(unchosen)
 
 
@@ -79,12 +82,18 @@ def test_path_equals_standalone_network(space, arch):
 def test_angle_terms_order_and_zero_slots(space, arch):
     net = space.build_supernet(SPEC)
     terms = net.angle_terms(arch)
-    assert terms[:5] == ["stem.0.weight", "first_block.depthwise.0.weight", "first_block.project.0.weight",
-                         "head.0.weight", "classifier.weight"]
+    assert terms[:5] == [
+        "stem.0.weight",
+        "first_block.depthwise.0.weight",
+        "first_block.project.0.weight",
+        "head.0.weight",
+        "classifier.weight",
+    ]
     live = [n for n in (d.name for d in space.decisions) if arch[n] != "zero"]
     assert len(terms) == 5 + 3 * len(live)  # expand, depthwise, project per non-zero block (no e1 ops here)
-    assert terms[5:8] == [f"blocks.stage1_block0.{arch['stage1.block0']}.{p}.0.weight"
-                          for p in ("expand", "depthwise", "project")]
+    assert terms[5:8] == [
+        f"blocks.stage1_block0.{arch['stage1.block0']}.{p}.0.weight" for p in ("expand", "depthwise", "project")
+    ]
     assert not any(t.startswith("blocks.stage1_block1.") for t in terms)
     params = dict(net.named_parameters())
     assert all(params[t].dim() in (2, 4) for t in terms)  # conv and linear weights only: no BN, no bias
@@ -95,8 +104,7 @@ def test_angle_terms_skip_missing_expand_and_include_searched_first_block():
     arch = space.parse_arch(str(["k5e1"] * len(space.decisions)))
     terms = space.build_supernet(SPEC).angle_terms(arch)
     assert terms[:3] == ["stem.0.weight", "head.0.weight", "classifier.weight"]
-    assert terms[3:5] == ["blocks.stage0_block0.k5e1.depthwise.0.weight",
-                          "blocks.stage0_block0.k5e1.project.0.weight"]
+    assert terms[3:5] == ["blocks.stage0_block0.k5e1.depthwise.0.weight", "blocks.stage0_block0.k5e1.project.0.weight"]
     assert len(terms) == 3 + 2 * 22
 
 
@@ -104,8 +112,9 @@ def test_forward_mixed_one_hot_equals_single_path(space, arch):
     torch.manual_seed(2)
     net = space.build_supernet(SPEC).eval()
     net.set_path(arch)
-    weights = {name: torch.tensor([1.0 if c == arch[name] else 0.0 for c in choices])
-               for name, choices in net.choices.items()}
+    weights = {
+        name: torch.tensor([1.0 if c == arch[name] else 0.0 for c in choices]) for name, choices in net.choices.items()
+    }
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(net.forward_mixed(x, weights), net(x))

@@ -29,8 +29,9 @@ def space() -> NB201Space:
 
 def test_decisions_and_size(space):
     assert [d.name for d in space.decisions] == ["1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2"]
-    assert all(d.choices == ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-               for d in space.decisions)
+    assert all(
+        d.choices == ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3") for d in space.decisions
+    )
     assert space.size() == 15625 == len(load_table())
     assert space.reference_data == "cifar10"
 
@@ -69,8 +70,13 @@ def test_parse_arch_forms_and_errors(space):
     arch = space.parse_arch(RESNET)
     assert space.parse_arch("resnet") == arch
     assert space.parse_arch(str(space.index_of(arch))) == arch
-    assert space.parse_arch('{"1<-0": nor_conv_3x3, "2<-0": none, "2<-1": nor_conv_3x3, "3<-0": skip_connect, '
-                            '"3<-1": none, "3<-2": skip_connect}') == arch
+    assert (
+        space.parse_arch(
+            '{"1<-0": nor_conv_3x3, "2<-0": none, "2<-1": nor_conv_3x3, "3<-0": skip_connect, '
+            '"3<-1": none, "3<-2": skip_connect}'
+        )
+        == arch
+    )
     assert cell_string([arch[n] for n in EDGE_NAMES]) == RESNET
     with pytest.raises(InvalidArchitecture, match="expected"):
         space.parse_arch("|nor_conv_3x3~0|+|none~0|")
@@ -89,7 +95,7 @@ def test_sample_is_uniform_and_respects_restriction(space):
         counts[a["3<-2"]] += 1
     assert all(abs(c / 5000 - 0.2) < 0.03 for c in counts.values())
     small = space.restrict({"1<-0": ["none", "skip_connect"], "3<-2": ["nor_conv_3x3"]})
-    assert small.size() == 2 * 5 ** 4 == len(small.all_archs())
+    assert small.size() == 2 * 5**4 == len(small.all_archs())
     for _ in range(200):
         a = small.sample(rng)
         assert a["1<-0"] in ("none", "skip_connect") and a["3<-2"] == "nor_conv_3x3"

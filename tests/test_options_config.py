@@ -27,15 +27,18 @@ def test_build_options_converts_and_checks():
     assert isinstance(o.lr, float)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"lrr": 0.1}, "unknown option strategy.lrr; did you mean strategy.lr?"),
-    ({"lr": "fast"}, "strategy.lr: expected a number, got 'fast'"),
-    ({"lr": 2.0}, "strategy.lr: 2.0 is above the maximum 1.0"),
-    ({"epochs": 0}, "strategy.epochs: 0 is below the minimum 1"),
-    ({"epochs": 1.5}, "strategy.epochs: expected an integer, got 1.5"),
-    ({"mode": "c"}, "strategy.mode: 'c' is not allowed; choose one of a, b"),
-    ({"limit": 0}, "strategy.limit: 0 is below the minimum 1"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lrr": 0.1}, "unknown option strategy.lrr; did you mean strategy.lr?"),
+        ({"lr": "fast"}, "strategy.lr: expected a number, got 'fast'"),
+        ({"lr": 2.0}, "strategy.lr: 2.0 is above the maximum 1.0"),
+        ({"epochs": 0}, "strategy.epochs: 0 is below the minimum 1"),
+        ({"epochs": 1.5}, "strategy.epochs: expected an integer, got 1.5"),
+        ({"mode": "c"}, "strategy.mode: 'c' is not allowed; choose one of a, b"),
+        ({"limit": 0}, "strategy.limit: 0 is below the minimum 1"),
+    ],
+)
 def test_bad_values_fail_with_one_line_naming_the_key(values, message):
     with pytest.raises(ConfigError) as err:
         build_options(Opts, values, "strategy")
@@ -62,8 +65,12 @@ def test_parse_set_reads_yaml_values():
 
 
 def test_set_overrides_config_file_values(core_toy):
-    base = {"strategy": {"name": "random", "dedup": False}, "space": "core_toy",
-            "evaluator": {"name": "core_toy_eval"}, "run": {"seed": 3}}
+    base = {
+        "strategy": {"name": "random", "dedup": False},
+        "space": "core_toy",
+        "evaluator": {"name": "core_toy_eval"},
+        "run": {"seed": 3},
+    }
     cfg = merge_config(base, sets=["strategy.dedup=true", "run.seed=5"], run={"max_evaluations": 7})
     resolved = resolve(cfg)
     assert resolved.names == {"strategy": "random", "space": "core_toy", "evaluator": "core_toy_eval"}

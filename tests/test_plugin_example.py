@@ -27,8 +27,12 @@ def test_plugin_example_runs_as_written(tmp_path):
     code, argv = example()
     (tmp_path / "my_strategy.py").write_text(code)
     assert argv[0] == "nasframe"
-    proc = subprocess.run([sys.executable, "-m", "nasframe.cli", *argv[1:], "--out", "run", "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasframe.cli", *argv[1:], "--out", "run", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
@@ -38,6 +42,7 @@ def test_plugin_example_runs_as_written(tmp_path):
     for rec in history:
         if rec["index"] >= 5 and best_so_far is not None:
             assert sum(rec["arch"][k] != best_so_far["arch"][k] for k in rec["arch"]) <= 1
-        if rec["status"] == "ok" and (best_so_far is None or
-                                      rec["metrics"]["val_acc"] > best_so_far["metrics"]["val_acc"]):
+        if rec["status"] == "ok" and (
+            best_so_far is None or rec["metrics"]["val_acc"] > best_so_far["metrics"]["val_acc"]
+        ):
             best_so_far = rec

@@ -22,10 +22,12 @@ def test_unknown_name_lists_known_and_closest():
 
 
 def test_names_come_from_entry_points_without_importing():
-    code = ("import sys; from nasframe.registry import strategies, spaces, evaluators; "
-            "n = strategies.names(); s = spaces.names(); e = evaluators.names(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('nasframe.strategies.', 'nasframe.spaces.', "
-            "'nasframe.evaluators.')))); print(n)")
+    code = (
+        "import sys; from nasframe.registry import strategies, spaces, evaluators; "
+        "n = strategies.names(); s = spaces.names(); e = evaluators.names(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('nasframe.strategies.', 'nasframe.spaces.', "
+        "'nasframe.evaluators.')))); print(n)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     imported, names = out.splitlines()
     assert imported == "[]"  # nothing is built or imported just because it is registered
@@ -40,6 +42,7 @@ def test_duplicate_registration_is_an_error():
         pass
 
     with pytest.raises(RegistryError, match="thing 'a' is already registered by"):
+
         @reg.register("a")
         class B:
             pass
@@ -60,7 +63,8 @@ def test_entry_point_plugin_from_installed_package(tmp_path, core_toy):
     """A third-party package that declares an entry point in group nasframe.strategies."""
     site = tmp_path / "site"
     (site / "thirdparty_nas").mkdir(parents=True)
-    (site / "thirdparty_nas" / "__init__.py").write_text(textwrap.dedent("""
+    (site / "thirdparty_nas" / "__init__.py").write_text(
+        textwrap.dedent("""
         from nasframe import Strategy, register_strategy
 
         @register_strategy("first_choice")
@@ -71,17 +75,37 @@ def test_entry_point_plugin_from_installed_package(tmp_path, core_toy):
                 return [Arch([(d.name, d.choices[0]) for d in self.space.decisions])]
             def tell(self, arch, result):
                 super().tell(arch, result)
-    """))
+    """)
+    )
     dist = site / "thirdparty_nas-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-nas\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[nasframe.strategies]\nfirst_choice = thirdparty_nas\n")
     out = tmp_path / "run"
-    env_code = ("import sys; from nasframe.cli import main; sys.exit(main(sys.argv[1:]))")
+    env_code = "import sys; from nasframe.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
-        [sys.executable, "-c", env_code, "run", "--plugin", core_toy, "--strategy", "first_choice",
-         "--space", "core_toy", "--evaluator", "core_toy_eval", "--budget", "2", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(site)},
+        [
+            sys.executable,
+            "-c",
+            env_code,
+            "run",
+            "--plugin",
+            core_toy,
+            "--strategy",
+            "first_choice",
+            "--space",
+            "core_toy",
+            "--evaluator",
+            "core_toy_eval",
+            "--budget",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
     )
     assert proc.returncode == 0, proc.stderr
     import json

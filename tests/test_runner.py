@@ -17,9 +17,13 @@ from nasframe.runner import Runner
 
 
 def toy_cfg(out: Path, plugin: str, **run) -> dict:
-    base = {"plugins": [plugin], "strategy": {"name": "random"}, "space": {"name": "core_toy"},
-            "evaluator": {"name": "core_toy_eval"},
-            "run": {"out": str(out), "progress": False, "checkpoint_every": 1, **run}}
+    base = {
+        "plugins": [plugin],
+        "strategy": {"name": "random"},
+        "space": {"name": "core_toy"},
+        "evaluator": {"name": "core_toy_eval"},
+        "run": {"out": str(out), "progress": False, "checkpoint_every": 1, **run},
+    }
     return merge_config(base)
 
 
@@ -85,8 +89,9 @@ def test_second_process_cannot_use_a_run_dir_in_use(tmp_path, core_toy):
     runner = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=2))
     (tmp_path / "r").mkdir()
     code = f"from nasframe.checkpoint import RunLock; lk = RunLock({str(tmp_path / 'r')!r}).acquire(); print('locked')"
-    holder = subprocess.Popen([sys.executable, "-c", code + "; import time; time.sleep(30)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code + "; import time; time.sleep(30)"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirError, match=r"is in use by pid \d+"):
@@ -128,18 +133,38 @@ def test_resume_in_process_continues_identically(tmp_path, core_toy):
     resumed = Runner.resume(tmp_path / "part", overrides={"max_evaluations": 8}).run()
     assert resumed.evaluations == 8
     assert [x["arch"] for x in history(full.run_dir)] == [x["arch"] for x in history(resumed.run_dir)]
-    assert json.loads((full.run_dir / "best.json").read_text())["final"] == \
-        json.loads((resumed.run_dir / "best.json").read_text())["final"]
+    assert (
+        json.loads((full.run_dir / "best.json").read_text())["final"]
+        == json.loads((resumed.run_dir / "best.json").read_text())["final"]
+    )
 
 
 def test_resume_after_kill_9_gives_the_identical_result(tmp_path, core_toy):
     """Kill a CLI run mid-search with SIGKILL, resume it, and compare with an uninterrupted run."""
     from conftest import kill_then_resume
 
-    args = ["--plugin", core_toy, "--strategy", "random", "--space", "core_toy", "--evaluator", "core_toy_eval",
-            "--budget", "12", "--seed", "7", "--quiet", "--set", "run.checkpoint_every=2"]
-    subprocess.run([sys.executable, "-m", "nasframe.cli", "run", *args, "--out", str(tmp_path / "full")],
-                   check=True, capture_output=True)
+    args = [
+        "--plugin",
+        core_toy,
+        "--strategy",
+        "random",
+        "--space",
+        "core_toy",
+        "--evaluator",
+        "core_toy_eval",
+        "--budget",
+        "12",
+        "--seed",
+        "7",
+        "--quiet",
+        "--set",
+        "run.checkpoint_every=2",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "nasframe.cli", "run", *args, "--out", str(tmp_path / "full")],
+        check=True,
+        capture_output=True,
+    )
     kill_then_resume(args + ["--set", "evaluator.sleep=0.15"], tmp_path / "killed", after_lines=5)
     full_h, res_h = history(tmp_path / "full"), history(tmp_path / "killed")
     assert [(x["arch"], x["metrics"]) for x in full_h] == [(x["arch"], x["metrics"]) for x in res_h]

@@ -28,8 +28,13 @@ SPOS = (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3)
 IMAGENET = DataSpec("imagenet", 3, 224, 224, 1000)
 DIGITS = DataSpec("digits", 1, 8, 8, 10)
 # 6 blocks: stages 1 and 3 have a projecting block and a splitting block, stages 2 and 4 only a projecting one
-TINY = {"small_input": True, "stem_width": 4, "widths": [8, 16, 24, 32], "stage_repeats": [2, 1, 2, 1],
-        "last_width": 32}
+TINY = {
+    "small_input": True,
+    "stem_width": 4,
+    "widths": [8, 16, 24, 32],
+    "stage_repeats": [2, 1, 2, 1],
+    "last_width": 32,
+}
 
 
 def make_space(**options):
@@ -49,6 +54,7 @@ def arch(tiny):
 
 
 # ---- the published network -----------------------------------------------------------------------
+
 
 def test_inspect_spos_gives_the_published_counts(cli):
     code, out, err = cli("inspect", "--space", "shufflenet", "--arch", "SPOS", "--json")
@@ -87,11 +93,17 @@ def test_spos_initialisation():
 
 # ---- decisions, text forms, options ---------------------------------------------------------------
 
+
 def test_decisions_and_named_architecture():
     space = make_space()
     names = [d.name for d in space.decisions]
-    assert len(names) == 20 and names[:5] == ["stage1.block0", "stage1.block1", "stage1.block2", "stage1.block3",
-                                              "stage2.block0"]
+    assert len(names) == 20 and names[:5] == [
+        "stage1.block0",
+        "stage1.block1",
+        "stage1.block2",
+        "stage1.block3",
+        "stage2.block0",
+    ]
     assert names[-1] == "stage4.block3" and sum(n.startswith("stage3.") for n in names) == 8
     assert all(d.choices == CHOICES for d in space.decisions)
     assert space.size() == 4**20
@@ -103,23 +115,39 @@ def test_decisions_and_named_architecture():
 def test_list_forms_and_export_round_trip():
     space = make_space()
     spos = space.parse_arch("SPOS")
-    for text in ("2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3", str(list(SPOS)), str(SPOS),
-                 " ".join(CHOICES[i] for i in SPOS), json.dumps(spos.to_dict())):
+    for text in (
+        "2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3",
+        str(list(SPOS)),
+        str(SPOS),
+        " ".join(CHOICES[i] for i in SPOS),
+        json.dumps(spos.to_dict()),
+    ):
         assert space.parse_arch(text) == spos, text
     exported = space.export(spos)
     assert space.parse_arch(exported["choice_indices"]) == spos
     assert space.parse_arch(str(exported["stages"])) == spos  # nested, quoted names
-    assert exported["stages"][2] == ["shuffle7x7", "shuffle3x3", "shuffle7x7", "xception", "shuffle3x3",
-                                     "shuffle3x3", "shuffle3x3", "shuffle3x3"]
+    assert exported["stages"][2] == [
+        "shuffle7x7",
+        "shuffle3x3",
+        "shuffle7x7",
+        "xception",
+        "shuffle3x3",
+        "shuffle3x3",
+        "shuffle3x3",
+        "shuffle3x3",
+    ]
     assert exported["stage_table"]["widths"] == [64, 160, 320, 640]
 
 
-@pytest.mark.parametrize("text, match", [
-    ("2,1,0", "expected 20 choices"),
-    (",".join(["4"] * 20), "stage1.block0='4' is not a choice"),
-    (",".join(["0"] * 19 + ["conv"]), "stage4.block3='conv'"),
-    ("resnet", r"named architecture \(SPOS\)"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("2,1,0", "expected 20 choices"),
+        (",".join(["4"] * 20), "stage1.block0='4' is not a choice"),
+        (",".join(["0"] * 19 + ["conv"]), "stage4.block3='conv'"),
+        ("resnet", r"named architecture \(SPOS\)"),
+    ],
+)
 def test_bad_architecture_text_is_one_line(text, match):
     with pytest.raises(InvalidArchitecture, match=match) as info:
         make_space().parse_arch(text)
@@ -136,15 +164,18 @@ def test_named_architecture_needs_twenty_blocks(tiny):
     assert restricted.named_architectures() == {}
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"widths": [64, 161, 320, 640]}, "161 is odd"),
-    ({"widths": [64, 64, 320, 640]}, "stage 2 width 64 must exceed its input width 64"),
-    ({"stem_width": 64}, "stage 1 width 64 must exceed its input width 64"),
-    ({"widths": [64, 160]}, "one entry per stage"),
-    ({"stage_repeats": [4, 0, 8, 4]}, "space.stage_repeats: 0"),
-    ({"stem_width": 0}, "space.stem_width"),
-    ({"dropout": 1.0}, "space.dropout"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"widths": [64, 161, 320, 640]}, "161 is odd"),
+        ({"widths": [64, 64, 320, 640]}, "stage 2 width 64 must exceed its input width 64"),
+        ({"stem_width": 64}, "stage 1 width 64 must exceed its input width 64"),
+        ({"widths": [64, 160]}, "one entry per stage"),
+        ({"stage_repeats": [4, 0, 8, 4]}, "space.stage_repeats: 0"),
+        ({"stem_width": 0}, "space.stem_width"),
+        ({"dropout": 1.0}, "space.dropout"),
+    ],
+)
 def test_option_errors_are_one_line_config_errors(options, match):
     with pytest.raises(ConfigError, match=match) as info:
         make_space(**options)
@@ -152,6 +183,7 @@ def test_option_errors_are_one_line_config_errors(options, match):
 
 
 # ---- layer arithmetic -----------------------------------------------------------------------------
+
 
 def test_tiny_network_counted_by_hand():
     space = make_space(small_input=True, stem_width=4, widths=[8, 16], stage_repeats=[1, 2], last_width=32)
@@ -163,8 +195,14 @@ def test_tiny_network_counted_by_hand():
     expected = (36 + 8) + (68 + 24 + 52 + 16) + (408 + 96 + 136 + 32) + (328 + 48) + (512 + 64) + 320
     assert count_parameters(net) == expected == 2148
     # at 8x8 (stride 1 stem and stage 1), stage 2 at 4x4: per conv, weight size x output positions
-    macs = (36 * 64) + (16 + 36 + 16 + 36 + 16) * 64 + (72 + 64 * 3 + 72 * 2 + 72 + 64) * 16 \
-        + (64 + 200 + 64) * 16 + 512 * 16 + 320
+    macs = (
+        (36 * 64)
+        + (16 + 36 + 16 + 36 + 16) * 64
+        + (72 + 64 * 3 + 72 * 2 + 72 + 64) * 16
+        + (64 + 200 + 64) * 16
+        + 512 * 16
+        + 320
+    )
     assert count_macs(net, DIGITS.input_shape) == macs == 32448
 
 
@@ -191,6 +229,7 @@ def test_tiny_space_runs_on_digit_size_inputs(tiny, arch):
 
 
 # ---- the supernet ---------------------------------------------------------------------------------
+
 
 def test_separate_weights_per_candidate(tiny):
     net = tiny.build_supernet(DIGITS)
@@ -255,8 +294,9 @@ def test_angle_terms_order_and_content(tiny, arch):
     assert terms[:3] == ["stem.0.weight", "conv_last.0.weight", "classifier.weight"]
     # convs per block: projecting xception 6 + 2, splitting shuffle 3, projecting shuffle 3 + 2
     assert len(terms) == 3 + 8 + 3 + 5 + 5 + 8 + 3
-    assert terms[3:11] == [f"blocks.stage1_block0.xception.branch_main.{i}.weight" for i in (0, 2, 5, 7, 10, 12)] \
-        + [f"blocks.stage1_block0.xception.branch_proj.{i}.weight" for i in (0, 2)]
+    assert terms[3:11] == [f"blocks.stage1_block0.xception.branch_main.{i}.weight" for i in (0, 2, 5, 7, 10, 12)] + [
+        f"blocks.stage1_block0.xception.branch_proj.{i}.weight" for i in (0, 2)
+    ]
     params = dict(net.named_parameters())
     assert all(params[t].dim() in (2, 4) for t in terms)  # conv and linear weights only
     # the block part is the path's parameters in network order (all conv weights: BNs have no affine)
@@ -269,8 +309,9 @@ def test_forward_mixed_one_hot_equals_single_path(tiny, arch):
     torch.manual_seed(2)
     net = tiny.build_supernet(DIGITS).eval()
     net.set_path(arch)
-    weights = {name: torch.tensor([1.0 if c == arch[name] else 0.0 for c in choices])
-               for name, choices in net.choices.items()}
+    weights = {
+        name: torch.tensor([1.0 if c == arch[name] else 0.0 for c in choices]) for name, choices in net.choices.items()
+    }
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(net.forward_mixed(x, weights), net(x), rtol=0, atol=0)

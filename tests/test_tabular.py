@@ -40,8 +40,9 @@ def test_search_sees_12_epoch_val_and_final_is_200_epoch_test():
     assert ev.final_metrics(arch) == {"test_acc": pytest.approx(85.86333333333334)}
 
 
-@pytest.mark.parametrize("dataset,val12,test200", [("cifar100", 31.84, 52.913333294677734),
-                                                   ("imagenet16-120", 18.4667, 26.6333332739936)])
+@pytest.mark.parametrize(
+    "dataset,val12,test200", [("cifar100", 31.84, 52.913333294677734), ("imagenet16-120", 18.4667, 26.6333332739936)]
+)
 def test_other_datasets(dataset, val12, test200):
     space, ev = make(dataset=dataset)
     arch = space.parse_arch(ROW0)
@@ -100,9 +101,17 @@ def test_evaluation_costs_microseconds():
 
 
 def test_run_with_epoch_budget_reports_held_out_test_acc(tmp_path):
-    cfg = merge_config({"strategy": "random", "space": "nb201", "evaluator": "tabular"},
-                       run={"out": str(tmp_path / "r"), "max_evaluations": 1000, "max_epochs": 120, "seed": 3,
-                            "progress": False, "tensorboard": False})
+    cfg = merge_config(
+        {"strategy": "random", "space": "nb201", "evaluator": "tabular"},
+        run={
+            "out": str(tmp_path / "r"),
+            "max_evaluations": 1000,
+            "max_epochs": 120,
+            "seed": 3,
+            "progress": False,
+            "tensorboard": False,
+        },
+    )
     summary = Runner.create(cfg).run()
     assert summary.evaluations == 10 and summary.stopped_because == "max_epochs"  # 120 epochs / 12 per evaluation
     best = json.loads((tmp_path / "r" / "best.json").read_text())

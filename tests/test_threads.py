@@ -34,17 +34,31 @@ def test_numbers_pass_and_bad_settings_fail_with_one_line():
 def test_apply_sets_both_pools_once_and_later_calls_change_only_intra_op():
     # a fresh interpreter, whose inter-op pool has no size yet; the second call's inter-op size is
     # refused by torch (the pool has its size by then) and apply_threads leaves it
-    code = ("from nasframe.threads import apply_threads\n"
-            "a = apply_threads(1); b = apply_threads(2)\n"
-            "print(a.intra_op, a.inter_op, b.intra_op, b.inter_op)")
+    code = (
+        "from nasframe.threads import apply_threads\n"
+        "a = apply_threads(1); b = apply_threads(2)\n"
+        "print(a.intra_op, a.inter_op, b.intra_op, b.inter_op)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "1", "2", "1"]
 
 
 def test_a_run_applies_its_setting_and_the_option_is_checked(cli, core_toy, tmp_path):
-    base = ["run", "--plugin", core_toy, "--space", "core_toy", "--evaluator", "core_toy_eval", "--strategy", "random",
-            "--budget", "2", "--quiet"]
+    base = [
+        "run",
+        "--plugin",
+        core_toy,
+        "--space",
+        "core_toy",
+        "--evaluator",
+        "core_toy_eval",
+        "--strategy",
+        "random",
+        "--budget",
+        "2",
+        "--quiet",
+    ]
     try:
         code, _, err = cli(*base, "--out", tmp_path / "a", "--set", "run.threads=2")
         assert code == 0, err

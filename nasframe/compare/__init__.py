@@ -21,7 +21,22 @@ from nasframe.compare.statistics import (
 )
 
 __all__ = [
-    "CompareCommand", "Comparison", "Plan", "Reference", "RunRecord", "RunSpec", "StrategyEntry",
-    "analytic_reference", "expected_best_of_n", "expected_pick", "make_plan", "mean_and_se", "parse_seeds",
-    "parse_strategies", "read_run", "run_comparison", "run_one", "summarize",
+    "CompareCommand",
+    "Comparison",
+    "Plan",
+    "Reference",
+    "RunRecord",
+    "RunSpec",
+    "StrategyEntry",
+    "analytic_reference",
+    "expected_best_of_n",
+    "expected_pick",
+    "make_plan",
+    "mean_and_se",
+    "parse_seeds",
+    "parse_strategies",
+    "read_run",
+    "run_comparison",
+    "run_one",
+    "summarize",
 ]

@@ -9,10 +9,11 @@ from nasframe import flags
 from nasframe.compare.comparison import FIGURE, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD, Comparison, run_comparison
 from nasframe.compare.plan import make_plan
 
-_CONFIG_HELP = ("YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints "
-                "sections")
-_SET_HELP = ("option for every run (e.g. evaluator.dataset=cifar100), or LABEL.KEY=VALUE for one strategy "
-             "(e.g. mdenas.epochs=200); repeatable")
+_CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
+_SET_HELP = (
+    "option for every run (e.g. evaluator.dataset=cifar100), or LABEL.KEY=VALUE for one strategy "
+    "(e.g. mdenas.epochs=200); repeatable"
+)
 
 
 class CompareCommand:
@@ -20,13 +21,21 @@ class CompareCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--strategies", metavar="A,B,...", help="comma-separated strategy names (or 'strategies:' "
-                       "in --config, which may give each its own options and label)")
+        p.add_argument(
+            "--strategies",
+            metavar="A,B,...",
+            help="comma-separated strategy names (or 'strategies:' "
+            "in --config, which may give each its own options and label)",
+        )
         flags.add_components(p)
         p.add_argument("--seeds", metavar="N|A,B,...", help="number of seeds (0..N-1) or a list; default 5")
         flags.add_budget(p, "evaluations per run (run.max_evaluations)")
-        p.add_argument("--out", metavar="DIR", help="comparison folder; re-running on it skips finished runs "
-                       "and resumes unfinished ones (default runs/compare-<time>-<space>)")
+        p.add_argument(
+            "--out",
+            metavar="DIR",
+            help="comparison folder; re-running on it skips finished runs "
+            "and resumes unfinished ones (default runs/compare-<time>-<space>)",
+        )
         flags.add_config(p, set_help=_SET_HELP, config_help=_CONFIG_HELP)
         p.add_argument("--no-tensorboard", action="store_true", help="skip the comparison's TensorBoard logs")
         p.add_argument("--no-plot", action="store_true", help=f"skip {FIGURE}")
@@ -36,11 +45,21 @@ class CompareCommand:
         from nasframe.config import load_yaml
 
         config = load_yaml(args.config) if args.config else {}
-        plan = make_plan(config, strategies=args.strategies, seeds=args.seeds, budget=args.budget, out=args.out,
-                         names={"space": args.space, "evaluator": args.evaluator}, sets=args.set,
-                         data=args.data, plugins=args.plugin)
-        _say(f"comparison folder: {plan.out} ({len(plan.strategies)} strategies x {len(plan.seeds)} seeds, "
-             f"budget {plan.budget})")
+        plan = make_plan(
+            config,
+            strategies=args.strategies,
+            seeds=args.seeds,
+            budget=args.budget,
+            out=args.out,
+            names={"space": args.space, "evaluator": args.evaluator},
+            sets=args.set,
+            data=args.data,
+            plugins=args.plugin,
+        )
+        _say(
+            f"comparison folder: {plan.out} ({len(plan.strategies)} strategies x {len(plan.seeds)} seeds, "
+            f"budget {plan.budget})"
+        )
         try:
             result = run_comparison(plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say)
         except KeyboardInterrupt:
@@ -54,9 +73,11 @@ class CompareCommand:
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
     done = result.actions
     files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV] + ([] if args.no_plot else [FIGURE])
-    return (f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
-            f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"
-            + ("" if args.no_tensorboard else ", tensorboard/"))
+    return (
+        f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
+        f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"
+        + ("" if args.no_tensorboard else ", tensorboard/")
+    )
 
 
 def _say(msg: str) -> None:

@@ -43,8 +43,9 @@ class Comparison:
     actions: dict[str, int]
 
 
-def run_comparison(plan: Plan, *, tensorboard: bool = True, plot: bool = True,
-                   say: Callable[[str], None] | None = None) -> Comparison:
+def run_comparison(
+    plan: Plan, *, tensorboard: bool = True, plot: bool = True, say: Callable[[str], None] | None = None
+) -> Comparison:
     """Run (or resume, or skip) every strategy x seed, then write the summary, curves and logs."""
     started = time.perf_counter()
     plan.out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,9 @@ def run_comparison(plan: Plan, *, tensorboard: bool = True, plot: bool = True,
     return Comparison(plan, records, rows, markdown_table(plan, rows), time.perf_counter() - started, actions)
 
 
-def _plot(plan: Plan, records: list[RunRecord], curves: dict[str, np.ndarray], ref: Reference | None,
-          labels: MetricLabels) -> None:
+def _plot(
+    plan: Plan, records: list[RunRecord], curves: dict[str, np.ndarray], ref: Reference | None, labels: MetricLabels
+) -> None:
     from nasframe.compare.plot import plot_comparison
 
     text = figure_text(plan, labels, None if ref is None else ref.final)

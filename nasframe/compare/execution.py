@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 # nasframe.rundir and nasframe.runner import torch: they are imported inside functions.
 
 #: run options that may differ between the first and a later invocation (they do not change results)
-IGNORED_RUN_KEYS = ("out", "progress", "tensorboard", "device", "checkpoint_every", "checkpoint_seconds",
-                    "runs_root")
+IGNORED_RUN_KEYS = ("out", "progress", "tensorboard", "device", "checkpoint_every", "checkpoint_seconds", "runs_root")
 #: what happened to a run, as counted in `Comparison.actions`
 ACTIONS = ("ran", "resumed", "done")
 
@@ -48,8 +47,10 @@ def check_same_config(spec: RunSpec, files: RunDir) -> None:
         a, b = stored.get(section, {}), wanted.get(section, {})
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
-                raise ConfigError(f"{spec.path} was run with {section}.{key}={a.get(key)!r} but this comparison "
-                                  f"asks for {b.get(key)!r}; use another --out or remove that run directory")
+                raise ConfigError(
+                    f"{spec.path} was run with {section}.{key}={a.get(key)!r} but this comparison "
+                    f"asks for {b.get(key)!r}; use another --out or remove that run directory"
+                )
 
 
 def run_one(spec: RunSpec) -> str:
@@ -129,9 +130,19 @@ def read_run(spec: RunSpec, budget: int) -> RunRecord:
     result = files.read_result()
     final, metric = final_accuracy(result)
     cost = result.cost
-    return RunRecord(spec.label, spec.seed, spec.path, best_so_far_curve(files, budget), result.evaluations,
-                     final, metric, float(cost["epochs"]), float(cost["seconds"]), float(cost["wall_seconds"]),
-                     result.stopped_because)
+    return RunRecord(
+        spec.label,
+        spec.seed,
+        spec.path,
+        best_so_far_curve(files, budget),
+        result.evaluations,
+        final,
+        metric,
+        float(cost["epochs"]),
+        float(cost["seconds"]),
+        float(cost["wall_seconds"]),
+        result.stopped_because,
+    )
 
 
 def execute_runs(plan: Plan, say: Callable[[str], None]) -> tuple[list[RunRecord], dict[str, int]]:
@@ -145,8 +156,10 @@ def execute_runs(plan: Plan, say: Callable[[str], None]) -> tuple[list[RunRecord
         actions[action] += 1
         record = read_run(spec, plan.budget)
         records.append(record)
-        say(f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(record, action)} "
-            f"in {time.perf_counter() - started:.2f} s")
+        say(
+            f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(record, action)} "
+            f"in {time.perf_counter() - started:.2f} s"
+        )
     return records, actions
 
 

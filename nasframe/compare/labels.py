@@ -53,15 +53,18 @@ def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[R
         return MetricLabels(words.dataset, f"from the {cfg.names['space']} table", words.search, words.held_out)
     metrics = sorted({r.final_metric for r in records if r.final_metric})
     held_out = " / ".join(_FINAL_METRIC_WORDS.get(m, m) for m in metrics) or "none (never evaluated)"
-    return MetricLabels(cfg.options["data"].name, f"measured by {cfg.names['evaluator']}",
-                        "validation accuracy (val_acc)", held_out)
+    return MetricLabels(
+        cfg.options["data"].name, f"measured by {cfg.names['evaluator']}", "validation accuracy (val_acc)", held_out
+    )
 
 
 def figure_text(plan: Plan, labels: MetricLabels, reference_final: float | None) -> FigureText:
     """Title and axis texts of curves.png."""
     strategies = " vs ".join(e.label for e in plan.strategies)
-    title = (f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, "
-             f"budget {plan.budget} evaluations")
+    title = (
+        f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, "
+        f"budget {plan.budget} evaluations"
+    )
     final_lines = [f"returned architecture: {labels.held_out} {labels.source}", "one dot per seed, bar = mean"]
     if reference_final is not None:
         final_lines.append(f"dashed: random, expected ({reference_final:.2f})")

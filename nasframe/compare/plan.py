@@ -166,9 +166,18 @@ def check_strategy_names(entries: Sequence[StrategyEntry], plugins: Sequence[str
 
 
 # ---- the plan --------------------------------------------------------------------------------
-def make_plan(config: dict[str, Any] | None = None, *, strategies: str | None = None, seeds: str | int | None = None,
-              budget: int | None = None, out: str | None = None, names: dict[str, str | None] | None = None,
-              sets: Sequence[str] = (), data: str | None = None, plugins: Sequence[str] = ()) -> Plan:
+def make_plan(
+    config: dict[str, Any] | None = None,
+    *,
+    strategies: str | None = None,
+    seeds: str | int | None = None,
+    budget: int | None = None,
+    out: str | None = None,
+    names: dict[str, str | None] | None = None,
+    sets: Sequence[str] = (),
+    data: str | None = None,
+    plugins: Sequence[str] = (),
+) -> Plan:
     """Combine a compare YAML mapping with command-line values (which win) into a Plan.
 
     `--set LABEL.key=value` sets an option of one strategy (LABEL as in --strategies); other
@@ -230,8 +239,9 @@ def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> l
     return common
 
 
-def _base_config(raw: dict[str, Any], names: dict[str, str | None], sets: list[str], data: str | None,
-                 plugins: Sequence[str]) -> dict[str, Any]:
+def _base_config(
+    raw: dict[str, Any], names: dict[str, str | None], sets: list[str], data: str | None, plugins: Sequence[str]
+) -> dict[str, Any]:
     """The run sections every run shares; compare's own run keys and strategy options are refused here."""
     from nasframe.config import merge_config
 

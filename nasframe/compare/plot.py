@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 _MARGIN = 0.04
 
 
-def plot_comparison(path: Path, curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
-                    text: FigureText) -> None:
+def plot_comparison(
+    path: Path, curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None, text: FigureText
+) -> None:
     """Draw the figure and write it to `path`."""
     import matplotlib.pyplot as plt
 
@@ -38,8 +39,9 @@ def plot_comparison(path: Path, curves: dict[str, np.ndarray], records: list[Run
     plt.close(fig)
 
 
-def draw_comparison(curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
-                    text: FigureText) -> Figure:
+def draw_comparison(
+    curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None, text: FigureText
+) -> Figure:
     """The figure of curves.png (open; the caller saves and closes it)."""
     import matplotlib
 
@@ -55,8 +57,14 @@ def draw_comparison(curves: dict[str, np.ndarray], records: list[RunRecord], ref
     return fig
 
 
-def _draw_curves(ax: Axes, curves: dict[str, np.ndarray], records: list[RunRecord], ref: Reference | None,
-                 colors: list[str], text: FigureText) -> None:
+def _draw_curves(
+    ax: Axes,
+    curves: dict[str, np.ndarray],
+    records: list[RunRecord],
+    ref: Reference | None,
+    colors: list[str],
+    text: FigureText,
+) -> None:
     budget = max([c.shape[1] for c in curves.values()] + ([len(ref.curve)] if ref is not None else [1]))
     for k, (label, c) in enumerate(curves.items()):
         mean, se = mean_and_se(c)
@@ -67,8 +75,7 @@ def _draw_curves(ax: Axes, curves: dict[str, np.ndarray], records: list[RunRecor
         ax.fill_between(x, mean - band, mean + band, color=color, alpha=0.2, lw=0)
     if ref is not None:
         x = np.arange(1, len(ref.curve) + 1)
-        ax.plot(x, ref.curve, color="black", ls="--", lw=1.2,
-                label=f"random, expected (analytic): {ref.curve[-1]:.2f}")
+        ax.plot(x, ref.curve, color="black", ls="--", lw=1.2, label=f"random, expected (analytic): {ref.curve[-1]:.2f}")
     ax.set_xlim(1, max(budget, 2))
     ax.set_xticks(sorted({1, *[int(t) for t in ax.get_xticks() if 1 < t <= budget]}))
     _curve_limits(ax, curves, ref)
@@ -101,8 +108,9 @@ def _curve_limits(ax: Axes, curves: dict[str, np.ndarray], ref: Reference | None
         ax.set_ylim(lo - pad, hi + pad)
 
 
-def _draw_finals(bx: Axes, labels: list[str], records: list[RunRecord], ref: Reference | None,
-                 colors: list[str], text: FigureText) -> None:
+def _draw_finals(
+    bx: Axes, labels: list[str], records: list[RunRecord], ref: Reference | None, colors: list[str], text: FigureText
+) -> None:
     rng = np.random.default_rng(0)  # jitter only
     ticks = []
     for k, label in enumerate(labels):
@@ -120,4 +128,3 @@ def _draw_finals(bx: Axes, labels: list[str], records: list[RunRecord], ref: Ref
     bx.set_ylabel(text.final_axis)
     bx.set_title(text.final_title, fontsize=9.5)
     bx.grid(alpha=0.3, axis="y")
-

@@ -128,14 +128,17 @@ def mean_and_se(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         count = np.sum(np.isfinite(c), axis=0)
         mean = np.where(count > 0, np.nansum(c, axis=0) / np.maximum(count, 1), np.nan)
         dev = np.where(np.isfinite(c), c - mean, 0.0)
-        var = np.where(count > 1, np.sum(dev ** 2, axis=0) / np.maximum(count - 1, 1), np.nan)
+        var = np.where(count > 1, np.sum(dev**2, axis=0) / np.maximum(count - 1, 1), np.nan)
         return mean, np.sqrt(var / np.maximum(count, 1))
 
 
 def curves_by_label(plan: Plan, records: list[RunRecord]) -> dict[str, np.ndarray]:
     """label -> array (runs, budget) of best-so-far search accuracy."""
-    return {e.label: np.stack([r.curve for r in records if r.label == e.label])
-            for e in plan.strategies if any(r.label == e.label for r in records)}
+    return {
+        e.label: np.stack([r.curve for r in records if r.label == e.label])
+        for e in plan.strategies
+        if any(r.label == e.label for r in records)
+    }
 
 
 # ---- the summary rows ---------------------------------------------------------------------------
@@ -166,10 +169,24 @@ def _strategy_row(label: str, recs: list[RunRecord], budget: int) -> dict[str, A
 
 
 def _reference_row(ref: Reference, budget: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"strategy": "random (expected)", "runs": "", "final_metric": ref.final_metric,
-                           "final_mean": ref.final, "final_std": math.nan}
+    row: dict[str, Any] = {
+        "strategy": "random (expected)",
+        "runs": "",
+        "final_metric": ref.final_metric,
+        "final_mean": ref.final,
+        "final_std": math.nan,
+    }
     for key, p in zip(percent_keys(), budget_points(budget)):
         row[f"{key}_mean"], row[f"{key}_std"] = float(ref.curve[p - 1]), math.nan
-    row.update({"evaluations_mean": float(budget), "cost_epochs_mean": math.nan, "cost_epochs_std": math.nan,
-                "wall_seconds_mean": math.nan, "wall_seconds_std": math.nan, "stopped_early": "", "no_final": ""})
+    row.update(
+        {
+            "evaluations_mean": float(budget),
+            "cost_epochs_mean": math.nan,
+            "cost_epochs_std": math.nan,
+            "wall_seconds_mean": math.nan,
+            "wall_seconds_std": math.nan,
+            "stopped_early": "",
+            "no_final": "",
+        }
+    )
     return row

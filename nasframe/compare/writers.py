@@ -19,12 +19,39 @@ if TYPE_CHECKING:
     from nasframe.compare.execution import RunRecord
     from nasframe.compare.plan import Plan
 
-CSV_FIELDS = ("strategy", "runs", "final_metric", "final_mean", "final_std",
-              "best_val_25_mean", "best_val_25_std", "best_val_50_mean", "best_val_50_std",
-              "best_val_100_mean", "best_val_100_std", "evaluations_mean", "cost_epochs_mean", "cost_epochs_std",
-              "wall_seconds_mean", "wall_seconds_std", "stopped_early", "no_final")
-RUNS_FIELDS = ("strategy", "seed", "run_dir", "evaluations", "stopped_because", "final_metric", "final",
-               *percent_keys(), "cost_epochs", "cost_seconds", "wall_seconds")
+CSV_FIELDS = (
+    "strategy",
+    "runs",
+    "final_metric",
+    "final_mean",
+    "final_std",
+    "best_val_25_mean",
+    "best_val_25_std",
+    "best_val_50_mean",
+    "best_val_50_std",
+    "best_val_100_mean",
+    "best_val_100_std",
+    "evaluations_mean",
+    "cost_epochs_mean",
+    "cost_epochs_std",
+    "wall_seconds_mean",
+    "wall_seconds_std",
+    "stopped_early",
+    "no_final",
+)
+RUNS_FIELDS = (
+    "strategy",
+    "seed",
+    "run_dir",
+    "evaluations",
+    "stopped_because",
+    "final_metric",
+    "final",
+    *percent_keys(),
+    "cost_epochs",
+    "cost_seconds",
+    "wall_seconds",
+)
 
 
 def _csv_value(v: Any) -> Any:
@@ -48,9 +75,21 @@ def write_runs_csv(path: Path, records: list[RunRecord], budget: int) -> None:
         w = csv.writer(fh)
         w.writerow(RUNS_FIELDS)
         for r in records:
-            w.writerow([r.label, r.seed, str(r.path), r.evaluations, r.stopped_because, r.final_metric or "",
-                        _csv_value(r.final), *[_csv_value(float(r.curve[p - 1])) for p in points],
-                        _csv_value(r.cost_epochs), _csv_value(r.cost_seconds), _csv_value(r.wall_seconds)])
+            w.writerow(
+                [
+                    r.label,
+                    r.seed,
+                    str(r.path),
+                    r.evaluations,
+                    r.stopped_because,
+                    r.final_metric or "",
+                    _csv_value(r.final),
+                    *[_csv_value(float(r.curve[p - 1])) for p in points],
+                    _csv_value(r.cost_epochs),
+                    _csv_value(r.cost_seconds),
+                    _csv_value(r.wall_seconds),
+                ]
+            )
 
 
 # ---- markdown ------------------------------------------------------------------------------------
@@ -65,9 +104,15 @@ def _pm(mean: Any, std: Any, digits: int = 2) -> str:
 def markdown_table(plan: Plan, rows: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table (also printed at the end of `nasframe compare`)."""
     metric = next((r["final_metric"] for r in rows if r.get("runs") != ""), "final")
-    head = ["strategy", "runs", f"final {metric}",
-            *[f"best val_acc @{int(f * 100)}% ({p})" for f, p in zip(FRACTIONS, budget_points(plan.budget))],
-            "evaluations", "cost (epochs)", "wall (s)"]
+    head = [
+        "strategy",
+        "runs",
+        f"final {metric}",
+        *[f"best val_acc @{int(f * 100)}% ({p})" for f, p in zip(FRACTIONS, budget_points(plan.budget))],
+        "evaluations",
+        "cost (epochs)",
+        "wall (s)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     lines += ["| " + " | ".join(_markdown_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
@@ -75,25 +120,37 @@ def markdown_table(plan: Plan, rows: list[dict[str, Any]]) -> str:
 
 def _markdown_cells(r: dict[str, Any]) -> list[str]:
     epoch_digits = 0 if abs(r["cost_epochs_mean"]) >= 100 else 2
-    return [r["strategy"], str(r["runs"]), _pm(r["final_mean"], r["final_std"]),
-            *[_pm(r[f"{key}_mean"], r[f"{key}_std"]) for key in percent_keys()],
-            f"{r['evaluations_mean']:g}",
-            _pm(r["cost_epochs_mean"], r["cost_epochs_std"], epoch_digits),
-            _pm(r["wall_seconds_mean"], r["wall_seconds_std"], 2)]
+    return [
+        r["strategy"],
+        str(r["runs"]),
+        _pm(r["final_mean"], r["final_std"]),
+        *[_pm(r[f"{key}_mean"], r[f"{key}_std"]) for key in percent_keys()],
+        f"{r['evaluations_mean']:g}",
+        _pm(r["cost_epochs_mean"], r["cost_epochs_std"], epoch_digits),
+        _pm(r["wall_seconds_mean"], r["wall_seconds_std"], 2),
+    ]
 
 
 def write_summary_md(path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None) -> None:
-    text = [_markdown_heading(plan), "",
-            f"{len(plan.seeds)} seeds ({_seed_text(plan.seeds)}), budget {plan.budget} evaluations per run. "
-            "Mean ± standard deviation over seeds. `final` is the held-out accuracy of the architecture each "
-            "strategy returned (`best.json` final.held_out.test_acc; its val_acc where no held-out metric exists); "
-            "`best val_acc @x%` is the best search accuracy seen after that share of the budget.", "",
-            markdown_table(plan, rows), ""]
+    text = [
+        _markdown_heading(plan),
+        "",
+        f"{len(plan.seeds)} seeds ({_seed_text(plan.seeds)}), budget {plan.budget} evaluations per run. "
+        "Mean ± standard deviation over seeds. `final` is the held-out accuracy of the architecture each "
+        "strategy returned (`best.json` final.held_out.test_acc; its val_acc where no held-out metric exists); "
+        "`best val_acc @x%` is the best search accuracy seen after that share of the budget.",
+        "",
+        markdown_table(plan, rows),
+        "",
+    ]
     if ref is not None:
-        text += ["`random (expected)` is the analytic expectation of uniform random search without repeats "
-                 "(random's dedup=True): E[best of n] = sum_k a_(k) [C(k,n) - C(k-1,n)] / C(N,n) over the "
-                 "table's sorted search accuracies, and the expected held-out accuracy of the architecture it "
-                 "returns.", ""]
+        text += [
+            "`random (expected)` is the analytic expectation of uniform random search without repeats "
+            "(random's dedup=True): E[best of n] = sum_k a_(k) [C(k,n) - C(k-1,n)] / C(N,n) over the "
+            "table's sorted search accuracies, and the expected held-out accuracy of the architecture it "
+            "returns.",
+            "",
+        ]
     text += _markdown_notes(rows)
     path.write_text("\n".join(text).rstrip() + "\n")
 
@@ -101,18 +158,26 @@ def write_summary_md(path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Re
 def _markdown_heading(plan: Plan) -> str:
     cfg = plan.resolved()
     options = ", ".join(f"{k}={v}" for k, v in plan.base["evaluator"].items() if k != "name")
-    return (f"# Comparison: {', '.join(e.label for e in plan.strategies)} on {cfg.names['space']} / "
-            f"{cfg.names['evaluator']}" + (f" ({options})" if options else ""))
+    return (
+        f"# Comparison: {', '.join(e.label for e in plan.strategies)} on {cfg.names['space']} / "
+        f"{cfg.names['evaluator']}" + (f" ({options})" if options else "")
+    )
 
 
 def _markdown_notes(rows: list[dict[str, Any]]) -> list[str]:
-    notes = [f"Note: {r['stopped_early']} of {r['runs']} {r['strategy']} runs stopped before the budget "
-             f"(mean {r['evaluations_mean']:g} evaluations; see runs.csv); their curves are carried flat."
-             for r in rows if r.get("stopped_early")]
-    notes += [f"Note: {r['no_final']} of {r['runs']} {r['strategy']} runs returned an architecture that was "
-              "never evaluated (run.final_evaluation: never) and the evaluator has no held-out metric: no final "
-              "accuracy for them."
-              for r in rows if r.get("no_final")]
+    notes = [
+        f"Note: {r['stopped_early']} of {r['runs']} {r['strategy']} runs stopped before the budget "
+        f"(mean {r['evaluations_mean']:g} evaluations; see runs.csv); their curves are carried flat."
+        for r in rows
+        if r.get("stopped_early")
+    ]
+    notes += [
+        f"Note: {r['no_final']} of {r['runs']} {r['strategy']} runs returned an architecture that was "
+        "never evaluated (run.final_evaluation: never) and the evaluator has no held-out metric: no final "
+        "accuracy for them."
+        for r in rows
+        if r.get("no_final")
+    ]
     return notes
 
 
@@ -123,8 +188,7 @@ def _seed_text(seeds: list[int]) -> str:
 
 
 # ---- tensorboard ---------------------------------------------------------------------------------
-def log_tensorboard(out: Path, curves: dict[str, np.ndarray], ref: Reference | None,
-                    records: list[RunRecord]) -> None:
+def log_tensorboard(out: Path, curves: dict[str, np.ndarray], ref: Reference | None, records: list[RunRecord]) -> None:
     """One SummaryWriter: mean best-so-far per strategy (and the reference) on one chart."""
     from torch.utils.tensorboard import SummaryWriter
 

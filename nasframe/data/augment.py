@@ -96,8 +96,13 @@ class BatchTransform:
         channels_last: return NHWC-strided batches (faster convolutions on CUDA).
     """
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, policy: AugmentPolicy = AugmentPolicy(),
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        policy: AugmentPolicy = AugmentPolicy(),
+        channels_last: bool = False,
+    ):
         self.policy = policy
         self.channels_last = channels_last
         # (x / 255 - mean) / std == x * scale + shift: one fused op

@@ -33,13 +33,13 @@ class DataOptions:
 
     name: str = option("digits", "data set: digits, fashion_mnist, cifar10, cifar100, imagenet, synthetic")
     root: str | None = option(None, "folder holding the data set files (default: the loader's own search)")
-    search_split: float = option(0.5, "fraction of the train set used to train during search; the rest "
-                                      "is search-val", min=0.05, max=0.95)
+    search_split: float = option(
+        0.5, "fraction of the train set used to train during search; the rest is search-val", min=0.05, max=0.95
+    )
     limit: int | None = option(None, "use only this many train images (seeded subset), for quick runs", min=2)
     download: bool = option(False, "download when the files are missing and the machine is online")
     workers: int = option(8, "streaming data sets only (imagenet): DataLoader worker processes", min=0)
-    synthetic_shape: list[int] = option(default_factory=lambda: [3, 32, 32],
-                                        help="synthetic only: image shape C,H,W")
+    synthetic_shape: list[int] = option(default_factory=lambda: [3, 32, 32], help="synthetic only: image shape C,H,W")
     synthetic_size: int = option(1024, "synthetic only: number of train images", min=2)
     synthetic_classes: int = option(10, "synthetic only: number of classes", min=2)
 
@@ -127,8 +127,10 @@ class DataSource:
             dev = self.device
             c = raw.train_x.shape[1]
             self._search = SearchData(
-                train_x=raw.train_x[train_idx].to(dev), train_y=raw.train_y[train_idx].to(dev),
-                val_x=raw.train_x[val_idx].to(dev), val_y=raw.train_y[val_idx].to(dev),
+                train_x=raw.train_x[train_idx].to(dev),
+                train_y=raw.train_y[train_idx].to(dev),
+                val_x=raw.train_x[val_idx].to(dev),
+                val_y=raw.train_y[val_idx].to(dev),
                 mean=torch.tensor(raw.mean, dtype=torch.float32, device=dev).view(1, c, 1, 1),
                 std=torch.tensor(raw.std, dtype=torch.float32, device=dev).view(1, c, 1, 1),
                 spec=self.spec,
@@ -144,6 +146,11 @@ class DataSource:
         n_train = max(1, int(round(len(order) * self.options.search_split)))
         train_idx, val_idx = order[:n_train], order[n_train:]
         digest = hashlib.sha1(order.numpy().tobytes()).hexdigest()[:16]
-        self.split_record = {"dataset": self.options.name, "seed": self.seed, "train": int(len(train_idx)),
-                             "val": int(len(val_idx)), "order_sha1": digest}
+        self.split_record = {
+            "dataset": self.options.name,
+            "seed": self.seed,
+            "train": int(len(train_idx)),
+            "val": int(len(val_idx)),
+            "order_sha1": digest,
+        }
         return train_idx, val_idx

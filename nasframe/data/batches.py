@@ -28,8 +28,9 @@ class StreamingData(ABC):
     device: torch.device
 
     @abstractmethod
-    def host_batches(self, part: str, batch_size: int, *, shuffle: bool,
-                     drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def host_batches(
+        self, part: str, batch_size: int, *, shuffle: bool, drop_last: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over `part` ("train" or "val") as uint8 CPU (pinned) batches; shuffled by the
         global torch generator when `shuffle`."""
 
@@ -58,8 +59,9 @@ class Batches:
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, self.n_train // batch_size)
 
-    def train(self, batch_size: int, generator: torch.Generator | None = None
-              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless (x_uint8, y) batches on the device, reshuffled at each pass over search-train."""
         if isinstance(self.data, StreamingData):
             while True:
@@ -72,7 +74,7 @@ class Batches:
         while True:
             order = torch.randperm(n, device=self.device, generator=generator)
             for i in range(steps):
-                idx = order[i * size:(i + 1) * size]
+                idx = order[i * size : (i + 1) * size]
                 yield x_all[idx], y_all[idx]
 
     def val(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -82,4 +84,4 @@ class Batches:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         for start in range(0, self.n_val, batch_size):
-            yield self.data.val_x[start:start + batch_size], self.data.val_y[start:start + batch_size]
+            yield self.data.val_x[start : start + batch_size], self.data.val_y[start : start + batch_size]

@@ -43,16 +43,14 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
     }
-    _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray",
-                   "numpy.core.numeric", "numpy._core.numeric")
+    _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric")
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return self._ALLOWED[(module, name)]
         if module in self._NUMPY_CORE and name in ("_reconstruct", "_frombuffer"):
             return _numpy_global(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only "
-                                     f"arrays and lists")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only arrays and lists")
 
 
 def read_batch(path: Path) -> dict[str, Any]:
@@ -85,8 +83,10 @@ class _Cifar(Dataset):
 
     def base_dir(self) -> Path:
         if not self.options.root:
-            raise DataError(f"{self.registered_name} needs data.root: the folder holding "  # type: ignore[attr-defined]
-                            f"{self.folder}/ (or set data.download=true to fetch it there)")
+            raise DataError(
+                f"{self.registered_name} needs data.root: the folder holding "  # type: ignore[attr-defined]
+                f"{self.folder}/ (or set data.download=true to fetch it there)"
+            )
         return Path(self.options.root).expanduser() / self.folder
 
     def _missing(self) -> list[str]:

@@ -43,10 +43,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) != header + int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: header says {shape}, "
-                        f"file has {len(raw) - header} bytes of data")
+        raise DataError(f"{path} is truncated: header says {shape}, file has {len(raw) - header} bytes of data")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

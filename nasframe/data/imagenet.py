@@ -50,8 +50,15 @@ class _Subset(TorchDataset):
 class ImageFolderStream(StreamingData):
     """Search-train (random-resized crop + flip) and search-val (resize + centre crop) loaders."""
 
-    def __init__(self, samples: list[tuple[str, int]], train_idx: torch.Tensor, val_idx: torch.Tensor,
-                 spec: DataSpec, device: torch.device, workers: int):
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        train_idx: torch.Tensor,
+        val_idx: torch.Tensor,
+        spec: DataSpec,
+        device: torch.device,
+        workers: int,
+    ):
         from torchvision import transforms as T
 
         self.spec = spec
@@ -65,16 +72,21 @@ class ImageFolderStream(StreamingData):
         self.parts = {"train": _Subset(samples, train_idx, train_tf), "val": _Subset(samples, val_idx, val_tf)}
         self._loaders: dict[tuple, DataLoader] = {}
 
-    def host_batches(self, part: str, batch_size: int, *, shuffle: bool,
-                     drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def host_batches(
+        self, part: str, batch_size: int, *, shuffle: bool, drop_last: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         subset = self.parts[part]
         drop_last = drop_last and len(subset) >= batch_size  # never an empty epoch
         key = (part, batch_size, shuffle, drop_last)
         if key not in self._loaders:
             # workers persist between passes; the sampler draws its seed from torch's global RNG
             self._loaders[key] = DataLoader(
-                subset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                subset,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=drop_last,
+                num_workers=self.workers,
+                pin_memory=self.device.type == "cuda",
                 persistent_workers=self.workers > 0,
             )
         yield from self._loaders[key]
@@ -93,8 +105,9 @@ class ImageNet(Dataset):
 
     def train_dir(self) -> Path:
         if not self.options.root:
-            raise DataError("imagenet needs data.root: a folder holding train/<class>/<image> (torchvision "
-                            "ImageFolder layout)")
+            raise DataError(
+                "imagenet needs data.root: a folder holding train/<class>/<image> (torchvision ImageFolder layout)"
+            )
         root = Path(self.options.root).expanduser()
         if not root.is_dir():
             raise DataError(f"imagenet: data.root {root} does not exist")

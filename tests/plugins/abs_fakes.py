@@ -37,8 +37,10 @@ class AbsToySpace(SearchSpace):
 
     def define_decisions(self) -> list[Decision]:
         ops = tuple(f"op{j}" for j in range(self.options.choices))
-        return [Decision(f"d{i}", ops + (("zero",) if i in self.options.zero_on else ()))
-                for i in range(self.options.decisions)]
+        return [
+            Decision(f"d{i}", ops + (("zero",) if i in self.options.zero_on else ()))
+            for i in range(self.options.decisions)
+        ]
 
     def build(self, arch: Arch, data) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(data.channels * data.height * data.width, data.num_classes))
@@ -65,8 +67,12 @@ class FakeWeightSharing(Evaluator, AngleMetric):
         g = torch.Generator().manual_seed(1234)
         dim = self.options.dim
         self.frame = torch.randn(3 * dim, generator=g)
-        self.current = {f"{d.name}={c}": torch.randn(dim, generator=g)
-                        for d in space.define_decisions() for c in d.choices if c not in EMPTY}
+        self.current = {
+            f"{d.name}={c}": torch.randn(dim, generator=g)
+            for d in space.define_decisions()
+            for c in d.choices
+            if c not in EMPTY
+        }
         self.base = {k: v.clone() for k, v in self.current.items()}
         self.frame_base = self.frame.clone()
         self.trained: list[tuple[float, float]] = []  # (log10 size of the space trained on, epochs)
@@ -95,8 +101,10 @@ class FakeWeightSharing(Evaluator, AngleMetric):
         return [table[f"{n}={c}"] for n, c in arch.items() if c not in EMPTY]
 
     def path_vectors(self, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.cat([self.frame_base, *self._parts(arch, self.base)]),
-                torch.cat([self.frame, *self._parts(arch, self.current)]))
+        return (
+            torch.cat([self.frame_base, *self._parts(arch, self.base)]),
+            torch.cat([self.frame, *self._parts(arch, self.current)]),
+        )
 
     def path_angles(self, archs) -> list[float]:
         from nasframe.angles import angle
@@ -113,9 +121,14 @@ class FakeWeightSharing(Evaluator, AngleMetric):
         return Result(metrics={"val_acc": score + 0.1 * float(torch.rand(()))}, cost=Cost(0.0, 1.0))
 
     def state_dict(self) -> dict:
-        return {"current": dict(self.current), "base": dict(self.base), "frame": self.frame,
-                "frame_base": self.frame_base, "resets": self.resets,
-                "trained": [list(t) for t in self.trained]}
+        return {
+            "current": dict(self.current),
+            "base": dict(self.base),
+            "frame": self.frame,
+            "frame_base": self.frame_base,
+            "resets": self.resets,
+            "trained": [list(t) for t in self.trained],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.current = {k: v.clone() for k, v in state["current"].items()}

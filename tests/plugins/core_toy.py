@@ -39,16 +39,19 @@ class CoreToySpace(SearchSpace):
     Options = ToyOptions
 
     def define_decisions(self) -> list[Decision]:
-        return [Decision(f"d{i}", tuple(f"c{j}" for j in range(self.options.choices)))
-                for i in range(self.options.decisions)]
+        return [
+            Decision(f"d{i}", tuple(f"c{j}" for j in range(self.options.choices)))
+            for i in range(self.options.decisions)
+        ]
 
     def named_architectures(self) -> dict[str, Arch]:
         return {"all_first": Arch([(d.name, d.choices[0]) for d in self.define_decisions()])}
 
     def build(self, arch: Arch, data) -> nn.Module:
         width = 1 + sum(int(str(v)[1:]) for v in arch.values())
-        return nn.Sequential(nn.Flatten(), nn.Linear(data.channels * data.height * data.width, width),
-                             nn.Linear(width, data.num_classes))
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(data.channels * data.height * data.width, width), nn.Linear(width, data.num_classes)
+        )
 
 
 @dataclass(frozen=True)

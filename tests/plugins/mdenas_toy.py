@@ -30,8 +30,9 @@ from nasframe.evaluator import Cost
 class MdenasToyOptions:
     decisions: int = option(3, "number of decisions", min=1)
     choices: int = option(4, "choices per decision, one of them 'good'", min=2)
-    good_index: int = option(2, "position of 'good' among the choices (not first, so argmax ties cannot find it)",
-                             min=0)
+    good_index: int = option(
+        2, "position of 'good' among the choices (not first, so argmax ties cannot find it)", min=0
+    )
 
 
 @register_space("mdenas_toy")
