@@ -291,31 +291,7 @@ class InspectCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.config import parse_set
-        from nasframe.data import DataOptions, DataSource
-        from nasframe.options import build_options, options_to_dict
-        from nasframe.registry import spaces
-
-        cls = spaces.get(args.space)
-        values: dict[str, Any] = dict(cls.options_for_arch(args.arch) or {}) if args.arch else {}
-        for item in args.set:
-            section, key, value = parse_set(item)
-            if section != "space":
-                raise ConfigError(f"--set {item!r}: inspect takes only space.* options")
-            values[key] = value
-        space = cls(build_options(cls.Options, values, "space"))
-        data_name = args.data or cls.reference_data
-        spec = DataSource(build_options(DataOptions, {"name": data_name}, "data"), seed=0).spec
-        info: dict[str, Any] = {
-            "space": args.space,
-            "options": options_to_dict(space.options),
-            "decisions": len(space.decisions),
-            "size": space.size(),
-            "log10_size": round(space.log10_size(), 3),
-            "data": data_name,
-            "input_shape": list(spec.input_shape),
-            "num_classes": spec.num_classes,
-        }
+        space, spec, info = _inspect_space(args)
         text = args.arch
         if args.arch_file:
             text, source = _arch_text_from_file(args.arch_file)
@@ -324,51 +300,77 @@ class InspectCommand:
         if text is None:
             info["named_architectures"] = sorted(space.named_architectures())
         else:
-            arch = space.parse_arch(text)
-            named = {a: n for n, a in space.named_architectures().items()}
-            if arch in named:
-                info["name"] = named[arch]
-            info["params"], macs = _count(space, arch, spec, with_macs=not args.no_macs)
-            if macs is not None:
-                info["macs"] = macs
-            info["arch"] = arch.to_dict()
-            info["export"] = space.export(arch)
-            if args.plot:
-                space.plot(arch, args.plot)
-                info["plot"] = args.plot
+            info.update(_inspect_arch(space, space.parse_arch(text), spec, args))
         if args.json:
             print(json.dumps(info, indent=2, default=str))
-            return 0
-        for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
-            if key in info:
-                value = info[key]
-                if key == "size" and value >= 1e12:
-                    value = f"{value:.3e} architectures"
-                elif key in ("params", "macs", "size") and isinstance(value, int):
-                    value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
-                print(f"{key}: {value}")
-        for key, value in (info.get("export") or {}).items():
-            if isinstance(value, (str, int, float)):
-                print(f"{key}: {value}")
-        if "named_architectures" in info:
-            print(f"named architectures: {', '.join(info['named_architectures']) or '(none)'}")
+        else:
+            _print_inspection(info)
         return 0
 
 
-def _count(space: Any, arch: Any, spec: Any, with_macs: bool) -> tuple[int, int | None]:
-    """Parameters and MACs, computed on the meta device (shapes only: fast, no memory) when the
-    space's network supports it, else on the CPU."""
-    import torch
+def _inspect_space(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The space built with the --arch's and --set's options, the data spec, and their description."""
+    from nasframe.config import parse_set
+    from nasframe.data import DataOptions, DataSource
+    from nasframe.options import build_options, options_to_dict
+    from nasframe.registry import spaces
 
-    from nasframe.model_stats import count_macs, count_parameters
+    cls = spaces.get(args.space)
+    values: dict[str, Any] = dict(cls.options_for_arch(args.arch) or {}) if args.arch else {}
+    for item in args.set:
+        section, key, value = parse_set(item)
+        if section != "space":
+            raise ConfigError(f"--set {item!r}: inspect takes only space.* options")
+        values[key] = value
+    space = cls(build_options(cls.Options, values, "space"))
+    data_name = args.data or cls.reference_data
+    spec = DataSource(build_options(DataOptions, {"name": data_name}, "data"), seed=0).spec
+    info: dict[str, Any] = {
+        "space": args.space,
+        "options": options_to_dict(space.options),
+        "decisions": len(space.decisions),
+        "size": space.size(),
+        "log10_size": round(space.log10_size(), 3),
+        "data": data_name,
+        "input_shape": list(spec.input_shape),
+        "num_classes": spec.num_classes,
+    }
+    return space, spec, info
 
-    try:
-        with torch.device("meta"):
-            model = space.build(arch, spec)
-        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
-    except (RuntimeError, NotImplementedError, TypeError):
-        model = space.build(arch, spec)
-        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
+
+def _inspect_arch(space: Any, arch: Any, spec: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Name, counts, the space's export and (with --plot) a drawing of one architecture."""
+    from nasframe.costs import count_network
+
+    info: dict[str, Any] = {}
+    named = {a: n for n, a in space.named_architectures().items()}
+    if arch in named:
+        info["name"] = named[arch]
+    info["params"], macs = count_network(space, arch, spec, with_macs=not args.no_macs)
+    if macs is not None:
+        info["macs"] = macs
+    info["arch"] = arch.to_dict()
+    info["export"] = space.export(arch)
+    if args.plot:
+        space.plot(arch, args.plot)
+        info["plot"] = args.plot
+    return info
+
+
+def _print_inspection(info: dict[str, Any]) -> None:
+    for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
+        if key in info:
+            value = info[key]
+            if key == "size" and value >= 1e12:
+                value = f"{value:.3e} architectures"
+            elif key in ("params", "macs", "size") and isinstance(value, int):
+                value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
+            print(f"{key}: {value}")
+    for key, value in (info.get("export") or {}).items():
+        if isinstance(value, (str, int, float)):
+            print(f"{key}: {value}")
+    if "named_architectures" in info:
+        print(f"named architectures: {', '.join(info['named_architectures']) or '(none)'}")
 
 
 def _arch_text_from_file(path: str) -> tuple[str, str | None]:

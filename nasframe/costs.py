@@ -66,13 +66,9 @@ class ArchCosts:
 
     def count_directly(self, arch: Arch) -> tuple[int, int]:
         """Build the network (on the meta device when possible) and count it."""
-        try:
-            with torch.device("meta"):
-                model = self.space.build(arch, self.spec)
-            return count_parameters(model), count_macs(model, self.spec.input_shape)
-        except (RuntimeError, NotImplementedError, TypeError):  # an op without a meta kernel
-            model = self.space.build(arch, self.spec)
-            return count_parameters(model), count_macs(model, self.spec.input_shape)
+        params, macs = count_network(self.space, arch, self.spec)
+        assert macs is not None
+        return params, macs
 
     def smallest(self) -> tuple[int, int] | None:
         """Lower bounds (params, MACs) over the whole space, when the space's counts are additive."""
@@ -110,6 +106,21 @@ class ArchCosts:
                 )
         self._table = table
         return table
+
+
+def count_network(space: SearchSpace, arch: Arch, spec: DataSpec, with_macs: bool = True) -> tuple[int, int | None]:
+    """Parameters and (unless `with_macs` is False) MACs of `arch`'s stand-alone network, built on the
+    meta device (shapes only: fast, no memory) when its ops allow it, else on the CPU."""
+    try:
+        with torch.device("meta"):
+            model = space.build(arch, spec)
+    except (RuntimeError, NotImplementedError, TypeError):  # an op without a meta kernel
+        model = space.build(arch, spec)
+    try:
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
+    except (RuntimeError, NotImplementedError, TypeError):
+        model = space.build(arch, spec)
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
 
 
 def _lookup(table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]], arch: Arch) -> tuple[int, int]:

@@ -79,63 +79,74 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return _coerce_union(value, tp, key)
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value in allowed:
             return value
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
     if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        coerced: list[Any] = (
-            [_coerce(v, item_types[0], f"{key}[{i}]") for i, v in enumerate(value)] if item_types else list(value)
-        )
-        return tuple(coerced) if origin is tuple else coerced
+        return _coerce_sequence(value, tp, key)
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
+    if tp in (bool, int, float, str):
+        return _coerce_scalar(value, tp, key)
+    return value
+
+
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    """The first member of the union that takes `value` (None only where the union allows it)."""
+    members = typing.get_args(tp)
+    if value is None and type(None) in members:
+        return None
+    for member in members:
+        if member is type(None):
+            continue
+        try:
+            return _coerce(value, member, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _coerce_sequence(value: Any, tp: Any, key: str) -> list[Any] | tuple[Any, ...]:
+    """A list (or tuple) of the item type; a string is read as comma-separated items."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    items = [_coerce(v, item_types[0], f"{key}[{i}]") for i, v in enumerate(value)] if item_types else list(value)
+    return tuple(items) if typing.get_origin(tp) is tuple else items
+
+
+def _coerce_scalar(value: Any, tp: type, key: str) -> Any:
+    """bool, int, float or str; numbers may come as text (`1e-3`, `330M`), floats must be finite."""
     if tp is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, str):
-            value = _number(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, str):
-            value = _number(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"{key}: {value!r} is not a finite number (use null for 'no limit')")
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
-    return value
+    if isinstance(value, str):
+        value = _number(value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not a finite number (use null for 'no limit')")
+        return float(value)
+    raise ConfigError(f"{key}: expected a number, got {value!r}")
 
 
 def _check_range(value: Any, meta: Mapping, key: str) -> None:
