@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     def uniform_run() -> float:
         t = clock()
         rng = np.random.default_rng(0)
-        cost = ev.train_paths(args.steps / batches.steps_per_epoch(args.batch_size), lambda: space.sample(rng)).cost
+        cost = ev.train_paths(args.steps, lambda: space.sample(rng)).cost
         steps = round(cost.epochs * batches.steps_per_epoch(args.batch_size))
         return (clock() - t) / steps
 

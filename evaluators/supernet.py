@@ -246,13 +246,15 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         return Scores(val_acc, val_loss, stats.mean_loss)
 
     # ---- SharedWeights / AngleMetric --------------------------------------------------------
-    def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:
-        """Train for `epochs`, the path of each step from `next_path()` (drawn lazily, one per step)."""
+    def steps_per_epoch(self) -> int:
+        return self._steps_per_epoch()
+
+    def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
+        """Train `steps` steps, the path of each from `next_path()` (drawn lazily, one per step)."""
         start = time.perf_counter()
         with deterministic_mode(resolve_deterministic(self.options, self.device)):
             self._build()
             spe = self._steps_per_epoch()
-            steps = count_steps(None, spe, epochs)
 
             def params_for(i: int) -> Sequence[torch.Tensor]:
                 arch = next_path()
@@ -263,21 +265,16 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
                 stats = self._train(steps, params_for, list(self._params.values()))
             except Diverged as exc:
                 raise NasframeError(
-                    f"supernet training diverged: {exc}; the weights were restored; lower evaluator.lr"
+                    f"supernet training diverged: {exc}; the weights were restored; lower evaluator.lr (in a new run)"
                 ) from None
             except torch.OutOfMemoryError as exc:
                 reason = oom_reason(exc)
                 free_memory(self.device)
                 raise NasframeError(f"supernet training ran {reason}; lower evaluator.batch_size") from None
         cost = Cost(time.perf_counter() - start, steps / spe)
-        return WorkReport(
-            cost,
-            {
-                "train_loss": stats.mean_loss,
-                "steps": float(steps),
-                "lr": cosine_lr(self.step, self._schedule_steps(), self.options.lr, self.options.lr_min),
-            },
-        )
+        o = self.options
+        lr = cosine_lr(self.step, self._schedule_steps(), o.lr, o.lr_min)
+        return WorkReport(cost, {"train_loss": stats.mean_loss, "steps": float(steps), "lr": lr})
 
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         """Validation accuracy of `arch` with the shared weights, after BatchNorm recalibration when asked

@@ -186,10 +186,16 @@ class SharedWeights(Capability):
     capability_name: ClassVar[str] = "shared weights"
 
     @abstractmethod
-    def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:
-        """Train the shared weights for `epochs`, calling `next_path()` once per step for the single
-        path that step trains. Parameters off the path must get no update at all. Divergence or
-        running out of memory raise a NasframeError after restoring the weights."""
+    def steps_per_epoch(self) -> int:
+        """Training steps in one epoch over the search-train data (the runner turns a request's
+        epochs into steps with it, so that cutting the training into pieces loses no step)."""
+
+    @abstractmethod
+    def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
+        """Train the shared weights for `steps` steps, calling `next_path()` once per step for the
+        single path that step trains; report the cost in seconds and epochs (steps / steps_per_epoch).
+        Parameters off the path must get no update at all. Divergence or running out of memory raise a
+        NasframeError after restoring the weights."""
 
     @abstractmethod
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:

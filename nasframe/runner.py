@@ -38,15 +38,13 @@ from nasframe.evaluator import (
     Result,
     SharedWeights,
     WorkReport,
-    capabilities_of,
     capability_names,
 )
+from nasframe.executor import Executor, evaluation_seed, work_seed
 from nasframe.flags import RESUME_SETTABLE
 from nasframe.oneshot import (
     Evaluate,
-    MeasureAngles,
     Request,
-    SaveBaseWeights,
     ScoreShared,
     TrainShared,
     as_request,
@@ -68,21 +66,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device=cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
-
-
-def evaluation_seed(seed: int, index: int) -> int:
-    """Seed of evaluation `index`: independent of how the run was split by resumes."""
-    return (seed * 1_000_003 + index * 7919 + 17) % (2**63 - 1)
-
-
-def work_seed(seed: int, work: int, piece: int) -> int:
-    """Seed of piece `piece` of work request `work` (a stream apart from the evaluations')."""
-    return (seed * 1_000_033 + work * 104_729 + piece * 7_727 + 2**40 + 91) % (2**63 - 1)
-
-
-def path_rng(seed: int, work: int) -> np.random.Generator:
-    """The generator a work request draws its training paths from."""
-    return np.random.default_rng([seed, 0x5A17, work])
 
 
 @dataclass
@@ -199,6 +182,9 @@ class Runner:
         self.run_opts = config.options["run"]
         self.device = resolve_device(self.run_opts.device)
         self.parts = build_components(config, self.device)
+        p = self.parts
+        self.executor = Executor(p.evaluator, p.space, p.costs, self.run_opts.seed, self.run_opts.work_chunk_epochs)
+        self.declared = tuple(p.strategy.required_capabilities(p.strategy.options))
         self.state = LoopState()
         self._clock = Stopwatch()
         # None between items; "executing" inside the evaluator's call (nothing else changed yet);
@@ -441,23 +427,26 @@ class Runner:
     def _next_request(self) -> Request | None:
         s = self.state
         if not s.pending:
+            self._stage = "asking"  # the strategy changes as it answers: no checkpoint until it has
             try:
                 items = self.parts.strategy.ask()
             except SpaceExhausted as exc:
                 s.stopped_because = f"space_exhausted: {exc}"
+                self._stage = None
                 return None
             if not items:
                 s.stopped_because = "strategy_done"
+                self._stage = None
                 return None
             s.pending = [self._admit(as_request(item)) for item in items]
+            self._stage = None
         return s.pending[0]
 
     def _admit(self, request: Request) -> Request:
         """Validate a request's architecture and check that the strategy declared its capability."""
         needs = request.needs
         if needs is not None:
-            declared = self.parts.strategy.required_capabilities(self.parts.strategy.options)
-            if not any(issubclass(c, needs) for c in declared):
+            if not any(issubclass(c, needs) for c in self.declared):
                 raise CapabilityError(
                     f"strategy {self.config.names['strategy']!r} requested {request.kind} without "
                     f"declaring {needs.__name__} in its `requires`"
@@ -472,27 +461,18 @@ class Runner:
         constraints = self.parts.constraints
         rejected = constraints.check(arch) if constraints is not None else None
         if constraints is not None and rejected is not None:
+            self._stage = "telling"
             s.pending.pop(0)
             s.infeasible += 1
             s.rejection_streak += 1
             strategy.tell(arch, rejected)
+            self._stage = None
             if s.rejection_streak >= constraints.options.max_rejections:
                 raise ConstraintError(constraints.give_up_message(self.config.names["strategy"], s.rejection_streak))
             return
         s.rejection_streak = 0
-        evaluator = self.parts.evaluator
-        if evaluator.uses_torch_rng or isinstance(request, ScoreShared):
-            torch.manual_seed(evaluation_seed(self.run_opts.seed, s.evaluations))
         self._stage = "executing"
-        t0 = time.perf_counter()
-        if isinstance(request, ScoreShared):
-            result = evaluator.score_path(arch, request.recalibration)  # type: ignore[attr-defined]
-        else:
-            result = evaluator.evaluate(arch, request.budget)
-        if result.status not in ("ok", "failed"):
-            result = Result.failed(f"evaluator returned status {result.status!r}", result.cost)
-        if result.cost.seconds == 0.0:
-            result.cost.seconds = time.perf_counter() - t0
+        result = self.executor.evaluate(request, s.evaluations)
         self._stage = "telling"
         s.pending.pop(0)
         strategy.tell(arch, result)
@@ -539,73 +519,41 @@ class Runner:
         if isinstance(request, TrainShared):
             self._train_piece(request)
             return
-        evaluator, s = self.parts.evaluator, self.state
-        torch.manual_seed(work_seed(self.run_opts.seed, s.work_done, 0))
         self._stage = "executing"
-        t0 = time.perf_counter()
-        if isinstance(request, SaveBaseWeights):
-            evaluator.save_base_weights()  # type: ignore[attr-defined]
-            report = WorkReport(Cost(time.perf_counter() - t0, 0.0))
-        elif isinstance(request, MeasureAngles):
-            values = [float(v) for v in evaluator.path_angles(list(request.archs))]  # type: ignore[attr-defined]
-            finite = [v for v in values if math.isfinite(v)]
-            mean = float(np.mean(finite)) if finite else math.nan
-            report = WorkReport(
-                Cost(time.perf_counter() - t0, 0.0), {"paths": float(len(values)), "mean_angle": mean}, values
-            )
-        else:
-            raise CapabilityError(f"the runner cannot execute request kind {request.kind!r}")
+        report = self.executor.measure(request, self.state.work_done)
         self._stage = "telling"
         self._charge(report.cost)
-        self._log_work(request, 0, 0.0, report)
+        self._log_work(request, 0, report)
         self._finish_work(request, report)
 
     def _train_piece(self, request: TrainShared) -> None:
         """One piece of a TrainShared request: at most run.work_chunk_epochs epochs."""
-        s, seed = self.state, self.run_opts.seed
-        p = s.partial or {
-            "done": 0.0,
-            "piece": 0,
-            "rng": path_rng(seed, s.work_done).bit_generator.state,
-            "seconds": 0.0,
-            "epochs": 0.0,
-            "metrics": {},
-        }
-        rng = np.random.default_rng()
-        rng.bit_generator.state = p["rng"]
-        draw = request.paths.bind(self.parts.space, self.parts.costs)
-        epochs = min(self.run_opts.work_chunk_epochs, request.epochs - p["done"])
-        torch.manual_seed(work_seed(seed, s.work_done, p["piece"]))
+        s = self.state
         self._stage = "executing"
-        t0 = time.perf_counter()
-        report = self.parts.evaluator.train_paths(epochs, lambda: draw(rng))  # type: ignore[attr-defined]
-        if report.cost.seconds == 0.0:
-            report.cost.seconds = time.perf_counter() - t0
+        progress = s.partial or self.executor.start_training(request, s.work_done)
+        report, progress = self.executor.train_piece(request, s.work_done, progress)
         self._stage = "telling"
-        p = {
-            "done": p["done"] + epochs,
-            "piece": p["piece"] + 1,
-            "rng": rng.bit_generator.state,
-            "seconds": p["seconds"] + report.cost.seconds,
-            "epochs": p["epochs"] + report.cost.epochs,
-            "metrics": dict(report.metrics),
-        }
         self._charge(report.cost)
-        self._log_work(request, p["piece"] - 1, epochs, report)
-        if self._progress is not None:
-            self._progress.work(round(p["done"], 6), request.epochs, "epochs", p["seconds"])
-        left = p["seconds"] / p["done"] * (request.epochs - p["done"])
-        if p["piece"] == 1 and left > 60 and not self.quiet:  # once per request: an estimate for logs too
-            _say(
-                f"{request.phase}: {p['seconds'] / p['done']:.1f} s per epoch, about {format_seconds(left)} left "
-                f"in this phase ({request.epochs:g} epochs)"
-            )
-        if p["done"] >= request.epochs - 1e-9:
+        self._log_work(request, progress["piece"] - 1, report)
+        self._report_training(request, progress)
+        if progress["done"] >= progress["steps"]:
             s.partial = None
-            self._finish_work(request, WorkReport(Cost(p["seconds"], p["epochs"]), p["metrics"]))
+            self._finish_work(request, self.executor.training_report(progress))
         else:
-            s.partial = p
+            s.partial = progress
             self._stage = None
+
+    def _report_training(self, request: TrainShared, progress: dict[str, Any]) -> None:
+        """The progress bar's work text, and once per request an estimate of the time left."""
+        done_epochs = progress["done"] / progress["steps_per_epoch"]
+        if self._progress is not None:
+            self._progress.work(round(done_epochs, 3), request.epochs, "epochs", progress["seconds"])
+        left = progress["seconds"] / progress["done"] * (progress["steps"] - progress["done"])
+        if progress["piece"] == 1 and left > 60 and not self.quiet:  # an estimate for logs too
+            _say(
+                f"{request.phase}: {progress['seconds'] / done_epochs:.1f} s per epoch, about {format_seconds(left)} "
+                f"left in this phase ({request.epochs:g} epochs)"
+            )
 
     def _charge(self, cost: Cost) -> None:
         s = self.state
@@ -621,14 +569,14 @@ class Runner:
         self.parts.strategy.tell_work(request, report)
         self._stage = None
 
-    def _log_work(self, request: Request, piece: int, epochs: float, report: WorkReport) -> None:
+    def _log_work(self, request: Request, piece: int, report: WorkReport) -> None:
         s = self.state
         record = WorkRecord(
             work=s.work_done,
             chunk=piece,
             kind=request.kind,
             phase=request.phase,
-            epochs=epochs,
+            epochs=report.cost.epochs,
             cost={"seconds": report.cost.seconds, "epochs": report.cost.epochs},
             metrics=report.metrics,
             time=round(self._clock(), 4),
@@ -793,11 +741,6 @@ class Runner:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def offered_capabilities(evaluator_cls: type) -> list[str]:
-    """Names of what an evaluator class offers (for `nasframe list`)."""
-    return capability_names(capabilities_of(evaluator_cls))
 
 
 __all__ = [

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import nn
 from nasframe.angles import angle
 from nasframe.costs import ArchCosts
 from nasframe.data import DataSpec
-from nasframe.errors import CapabilityError, NotSupported
+from nasframe.errors import NotSupported
 from nasframe.evaluator import (
     AngleMetric,
     BNRecalibration,
@@ -32,8 +33,8 @@ from nasframe.evaluator import (
     SharedWeights,
     WorkReport,
 )
+from nasframe.executor import Executor, evaluation_seed
 from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared, as_request
-from nasframe.runner import evaluation_seed, path_rng, work_seed
 from nasframe.space import Arch, Decision, SearchSpace
 from nasframe.strategy import Strategy
 
@@ -48,6 +49,10 @@ class InMemoryRun:
         seed: the run seed the runner would use.
         costs: counts for samplers that need them (`BinnedPaths`).
         judge: optional replacement for `evaluator.evaluate` on architectures, e.g. a scripted score.
+        chunk_epochs: the run's `run.work_chunk_epochs` (training requests run in such pieces).
+
+    Evaluations and work go through the same `nasframe.executor.Executor` as a run's, so the seeds
+    and capability calls are the runner's; there are no files, budget or constraints here.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class InMemoryRun:
         seed: int = 0,
         costs: ArchCosts | None = None,
         judge: Callable[[Arch, int], Result] | None = None,
+        chunk_epochs: float = 1.0,
     ):
         self.strategy = strategy
         self.evaluator = evaluator
@@ -66,6 +72,7 @@ class InMemoryRun:
         self.judge = judge
         self.evaluations: list[tuple[Arch, Result]] = []
         self.work: list[tuple[Request, WorkReport]] = []
+        self.executor = Executor(evaluator, evaluator.space, costs, seed, chunk_epochs)
 
     def round(self) -> list[Arch] | None:
         """One `ask`, every item executed and told in order; the architectures evaluated (None when
@@ -103,32 +110,24 @@ class InMemoryRun:
     def _evaluate(self, request: Evaluate | ScoreShared) -> Arch:
         arch = self.evaluator.space.validate(request.arch)
         index = len(self.evaluations)
-        torch.manual_seed(evaluation_seed(self.seed, index))
         if self.judge is not None:
+            torch.manual_seed(evaluation_seed(self.seed, index))
             result = self.judge(arch, index)
-        elif isinstance(request, ScoreShared):
-            result = self.evaluator.score_path(arch, request.recalibration)  # type: ignore[attr-defined]
         else:
-            result = self.evaluator.evaluate(arch, request.budget)
+            result = self.executor.evaluate(replace(request, arch=arch), index)
         self.strategy.tell(arch, result)
         self.evaluations.append((arch, result))
         return arch
 
     def _work(self, request: Request) -> None:
         w = len(self.work)
-        torch.manual_seed(work_seed(self.seed, w, 0))
-        ev = self.evaluator
         if isinstance(request, TrainShared):
-            rng: np.random.Generator = path_rng(self.seed, w)
-            draw = request.paths.bind(ev.space, self.costs)
-            report = ev.train_paths(request.epochs, lambda: draw(rng))  # type: ignore[attr-defined]
-        elif isinstance(request, SaveBaseWeights):
-            ev.save_base_weights()  # type: ignore[attr-defined]
-            report = WorkReport(Cost())
-        elif isinstance(request, MeasureAngles):
-            report = WorkReport(Cost(), values=list(ev.path_angles(list(request.archs))))  # type: ignore
+            progress = self.executor.start_training(request, w)
+            while progress["done"] < progress["steps"]:
+                _, progress = self.executor.train_piece(request, w, progress)
+            report = self.executor.training_report(progress)
         else:
-            raise CapabilityError(f"InMemoryRun cannot execute request kind {request.kind!r}")
+            report = self.executor.measure(request, w)
         self.strategy.tell_work(request, report)
         self.work.append((request, report))
 
@@ -195,12 +194,15 @@ class ScriptedSharedWeights(Evaluator, AngleMetric):
         noise = 0.1 * float(torch.rand(()))
         return Result(metrics={"val_acc": scripted_accuracy(arch) + noise}, cost=Cost(0.0, 1.0))
 
-    def train_paths(self, epochs: float, next_path: Callable[[], Arch]) -> WorkReport:
+    def steps_per_epoch(self) -> int:
+        return self.paths_per_epoch
+
+    def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
         self._count("train_paths")
-        for _ in range(max(1, round(epochs * self.paths_per_epoch))):
+        for _ in range(steps):
             for item in next_path().items():
                 self.current[item] += 0.05 * torch.randn(self.current[item].shape)
-        return WorkReport(Cost(0.0, float(epochs)), {"train_loss": 1.0})
+        return WorkReport(Cost(0.0, steps / self.paths_per_epoch), {"train_loss": 1.0})
 
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         self._count("score_path")
@@ -500,7 +502,7 @@ class EvaluatorConformance:
             return
         rng = np.random.default_rng(2)
         torch.manual_seed(0)
-        report = ev.train_paths(0.1, lambda: space.sample(rng))
+        report = ev.train_paths(2, lambda: space.sample(rng))
         assert report.cost.epochs > 0
         arch = space.sample(rng)
         scored = ev.score_path(arch, BNRecalibration(batches=1, momentum=None, batch_size=None))
@@ -508,5 +510,5 @@ class EvaluatorConformance:
         if isinstance(ev, AngleMetric):
             ev.save_base_weights()
             assert ev.path_angles([arch]) == [0.0]  # nothing moved since the base was saved
-            ev.train_paths(0.1, lambda: arch)
+            ev.train_paths(2, lambda: arch)
             assert ev.path_angles([arch])[0] > 0.0

@@ -148,7 +148,9 @@ def test_pooling_edge_adds_c_times_9_elements_of_one_ninth_to_both_vectors(digit
     ev = ev_cls(space, build_options(ev_cls.Options, {"batch_size": 32}, "evaluator"), data=digits, device="cpu")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    ev.train_paths(0.1, lambda: space.sample(rng))  # move the weights away from the base
+    ev.train_paths(
+        max(1, round(0.1 * ev.steps_per_epoch())), lambda: space.sample(rng)
+    )  # move the weights away from the base
     pool_edge = "normal.3<-1"
     arch = space.validate({d.name: "sep_conv_3x3" for d in space.decisions}).replace(**{pool_edge: "max_pool_3x3"})
     v0, v1 = ev.path_vectors(arch)

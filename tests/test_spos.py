@@ -270,7 +270,7 @@ def test_training_paths_leaves_unsampled_ops_without_any_update(digits):
     torch.manual_seed(0)
     ev._build()
     before = {k: v.clone() for k, v in ev.supernet.state_dict().items() if k.startswith("layers.1.conv5x5")}
-    report = ev.train_paths(0.5, lambda: only.sample(rng))
+    report = ev.train_paths(round(0.5 * ev.steps_per_epoch()), lambda: only.sample(rng))
     assert report.cost.epochs == pytest.approx(0.5, abs=0.05) and math.isfinite(report.metrics["train_loss"])
     after = ev.supernet.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())  # no weight decay, no momentum

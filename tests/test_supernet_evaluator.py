@@ -49,7 +49,7 @@ def _op_state(ev, prefix: str) -> dict[str, torch.Tensor]:
 def train_uniform(ev, space, epochs: float, seed: int = 0):
     """Uniform single-path training, as the runner executes `TrainShared(epochs, UniformPaths)`."""
     rng = np.random.default_rng(seed)
-    return ev.train_paths(epochs, lambda: space.sample(rng))
+    return ev.train_paths(max(1, round(epochs * ev.steps_per_epoch())), lambda: space.sample(rng))
 
 
 def test_declares_the_one_shot_capabilities(space, digits):

@@ -2,8 +2,8 @@
 
 Loaded with `--plugin tests/plugins/abs_fakes.py` (or `load_plugin`). Every (decision, choice)
 owns a small weight vector; a path's vector is a fixed frame vector followed by the vectors of
-its choices ('zero' and 'none' add nothing, like an identity block). `train_paths` draws 64 paths
-from the sampler it is given and moves the vector of every choice they used by a random step from
+its choices ('zero' and 'none' add nothing, like an identity block). `train_paths` draws one path
+per step (64 steps an epoch) and moves the vector of every choice they used by a random step from
 torch's global RNG, choice j of a decision moving (1 + j) times as far (option `spread`), except
 operators listed as frozen, which never move.
 """
@@ -59,8 +59,8 @@ class FakeWeightSharing(Evaluator, AngleMetric):
     """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
 
     Options = FakeWSOptions
-    #: paths drawn per call of train_paths (enough to use every allowed choice of the toy spaces)
-    paths_per_call = 64
+    #: training steps (one path each) per epoch: enough to use every allowed choice of the toy spaces
+    paths_per_epoch = 64
 
     def __init__(self, space, options=None, *, data=None, device="cpu"):
         super().__init__(space, options, data=data, device=device)
@@ -78,10 +78,14 @@ class FakeWeightSharing(Evaluator, AngleMetric):
         self.trained: list[tuple[float, float]] = []  # (log10 size of the space trained on, epochs)
         self.resets = 0
 
-    def train_paths(self, epochs, next_path) -> WorkReport:
+    def steps_per_epoch(self) -> int:
+        return self.paths_per_epoch
+
+    def train_paths(self, steps, next_path) -> WorkReport:
         frozen, o = set(self.options.frozen), self.options
+        epochs = steps / self.paths_per_epoch
         seen: dict[str, set] = {}
-        for _ in range(self.paths_per_call):
+        for _ in range(steps):
             for name, choice in next_path().items():
                 seen.setdefault(name, set()).add(choice)
         for d in self.space.define_decisions():

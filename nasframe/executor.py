@@ -1,0 +1,147 @@
+"""Executing one request, seeded the way every run seeds it.
+
+The runner (with its files, budget and logs) and `nasframe.testing.InMemoryRun` (in memory, for
+unit tests) both execute a strategy's requests through an `Executor`, so the two cannot drift:
+the same seeds, the same capability calls, the same pieces of supernet training.
+
+Seeds: evaluation `index` runs with torch seeded from (run seed, index); piece `p` of work request
+`w` from (run seed, w, p); the paths of a training request are drawn from a generator seeded from
+(run seed, w) whose state is carried from piece to piece (and through checkpoints).
+
+A training request of E epochs is max(1, round(E x steps per epoch)) steps, cut into pieces of
+round(chunk_epochs x steps per epoch) steps; each piece draws a fresh data order from its own seed,
+so the piece size (`run.work_chunk_epochs`) is part of what a run computes, like its batch size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from nasframe.costs import ArchCosts
+from nasframe.errors import CapabilityError
+from nasframe.evaluator import AngleMetric, Cost, Evaluator, Result, SharedWeights, WorkReport
+from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared
+from nasframe.space import SearchSpace
+
+
+def evaluation_seed(seed: int, index: int) -> int:
+    """Seed of evaluation `index`: independent of how the run was split by resumes."""
+    return (seed * 1_000_003 + index * 7919 + 17) % (2**63 - 1)
+
+
+def work_seed(seed: int, work: int, piece: int) -> int:
+    """Seed of piece `piece` of work request `work` (a stream apart from the evaluations')."""
+    return (seed * 1_000_033 + work * 104_729 + piece * 7_727 + 2**40 + 91) % (2**63 - 1)
+
+
+def path_rng(seed: int, work: int) -> np.random.Generator:
+    """The generator a training request draws its paths from."""
+    return np.random.default_rng([seed, 0x5A17, work])
+
+
+class Executor:
+    """Executes evaluations and pieces of work with one evaluator, for one run seed."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator[Any],
+        space: SearchSpace[Any],
+        costs: ArchCosts | None,
+        seed: int,
+        chunk_epochs: float = 1.0,
+    ):
+        self.evaluator = evaluator
+        self.space = space
+        self.costs = costs
+        self.seed = seed
+        self.chunk_epochs = chunk_epochs
+
+    # ---- evaluations ---------------------------------------------------------------------------------
+    def evaluate(self, request: Evaluate | ScoreShared, index: int) -> Result:
+        """Evaluation `index`: the evaluator's own evaluation, or a score with the shared weights."""
+        ev = self.evaluator
+        if ev.uses_torch_rng or isinstance(request, ScoreShared):
+            torch.manual_seed(evaluation_seed(self.seed, index))
+        start = time.perf_counter()
+        if isinstance(request, ScoreShared):
+            result = self._shared().score_path(request.arch, request.recalibration)
+        else:
+            result = ev.evaluate(request.arch, request.budget)
+        if result.status not in ("ok", "failed"):
+            result = Result.failed(f"evaluator returned status {result.status!r}", result.cost)
+        if result.cost.seconds == 0.0:
+            result.cost.seconds = time.perf_counter() - start
+        return result
+
+    # ---- work ------------------------------------------------------------------------------------------
+    def measure(self, request: Request, work: int) -> WorkReport:
+        """A work request that runs in one piece (saving base weights, measuring angles)."""
+        torch.manual_seed(work_seed(self.seed, work, 0))
+        start = time.perf_counter()
+        if isinstance(request, SaveBaseWeights):
+            self._angles().save_base_weights()
+            return WorkReport(Cost(time.perf_counter() - start, 0.0))
+        if isinstance(request, MeasureAngles):
+            values = [float(v) for v in self._angles().path_angles(list(request.archs))]
+            finite = [v for v in values if math.isfinite(v)]
+            mean = float(np.mean(finite)) if finite else math.nan
+            return WorkReport(
+                Cost(time.perf_counter() - start, 0.0), {"paths": float(len(values)), "mean_angle": mean}, values
+            )
+        raise CapabilityError(f"nasframe cannot execute request kind {request.kind!r}")
+
+    def start_training(self, request: TrainShared, work: int) -> dict[str, Any]:
+        """The progress record of a training request before its first piece (plain data, checkpointed)."""
+        spe = self._shared().steps_per_epoch()
+        return {
+            "steps": max(1, round(request.epochs * spe)),
+            "done": 0,
+            "piece": 0,
+            "steps_per_epoch": spe,
+            "rng": path_rng(self.seed, work).bit_generator.state,
+            "seconds": 0.0,
+            "epochs": 0.0,
+            "metrics": {},
+        }
+
+    def train_piece(
+        self, request: TrainShared, work: int, progress: dict[str, Any]
+    ) -> tuple[WorkReport, dict[str, Any]]:
+        """The next piece of a training request: its report and the updated progress record (the
+        request is finished when progress["done"] == progress["steps"])."""
+        spe = progress["steps_per_epoch"]
+        steps = min(max(1, round(self.chunk_epochs * spe)), progress["steps"] - progress["done"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = progress["rng"]
+        draw = request.paths.bind(self.space, self.costs)
+        torch.manual_seed(work_seed(self.seed, work, progress["piece"]))
+        start = time.perf_counter()
+        report = self._shared().train_paths(steps, lambda: draw(rng))
+        if report.cost.seconds == 0.0:
+            report.cost.seconds = time.perf_counter() - start
+        updated = {
+            **progress,
+            "done": progress["done"] + steps,
+            "piece": progress["piece"] + 1,
+            "rng": rng.bit_generator.state,
+            "seconds": progress["seconds"] + report.cost.seconds,
+            "epochs": progress["epochs"] + report.cost.epochs,
+            "metrics": dict(report.metrics),
+        }
+        return report, updated
+
+    @staticmethod
+    def training_report(progress: dict[str, Any]) -> WorkReport:
+        """The whole request's report, told to the strategy when its last piece is done."""
+        return WorkReport(Cost(progress["seconds"], progress["epochs"]), dict(progress["metrics"]))
+
+    def _shared(self) -> SharedWeights:
+        return cast(SharedWeights, self.evaluator)  # the runner checked the capability when it admitted the request
+
+    def _angles(self) -> AngleMetric:
+        return cast(AngleMetric, self.evaluator)
