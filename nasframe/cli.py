@@ -120,10 +120,8 @@ def _execute(runner: Any) -> int:
         _say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
         return 130
     if not summary.ran:
-        _say(
-            f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran. Raise "
-            f"--budget to extend it."
-        )
+        hint = " Raise --budget to extend it." if summary.stopped_because == "max_evaluations" else ""
+        _say(f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran.{hint}")
     if summary.result is not None:
         _print_result(summary.result, summary.run_dir)
     return 0

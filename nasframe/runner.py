@@ -179,6 +179,7 @@ class Runner:
         self.quiet = quiet
         self.command = command
         self.config_changed = False  # set by resume when flags override the stored config
+        self.budget_changed = False  # set by resume when they change a budget
         self.run_opts = config.options["run"]
         self.device = resolve_device(self.run_opts.device)
         self.parts = build_components(config, self.device)
@@ -247,10 +248,18 @@ class Runner:
                     f"resume --set {item!r}: only settings that cannot change results so far may "
                     f"change; allowed: {allowed}"
                 )
+        stored = merge_config(files.read_config())
         cfg = merge_config(files.read_config(), run=overrides or {}, sets=sets or [])
         cfg["run"]["out"] = str(files.path)
         runner = cls(resolve(cfg), files.path, resume=True, quiet=quiet, command=command)
-        runner.config_changed = bool(sets) or any(v is not None for v in (overrides or {}).values())
+        changed = {
+            (sec, k)
+            for sec in ("run", "data")
+            for k in set(cfg[sec]) | set(stored[sec])
+            if cfg[sec].get(k) != stored[sec].get(k) and k != "out"
+        }
+        runner.config_changed = bool(changed)
+        runner.budget_changed = any(k in ("max_evaluations", "max_epochs", "max_seconds") for _, k in changed)
         return runner
 
     # ---- state -------------------------------------------------------------------------------
@@ -335,11 +344,15 @@ class Runner:
         if self.files.has_checkpoint():
             self.load_state_dict(self.files.load_checkpoint())
         if self.state.finished:
-            reason = self._stop_reason()
-            if reason is not None and self.config_changed and self._budget_changed():
+            reason = self._finished_reason()
+            if reason is not None and self.budget_changed:
+                hint = (
+                    "the strategy has nothing more to propose"
+                    if reason == self.state.stopped_because
+                    else "--budget raises run.max_evaluations"
+                )
                 raise RunDirError(
-                    f"{self.run_dir} already finished ({reason}); the new settings do not extend it "
-                    f"(--budget raises run.max_evaluations)"
+                    f"{self.run_dir} already finished ({reason}); the new budget does not extend it ({hint})"
                 )
             if reason is not None:
                 return False
@@ -351,8 +364,13 @@ class Runner:
         self.files.record_session(session)
         return True
 
-    def _budget_changed(self) -> bool:
-        return any(getattr(self.run_opts, k) is not None for k in ("max_evaluations", "max_epochs", "max_seconds"))
+    def _finished_reason(self) -> str | None:
+        """Why a finished run cannot go on: a budget still reached, or a strategy that ran out of
+        architectures or ended its search (those stay true whatever the budget)."""
+        stopped = self.state.stopped_because
+        if stopped == "strategy_done" or stopped.startswith("space_exhausted"):
+            return stopped
+        return self._stop_reason()
 
     def _announce(self) -> None:
         """Say up front what the strategy's settings ask for, and when the budget cuts it short."""
@@ -714,10 +732,15 @@ class Runner:
         mode = self.run_opts.final_evaluation
         final_eval = None
         if mode == "always" or (mode == "auto" and evaluated is None):
-            if parts.evaluator.uses_torch_rng:
-                torch.manual_seed(evaluation_seed(self.run_opts.seed, self.state.evaluations))
-            outcome = parts.evaluator.evaluate(final)
+            request = self._admit(as_request(parts.strategy.final_evaluation(final)))
+            if not isinstance(request, (Evaluate, ScoreShared)):
+                raise CapabilityError(
+                    f"strategy {self.config.names['strategy']!r}: final_evaluation must give an "
+                    f"architecture, Evaluate or ScoreShared, not {request.kind}"
+                )
+            outcome = self.executor.evaluate(request, self.state.evaluations)
             final_eval = {
+                "request": request.kind,
                 "status": outcome.status,
                 "metrics": outcome.metrics,
                 "reason": outcome.reason,

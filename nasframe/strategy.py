@@ -94,6 +94,12 @@ class Strategy(ABC, Generic[OptionsT]):
         None lets the runner return the best evaluated architecture."""
         return None
 
+    def final_evaluation(self, arch: Arch) -> Arch | Request:
+        """How the run's final evaluation (`run.final_evaluation`) measures the returned architecture:
+        by default the evaluator's own evaluation; a one-shot strategy returns the request it scored
+        candidates with (SPOS: `ScoreShared`), so the final number means what its search numbers meant."""
+        return arch
+
     def final_weights(self) -> Mapping[str, Sequence[float]] | None:
         """Per-decision preferences (aligned with each decision's choices), if the strategy has them."""
         return None

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 
 from nasframe.errors import ConfigError
-from nasframe.evaluator import AngleMetric, Capability, Result, WorkReport
-from nasframe.oneshot import MeasureAngles, Request, SaveBaseWeights, TrainShared, UniformPaths
+from nasframe.evaluator import AngleMetric, BNRecalibration, Capability, Result, WorkReport
+from nasframe.oneshot import MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared, UniformPaths
 from nasframe.options import build_options, option
 from nasframe.registry import register_strategy, strategies
 from nasframe.space import Arch, Choice, Decision, SearchSpace
@@ -77,6 +77,12 @@ class AbsOptions:
     reset_base_after: int = option(50, "dropped operators that trigger the one base replacement", min=0)
     final_epochs: float = option(
         0.0, "uniform training on the shrunk space before the base strategy starts (reference SPOS: 100)", min=0
+    )
+    score_bn_batches: int = option(
+        10,
+        "each step's proposal is scored with the shared weights (no training) after re-estimating its "
+        "BatchNorm statistics over this many train batches (cumulative average; 0: off)",
+        min=0,
     )
 
 
@@ -191,16 +197,17 @@ class AbsShrinking(Strategy[AbsOptions]):
                     label = "abs: warm-up" if self.step == 0 else f"abs: training before step {self.step + 1}"
                     return [self._training(epochs, label)]
             elif todo == _MEASURE:
-                self._todo = _WAIT
                 decisions = self.current.decisions
                 sample = sample_children(decisions, self._scored(), o.samples_per_operator, self.rng)
+                self._todo = _WAIT
                 return [MeasureAngles(tuple(sample.children), phase=f"abs: scoring step {self.step + 1}")]
             elif todo == _RESET:
                 self._todo = _WAIT
                 return [SaveBaseWeights(phase="abs: replacing the base weights")]
             elif todo == _PROPOSE:
+                proposal = ScoreShared(self.current.sample(self.rng), self._recalibration(), phase="abs: step proposal")
                 self._todo = _WAIT
-                return [self.current.sample(self.rng)]
+                return [proposal]
             elif todo == _TRAIN_FINAL:
                 self._todo = _START_BASE
                 if o.final_epochs > 0:
@@ -213,6 +220,16 @@ class AbsShrinking(Strategy[AbsOptions]):
                 return list(self._require_base().ask())
             else:
                 raise RuntimeError(f"abs: asked while waiting for an outcome ({todo})")
+
+    def _recalibration(self) -> BNRecalibration | None:
+        n = self.options.score_bn_batches
+        return BNRecalibration(n, momentum=None, batch_size=None) if n else None
+
+    def final_evaluation(self, arch: Arch) -> Arch | Request:
+        """The base strategy's way of evaluating; before it exists, a score like the step proposals'."""
+        if self._base is not None:
+            return self._base.final_evaluation(arch)
+        return ScoreShared(arch, self._recalibration(), phase="abs: final score")
 
     def _training(self, epochs: float, label: str) -> TrainShared:
         return TrainShared(float(epochs), UniformPaths.over(self.current), phase=label)

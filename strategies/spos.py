@@ -35,7 +35,7 @@ REFERENCE_BINS = tuple(float(x) * 1e6 for x in range(290, 361, 10))
 #: draws in a row that may all hit already-scored architectures before the space counts as exhausted
 MAX_SEEN_DRAWS = 10_000
 
-Kind = Literal["random", "mutation", "crossover", "refill"]
+Origin = Literal["random", "mutation", "crossover", "refill"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ class Spos(Strategy[SposOptions]):
         super().__init__(space, options, seed=seed)
         self.trained = self.options.supernet_epochs <= 0
         self.generation = 0  # 0: the initial population
-        self.kind: Kind = "random"
-        self.accepted = 0  # architectures scored for the current kind
+        self.origin: Origin = "random"
+        self.accepted = 0  # architectures scored for the current origin
         self.tries_left = 0  # draws left for the current mutation or crossover
         self.members: list[tuple[Arch, float]] = []  # this generation's scored architectures, (arch, error)
         self.top: list[tuple[Arch, float]] = []  # the top `parents`, merged across generations
@@ -138,7 +138,7 @@ class Spos(Strategy[SposOptions]):
     def phase(self) -> str:
         if not self.trained:
             return "spos: supernet training"
-        return f"spos: generation {self.generation}/{self.options.generations} ({self.kind})"
+        return f"spos: generation {self.generation}/{self.options.generations} ({self.origin})"
 
     @property
     def done(self) -> bool:
@@ -157,27 +157,26 @@ class Spos(Strategy[SposOptions]):
         while not self.finished_search:
             batch = self._draw_batch()
             if batch:
-                o = self.options
-                recal = BNRecalibration(o.bn_batches, o.bn_momentum, o.bn_batch_size) if o.bn_batches else None
+                recal = self._recalibration()
                 return [ScoreShared(a, recal, phase=self.phase) for a in batch]
-            self._next_kind()
+            self._next_origin()
         return []
 
     def _needed(self) -> int:
-        """Architectures the current kind still wants scored."""
+        """Architectures the current origin (random, mutation, ...) still wants scored."""
         o = self.options
-        if self.kind == "mutation":
+        if self.origin == "mutation":
             return o.mutations - self.accepted
-        if self.kind == "crossover":
+        if self.origin == "crossover":
             return o.crossovers - self.accepted
         return o.population - len(self.members)  # the initial population, or the refill
 
     def _draw_batch(self) -> list[Arch]:
-        """New candidates of the current kind, as many as are still wanted (each draw is a try)."""
+        """New candidates of the current origin, as many as are still wanted (each draw is a try)."""
         needed = self._needed()
         if needed <= 0:
             return []
-        limited = self.kind in ("mutation", "crossover")
+        limited = self.origin in ("mutation", "crossover")
         if limited and not self.top:
             return []  # nothing to mutate or cross (every parent failed): go on to the refill
         batch: list[Arch] = []
@@ -207,7 +206,7 @@ class Spos(Strategy[SposOptions]):
 
     def _candidate(self) -> Arch:
         decisions = self.space.decisions
-        if self.kind == "mutation":
+        if self.origin == "mutation":
             parent = self.top[int(self.rng.integers(len(self.top)))][0]
             p = self.options.mutation_prob
             return Arch(
@@ -219,32 +218,32 @@ class Spos(Strategy[SposOptions]):
                     for d in decisions
                 ]
             )
-        if self.kind == "crossover":
+        if self.origin == "crossover":
             a = self.top[int(self.rng.integers(len(self.top)))][0]
             b = self.top[int(self.rng.integers(len(self.top)))][0]
             return Arch([(d.name, (a if self.rng.random() < 0.5 else b)[d.name]) for d in decisions])
         return self.space.sample(self.rng)
 
-    def _next_kind(self) -> None:
-        """The current kind cannot add more: go to the next one, or close the generation."""
+    def _next_origin(self) -> None:
+        """The current origin cannot add more: go to the next one, or close the generation."""
         o = self.options
-        order: list[Kind] = ["mutation", "crossover", "refill"]
-        if self.kind in ("random", "refill"):
+        order: list[Origin] = ["mutation", "crossover", "refill"]
+        if self.origin in ("random", "refill"):
             self._close_generation()
             if self.generation >= o.generations:
                 self.finished_search = True
                 return
             self.generation += 1
             self.members = []
-            self.kind = "mutation"
+            self.origin = "mutation"
         else:
-            self.kind = order[order.index(self.kind) + 1]
+            self.origin = order[order.index(self.origin) + 1]
         self.accepted = 0
-        self.tries_left = o.tries_factor * (o.mutations if self.kind == "mutation" else o.crossovers)
+        self.tries_left = o.tries_factor * (o.mutations if self.origin == "mutation" else o.crossovers)
 
     def _close_generation(self) -> None:
         """Merge this generation into the top list (stable: earlier members win ties)."""
-        merged = self.top + self.members
+        merged = [m for m in self.top + self.members if math.isfinite(m[1])]  # a failed score never breeds
         merged.sort(key=lambda m: m[1])
         self.top = merged[: self.options.parents]
 
@@ -266,6 +265,14 @@ class Spos(Strategy[SposOptions]):
         if isinstance(request, TrainShared):
             self.trained = True
 
+    def final_evaluation(self, arch: Arch) -> ScoreShared:
+        """The final architecture is scored like every candidate: shared weights, recalibrated BatchNorm."""
+        return ScoreShared(arch, self._recalibration(), phase="spos: final score")
+
+    def _recalibration(self) -> BNRecalibration | None:
+        o = self.options
+        return BNRecalibration(o.bn_batches, o.bn_momentum, o.bn_batch_size) if o.bn_batches else None
+
     def final(self) -> Arch | None:
         """The lowest-error architecture scored (reference: src/Evaluation picks the best evaluated)."""
         return self.best[0] if self.best is not None else None
@@ -286,7 +293,7 @@ class Spos(Strategy[SposOptions]):
             "spos": {
                 "trained": self.trained,
                 "generation": self.generation,
-                "kind": self.kind,
+                "origin": self.origin,
                 "accepted": self.accepted,
                 "tries_left": self.tries_left,
                 "members": pairs(self.members),
@@ -305,7 +312,7 @@ class Spos(Strategy[SposOptions]):
         def items(rows: list[list[Any]]) -> list[tuple[Arch, float]]:
             return [(arch_from_pairs(p), float(e)) for p, e in rows]  # type: ignore[misc]
 
-        self.trained, self.generation, self.kind = bool(s["trained"]), int(s["generation"]), s["kind"]
+        self.trained, self.generation, self.origin = bool(s["trained"]), int(s["generation"]), s["origin"]
         self.accepted, self.tries_left = int(s["accepted"]), int(s["tries_left"])
         self.members, self.top = items(s["members"]), items(s["top"])
         self.scored = {k: float(e) for k, e in s["scored"]}

@@ -250,6 +250,8 @@ def test_darts_supernet_end_to_end_on_digits(cli, tmp_path):
     lines = history(out)
     steps = [ln["strategy"] for ln in lines if "abs_dropped" in ln["strategy"]]
     assert [s["abs_dropped_count"] for s in steps] == [28] * 6
+    # each step's proposal is scored with the shared weights: it trains nothing
+    assert all(ln["cost"]["epochs"] == 0.0 and ln["phase"].startswith("abs step") for ln in lines[:6])
     remaining = steps[-1]["abs_remaining"]
     assert len(remaining) == 28 and all(len(v) == 2 for v in remaining.values())
     assert all("probabilities" in ln["strategy"] for ln in lines[6:])  # MDENAS took over

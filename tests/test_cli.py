@@ -127,7 +127,7 @@ def test_resume_cannot_extend_a_run_stopped_by_another_limit(cli, core_toy, tmp_
         == 0
     )
     code, _, err = cli("resume", tmp_path / "r", "--budget", "10")
-    assert code == 2 and "already finished (max_epochs); the new settings do not extend it" in err
+    assert code == 2 and "already finished (max_epochs); the new budget does not extend it" in err
 
 
 def test_show_reads_a_killed_runs_history(cli, core_toy, tmp_path):

@@ -234,3 +234,43 @@ def test_python_api_runs_and_builds_the_network(tmp_path):
     assert sum(p.numel() for p in net.parameters()) == result.final.params
     more = nasframe.resume(tmp_path / "r", budget=7)
     assert more.evaluations == 7
+
+
+def test_a_run_whose_strategy_ran_out_stays_finished(cli, tmp_path):
+    """Random search over the 2 architectures of a 1-decision space stops with space_exhausted: a plain
+    resume runs nothing, and a larger budget cannot extend it."""
+    from conftest import CORE_TOY
+
+    from nasframe.registry import load_plugin
+
+    load_plugin(CORE_TOY)
+    argv = [
+        "run",
+        "--plugin",
+        CORE_TOY,
+        "--strategy",
+        "random",
+        "--space",
+        "core_toy",
+        "--evaluator",
+        "core_toy_eval",
+        "--quiet",
+        "--out",
+        tmp_path / "r",
+        "--budget",
+        "10",
+        "--set",
+        "space.decisions=1",
+        "--set",
+        "space.choices=2",
+        "--set",
+        "strategy.max_tries=20",
+    ]
+    assert cli(*argv)[0] == 0
+    best = json.loads((tmp_path / "r" / "best.json").read_text())
+    assert best["stopped_because"].startswith("space_exhausted") and best["evaluations"] == 2
+    code, _, err = cli("resume", tmp_path / "r", "--quiet")
+    assert code == 0 and "nothing ran" in err and "Raise --budget" not in err
+    code, _, err = cli("resume", tmp_path / "r", "--budget", "20", "--quiet")
+    assert code == 2 and "the strategy has nothing more to propose" in err
+    assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) == 2

@@ -63,7 +63,7 @@ class Recorder:
         self.strategy, self.log = strategy, []
 
     def __call__(self, arch, index):
-        self.log.append((self.strategy.generation, self.strategy.kind, arch))
+        self.log.append((self.strategy.generation, self.strategy.origin, arch))
         return scripted(arch, index)
 
 
@@ -118,7 +118,7 @@ def test_top_list_merges_across_generations_and_parents_come_from_it(fakes):
     tops, parents_seen = [], []
 
     def judge(arch, index):
-        if s.kind == "mutation":
+        if s.origin == "mutation":
             # a mutant of p = 0.2 differs from its parent in about 1.2 of 6 genes: it is close to some parent
             parents_seen.append(min(sum(arch[n] != p[n] for n in arch) for p, _ in s.top))
         return scripted(arch, index)
@@ -139,11 +139,11 @@ def test_mutation_redraws_each_gene_with_probability_m_and_crossover_mixes_unifo
     s = make_spos(space, mutation_prob=0.1)
     parent = space.validate({f"d{i}": "op0" for i in range(5)})
     other = space.validate({f"d{i}": "op3" for i in range(5)})
-    s.top, s.kind = [(parent, 1.0)], "mutation"
+    s.top, s.origin = [(parent, 1.0)], "mutation"
     changed = np.array([[c != "op0" for c in s._candidate().values()] for _ in range(20_000)])
     # redrawn with p = 0.1, uniformly over 4 choices (the same may come back): changed with p = 0.075
     assert np.allclose(changed.mean(axis=0), 0.075, atol=0.006)
-    s.top, s.kind = [(parent, 1.0), (other, 2.0)], "crossover"
+    s.top, s.origin = [(parent, 1.0), (other, 2.0)], "crossover"
     kids = [s._candidate() for _ in range(20_000)]
     from_other = np.array([[c == "op3" for c in k.values()] for k in kids])
     # parents drawn independently: half the pairs are (p, o) or (o, p), then each gene is a coin flip
@@ -162,7 +162,7 @@ def test_mutation_gives_up_after_tries_factor_draws(fakes):
     original = s._candidate
 
     def counting():
-        draws.append(s.kind)
+        draws.append(s.origin)
         return original()
 
     s._candidate = counting
@@ -539,3 +539,60 @@ def test_no_scored_architecture_breaks_a_tight_mac_cap(fakes, tmp_path, cli):
     assert all(costs.macs(space.validate(ln["arch"])) <= cap for ln in lines)
     best = json.loads((out / "best.json").read_text())
     assert best["infeasible"] > 5 and best["final"]["macs"] <= cap
+
+
+def test_failed_scores_never_become_parents(fakes):
+    """A generation whose every score failed has no parents: mutation and crossover are skipped and
+    the refill completes it (failed members never enter the top list)."""
+    space = make_space("abs_toy", decisions=5, choices=4)
+    s = make_spos(space, supernet_epochs=0, population=6, parents=2, mutations=2, crossovers=2, generations=1)
+    rec = Recorder(s)
+
+    def judge(arch, index):
+        rec(arch, index)
+        return Result.failed("scripted divergence")
+
+    run = InMemoryRun(s, fakes.FakeWeightSharing(space), judge=judge)
+    while run.round() is not None:
+        pass
+    assert s.top == [] and s.final() is None
+    assert Counter(k for g, k, _ in rec.log if g == 1) == {"refill": 6}
+
+
+def test_the_final_evaluation_is_a_score_like_the_candidates(cli, tmp_path):
+    out = tmp_path / "r"
+    code, _, err = cli(
+        "run",
+        "--plugin",
+        FAKES,
+        "--strategy",
+        "spos",
+        "--space",
+        "abs_toy",
+        "--evaluator",
+        "abs_fake_ws",
+        "--quiet",
+        "--out",
+        out,
+        "--budget",
+        "6",
+        "--set",
+        "strategy.supernet_epochs=1",
+        "--set",
+        "strategy.population=4",
+        "--set",
+        "strategy.parents=2",
+        "--set",
+        "strategy.mutations=1",
+        "--set",
+        "strategy.crossovers=1",
+        "--set",
+        "strategy.generations=1",
+        "--set",
+        "run.final_evaluation=always",
+        "--set",
+        "run.tensorboard=false",
+    )
+    assert code == 0, err
+    final = json.loads((out / "best.json").read_text())["final"]
+    assert final["final_evaluation"]["request"] == "score_shared" and final["final_evaluation"]["status"] == "ok"
