@@ -89,6 +89,11 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         device: torch.device | str = "cpu",
     ):
         super().__init__(space, options, data=data, device=device)
+        if not space.supports_supernet:  # refused when the run is built, before anything trains
+            raise NotSupported(
+                f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())}"
+                f" (or evaluate each architecture on its own with short_train and a multi-trial strategy)"
+            )
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
@@ -116,10 +121,6 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         """Build the supernet and its optimizer at first use (the weights come from torch's global RNG)."""
         if self.supernet is not None:
             return
-        if not self.space.supports_supernet:
-            raise NotSupported(
-                f"space {self.space.name!r} has no weight-sharing supernet; use evaluator short_train or another space"
-            )
         batches, transform = self._data()
         o = self.options
         net = cast(torch.nn.Module, self.space.build_supernet(batches.spec)).to(self.device)
@@ -382,3 +383,17 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         self.supernet = self.optimizer = self._runner = None
         self._params, self.base, self._flat = {}, {}, {}
         free_memory(self.device)
+
+
+def supernet_spaces() -> list[str]:
+    """Installed spaces that build a weight-sharing supernet (for messages)."""
+    from nasframe.registry import spaces
+
+    found = []
+    for name in spaces.installed():
+        try:
+            if spaces.get(name).supports_supernet:
+                found.append(name)
+        except NasframeError:  # a broken third-party space must not hide the message being built
+            continue
+    return found

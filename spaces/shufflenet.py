@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from nasframe.data import DataSpec
 from nasframe.errors import ConfigError, InvalidArchitecture
@@ -35,6 +35,10 @@ NAMED_INDICES: dict[str, tuple[int, ...]] = {
 _LIST_SEPARATORS = re.compile(r"[\s,\[\]()'\"]+")
 
 
+#: inputs lower than this get stride 1 in the stem and first stage under `small_input: auto`
+SMALL_INPUT_HEIGHT = 64
+
+
 @dataclass(frozen=True)
 class ShuffleNetOptions:
     stage_repeats: list[int] = option(
@@ -47,7 +51,11 @@ class ShuffleNetOptions:
     )
     stem_width: int = option(16, "output channels of the 3x3 stem conv", min=1)
     last_width: int = option(1024, "output channels of conv_last, the 1x1 conv before pooling", min=1)
-    small_input: bool = option(False, "CIFAR- or digits-size images: stem and first stage at stride 1")
+    small_input: bool | Literal["auto"] = option(
+        "auto",
+        f"stem and first stage at stride 1, for CIFAR- or digits-size images; auto: for inputs under "
+        f"{SMALL_INPUT_HEIGHT} px (the reference's 224 px ImageNet keeps stride 2)",
+    )
     dropout: float = option(0.1, "dropout before the classifier (SPOS: 0.1)", min=0.0, max=0.99)
 
     def __post_init__(self) -> None:
@@ -88,15 +96,24 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
         super().__init__(options)
         o = self.options
         stages = len(o.widths)
+        small = o.small_input is True
         self.layout = ShuffleLayout(
             stem=o.stem_width,
             widths=tuple(o.widths),
             repeats=tuple(o.stage_repeats),
-            strides=(1 if o.small_input else 2,) + (2,) * (stages - 1),
+            strides=(1 if small else 2,) + (2,) * (stages - 1),
             last=o.last_width,
-            stem_stride=1 if o.small_input else 2,
+            stem_stride=1 if small else 2,
         )
         self.slots = self.layout.slots()
+
+    def layout_for(self, data: DataSpec) -> ShuffleLayout:
+        """The stage table for this data: with `small_input: auto`, stride 1 in the stem and the first
+        stage for inputs under SMALL_INPUT_HEIGHT px (the decisions do not depend on it)."""
+        if self.options.small_input != "auto" or data.height >= SMALL_INPUT_HEIGHT:
+            return self.layout
+        stages = len(self.layout.widths)
+        return replace(self.layout, strides=(1,) + (2,) * (stages - 1), stem_stride=1)
 
     def define_decisions(self) -> list[Decision]:
         return [Decision(slot.name, CHOICES) for slot in self.slots]
@@ -195,9 +212,11 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
 
     def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:
         """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
-        return ShuffleNetV2Net(self.layout, self._checked(arch), data.channels, data.num_classes, self.options.dropout)
+        return ShuffleNetV2Net(
+            self.layout_for(data), self._checked(arch), data.channels, data.num_classes, self.options.dropout
+        )
 
     def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:
         """All four candidates in every block, whatever the restriction (shared weights stay valid)."""
         choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
-        return ShuffleNetSupernet(self.layout, choices, data.channels, data.num_classes, self.options.dropout)
+        return ShuffleNetSupernet(self.layout_for(data), choices, data.channels, data.num_classes, self.options.dropout)

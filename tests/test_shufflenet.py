@@ -359,3 +359,17 @@ def test_supernet_evaluator_trains_spos_on_digits(digits):
     assert v0.numel() == sum(params[t].numel() for t in ev.supernet.angle_terms(spos))
     assert not torch.equal(v0, v1)
     assert not np.isnan(float(torch.nn.functional.cosine_similarity(v0, v1, dim=0)))
+
+
+def test_small_input_auto_follows_the_input_size():
+    """auto: stride 1 in the stem and stage 1 under 64 px, the reference's stride 2 at 224 px."""
+    from nasframe.data import DataSpec
+
+    space = make_space(small_input="auto", stem_width=4, widths=[8, 16, 24, 32], last_width=32)
+    digits, imagenet = DataSpec("d", 1, 8, 8, 10), DataSpec("i", 3, 224, 224, 1000)
+    assert space.layout_for(digits).stem_stride == 1 and space.layout_for(digits).strides[0] == 1
+    assert space.layout_for(imagenet) == space.layout and space.layout.stem_stride == 2
+    net = space.build(space.sample(np.random.default_rng(0)), digits)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

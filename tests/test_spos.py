@@ -596,3 +596,12 @@ def test_the_final_evaluation_is_a_score_like_the_candidates(cli, tmp_path):
     assert code == 0, err
     final = json.loads((out / "best.json").read_text())["final"]
     assert final["final_evaluation"]["request"] == "score_shared" and final["final_evaluation"]["status"] == "ok"
+
+
+def test_a_space_without_a_supernet_is_refused_before_anything_runs(cli, tmp_path):
+    code, _, err = cli(
+        "run", "--strategy", "spos", "--space", "nb201", "--evaluator", "supernet", "--quiet", "--out", tmp_path / "r"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "space 'nb201' has no weight-sharing supernet; spaces with one: darts, mobilenet, shufflenet" in err
+    assert not (tmp_path / "r").exists()
