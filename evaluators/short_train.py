@@ -62,6 +62,7 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
     """Trains each candidate from scratch for a few epochs (SGD, cosine) and reports search-val accuracy."""
 
     Options = ShortTrainOptions
+    holds_state = False  # every candidate trains from scratch
 
     def __init__(
         self,

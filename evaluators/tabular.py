@@ -44,6 +44,7 @@ class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
     Options = TabularOptions
     #: nothing here draws random numbers, so the runner skips seeding torch per evaluation
     uses_torch_rng = False
+    holds_state = False
 
     def __init__(self, space: SearchSpace, options: TabularOptions | None = None, **kwargs: Any):
         super().__init__(space, options, **kwargs)

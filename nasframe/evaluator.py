@@ -133,6 +133,9 @@ class Evaluator(ABC, Generic[OptionsT]):
     #: False for evaluators that draw no random numbers (tables): the runner then skips seeding
     #: torch before each evaluation, which matters at thousands of evaluations per second
     uses_torch_rng: ClassVar[bool] = True
+    #: False for evaluators whose `state_dict` stays empty (nothing carries over between calls): the
+    #: runner may then checkpoint even when a run is stopped inside an evaluation
+    holds_state: ClassVar[bool] = True
 
     def __init__(
         self,

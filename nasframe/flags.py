@@ -22,6 +22,7 @@ RESUME_SETTABLE: dict[str, set[str]] = {
         "max_seconds",
     },
     "data": {"root", "workers", "download"},
+    "constraints": {"max_rejections"},
 }
 
 

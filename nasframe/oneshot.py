@@ -104,7 +104,7 @@ class UniformPaths(PathSampler):
 @dataclass(frozen=True)
 class BinnedPaths(PathSampler):
     """SPOS' released sampler: pick a bin of a cost uniformly, then draw uniform paths until one
-    falls in it (at most `max_draws`); if none does, the last uniform draw is used.
+    falls in it (at most `max_draws`); if none does, a fresh unconstrained uniform path is used.
 
     Bins are consecutive intervals between `edges` ([e0, e1), [e1, e2), ..., the last one closed);
     SPOS used MACs bins of 10M from 290M to 360M. The cost is the stand-alone network's at the
@@ -127,8 +127,11 @@ class BinnedPaths(PathSampler):
             raise ConfigError("binned paths: max_draws must be at least 1")
 
     def bind(self, space: SearchSpace, costs: ArchCosts | None) -> Callable[[np.random.Generator], Arch]:
-        if costs is None:
-            raise ConfigError("binned paths need the run's parameter and MAC counts")
+        if costs is None or not costs.prepare_table():
+            raise ConfigError(
+                f"binned paths need counts that add up over decisions, so that hundreds of draws per step stay "
+                f"cheap; space {space.name!r} does not declare additive_costs: use uniform paths"
+            )
         view = _view(space, self.restriction)
         edges, last = self.edges, len(self.edges) - 2
         measure = costs.macs if self.metric == "macs" else costs.params
@@ -136,14 +139,12 @@ class BinnedPaths(PathSampler):
         def draw(rng: np.random.Generator) -> Arch:
             b = int(rng.integers(last + 1))
             lo, hi = edges[b], edges[b + 1]
-            arch = view.sample(rng)
-            for attempt in range(self.max_draws):
-                if attempt:
-                    arch = view.sample(rng)
+            for _ in range(self.max_draws):
+                arch = view.sample(rng)
                 value = measure(arch)
                 if lo <= value < hi or (b == last and value == hi):
                     return arch
-            return arch
+            return view.sample(rng)
 
         return draw
 

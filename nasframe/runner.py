@@ -359,10 +359,21 @@ class Runner:
             self.state.finished = False  # resumed with a larger budget: keep searching
             self.files.remove_result()  # no stale result while it runs
         self.files.truncate_logs(self.state.evaluations, self.state.work_lines)
+        self._warn_on_other_threads(session["threads"])
         if self.config_changed:
             self.files.write_config(dump_yaml(self.config.to_dict()))
         self.files.record_session(session)
         return True
+
+    def _warn_on_other_threads(self, threads: int) -> None:
+        """A seed reproduces a run only at one thread count (float sums split differently)."""
+        sessions = (self.files.read_info() or {}).get("sessions") or []
+        before = sessions[-1].get("threads") if sessions and isinstance(sessions[-1], dict) else None
+        if isinstance(before, int) and before != threads and not self.quiet:
+            _say(
+                f"note: this run ran with {before} CPU threads and continues with {threads}; its numbers may now "
+                f"differ slightly from an uninterrupted run (resume with OMP_NUM_THREADS={before} to avoid that)"
+            )
 
     def _finished_reason(self) -> str | None:
         """Why a finished run cannot go on: a budget still reached, or a strategy that ran out of
@@ -409,7 +420,7 @@ class Runner:
         call with an evaluator that holds no state (then the item simply runs again on resume)."""
         if self._stage is None:
             return True
-        return self._stage == "executing" and not self.parts.evaluator.state_dict()
+        return self._stage == "executing" and not self.parts.evaluator.holds_state
 
     # ---- the loop ----------------------------------------------------------------------------
     def _stop_reason(self) -> str | None:

@@ -478,6 +478,12 @@ class EvaluatorConformance:
         _, fresh = self.make()
         assert self.evaluate(fresh, arch, 11).metrics == first.metrics  # same seed, same result
 
+    def test_holds_state_is_declared_truthfully(self) -> None:
+        """An evaluator that says it holds no state must checkpoint nothing after working."""
+        space, ev = self.make()
+        self.evaluate(ev, space.sample(np.random.default_rng(3)), 1)
+        assert ev.holds_state or not ev.state_dict()
+
     def test_state_round_trips_through_a_weights_only_checkpoint(self) -> None:
         import io
 

@@ -470,3 +470,11 @@ def test_files_follow_the_umask(core_toy, tmp_path):
     for name in ("config.yaml", "history.jsonl", "best.json", "checkpoint.pt", "run.json"):
         assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o644, name
     assert not (tmp_path / "r" / ".lock").exists()  # removed when the run ends
+
+
+def test_binned_paths_need_additive_counts():
+    spec = DataSource(DataOptions(name="digits"), seed=0).spec
+    cls = spaces.get("darts")
+    darts = cls(build_options(cls.Options, {"C": 4, "layers": 2}, "space"))
+    with pytest.raises(Exception, match="binned paths need counts that add up over decisions"):
+        BinnedPaths((1.0, 2.0)).bind(darts, ArchCosts(darts, spec))
