@@ -250,6 +250,17 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch()
 
+    def training_plan_note(self, planned_epochs: float) -> str | None:
+        o = self.options
+        if planned_epochs <= o.schedule_epochs:
+            return None
+        return (
+            f"the supernet's learning-rate schedule is {o.schedule_epochs:g} epochs (evaluator.schedule_epochs) "
+            f"but the strategy plans at least {planned_epochs:g}: the learning rate stays at lr_min "
+            f"{o.lr_min:g} after epoch {o.schedule_epochs:g}; set --set evaluator.schedule_epochs="
+            f"{planned_epochs:g} (or more) for a schedule over the whole training"
+        )
+
     def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
         """Train `steps` steps, the path of each from `next_path()` (drawn lazily, one per step)."""
         start = time.perf_counter()

@@ -139,10 +139,11 @@ def _print_result(result: Any, run_dir: Path) -> None:
         f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
         + (f"  (rejected by constraints: {result.infeasible})" if result.infeasible else "")
     )
-    cost = result.cost
+    cost, work = result.cost, result.work
+    shared = f" (supernet work {work['seconds']:.1f} s, {work['epochs']:g} epochs)" if work.get("requests") else ""
     print(
-        f"cost: {cost['seconds']:.1f} s evaluating, {cost['epochs']:g} epochs, {cost['wall_seconds']:.1f} s wall"
-        + (f" (supernet work: {result.work['epochs']:g} epochs)" if result.work.get("epochs") else "")
+        f"cost: {cost['seconds']:.1f} s computing{shared}, {cost['epochs']:g} epochs in all, "
+        f"{cost['wall_seconds']:.1f} s wall"
     )
     be = result.best_evaluated
     if be:
@@ -192,18 +193,27 @@ class ShowCommand:
         ok = [r for r in records if r.val_acc is not None]
         top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
         holder = RunLock.holder(files.path)
+        work = list(files.work_records())
         progress = {
             "finished": False,
             "running": holder,
             "evaluations": len(records),
             "failed": sum(r.status == "failed" for r in records),
             "best_so_far": None if top is None else {"index": top.index, "arch": top.arch, "metrics": top.metrics},
+            "work": {
+                "pieces": len(work),
+                "epochs": sum(w.epochs for w in work),
+                "last_phase": work[-1].phase if work else None,
+            },
         }
         if args.json:
             print(json.dumps(progress, indent=2))
             return 0
         state = f"running ({holder})" if holder else "unfinished"
         print(f"{files.path}: {state}, {len(records)} evaluations logged ({progress['failed']} failed)")
+        if work:
+            w = progress["work"]
+            print(f"supernet work: {w['pieces']} pieces, {w['epochs']:g} epochs trained; last: {w['last_phase']}")
         if top is not None:
             print(f"best so far: #{top.index} val_acc={_fmt(top.val_acc)}")
         if not holder:

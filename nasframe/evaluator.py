@@ -200,6 +200,11 @@ class SharedWeights(Capability):
         Parameters off the path must get no update at all. Divergence or running out of memory raise a
         NasframeError after restoring the weights."""
 
+    def training_plan_note(self, planned_epochs: float) -> str | None:
+        """A warning when the strategy's planned supernet training does not fit this evaluator's settings
+        (e.g. a learning-rate schedule shorter than the training), printed when the run starts."""
+        return None
+
     @abstractmethod
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         """Accuracy of `arch` with the shared weights as they are (no training), after BatchNorm

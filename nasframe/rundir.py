@@ -133,6 +133,25 @@ class WorkRecord:
     def to_json(self) -> str:
         return json.dumps(_plain(asdict(self)))
 
+    @classmethod
+    def from_json(cls, line: str, where: str) -> WorkRecord:
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
+        if not isinstance(d, dict):
+            raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+        return cls(
+            work=_need(d, "work", (int,), where),
+            chunk=_need(d, "chunk", (int,), where),
+            kind=_need(d, "kind", (str,), where),
+            phase=_need(d, "phase", (str,), where),
+            epochs=_need(d, "epochs", _NUM, where),
+            cost=_need(d, "cost", (dict,), where),
+            metrics=_need(d, "metrics", (dict,), where),
+            time=_need(d, "time", _NUM, where),
+        )
+
 
 @dataclass
 class FinalArch:
@@ -318,6 +337,18 @@ class RunDir:
                 if not line.strip():
                     continue
                 yield EvaluationRecord.from_json(line, f"{path} line {number}")
+
+    def work_records(self) -> Iterator[WorkRecord]:
+        """work.jsonl's records in order (complete lines only)."""
+        path = self.path / self.WORK
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.endswith("\n"):
+                    return
+                if line.strip():
+                    yield WorkRecord.from_json(line, f"{path} line {number}")
 
     def evaluation(self, index: int) -> EvaluationRecord | None:
         for rec in self.evaluations():

@@ -391,6 +391,11 @@ class Runner:
         plan = strategy.plan()
         if plan:
             _say(f"{name}: {plan}")
+        evaluator, training = self.parts.evaluator, strategy.planned_training_epochs()
+        if training and isinstance(evaluator, SharedWeights):
+            note = evaluator.training_plan_note(training)
+            if note:
+                _say(f"note: {note}")
         planned, budget = strategy.planned_evaluations(), self.run_opts.max_evaluations
         if planned is not None and budget is not None and budget < planned:
             _say(

@@ -84,6 +84,11 @@ class Strategy(ABC, Generic[OptionsT]):
         with the `--set` flags that make it quick, when that matters."""
         return None
 
+    def planned_training_epochs(self) -> float | None:
+        """Supernet training epochs the strategy will request at least, if it knows (one-shot strategies;
+        the evaluator may warn when its schedule does not fit)."""
+        return None
+
     def planned_evaluations(self) -> int | None:
         """How many evaluations the strategy intends at most, if it knows (the runner warns when
         the run's budget is smaller)."""

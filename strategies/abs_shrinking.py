@@ -173,6 +173,11 @@ class AbsShrinking(Strategy[AbsOptions]):
             f"--set strategy.epochs_between_steps=0.2 --set strategy.samples_per_operator=8"
         )
 
+    def planned_training_epochs(self) -> float:
+        """At least the training before the base weights, the warm-up and the final training."""
+        o = self.options
+        return o.base_after_epochs + o.warmup_epochs + o.final_epochs
+
     # ---- ask / tell --------------------------------------------------------------------------------
     def ask(self) -> list[Arch | Request]:
         """The next piece of shrinking (training, angle measurement, a base replacement, the step's

@@ -130,6 +130,9 @@ class Spos(Strategy[SposOptions]):
             )
         return text
 
+    def planned_training_epochs(self) -> float:
+        return self.options.supernet_epochs
+
     def planned_evaluations(self) -> int:
         o = self.options
         return o.population * (1 + o.generations)

@@ -478,3 +478,13 @@ def test_binned_paths_need_additive_counts():
     darts = cls(build_options(cls.Options, {"C": 4, "layers": 2}, "space"))
     with pytest.raises(Exception, match="binned paths need counts that add up over decisions"):
         BinnedPaths((1.0, 2.0)).bind(darts, ArchCosts(darts, spec))
+
+
+def test_show_reports_supernet_work_of_an_unfinished_run(fakes, tmp_path, cli):
+    Runner.create(scripted_cfg(tmp_path / "r", max_evaluations=None, max_epochs=2.0)).run()
+    (tmp_path / "r" / "best.json").unlink()  # as a run stopped during its supernet training looks
+    code, out, _ = cli("show", tmp_path / "r")
+    assert code == 0 and "0 evaluations logged" in out
+    assert "supernet work: 3 pieces, 2 epochs trained; last: training" in out
+    code, out, _ = cli("show", tmp_path / "r", "--json")
+    assert json.loads(out)["work"] == {"pieces": 3, "epochs": 2.0, "last_phase": "training"}
