@@ -38,7 +38,9 @@ class RunOptions:
 
     seed: int = option(0, "seed of every random choice (strategy, split, weights, data order)", min=0)
     max_evaluations: int | None = option(20, "stop after this many evaluations (null: no limit)", min=1)
-    max_epochs: float | None = option(None, "stop once evaluations have trained this many epochs in all", min=0)
+    max_epochs: float | None = option(
+        None, "stop once evaluations and supernet work have trained this many epochs in all", min=0
+    )
     max_seconds: float | None = option(None, "stop after this much wall time, resumed time included", min=0)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto uses CUDA when present, else the CPU")
     out: str | None = option(None, "run directory (default: runs/<time>-<strategy>-<space>-<evaluator>)")
