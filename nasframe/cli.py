@@ -194,25 +194,27 @@ class ShowCommand:
         top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
         holder = RunLock.holder(files.path)
         work = list(files.work_records())
+        work_summary: dict[str, Any] = {
+            "pieces": len(work),
+            "epochs": sum(w.epochs for w in work),
+            "last_phase": work[-1].phase if work else None,
+        }
+        failed = sum(r.status == "failed" for r in records)
         progress = {
             "finished": False,
             "running": holder,
             "evaluations": len(records),
-            "failed": sum(r.status == "failed" for r in records),
+            "failed": failed,
             "best_so_far": None if top is None else {"index": top.index, "arch": top.arch, "metrics": top.metrics},
-            "work": {
-                "pieces": len(work),
-                "epochs": sum(w.epochs for w in work),
-                "last_phase": work[-1].phase if work else None,
-            },
+            "work": work_summary,
         }
         if args.json:
             print(json.dumps(progress, indent=2))
             return 0
         state = f"running ({holder})" if holder else "unfinished"
-        print(f"{files.path}: {state}, {len(records)} evaluations logged ({progress['failed']} failed)")
+        print(f"{files.path}: {state}, {len(records)} evaluations logged ({failed} failed)")
         if work:
-            w = progress["work"]
+            w = work_summary
             print(f"supernet work: {w['pieces']} pieces, {w['epochs']:g} epochs trained; last: {w['last_phase']}")
         if top is not None:
             print(f"best so far: #{top.index} val_acc={_fmt(top.val_acc)}")

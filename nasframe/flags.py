@@ -7,6 +7,7 @@ same thing, with the same help and checks, wherever it appears.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 #: settings `resume --set` may change: where things are and how they are shown, never results so far
 RESUME_SETTABLE: dict[str, set[str]] = {
@@ -26,25 +27,23 @@ RESUME_SETTABLE: dict[str, set[str]] = {
 }
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (the message names the flag through argparse)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_at_least(lowest: int) -> Callable[[str], int]:
+    """An argparse type for whole numbers >= `lowest` (argparse names the flag in the message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def add_components(p: argparse.ArgumentParser) -> None:

@@ -61,6 +61,17 @@ def _need(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -
     return value
 
 
+def _json_record(line: str, where: str) -> dict[str, Any]:
+    """One line of a .jsonl log as a mapping, or a one-line RunDirError naming the file and line."""
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
+    if not isinstance(d, dict):
+        raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+    return d
+
+
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
 
@@ -95,12 +106,7 @@ class EvaluationRecord:
 
     @classmethod
     def from_json(cls, line: str, where: str) -> EvaluationRecord:
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
-        if not isinstance(d, dict):
-            raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+        d = _json_record(line, where)
         return cls(
             index=_need(d, "index", (int,), where),
             arch=_need(d, "arch", (dict,), where),
@@ -135,12 +141,7 @@ class WorkRecord:
 
     @classmethod
     def from_json(cls, line: str, where: str) -> WorkRecord:
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
-        if not isinstance(d, dict):
-            raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+        d = _json_record(line, where)
         return cls(
             work=_need(d, "work", (int,), where),
             chunk=_need(d, "chunk", (int,), where),

@@ -15,6 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE_TOY = str(ROOT / "tests" / "plugins" / "core_toy.py")
 
 
+def toy_argv(core_toy: str, *extra: object) -> list[str]:
+    """`nasframe run` of random search on the core toy space with its scripted evaluator, quiet."""
+    return ["run", "--plugin", core_toy, "--strategy", "random", "--space", "core_toy", "--evaluator",
+            "core_toy_eval", "--quiet", *map(str, extra)]  # fmt: skip
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON records of a .jsonl file (history.jsonl, work.jsonl)."""
+    import json
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 @pytest.fixture
 def core_toy() -> str:
     """Path of the toy plugin (space `core_toy`, evaluator `core_toy_eval`), already loaded."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import toy_argv
 
 from nasframe.cli import COMMANDS
 
@@ -18,19 +19,7 @@ def test_help_everywhere(cli, command):
 
 
 def toy(core_toy, *extra):
-    return [
-        "run",
-        "--plugin",
-        core_toy,
-        "--strategy",
-        "random",
-        "--space",
-        "core_toy",
-        "--evaluator",
-        "core_toy_eval",
-        "--quiet",
-        *extra,
-    ]
+    return toy_argv(core_toy, *extra)
 
 
 @pytest.mark.parametrize(

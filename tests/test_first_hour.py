@@ -8,25 +8,14 @@ import json
 from pathlib import Path
 
 import torch
+from conftest import toy_argv
 
 import nasframe
 from nasframe.checkpoint import RunLock
 
 
 def toy(core_toy, *extra):
-    return [
-        "run",
-        "--plugin",
-        core_toy,
-        "--strategy",
-        "random",
-        "--space",
-        "core_toy",
-        "--evaluator",
-        "core_toy_eval",
-        "--quiet",
-        *extra,
-    ]
+    return toy_argv(core_toy, *extra)
 
 
 def tabular_mdenas(out: Path, budget: int = 3) -> list[str]:
