@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from nasframe.data import DataSpec
+    from nasframe.spaces.nb201_supernet import NB201Supernet
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (target node, source node) of each edge, in the cell string's order
@@ -102,6 +103,16 @@ def load_table() -> NB201Table:
 class NB201Options:
     C: int = option(16, "channels of the first stage (doubled at each of the two reductions)", min=1)
     N: int = option(5, "cells per stage (3 stages)", min=1)
+    supernet_track_running_stats: bool = option(
+        True,
+        "supernet cells' BNs keep running statistics (the benchmark's README runs pass 1; NATS-Bench's "
+        "default is 0: eval-mode BN then normalises with each batch's own statistics)",
+    )
+    supernet_conv_bias: bool = option(
+        False,
+        "give the supernet cells' convs a bias, as the benchmark's search code does (bias=not affine): "
+        "6,720 more parameters at C=16, which the affine-free BN that follows cancels",
+    )
 
 
 @register_space("nb201")
@@ -111,6 +122,7 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
     Options = NB201Options
     reference_data = "cifar10"
     additive_costs = True
+    supports_supernet = True
 
     def __init__(self, options: NB201Options | None = None):
         super().__init__(options)
@@ -188,7 +200,21 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         return super().parse_arch(text)
 
     def export(self, arch: Arch, weights: Any = None) -> dict[str, Any]:
-        return {"arch_str": self.to_string(arch), "index": self.index_of(arch)}
+        """The cell string, the benchmark index and the tables' accuracies of the cell.
+
+        `benchmark` holds, per data set, the 12-epoch validation accuracy (`<dataset>_val_12`) and the
+        200-epoch test accuracy (`<dataset>_test_200`), so every run on this space reports the
+        benchmark's verdict on its answer, whichever evaluator searched (the `tabular` evaluator also
+        reports the chosen data set's 200-epoch test accuracy as `final.held_out.test_acc`).
+        """
+        index = self.index_of(arch)
+        table = load_table()
+        benchmark = {
+            f"{dataset}_{split}_{epochs}": float(table.column(dataset, split, epochs)[index])
+            for dataset in DATASETS
+            for split, epochs in (("val", 12), ("test", 200))
+        }
+        return {"arch_str": self.to_string(arch), "index": index, "benchmark": benchmark}
 
     # ---- networks ----------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> nn.Module:
@@ -198,4 +224,19 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         ops = [str(arch[n]) for n in EDGE_NAMES]
         return NB201Network(
             ops, C=self.options.C, N=self.options.N, in_channels=data.channels, num_classes=data.num_classes
+        )
+
+    def build_supernet(self, data: DataSpec) -> NB201Supernet:
+        """The benchmark's search model: the same frame, every op on every edge, one architecture
+        shared by all 3N cells, affine-free BNs in the cells (see nb201_supernet.py)."""
+        from nasframe.spaces.nb201_supernet import NB201Supernet
+
+        o = self.options
+        return NB201Supernet(
+            data,
+            C=o.C,
+            N=o.N,
+            track_running_stats=o.supernet_track_running_stats,
+            conv_bias=o.supernet_conv_bias,
+            decisions=self.decisions,
         )

@@ -45,7 +45,7 @@ def test_index_and_cell_string_round_trip_for_every_cell(space):
         assert space.index_of(space.parse_arch(text)) == i
     assert len(seen) == 15625
     assert space.to_string(space.arch_at(0)) == ROW0 and space.to_string(space.arch_at(1)) == ROW1
-    assert space.export(space.parse_arch(ROW1)) == {"arch_str": ROW1, "index": 1}
+    assert space.export(space.parse_arch(ROW1)).items() >= {"arch_str": ROW1, "index": 1}.items()
 
 
 def test_shipped_table_figures():

@@ -118,7 +118,7 @@ def test_run_with_epoch_budget_reports_held_out_test_acc(tmp_path):
     space, ev = make()
     final = space.validate(best["final"]["arch"])
     assert best["final"]["held_out"] == ev.final_metrics(final)
-    assert best["final"]["export"] == {"arch_str": space.to_string(final), "index": space.index_of(final)}
+    assert best["final"]["export"] == space.export(final)  # cell string, index and the tables' accuracies
     history = [json.loads(x) for x in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
     assert all(set(h["metrics"]) == {"val_acc"} for h in history)
     assert best["cost"]["epochs"] == 120
