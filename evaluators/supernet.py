@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,7 +28,18 @@ from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
 from nasframe.errors import NasframeError, NotSupported
-from nasframe.evaluator import AngleMetric, BNRecalibration, Budget, Cost, Evaluator, Result, WorkReport
+from nasframe.evaluator import (
+    AlphaOptimizer,
+    AngleMetric,
+    BNRecalibration,
+    Budget,
+    Cost,
+    Differentiable,
+    Evaluator,
+    Result,
+    WorkReport,
+)
+from nasframe.evaluators.bilevel import MixedForward, Peekable, first_order, second_order
 from nasframe.evaluators.training import (
     Diverged,
     Failure,
@@ -75,7 +86,7 @@ class SupernetOptions(TrainingOptions):
 
 
 @register_evaluator("supernet")
-class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
+class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
 
     Options = SupernetOptions
@@ -154,17 +165,27 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
             raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
 
     # ---- training ----------------------------------------------------------------------------
-    def _train(self, steps: int, params_for: Any, touched: Sequence[torch.Tensor]) -> Any:
-        """Run `steps` shared-weight steps; on divergence or OOM restore `touched` (every parameter
+    def _train(
+        self,
+        steps: int,
+        params_for: Any,
+        touched: Sequence[torch.Tensor],
+        *,
+        runner: StepRunner | None = None,
+        batches: Any = None,
+    ) -> Any:
+        """Run `steps` shared-weight steps (with `runner`, default the single-path one, on `batches`,
+        default fresh search-train batches); on divergence or OOM restore `touched` (every parameter
         the steps may update), all buffers and the optimizer state of `touched`, then re-raise."""
-        batches, _ = self._data()
         generator = device_generator(self.device)
+        if batches is None:
+            batches = self._data()[0].train(self.options.batch_size, generator)
         snapshot = self._snapshot(touched)
-        runner = self._runner
+        runner = runner or self._runner
         assert runner is not None  # built together with the supernet
         try:
             stats = runner.run(
-                batches.train(self.options.batch_size, generator),
+                batches,
                 steps,
                 self._lr_at(self.step),
                 params_for=params_for,
@@ -288,6 +309,128 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric):
         lr = cosine_lr(self.step, self._schedule_steps(), o.lr, o.lr_min)
         return WorkReport(cost, {"train_loss": stats.mean_loss, "steps": float(steps), "lr": lr})
 
+    # ---- Differentiable (DARTS, SETN) -------------------------------------------------------------
+    def train_mixed(
+        self,
+        steps: int,
+        state: dict[str, Any],
+        order: int,
+        optimizer: AlphaOptimizer,
+        next_path: Callable[[], Arch] | None,
+    ) -> WorkReport:
+        """Bilevel steps: an Adam step on the strategy's alphas from a search-val batch (first or second
+        order), then an SGD step on the shared weights from a search-train batch, through the mixed
+        forward (DARTS) or on the single path `next_path` draws (SETN)."""
+        start = time.perf_counter()
+        o = self.options
+        with deterministic_mode(resolve_deterministic(o, self.device)):
+            self._build()
+            spe = self._steps_per_epoch()
+            batches, transform = self._data()
+            alphas, adam, to_weights = self._alpha_setup(state, optimizer)
+            mixed = MixedForward(self.supernet)
+            generator = device_generator(self.device)
+            train = Peekable(batches.train(o.batch_size, generator))
+            val = batches.stream("val", o.batch_size, generator)
+            lr_at, losses = self._lr_at(self.step), []
+
+            def before_step(i: int) -> Sequence[torch.Tensor]:
+                xv, yv = next(val)
+                batch_val = (transform.train(xv, generator), yv)
+                adam.zero_grad()
+                if order == 2:
+                    xt, yt = train.peek()
+                    batch_train = (transform.train(xt, generator), yt)
+                    grads, loss = second_order(
+                        mixed,
+                        alphas,
+                        to_weights,
+                        batch_train,
+                        batch_val,
+                        lr_at(i),
+                        o.momentum,
+                        o.weight_decay,
+                        self._momentum_buffers(),
+                    )
+                else:
+                    grads, loss = first_order(mixed, alphas, to_weights, batch_val)
+                for name, g in grads.items():
+                    alphas[name].grad = g
+                adam.step()
+                losses.append(loss)
+                if next_path is None:
+                    mixed.weights = {k: v.detach() for k, v in to_weights(alphas).items()}
+                    return list(self._params.values())
+                arch = next_path()
+                self.supernet.set_path(arch)
+                return self.path_params(arch)
+
+            runner = StepRunner(
+                mixed if next_path is None else self.supernet,
+                cast(torch.optim.SGD, self.optimizer),
+                transform,
+                self._settings(),
+                self.device,
+            )
+            stats = self._train(steps, before_step, list(self._params.values()), runner=runner, batches=train)
+        report_state = {
+            "choices": state["choices"],
+            "alphas": {n: a.detach().cpu().clone() for n, a in alphas.items()},
+            "adam": _to_cpu(adam.state_dict()),
+        }
+        metrics = {
+            "train_loss": stats.mean_loss,
+            "arch_val_loss": float(sum(losses) / max(1, len(losses))),
+            "steps": float(steps),
+        }
+        return WorkReport(Cost(time.perf_counter() - start, steps / spe), metrics, state=report_state)
+
+    def _alpha_setup(
+        self, state: dict[str, Any], optimizer: AlphaOptimizer
+    ) -> tuple[dict[str, torch.Tensor], torch.optim.Adam, Any]:
+        """Leaf alphas on the device, their Adam (state restored), and alphas -> mixed-forward weights:
+        softmax over the strategy's choices, placed at those choices' positions in each decision of the
+        supernet's space (zero for choices outside the strategy's space, e.g. dropped by ABS)."""
+        decisions = {d.name: d.choices for d in self.space.decisions}
+        choices = {n: tuple(c) for n, c in state["choices"].items()}
+        unknown = [n for n in choices if n not in decisions]
+        if unknown or set(choices) != set(decisions):
+            raise NotSupported(
+                f"architecture weights must cover exactly the space's decisions; got "
+                f"{sorted(set(choices) ^ set(decisions))[:3]}"
+            )
+        positions = {
+            n: torch.tensor([decisions[n].index(c) for c in cs], device=self.device) for n, cs in choices.items()
+        }
+        sizes = {n: len(decisions[n]) for n in decisions}
+        alphas = {
+            n: state["alphas"][n].detach().to(self.device, torch.float32).clone().requires_grad_(True)
+            for n in decisions
+        }
+        adam = torch.optim.Adam(
+            list(alphas.values()), lr=optimizer.lr, betas=optimizer.betas, weight_decay=optimizer.weight_decay
+        )
+        if state.get("adam"):
+            adam.load_state_dict(state["adam"])
+
+        def to_weights(a: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            out = {}
+            for n, logits in a.items():
+                full = torch.zeros(sizes[n], device=logits.device, dtype=logits.dtype)
+                out[n] = full.index_put((positions[n],), torch.softmax(logits, dim=-1))
+            return out
+
+        return alphas, adam, to_weights
+
+    def _momentum_buffers(self) -> dict[str, torch.Tensor]:
+        """SGD momentum buffers by parameter name as MixedForward names them ("net." + name)."""
+        state = cast(torch.optim.SGD, self.optimizer).state
+        return {
+            f"net.{n}": state[p]["momentum_buffer"]
+            for n, p in self._params.items()
+            if "momentum_buffer" in state.get(p, {})
+        }
+
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         """Validation accuracy of `arch` with the shared weights, after BatchNorm recalibration when asked
         (the statistics of BatchNorms off the path are left as they were)."""
@@ -408,3 +551,14 @@ def supernet_spaces() -> list[str]:
         except NasframeError:  # a broken third-party space must not hide the message being built
             continue
     return found
+
+
+def _to_cpu(obj: Any) -> Any:
+    """An optimizer state_dict with its tensors on the CPU (checkpoints stay device-independent)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj

@@ -158,6 +158,8 @@ def _print_result(result: Any, run_dir: Path) -> None:
         values.update(final.held_out)
         line = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
         print(f"final architecture ({final.source}): {line or '(not evaluated)'}")
+        if final.answer != "arch":
+            print(f"  the answer is the space's derivation ({final.answer}); its numbers follow")
         if final.params is not None:
             print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
         for key, value in final.export.items():

@@ -99,6 +99,8 @@ class WorkReport:
     cost: Cost = field(default_factory=Cost)
     metrics: dict[str, float] = field(default_factory=dict)
     values: list[float] | None = None
+    #: updated state a request carried (TrainMixed: the architecture weights and their optimizer)
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,15 @@ class BNRecalibration:
 
 
 OptionsT = TypeVar("OptionsT")
+
+
+@dataclass(frozen=True)
+class AlphaOptimizer:
+    """Adam for architecture weights (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3)."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-3
 
 
 class Evaluator(ABC, Generic[OptionsT]):
@@ -234,6 +245,33 @@ class TableLabels:
     dataset: str  # the data set the table was measured on, e.g. "cifar10"
     search: str  # what all_accuracies("val_acc") holds, e.g. "12-epoch validation accuracy"
     held_out: str  # what all_accuracies("test_acc") holds, e.g. "200-epoch test accuracy"
+
+
+class Differentiable(SharedWeights):
+    """Capability: bilevel training of architecture weights together with the shared weights (DARTS).
+
+    The architecture weights belong to the strategy; a `TrainMixed` request hands them over as
+    plain data and the report's `state` gives them back, updated, with their optimizer's state.
+    """
+
+    capability_name: ClassVar[str] = "differentiable"
+
+    @abstractmethod
+    def train_mixed(
+        self,
+        steps: int,
+        state: dict[str, Any],
+        order: int,
+        optimizer: AlphaOptimizer,
+        next_path: Callable[[], Arch] | None,
+    ) -> WorkReport:
+        """`steps` bilevel steps. `state` is {"choices": {decision: choices}, "alphas": {decision: 1-D tensor},
+        "adam": an Adam state_dict or None}: one logit per allowed choice. Each step first takes an
+        architecture step on a search-val batch (the gradient of the validation loss of the mixed
+        forward with softmax(alphas): at the current weights for `order` 1, DARTS' unrolled
+        approximation for 2), with Adam; then a weight step on a search-train batch, through the mixed
+        forward when `next_path` is None (DARTS), else on the single path it draws (SETN). The report's
+        `state` holds the updated alphas and Adam state."""
 
 
 class TabularBenchmark(Capability):

@@ -24,8 +24,8 @@ import torch
 
 from nasframe.costs import ArchCosts
 from nasframe.errors import CapabilityError
-from nasframe.evaluator import AngleMetric, Cost, Evaluator, Result, SharedWeights, WorkReport
-from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared
+from nasframe.evaluator import AngleMetric, Cost, Differentiable, Evaluator, Result, SharedWeights, WorkReport
+from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainMixed, TrainShared
 from nasframe.space import SearchSpace
 
 
@@ -95,10 +95,10 @@ class Executor:
             )
         raise CapabilityError(f"nasframe cannot execute request kind {request.kind!r}")
 
-    def start_training(self, request: TrainShared, work: int) -> dict[str, Any]:
+    def start_training(self, request: TrainShared | TrainMixed, work: int) -> dict[str, Any]:
         """The progress record of a training request before its first piece (plain data, checkpointed)."""
         spe = self._shared().steps_per_epoch()
-        return {
+        progress = {
             "steps": max(1, round(request.epochs * spe)),
             "done": 0,
             "piece": 0,
@@ -108,9 +108,12 @@ class Executor:
             "epochs": 0.0,
             "metrics": {},
         }
+        if isinstance(request, TrainMixed):
+            progress["state"] = request.state  # the architecture weights, updated piece by piece
+        return progress
 
     def train_piece(
-        self, request: TrainShared, work: int, progress: dict[str, Any]
+        self, request: TrainShared | TrainMixed, work: int, progress: dict[str, Any]
     ) -> tuple[WorkReport, dict[str, Any]]:
         """The next piece of a training request: its report and the updated progress record (the
         request is finished when progress["done"] == progress["steps"])."""
@@ -118,10 +121,17 @@ class Executor:
         steps = min(max(1, round(self.chunk_epochs * spe)), progress["steps"] - progress["done"])
         rng = np.random.default_rng()
         rng.bit_generator.state = progress["rng"]
-        draw = request.paths.bind(self.space, self.costs)
+        draw = request.paths.bind(self.space, self.costs) if request.paths is not None else None
+        next_path = (lambda: draw(rng)) if draw is not None else None
         torch.manual_seed(work_seed(self.seed, work, progress["piece"]))
         start = time.perf_counter()
-        report = self._shared().train_paths(steps, lambda: draw(rng))
+        if isinstance(request, TrainMixed):
+            report = self._differentiable().train_mixed(
+                steps, progress["state"], request.order, request.optimizer, next_path
+            )
+        else:
+            assert next_path is not None  # TrainShared always has a sampler
+            report = self._shared().train_paths(steps, next_path)
         if report.cost.seconds == 0.0:
             report.cost.seconds = time.perf_counter() - start
         updated = {
@@ -133,15 +143,22 @@ class Executor:
             "epochs": progress["epochs"] + report.cost.epochs,
             "metrics": dict(report.metrics),
         }
+        if isinstance(request, TrainMixed):
+            updated["state"] = report.state
         return report, updated
 
     @staticmethod
     def training_report(progress: dict[str, Any]) -> WorkReport:
         """The whole request's report, told to the strategy when its last piece is done."""
-        return WorkReport(Cost(progress["seconds"], progress["epochs"]), dict(progress["metrics"]))
+        return WorkReport(
+            Cost(progress["seconds"], progress["epochs"]), dict(progress["metrics"]), state=progress.get("state")
+        )
 
     def _shared(self) -> SharedWeights:
         return cast(SharedWeights, self.evaluator)  # the runner checked the capability when it admitted the request
 
     def _angles(self) -> AngleMetric:
         return cast(AngleMetric, self.evaluator)
+
+    def _differentiable(self) -> Differentiable:
+        return cast(Differentiable, self.evaluator)

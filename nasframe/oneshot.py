@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from nasframe.errors import ConfigError, RunDirError
-from nasframe.evaluator import AngleMetric, BNRecalibration, Budget, Capability, SharedWeights
+from nasframe.evaluator import (
+    AlphaOptimizer,
+    AngleMetric,
+    BNRecalibration,
+    Budget,
+    Capability,
+    Differentiable,
+    SharedWeights,
+)
 from nasframe.space import Arch, Choice, SearchSpace
 
 if TYPE_CHECKING:
@@ -288,6 +296,45 @@ class TrainShared(Request):
 
 
 @dataclass(frozen=True)
+class TrainMixed(Request):
+    """Bilevel training for `epochs` (DARTS, SETN): each step, an architecture step on search-val, then a
+    shared-weight step on search-train, through the mixed forward (`paths` None) or on the single path
+    `paths` draws. `state` carries the strategy's architecture weights and their optimizer's state
+    ({"choices", "alphas", "adam"}, see `Differentiable.train_mixed`); the report's `state` gives them
+    back updated, and the runner threads it from piece to piece."""
+
+    epochs: float
+    state: dict[str, Any]
+    order: int = 1
+    optimizer: AlphaOptimizer = field(default_factory=AlphaOptimizer)
+    paths: PathSampler | None = None
+    phase: str = "bilevel training"
+    kind: ClassVar[str] = "train_mixed"
+    needs: ClassVar[type[Capability] | None] = Differentiable
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise ConfigError(f"TrainMixed: epochs must be a positive number, got {self.epochs}")
+        if self.order not in (1, 2):
+            raise ConfigError(f"TrainMixed: order must be 1 or 2, got {self.order}")
+
+    def to_state(self) -> dict[str, Any]:
+        o = self.optimizer
+        return {
+            "kind": self.kind,
+            "epochs": self.epochs,
+            "state": self.state,
+            "order": self.order,
+            "optimizer": {"lr": o.lr, "betas": list(o.betas), "weight_decay": o.weight_decay},
+            "paths": None if self.paths is None else self.paths.to_state(),
+            "phase": self.phase,
+        }
+
+    def describe(self) -> str:
+        return f"{self.phase} ({self.epochs:g} epochs)"
+
+
+@dataclass(frozen=True)
 class SaveBaseWeights(Request):
     """Make the current shared weights the base of later angle measurements (ABS)."""
 
@@ -331,6 +378,17 @@ def request_from_state(state: Mapping[str, Any]) -> Request:
             return ScoreShared(_arch(state["arch"]), recal, phase)
         if kind == TrainShared.kind:
             return TrainShared(float(state["epochs"]), sampler_from_state(state["paths"]), phase)
+        if kind == TrainMixed.kind:
+            o = state["optimizer"]
+            paths = None if state["paths"] is None else sampler_from_state(state["paths"])
+            return TrainMixed(
+                float(state["epochs"]),
+                dict(state["state"]),
+                int(state["order"]),
+                AlphaOptimizer(float(o["lr"]), tuple(o["betas"]), float(o["weight_decay"])),
+                paths,
+                phase,
+            )
         if kind == SaveBaseWeights.kind:
             return SaveBaseWeights(phase)
         if kind == MeasureAngles.kind:

@@ -160,7 +160,10 @@ class FinalArch:
 
     arch: dict[str, Any]
     source: str  # "strategy" (its own answer) or "best evaluated"
-    metrics: dict[str, float] | None  # of its evaluation during the search, if it was evaluated
+    metrics: dict[str, float] | None  # of the answer's evaluation during the search, if it was evaluated
+    #: which architecture the counts, the final evaluation and the held-out metrics describe:
+    #: "arch", or "export.derived_arch" (the space's derivation from the strategy's weights)
+    answer: str = "arch"
     params: int | None = None
     macs: int | None = None
     final_evaluation: dict[str, Any] | None = None  # one evaluation at the end (run.final_evaluation)

@@ -46,6 +46,7 @@ from nasframe.oneshot import (
     Evaluate,
     Request,
     ScoreShared,
+    TrainMixed,
     TrainShared,
     as_request,
     request_from_state,
@@ -550,7 +551,7 @@ class Runner:
 
     # ---- weight-sharing work ---------------------------------------------------------------------
     def _work(self, request: Request) -> None:
-        if isinstance(request, TrainShared):
+        if isinstance(request, (TrainShared, TrainMixed)):
             self._train_piece(request)
             return
         self._stage = "executing"
@@ -560,7 +561,7 @@ class Runner:
         self._log_work(request, 0, report)
         self._finish_work(request, report)
 
-    def _train_piece(self, request: TrainShared) -> None:
+    def _train_piece(self, request: TrainShared | TrainMixed) -> None:
         """One piece of a TrainShared request: at most run.work_chunk_epochs epochs."""
         s = self.state
         self._stage = "executing"
@@ -577,7 +578,7 @@ class Runner:
             s.partial = progress
             self._stage = None
 
-    def _report_training(self, request: TrainShared, progress: dict[str, Any]) -> None:
+    def _report_training(self, request: TrainShared | TrainMixed, progress: dict[str, Any]) -> None:
         """The progress bar's work text, and once per request an estimate of the time left."""
         done_epochs = progress["done"] / progress["steps_per_epoch"]
         if self._progress is not None:
@@ -734,7 +735,15 @@ class Runner:
         return result
 
     def _describe_final(self, final: Arch, source: str) -> FinalArch:
-        parts, target = self.parts, final.to_dict()
+        """Counts, an evaluation at the end and held-out metrics of the run's answer: the space's derived
+        architecture when its export gives one (the DARTS genotype), else the final architecture."""
+        parts = self.parts
+        export = parts.space.export(final, parts.strategy.final_weights())
+        derived = export.get("derived_arch")
+        answer, where = (
+            (parts.space.validate(derived), "export.derived_arch") if isinstance(derived, dict) else (final, "arch")
+        )
+        target = answer.to_dict()
         evaluated = None
         for rec in self.files.evaluations():
             if rec.arch == target and rec.status == "ok":
@@ -742,13 +751,13 @@ class Runner:
         params: int | None
         macs: int | None
         try:
-            params, macs = parts.costs.counts(final)
+            params, macs = parts.costs.counts(answer)
         except NasframeError:
             params = macs = None
         mode = self.run_opts.final_evaluation
         final_eval = None
         if mode == "always" or (mode == "auto" and evaluated is None):
-            request = self._admit(as_request(parts.strategy.final_evaluation(final)))
+            request = self._admit(as_request(parts.strategy.final_evaluation(answer)))
             if not isinstance(request, (Evaluate, ScoreShared)):
                 raise CapabilityError(
                     f"strategy {self.config.names['strategy']!r}: final_evaluation must give an "
@@ -763,14 +772,15 @@ class Runner:
                 "cost": {"seconds": outcome.cost.seconds, "epochs": outcome.cost.epochs},
             }
         return FinalArch(
-            arch=target,
+            arch=final.to_dict(),
             source=source,
+            answer=where,
             metrics=evaluated.metrics if evaluated else None,
             params=params,
             macs=macs,
             final_evaluation=final_eval,
-            held_out=parts.evaluator.final_metrics(final),
-            export=parts.space.export(final, parts.strategy.final_weights()),
+            held_out=parts.evaluator.final_metrics(answer),
+            export=export,
         )
 
     def _summary(self, ran: bool) -> RunSummary:

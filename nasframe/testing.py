@@ -24,17 +24,28 @@ from nasframe.costs import ArchCosts
 from nasframe.data import DataSpec
 from nasframe.errors import NotSupported
 from nasframe.evaluator import (
+    AlphaOptimizer,
     AngleMetric,
     BNRecalibration,
     Budget,
     Cost,
+    Differentiable,
     Evaluator,
     Result,
     SharedWeights,
     WorkReport,
 )
 from nasframe.executor import Executor, evaluation_seed
-from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared, as_request
+from nasframe.oneshot import (
+    Evaluate,
+    MeasureAngles,
+    Request,
+    SaveBaseWeights,
+    ScoreShared,
+    TrainMixed,
+    TrainShared,
+    as_request,
+)
 from nasframe.space import Arch, Decision, SearchSpace
 from nasframe.strategy import Strategy
 
@@ -121,7 +132,7 @@ class InMemoryRun:
 
     def _work(self, request: Request) -> None:
         w = len(self.work)
-        if isinstance(request, TrainShared):
+        if isinstance(request, (TrainShared, TrainMixed)):
             progress = self.executor.start_training(request, w)
             while progress["done"] < progress["steps"]:
                 _, progress = self.executor.train_piece(request, w, progress)
@@ -160,7 +171,7 @@ def scripted_accuracy(arch: Arch) -> float:
     return 10.0 * sum(values) / max(1, len(values))
 
 
-class ScriptedSharedWeights(Evaluator, AngleMetric):
+class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable):
     """A weight-sharing evaluator without a network, for testing one-shot strategies on any space.
 
     Every (decision, choice) owns a small weight vector; training moves the vectors of the choices
@@ -207,6 +218,28 @@ class ScriptedSharedWeights(Evaluator, AngleMetric):
     def score_path(self, arch: Arch, recalibration: BNRecalibration | None) -> Result:
         self._count("score_path")
         return self.evaluate(arch)
+
+    def train_mixed(
+        self,
+        steps: int,
+        state: dict[str, Any],
+        order: int,
+        optimizer: AlphaOptimizer,
+        next_path: Callable[[], Arch] | None,
+    ) -> WorkReport:
+        """Moves each alpha toward its higher choices (`scripted_accuracy` prefers them), with a little
+        noise; trains the vectors of the paths `next_path` draws, if any."""
+        self._count("train_mixed")
+        alphas = {}
+        for name, logits in state["alphas"].items():
+            ramp = torch.linspace(-0.5, 0.5, len(logits))
+            alphas[name] = logits + optimizer.lr * steps * ramp + 1e-4 * torch.randn(len(logits))
+        if next_path is not None:
+            for _ in range(steps):
+                for item in next_path().items():
+                    self.current[item] += 0.05 * torch.randn(self.current[item].shape)
+        new_state = {"choices": state["choices"], "alphas": alphas, "adam": state.get("adam")}
+        return WorkReport(Cost(0.0, steps / self.paths_per_epoch), {"train_loss": 1.0}, state=new_state)
 
     def save_base_weights(self) -> None:
         self._count("save_base_weights")
@@ -342,7 +375,7 @@ class StrategyConformance:
         seen, run = self.drive(self.make_strategy(space, 1), space, self.rounds)
         assert all(space.validate(a) == a for a in seen)
         for request, _ in run.work:
-            assert isinstance(request, (TrainShared, MeasureAngles, SaveBaseWeights))
+            assert isinstance(request, (TrainShared, TrainMixed, MeasureAngles, SaveBaseWeights))
 
 
 class SpaceConformance:

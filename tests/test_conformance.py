@@ -35,6 +35,10 @@ class TestSpos(StrategyConformance):
     strategy, options = "spos", SMALL_STRATEGY_OPTIONS["spos"]
 
 
+class TestDarts(StrategyConformance):
+    strategy, options = "darts", {"epochs": 4, "score_bn_batches": 0}
+
+
 class TestAbs(StrategyConformance):
     strategy, options = "abs", SMALL_STRATEGY_OPTIONS["abs"]
     rounds = 20

@@ -14,7 +14,14 @@ from torch import nn
 
 from nasframe.data import DataOptions, DataSource
 from nasframe.errors import NasframeError
-from nasframe.evaluator import AngleMetric, Budget, SharedWeights, capabilities_of, capability_names
+from nasframe.evaluator import (
+    AngleMetric,
+    Budget,
+    Differentiable,
+    SharedWeights,
+    capabilities_of,
+    capability_names,
+)
 from nasframe.evaluators.training import cosine_lr
 from nasframe.registry import evaluators, load_plugin, spaces
 from nasframe.space import Arch
@@ -55,7 +62,12 @@ def train_uniform(ev, space, epochs: float, seed: int = 0):
 def test_declares_the_one_shot_capabilities(space, digits):
     ev = make(space, digits)
     assert isinstance(ev, AngleMetric) and isinstance(ev, SharedWeights)
-    assert capability_names(capabilities_of(type(ev))) == ["shared weights", "angle metric"]
+    assert isinstance(ev, Differentiable)
+    assert capability_names(capabilities_of(type(ev))) == [
+        "shared weights",
+        "differentiable",
+        "angle metric",
+    ]
 
 
 def test_unchosen_ops_get_no_update_at_all(space, digits):

@@ -63,14 +63,23 @@ class Batches:
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless (x_uint8, y) batches on the device, reshuffled at each pass over search-train."""
+        return self.stream("train", batch_size, generator)
+
+    def stream(
+        self, split: str, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless shuffled batches of `split` ("train" or "val"): search-val batches of this kind are
+        what bilevel search (DARTS) trains its architecture weights on."""
         if isinstance(self.data, StreamingData):
             while True:
-                for x, y in self.data.host_batches("train", batch_size, shuffle=True, drop_last=True):
+                for x, y in self.data.host_batches(split, batch_size, shuffle=True, drop_last=True):
                     yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        x_all, y_all = self.data.train_x, self.data.train_y
-        n = self.n_train
+        if split == "train":
+            x_all, y_all, n = self.data.train_x, self.data.train_y, self.n_train
+        else:
+            x_all, y_all, n = self.data.val_x, self.data.val_y, self.n_val
         size = min(batch_size, n)
-        steps = self.steps_per_epoch(batch_size)
+        steps = max(1, n // batch_size)
         while True:
             order = torch.randperm(n, device=self.device, generator=generator)
             for i in range(steps):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
-from nasframe.evaluator import AngleMetric, Cost, WorkReport
+from nasframe.evaluator import AngleMetric, Cost, Differentiable, WorkReport
 
 EMPTY = ("zero", "none")
 
@@ -55,7 +55,7 @@ class FakeWSOptions:
 
 
 @register_evaluator("abs_fake_ws")
-class FakeWeightSharing(Evaluator, AngleMetric):
+class FakeWeightSharing(Evaluator, AngleMetric, Differentiable):
     """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
 
     Options = FakeWSOptions
@@ -100,6 +100,15 @@ class FakeWeightSharing(Evaluator, AngleMetric):
 
     def score_path(self, arch: Arch, recalibration) -> Result:
         return self.evaluate(arch)
+
+    def train_mixed(self, steps, state, order, optimizer, next_path) -> WorkReport:
+        """Moves each alpha toward its higher choices by lr per step, plus torch-RNG noise."""
+        alphas = {
+            n: a + optimizer.lr * steps * torch.linspace(-0.5, 0.5, len(a)) + 1e-4 * torch.randn(len(a))
+            for n, a in state["alphas"].items()
+        }
+        epochs = steps / self.paths_per_epoch
+        return WorkReport(Cost(0.0, epochs), {"train_loss": 1.0}, state={**state, "alphas": alphas})
 
     def _parts(self, arch: Arch, table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [table[f"{n}={c}"] for n, c in arch.items() if c not in EMPTY]
