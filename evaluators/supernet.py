@@ -83,6 +83,9 @@ class SupernetOptions(TrainingOptions):
         min=0.001,
     )
     lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
+    nesterov: bool = option(
+        False, "Nesterov momentum for the shared weights (SETN and NAS-Bench-201's search baselines: true)"
+    )
 
 
 @register_evaluator("supernet")
@@ -140,7 +143,11 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         self.supernet = net
         self._params = dict(net.named_parameters())
         self.optimizer = torch.optim.SGD(
-            list(self._params.values()), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+            list(self._params.values()),
+            lr=o.lr,
+            momentum=o.momentum,
+            weight_decay=o.weight_decay,
+            nesterov=o.nesterov and o.momentum > 0,
         )
         self._runner = StepRunner(net, self.optimizer, transform, self._settings(), self.device)
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})
@@ -323,6 +330,10 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         forward (DARTS) or on the single path `next_path` draws (SETN)."""
         start = time.perf_counter()
         o = self.options
+        if order == 2 and o.nesterov and o.momentum > 0:
+            raise NotSupported(
+                "second-order DARTS unrolls a plain-momentum SGD step; set evaluator.nesterov=false (or use order 1)"
+            )
         with deterministic_mode(resolve_deterministic(o, self.device)):
             self._build()
             spe = self._steps_per_epoch()

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from nasframe.errors import ConfigError
-from nasframe.evaluator import AlphaOptimizer, BNRecalibration, Differentiable, Result, WorkReport
+from nasframe.evaluator import BNRecalibration, Differentiable, Result, WorkReport
 from nasframe.oneshot import Request, ScoreShared, TrainMixed
 from nasframe.options import option
 from nasframe.registry import register_strategy
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy
+
+from .alphas import ArchitectureWeights
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,7 @@ class Darts(Strategy[DartsOptions]):
 
     def __init__(self, space: SearchSpace, options: DartsOptions | None = None, *, seed: int | None = None):
         super().__init__(space, options, seed=seed)
-        o = self.options
-        self._decisions = list(space.decisions)
-        self.alphas = {
-            d.name: torch.from_numpy(o.init_scale * self.rng.standard_normal(len(d.choices))).float()
-            for d in self._decisions
-        }
-        self.adam: dict[str, Any] | None = None
+        self.weights = ArchitectureWeights(space.decisions, self.options.init_scale, self.rng, "darts")
         self.epoch = 0
         self.scored = 0  # per-epoch scores told (the search is done when every epoch has been scored)
         self.losses: dict[str, float] = {}
@@ -95,8 +90,8 @@ class Darts(Strategy[DartsOptions]):
         if self.epoch >= self.options.epochs:
             return []
         o = self.options
-        optimizer = AlphaOptimizer(o.alpha_lr, (o.alpha_betas[0], o.alpha_betas[1]), o.alpha_weight_decay)
-        return [TrainMixed(1.0, self._state(), o.order, optimizer, phase=self.phase)]
+        optimizer = ArchitectureWeights.optimizer(o.alpha_lr, o.alpha_betas, o.alpha_weight_decay)
+        return [TrainMixed(1.0, self.weights.request_state(), o.order, optimizer, phase=self.phase)]
 
     def tell(self, arch: Arch, result: Result) -> None:
         """The epoch's score (or its rejection by the run's constraints: the epoch goes unscored)."""
@@ -104,17 +99,9 @@ class Darts(Strategy[DartsOptions]):
 
     def tell_work(self, request: Request, report: WorkReport) -> None:
         if isinstance(request, TrainMixed) and report.state is not None:
-            self.alphas = {n: t.detach().cpu().float() for n, t in report.state["alphas"].items()}
-            self.adam = report.state["adam"]
+            self.weights.update(report)
             self.losses = {k: v for k, v in report.metrics.items() if k in ("train_loss", "arch_val_loss")}
             self.epoch += 1
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "choices": {d.name: list(d.choices) for d in self._decisions},
-            "alphas": {n: a.clone() for n, a in self.alphas.items()},
-            "adam": self.adam,
-        }
 
     def _recalibration(self) -> BNRecalibration | None:
         n = self.options.score_bn_batches
@@ -122,11 +109,11 @@ class Darts(Strategy[DartsOptions]):
 
     # ---- results -----------------------------------------------------------------------------------
     def probabilities(self) -> dict[str, np.ndarray]:
-        return {n: torch.softmax(a, dim=-1).numpy() for n, a in self.alphas.items()}
+        return self.weights.probabilities()
 
     def most_likely(self) -> Arch:
         """The highest-weighted choice of every decision."""
-        return Arch([(d.name, d.choices[int(torch.argmax(self.alphas[d.name]))]) for d in self._decisions])
+        return self.weights.most_likely()
 
     def final(self) -> Arch:
         return self.most_likely()
@@ -140,10 +127,9 @@ class Darts(Strategy[DartsOptions]):
 
     def metrics(self) -> dict[str, Any]:
         probs = self.probabilities()
-        entropy = [float(-(p * np.log(np.maximum(p, 1e-12))).sum()) for p in probs.values()]
         return {
             "epoch": self.epoch,
-            "mean_entropy": float(np.mean(entropy)),
+            "mean_entropy": float(np.mean(self.weights.entropies())),
             **self.losses,
             "probabilities": [p.tolist() for p in probs.values()],
         }
@@ -152,22 +138,14 @@ class Darts(Strategy[DartsOptions]):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "alphas": dict(self.alphas),
-            "adam": self.adam,
+            **self.weights.state_dict(),
             "epoch": self.epoch,
             "scored": self.scored,
             "losses": dict(self.losses),
-            "decisions": [[d.name, len(d.choices)] for d in self._decisions],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if [list(x) for x in state["decisions"]] != [[d.name, len(d.choices)] for d in self._decisions]:
-            raise ConfigError(
-                "darts: checkpoint was saved for a space with other decisions; resume it with the space "
-                "options it was started with"
-            )
+        self.weights.load_state_dict(state)
         super().load_state_dict(state)
-        self.alphas = {n: t.clone() for n, t in state["alphas"].items()}
-        self.adam = state["adam"]
         self.epoch, self.scored = int(state["epoch"]), int(state["scored"])
         self.losses = dict(state["losses"])

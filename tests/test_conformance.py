@@ -39,6 +39,10 @@ class TestDarts(StrategyConformance):
     strategy, options = "darts", {"epochs": 4, "score_bn_batches": 0}
 
 
+class TestSetn(StrategyConformance):
+    strategy, options = "setn", {"epochs": 3, "candidates": 6}
+
+
 class TestAbs(StrategyConformance):
     strategy, options = "abs", SMALL_STRATEGY_OPTIONS["abs"]
     rounds = 20

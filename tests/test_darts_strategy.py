@@ -153,8 +153,8 @@ def make_darts(space, seed=0, **options) -> Darts:
 def test_alphas_start_small_and_each_epoch_is_one_bilevel_request_then_one_score():
     space = spaces.get("nb201")()
     s = make_darts(space, epochs=2, order=2)
-    assert set(s.alphas) == {d.name for d in space.decisions}
-    assert all(a.shape == (5,) and a.abs().max() < 5e-3 for a in s.alphas.values())  # 1e-3 x N(0, 1)
+    assert set(s.weights.alphas) == {d.name for d in space.decisions}
+    assert all(a.shape == (5,) and a.abs().max() < 5e-3 for a in s.weights.alphas.values())  # 1e-3 x N(0, 1)
     first = s.ask()
     assert len(first) == 1 and isinstance(first[0], TrainMixed)
     req = first[0]
@@ -202,6 +202,7 @@ TINY = [
 ]
 SPACE_SETS = {
     "darts": ["--set", "space.supernet_C=4", "--set", "space.supernet_layers=2"],
+    "nb201": ["--set", "space.C=4", "--set", "space.N=1"],
     "mobilenet": [
         "--set",
         "space.small_input=true",
