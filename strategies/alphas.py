@@ -101,7 +101,7 @@ class ArchitectureWeights:
     @staticmethod
     def _top_k_best_first(rows: list[np.ndarray], k: int) -> list[tuple[tuple[int, ...], float]]:
         # per decision, choice indices by descending log-prob, ties by index
-        ranked = [sorted(range(len(r)), key=lambda i, r=r: (-float(r[i]), i)) for r in rows]
+        ranked = [[int(i) for i in np.lexsort((np.arange(len(r)), -r))] for r in rows]
 
         def entry(ranks: tuple[int, ...]) -> tuple[float, tuple[int, ...], tuple[int, ...]]:
             choice = tuple(ranked[j][rank] for j, rank in enumerate(ranks))
@@ -111,7 +111,8 @@ class ArchitectureWeights:
             return (-float(total), choice, ranks)
 
         start = tuple(0 for _ in rows)
-        heap, seen, out = [entry(start)], {start}, []
+        heap, seen = [entry(start)], {start}
+        out: list[tuple[tuple[int, ...], float]] = []
         while heap and len(out) < k:
             neg, choice, ranks = heapq.heappop(heap)
             out.append((choice, -neg))
