@@ -19,15 +19,16 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 
 from nasframe.angles import angle
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.errors import NasframeError, NotSupported
+from nasframe.errors import ConfigError, NasframeError, NotSupported
 from nasframe.evaluator import (
     AlphaOptimizer,
     AngleMetric,
@@ -40,6 +41,7 @@ from nasframe.evaluator import (
     WorkReport,
 )
 from nasframe.evaluators.bilevel import MixedForward, Peekable, first_order, second_order
+from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
 from nasframe.evaluators.training import (
     Diverged,
     Failure,
@@ -86,6 +88,39 @@ class SupernetOptions(TrainingOptions):
     nesterov: bool = option(
         False, "Nesterov momentum for the shared weights (SETN and NAS-Bench-201's search baselines: true)"
     )
+    # few-shot supernets (evaluators/fewshot.py)
+    few_shot: Literal["none", "gradient", "exhaustive"] = option(
+        "none",
+        "split the supernet into sub-supernets at split_epochs: gradient (GM-NAS: two groups of a decision's "
+        "choices by gradient matching) or exhaustive (few-shot NAS: one sub-supernet per choice)",
+    )
+    split_epochs: list[float] = option(
+        default_factory=list,
+        help="supernet training epochs after which every sub-supernet splits once (GM-NAS: [15, 30] on "
+        "NAS-Bench-201, [2, 4, 6] on DARTS)",
+    )
+    split_batches: int = option(100, "mini-batches averaged per gradient-matching distance (GM-NAS: 100)", min=1)
+    split_select: Literal["min_within", "max_cross"] = option(
+        "min_within",
+        "the decision gradient matching splits: least within-group distance (GM-NAS' DARTS and ProxylessNAS "
+        "code) or largest cross-group distance (its NAS-Bench-201 code)",
+    )
+    split_decisions: list[str] | None = option(
+        None,
+        "decisions that may be split, in order of preference for exhaustive (null: all of them; GM-NAS' DARTS "
+        "code splits only normal-cell edges)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.few_shot == "none" and self.split_epochs:
+            raise ConfigError("evaluator.split_epochs needs evaluator.few_shot: gradient or exhaustive")
+        if self.few_shot != "none" and not self.split_epochs:
+            raise ConfigError(
+                f"evaluator.few_shot: {self.few_shot} needs evaluator.split_epochs, e.g. [15, 30] (epochs of "
+                f"supernet training after which to split)"
+            )
+        if any(not (math.isfinite(e) and e > 0) for e in self.split_epochs):
+            raise ConfigError(f"evaluator.split_epochs: expected positive numbers, got {self.split_epochs}")
 
 
 @register_evaluator("supernet")
@@ -117,6 +152,10 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         self._transform: BatchTransform | None = None
         self._runner: StepRunner | None = None
         self._params: dict[str, torch.nn.Parameter] = {}
+        #: few-shot: split points passed, what each split did, and notes for the current call's report
+        self.splits_done = 0
+        self.splits: list[dict[str, Any]] = []
+        self._notes: list[str] = []
 
     # ---- construction ------------------------------------------------------------------------
     @property
@@ -140,8 +179,16 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         net = cast(torch.nn.Module, self.space.build_supernet(batches.spec)).to(self.device)
         if o.channels_last:  # CPU too: batches are NHWC there as well (evaluators/training.py)
             net = net.to(memory_format=torch.channels_last)
+        if o.few_shot != "none":
+            net = FewShotSupernet(net, self.space.decisions)
         self.supernet = net
-        self._params = dict(net.named_parameters())
+        self._new_optimizer()
+        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
+
+    def _new_optimizer(self) -> None:
+        """The shared SGD over every parameter of the supernet (again after a split), and its step runner."""
+        o = self.options
+        self._params = dict(self.supernet.named_parameters())
         self.optimizer = torch.optim.SGD(
             list(self._params.values()),
             lr=o.lr,
@@ -149,8 +196,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             weight_decay=o.weight_decay,
             nesterov=o.nesterov and o.momentum > 0,
         )
-        self._runner = StepRunner(net, self.optimizer, transform, self._settings(), self.device)
-        self._set_base({name: p.detach().clone() for name, p in self._params.items()})
+        _, transform = self._data()
+        self._runner = StepRunner(self.supernet, self.optimizer, transform, self._settings(), self.device)
 
     def _steps_per_epoch(self) -> int:
         batches, _ = self._data()
@@ -176,33 +223,109 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         self,
         steps: int,
         params_for: Any,
-        touched: Sequence[torch.Tensor],
+        touched: Callable[[], Sequence[torch.Tensor]],
         *,
-        runner: StepRunner | None = None,
+        make_runner: Callable[[], StepRunner] | None = None,
         batches: Any = None,
     ) -> Any:
-        """Run `steps` shared-weight steps (with `runner`, default the single-path one, on `batches`,
-        default fresh search-train batches); on divergence or OOM restore `touched` (every parameter
-        the steps may update), all buffers and the optimizer state of `touched`, then re-raise."""
+        """Run `steps` shared-weight steps (with `make_runner()`, default the single-path runner, on
+        `batches`, default fresh search-train batches); on divergence or OOM restore `touched()` (every
+        parameter the steps may update), all buffers and the optimizer state of `touched()`, then
+        re-raise. A few-shot supernet splits when the schedule reaches a split point, between steps."""
         generator = device_generator(self.device)
         if batches is None:
             batches = self._data()[0].train(self.options.batch_size, generator)
-        snapshot = self._snapshot(touched)
-        runner = runner or self._runner
-        assert runner is not None  # built together with the supernet
-        try:
-            stats = runner.run(
-                batches,
-                steps,
-                self._lr_at(self.step),
-                params_for=params_for,
-                generator=generator,
-            )
-        except (Diverged, torch.OutOfMemoryError):
-            self._restore(snapshot)
-            raise
-        self.step += steps
+        stats, done = None, 0
+        while done < steps:
+            if self._steps_to_split() == 0:
+                self._split_all(generator)
+                continue
+            piece = int(min(steps - done, self._steps_to_split()))
+            snapshot = self._snapshot(touched())
+            runner = make_runner() if make_runner is not None else self._runner
+            assert runner is not None  # built together with the supernet
+            try:
+                stats = runner.run(
+                    batches, piece, self._lr_at(self.step), params_for=_shifted(params_for, done), generator=generator
+                )
+            except (Diverged, torch.OutOfMemoryError):
+                self._restore(snapshot)
+                raise
+            self.step += piece
+            done += piece
         return stats
+
+    # ---- few-shot splitting (evaluators/fewshot.py) ------------------------------------------
+    def _steps_to_split(self) -> float:
+        """Steps until the next split point (0: due now; inf: none left or few-shot off)."""
+        o = self.options
+        if o.few_shot == "none" or self.splits_done >= len(o.split_epochs):
+            return math.inf
+        at = round(sorted(o.split_epochs)[self.splits_done] * self._steps_per_epoch())
+        return max(0, at - self.step)
+
+    def _split_all(self, generator: torch.Generator | None) -> None:
+        """Split every sub-supernet once (GM-NAS splits each of them at every split point)."""
+        net = cast(FewShotSupernet, self.supernet)
+        epoch = sorted(self.options.split_epochs)[self.splits_done]
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))  # seeded by the runner's piece seed
+        for shot in reversed(range(len(net.masks))):  # children are inserted after their parent
+            choice = self._choose_split(net, shot, generator, rng)
+            if choice is None:
+                continue
+            decision, groups, within, cross = choice
+            source = net.split(shot, decision, groups)
+            self._inherit(source)
+            record = {"epoch": epoch, "sub_supernet": shot, "decision": decision, "groups": groups}
+            if within is not None:
+                record |= {"within": within, "cross": cross}
+            self.splits.append(record)
+            detail = "" if within is None else f" (within-group distance {within:.4f}, cross-group {cross:.4f})"
+            self._notes.append(
+                f"epoch {epoch:g}: sub-supernet {shot} split on {decision} into "
+                f"{' | '.join(','.join(map(str, g)) for g in groups)}{detail}; {len(net.masks)} sub-supernets"
+            )
+        self.splits_done += 1
+
+    def _choose_split(
+        self, net: FewShotSupernet, shot: int, generator: torch.Generator | None, rng: np.random.Generator
+    ) -> tuple[str, list[list[Any]], float | None, float | None] | None:
+        o = self.options
+        wanted = o.split_decisions or [d.name for d in self.space.decisions]
+        by_name = {d.name: d for d in self.space.decisions}
+        candidates = [
+            by_name[n] for n in wanted if n not in net.masks[shot] and len(net.owned_choices(shot, by_name[n])) > 1
+        ]
+        if not candidates:
+            return None
+        if o.few_shot == "exhaustive":
+            d = candidates[0]
+            return d.name, [[c] for c in net.owned_choices(shot, d)], None, None
+        batches, transform = self._data()
+        stream = ((transform.train(x, generator), y) for x, y in batches.stream("train", o.batch_size, generator))
+        best: tuple[float, str, list[list[Any]], float, float] | None = None
+        for d in candidates:
+            distances = gradient_distances(net, shot, d, stream, o.split_batches, rng, _loss_of_logits)
+            groups, within, cross = partition_min_within(distances)
+            key = within if o.split_select == "min_within" else -cross
+            if best is None or key < best[0]:
+                choices = net.owned_choices(shot, d)
+                best = (key, d.name, [[choices[i] for i in g] for g in groups], within, cross)
+        assert best is not None
+        return best[1], best[2], best[3], best[4]
+
+    def _inherit(self, source: Callable[[str], str]) -> None:
+        """After a split: a new optimizer over the children's parameters, each child's momentum and
+        base weights copied from the parameter it was copied from (GM-NAS' children inherit weights
+        and optimizer state)."""
+        old_params, old_state = self._params, cast(torch.optim.SGD, self.optimizer).state
+        self._new_optimizer()
+        state = cast(torch.optim.SGD, self.optimizer).state
+        for name, p in self._params.items():
+            buf = old_state.get(old_params[source(name)], {}).get("momentum_buffer")
+            if buf is not None:
+                state[p]["momentum_buffer"] = buf.clone()
+        self._set_base({name: self.base[source(name)].clone() for name in self._params})
 
     @torch.no_grad()
     def _snapshot(self, params: Sequence[torch.Tensor]) -> dict[str, Any]:
@@ -237,27 +360,33 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         """Train `arch`'s path for the budget with the shared optimizer, then score it on search-val."""
         start = time.perf_counter()
         o = self.options
+        self._notes = []
         with deterministic_mode(resolve_deterministic(o, self.device)):
             self._build()
             spe = self._steps_per_epoch()
             steps = count_steps(budget, spe, o.epochs, o.steps)
             cost = Cost(0.0, steps / spe)
             self.supernet.set_path(arch)
-            params = self.path_params(arch)
             outcome = attempt(
-                lambda: self._train_and_validate(steps, params), diverged_note=" (the path's weights were restored)"
+                lambda: self._train_and_validate(steps, arch), diverged_note=" (the path's weights were restored)"
             )
         params_n = macs = None
         if o.model_stats and not isinstance(outcome, Failure):
             batches, _ = self._data()
             child = self.space.build(arch, batches.spec)
             params_n, macs = count_parameters(child), count_macs(child, batches.spec.input_shape)
-        return evaluation_result(outcome, cost, start, self.device, params=params_n, macs=macs)
+        result = evaluation_result(outcome, cost, start, self.device, params=params_n, macs=macs)
+        result.notes = list(self._notes)
+        return result
 
-    def _train_and_validate(self, steps: int, params: list[torch.nn.Parameter]) -> Scores:
+    def _train_and_validate(self, steps: int, arch: Arch) -> Scores:
         o = self.options
         batches, transform = self._data()
-        stats = self._train(steps, lambda i: params, params)
+        params = self.path_params(arch)
+        if o.few_shot == "none":
+            stats = self._train(steps, lambda i: params, lambda: params)
+        else:  # a split on the way moves the path into a child sub-supernet
+            stats = self._train(steps, lambda i: self.path_params(arch), lambda: self.path_params(arch))
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
             recalibrate_bn(
@@ -292,6 +421,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
     def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
         """Train `steps` steps, the path of each from `next_path()` (drawn lazily, one per step)."""
         start = time.perf_counter()
+        self._notes = []
         with deterministic_mode(resolve_deterministic(self.options, self.device)):
             self._build()
             spe = self._steps_per_epoch()
@@ -302,7 +432,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
                 return self.path_params(arch)
 
             try:
-                stats = self._train(steps, params_for, list(self._params.values()))
+                stats = self._train(steps, params_for, lambda: list(self._params.values()))
             except Diverged as exc:
                 raise NasframeError(
                     f"supernet training diverged: {exc}; the weights were restored; lower evaluator.lr (in a new run)"
@@ -314,7 +444,13 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         cost = Cost(time.perf_counter() - start, steps / spe)
         o = self.options
         lr = cosine_lr(self.step, self._schedule_steps(), o.lr, o.lr_min)
-        return WorkReport(cost, {"train_loss": stats.mean_loss, "steps": float(steps), "lr": lr})
+        metrics = {"train_loss": stats.mean_loss, "steps": float(steps), "lr": lr, **self._shot_metrics()}
+        return WorkReport(cost, metrics, notes=list(self._notes))
+
+    def _shot_metrics(self) -> dict[str, float]:
+        if self.options.few_shot == "none":
+            return {}
+        return {"sub_supernets": float(len(cast(FewShotSupernet, self.supernet).masks))}
 
     # ---- Differentiable (DARTS, SETN) -------------------------------------------------------------
     def train_mixed(
@@ -334,6 +470,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             raise NotSupported(
                 "second-order DARTS unrolls a plain-momentum SGD step; set evaluator.nesterov=false (or use order 1)"
             )
+        self._notes = []
         with deterministic_mode(resolve_deterministic(o, self.device)):
             self._build()
             spe = self._steps_per_epoch()
@@ -343,9 +480,12 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             generator = device_generator(self.device)
             train = Peekable(batches.train(o.batch_size, generator))
             val = batches.stream("val", o.batch_size, generator)
-            lr_at, losses = self._lr_at(self.step), []
+            first, losses = self.step, []
+            lr_at = self._lr_at(first)
 
             def before_step(i: int) -> Sequence[torch.Tensor]:
+                if isinstance(self.supernet, FewShotSupernet):  # sub-supernets take the mixed steps in turn
+                    self.supernet.mixed_shot = (first + i) % len(self.supernet.masks)
                 xv, yv = next(val)
                 batch_val = (transform.train(xv, generator), yv)
                 adam.zero_grad()
@@ -376,14 +516,18 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
                 self.supernet.set_path(arch)
                 return self.path_params(arch)
 
-            runner = StepRunner(
-                mixed if next_path is None else self.supernet,
-                cast(torch.optim.SGD, self.optimizer),
-                transform,
-                self._settings(),
-                self.device,
+            def make_runner() -> StepRunner:
+                return StepRunner(
+                    mixed if next_path is None else self.supernet,
+                    cast(torch.optim.SGD, self.optimizer),
+                    transform,
+                    self._settings(),
+                    self.device,
+                )
+
+            stats = self._train(
+                steps, before_step, lambda: list(self._params.values()), make_runner=make_runner, batches=train
             )
-            stats = self._train(steps, before_step, list(self._params.values()), runner=runner, batches=train)
         report_state = {
             "choices": state["choices"],
             "alphas": {n: a.detach().cpu().clone() for n, a in alphas.items()},
@@ -393,8 +537,11 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             "train_loss": stats.mean_loss,
             "arch_val_loss": float(sum(losses) / max(1, len(losses))),
             "steps": float(steps),
+            **self._shot_metrics(),
         }
-        return WorkReport(Cost(time.perf_counter() - start, steps / spe), metrics, state=report_state)
+        return WorkReport(
+            Cost(time.perf_counter() - start, steps / spe), metrics, state=report_state, notes=list(self._notes)
+        )
 
     def _alpha_setup(
         self, state: dict[str, Any], optimizer: AlphaOptimizer
@@ -533,12 +680,29 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # type: ignore[union-attr]
             "step": self.step,
             "base": {k: v.clone() for k, v in self.base.items()},
+            "few_shot": self._few_shot_state(),
         }
+
+    def _few_shot_state(self) -> dict[str, Any] | None:
+        if not isinstance(self.supernet, FewShotSupernet):
+            return None
+        return {"layout": self.supernet.layout(), "splits_done": self.splits_done, "splits": list(self.splits)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state.get("built"):
             return
         self._build()
+        few_shot = state.get("few_shot")
+        if few_shot is not None:
+            if not isinstance(self.supernet, FewShotSupernet):
+                raise ConfigError(
+                    "the checkpoint holds a few-shot supernet; resume with the evaluator.few_shot it was started with"
+                )
+            self.supernet.restore_layout(few_shot["layout"])
+            self._new_optimizer()
+            self.splits_done, self.splits = int(few_shot["splits_done"]), list(few_shot["splits"])
+        elif isinstance(self.supernet, FewShotSupernet):
+            raise ConfigError("the checkpoint holds a one-shot supernet; resume without evaluator.few_shot")
         self.supernet.load_state_dict(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
         self.step = int(state["step"])
@@ -548,6 +712,17 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         self.supernet = self.optimizer = self._runner = None
         self._params, self.base, self._flat = {}, {}, {}
         free_memory(self.device)
+
+
+def _shifted(params_for: Callable[[int], Any], offset: int) -> Callable[[int], Any]:
+    """`params_for` for a piece of a longer run: step i of the piece is step offset + i of the run."""
+    return lambda i: params_for(offset + i)
+
+
+def _loss_of_logits(out: Any, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a supernet's logits (the first output when it also returns auxiliary logits)."""
+    logits = out[0] if isinstance(out, tuple) else out
+    return torch.nn.functional.cross_entropy(logits.float(), y)
 
 
 def supernet_spaces() -> list[str]:

@@ -61,6 +61,8 @@ class Result:
     macs: int | None = None
     cost: Cost = field(default_factory=Cost)
     reason: str | None = None
+    #: one-line messages about events during the evaluation worth a line in the log (a supernet split)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +103,8 @@ class WorkReport:
     values: list[float] | None = None
     #: updated state a request carried (TrainMixed: the architecture weights and their optimizer)
     state: dict[str, Any] | None = None
+    #: one-line messages about events during the work worth a line in the log (a supernet split)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

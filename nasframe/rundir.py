@@ -61,6 +61,14 @@ def _need(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -
     return value
 
 
+def _notes(d: Mapping[str, Any], where: str) -> list[str]:
+    """The optional `notes` field: a list of one-line strings."""
+    notes = d.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise RunDirError(f"{where}: field 'notes' must be a list of strings")
+    return list(notes)
+
+
 def _json_record(line: str, where: str) -> dict[str, Any]:
     """One line of a .jsonl log as a mapping, or a one-line RunDirError naming the file and line."""
     try:
@@ -92,6 +100,7 @@ class EvaluationRecord:
     time: float
     phase: str = "search"
     strategy: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def val_acc(self) -> float | None:
@@ -102,6 +111,8 @@ class EvaluationRecord:
         d = asdict(self)
         if d["strategy"] is None:
             del d["strategy"]
+        if not d["notes"]:
+            del d["notes"]
         return json.dumps(_plain(d))
 
     @classmethod
@@ -120,6 +131,7 @@ class EvaluationRecord:
             time=_need(d, "time", _NUM, where),
             phase=str(d.get("phase", "search")),
             strategy=d.get("strategy"),
+            notes=_notes(d, where),
         )
 
 
@@ -135,9 +147,13 @@ class WorkRecord:
     cost: dict[str, float]
     metrics: dict[str, float]
     time: float
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(_plain(asdict(self)))
+        d = asdict(self)
+        if not d["notes"]:
+            del d["notes"]
+        return json.dumps(_plain(d))
 
     @classmethod
     def from_json(cls, line: str, where: str) -> WorkRecord:
@@ -151,6 +167,7 @@ class WorkRecord:
             cost=_need(d, "cost", (dict,), where),
             metrics=_need(d, "metrics", (dict,), where),
             time=_need(d, "time", _NUM, where),
+            notes=_notes(d, where),
         )
 
 

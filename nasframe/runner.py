@@ -538,8 +538,10 @@ class Runner:
             time=round(self._clock(), 4),
             phase=self.parts.strategy.phase,
             strategy=extra or None,
+            notes=list(result.notes),
         )
         self._history.write(record.to_json() + "\n")
+        self._say_notes(result.notes)
         writer = self._writers.get("search")
         # TensorBoard's writer costs ~50 us a scalar: with evaluations faster than that (tables),
         # log at most every tensorboard_interval seconds, new bests always
@@ -615,8 +617,10 @@ class Runner:
             cost={"seconds": report.cost.seconds, "epochs": report.cost.epochs},
             metrics=report.metrics,
             time=round(self._clock(), 4),
+            notes=list(report.notes),
         )
         self._worklog.write(record.to_json() + "\n")
+        self._say_notes(report.notes)
         self._worklog.flush()
         writer = self._writers.get("work")
         if writer is not None:
@@ -625,6 +629,11 @@ class Runner:
                     writer.add_scalar(f"work/{request.kind}/{key}", value, s.work_lines)
             writer.add_scalar("work/supernet_epochs", s.work_epochs, s.work_lines)
         s.work_lines += 1
+
+    def _say_notes(self, notes: list[str]) -> None:
+        if not self.quiet:
+            for note in notes:
+                _say(f"note: {note}")
 
     # ---- files and logs --------------------------------------------------------------------------
     def _open_logs(self) -> None:

@@ -1,0 +1,224 @@
+"""Few-shot supernets: one supernet split into sub-supernets, each owning part of the space.
+
+Hu et al., "Generalizing Few-Shot NAS with Gradient Matching" (ICLR 2022; reference algorithms.md
+section 6) split a decision's choices into groups whose shared-weight gradients disagree least
+within a group, and give each group its own copy of the supernet; Zhao et al., "Few-Shot Neural
+Architecture Search" (ICML 2021) split exhaustively, one copy per choice. Both rest on the same
+pieces, kept here:
+
+- `FewShotSupernet`, a `Supernet` over sub-supernets ("shots") with a mask per shot; every
+  architecture belongs to exactly one shot and is routed to it, so strategies never know;
+- `gradient_distances`: the gradient-matching distance between a decision's choices;
+- `partition_min_within`: the two-group partition with the least within-group distance.
+
+The supernet evaluator decides when to split (`few_shot`, `split_epochs`) and moves the
+optimizer's state and the base weights from a parent to its children.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasframe.errors import InvalidArchitecture
+from nasframe.space import Arch, Decision, Supernet
+
+#: a shot's mask: decision name -> the choices that shot owns (decisions not listed: all choices)
+Mask = dict[str, tuple[Any, ...]]
+
+
+class FewShotSupernet(nn.Module, Supernet):
+    """Sub-supernets `shots[i]` owning the architectures that `masks[i]` allows (a partition of the
+    space). Parameter names are the shot's own prefixed with `shots.<i>.`."""
+
+    def __init__(self, base: nn.Module, decisions: Sequence[Decision]):
+        super().__init__()
+        self.shots = nn.ModuleList([base])
+        self.masks: list[Mask] = [{}]
+        self.decisions = list(decisions)
+        #: the shot `forward_mixed` runs (set before each mixed step by the evaluator)
+        self.mixed_shot = 0
+        self._current = 0
+        self._path: Arch | None = None
+        self._mask_weights: dict[tuple[int, str], torch.Tensor] = {}
+
+    # ---- routing -----------------------------------------------------------------------------------
+    def shot_of(self, arch: Mapping[str, Any]) -> int:
+        for i, mask in enumerate(self.masks):
+            if all(arch.get(name) in allowed for name, allowed in mask.items()):
+                return i
+        raise InvalidArchitecture(f"no sub-supernet holds {dict(arch)} (masks: {self.masks})")
+
+    def shot(self, i: int) -> Any:
+        return self.shots[i]
+
+    def set_path(self, arch: Arch) -> None:
+        self._current = self.shot_of(arch)
+        self.shot(self._current).set_path(arch)
+        self._path = arch
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.shots[self._current](x)
+
+    def path_parameter_names(self, arch: Arch) -> list[str]:
+        i = self.shot_of(arch)
+        return [f"shots.{i}.{n}" for n in self.shot(i).path_parameter_names(arch)]
+
+    def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:
+        i = self.shot_of(arch)
+        return [f"shots.{i}.{t}" if isinstance(t, str) else t for t in self.shot(i).angle_terms(arch)]
+
+    def forward_mixed(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The mixed forward of shot `mixed_shot`, each decision's weights restricted to the choices
+        that shot owns and renormalised (softmax over the owned subset, when `weights` are a softmax)."""
+        i = self.mixed_shot
+        masked = dict(weights)
+        for name, allowed in self.masks[i].items():
+            w = weights[name]
+            key = (i, name)
+            keep = self._mask_weights.get(key)
+            if keep is None or keep.device != w.device or keep.dtype != w.dtype:
+                choices = next(d.choices for d in self.decisions if d.name == name)
+                keep = torch.tensor([float(c in allowed) for c in choices], device=w.device, dtype=w.dtype)
+                self._mask_weights[key] = keep
+            kept = w * keep
+            masked[name] = kept / kept.sum()
+        return self.shot(i).forward_mixed(x, masked)
+
+    # ---- splitting ---------------------------------------------------------------------------------
+    def split(self, i: int, decision: str, groups: Sequence[Sequence[Any]]) -> Callable[[str], str]:
+        """Replace shot `i` by one copy per group (the first keeps the parent's tensors), each owning
+        `decision`'s choices of its group; returns new parameter name -> the name it was copied from."""
+        parent = self.shots[i]
+        children = [parent] + [copy.deepcopy(parent) for _ in groups[1:]]
+        masks = [{**self.masks[i], decision: tuple(g)} for g in groups]
+        g = len(groups)
+        self.shots = nn.ModuleList([*self.shots[:i], *children, *self.shots[i + 1 :]])
+        self.masks = [*self.masks[:i], *masks, *self.masks[i + 1 :]]
+        self._mask_weights = {}
+        if self._path is not None:
+            self.set_path(self._path)
+
+        def source(name: str) -> str:
+            _, j_text, rest = name.split(".", 2)
+            j = int(j_text)
+            old = j if j < i else i if j < i + g else j - g + 1
+            return f"shots.{old}.{rest}"
+
+        return source
+
+    def owned_choices(self, i: int, decision: Decision) -> tuple[Any, ...]:
+        return self.masks[i].get(decision.name, tuple(decision.choices))
+
+    def sample_in(self, i: int, rng: np.random.Generator) -> Arch:
+        """A uniform architecture among those shot `i` owns."""
+        return Arch([(d.name, _pick(self.owned_choices(i, d), rng)) for d in self.decisions])
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def layout(self) -> list[dict[str, list[Any]]]:
+        """The masks as plain data (the checkpoint rebuilds the shots from it before loading weights)."""
+        return [{name: list(allowed) for name, allowed in mask.items()} for mask in self.masks]
+
+    def restore_layout(self, layout: Sequence[Mapping[str, Sequence[Any]]]) -> None:
+        base = self.shots[0]
+        self.shots = nn.ModuleList([base] + [copy.deepcopy(base) for _ in layout[1:]])
+        self.masks = [{name: tuple(allowed) for name, allowed in mask.items()} for mask in layout]
+        self._mask_weights = {}
+
+
+def _pick(choices: Sequence[Any], rng: np.random.Generator) -> Any:
+    return choices[int(rng.integers(len(choices)))]
+
+
+def gradient_distances(
+    net: FewShotSupernet,
+    shot: int,
+    decision: Decision,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    repeats: int,
+    rng: np.random.Generator,
+    loss_of: Callable[[Any, torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """D[k, l] = 1 - cos(g_k, g_l), averaged over `repeats` mini-batches, for `decision`'s choices k
+    that shot `shot` owns (GM-NAS' `cos` distance, 1e-6 added to the denominator).
+
+    Each repeat draws one path uniformly among the shot's architectures for the other decisions
+    (GM-NAS' weight-sharing mode, where other edges sample), then sets `decision` to each choice in
+    turn and takes the gradient of the training loss. g_k covers the parameters every choice's path
+    uses (the shared weights; the decision's own ops are in only one path each). The diagonal is 0,
+    which the partition never reads. BatchNorm
+    statistics are restored afterwards, so measuring changes nothing in the supernet.
+    """
+    choices = net.owned_choices(shot, decision)
+    buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    params = dict(net.named_parameters())
+    total = np.zeros((len(choices), len(choices)))
+    was_training = net.training
+    net.train()
+    try:
+        for _ in range(repeats):
+            x, y = next(batches)
+            path = net.sample_in(shot, rng)
+            archs = [Arch([(n, c if n == decision.name else v) for n, v in path.items()]) for c in choices]
+            names = [set(net.path_parameter_names(a)) for a in archs]
+            shared = [n for n in params if all(n in s for s in names)]
+            grads = []
+            for arch in archs:
+                net.set_path(arch)
+                used = [params[n] for n in shared]
+                loss = loss_of(net(x), y)
+                got = torch.autograd.grad(loss, used, allow_unused=True)
+                grads.append(
+                    torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(got, used)])
+                    if used
+                    else torch.zeros(1, device=x.device)
+                )
+            g = torch.stack(grads).double()
+            norms = g.norm(dim=1)
+            cos = (g @ g.T) / (norms[:, None] * norms[None, :] + 1e-6)
+            distance = 1.0 - cos
+            distance.fill_diagonal_(0.0)  # a choice's distance to itself (the eps would leave 1e-6 / |g|^2)
+            total += distance.cpu().numpy()
+    finally:
+        with torch.no_grad():
+            for b, value in buffers:
+                b.copy_(value)
+        net.train(was_training)
+    return total / max(1, repeats)
+
+
+def partition_min_within(distances: np.ndarray) -> tuple[list[list[int]], float, float]:
+    """Two groups of choice indices minimising the sum of pairwise distances inside the groups
+    (GM-NAS: subsets S with 2 <= |S| <= K/2 against their complements). With fewer than 4 choices no
+    such S exists; then groups of one are allowed (2 choices: one each; 3: one and two).
+
+    Returns (groups, within, cross): the within-group sum and the cross-group sum, each pair counted
+    once. Ties keep the first subset in `itertools.combinations` order.
+    """
+    k = len(distances)
+    if k < 2:
+        raise ValueError("a decision needs at least 2 choices to split")
+    d = (np.asarray(distances, dtype=np.float64) + np.asarray(distances, dtype=np.float64).T) / 2
+    pairs = float(np.triu(d, 1).sum())
+    smallest = 2 if k >= 4 else 1
+    best: tuple[float, list[int]] | None = None
+    for size in range(smallest, k // 2 + 1):
+        for subset in itertools.combinations(range(k), size):
+            rest = [i for i in range(k) if i not in subset]
+            within = _within(d, list(subset)) + _within(d, rest)
+            if best is None or within < best[0] - 1e-12:
+                best = (within, list(subset))
+    assert best is not None  # k >= 2 always leaves a subset of size 1 or 2
+    group = best[1]
+    rest = [i for i in range(k) if i not in group]
+    return [group, rest], best[0], pairs - best[0]
+
+
+def _within(d: np.ndarray, group: list[int]) -> float:
+    return float(sum(d[a, b] for a, b in itertools.combinations(group, 2)))
