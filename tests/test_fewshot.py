@@ -222,6 +222,7 @@ def test_kill_9_around_a_split_resumes_to_the_identical_result(tmp_path):
         "--set", "strategy.supernet_epochs=3", "--set", "run.work_chunk_epochs=0.5",
         "--set", "strategy.population=3", "--set", "strategy.parents=2", "--set", "strategy.mutations=1",
         "--set", "strategy.crossovers=1", "--set", "strategy.generations=1", "--budget", "5",
+        "--set", "strategy.bn_batches=2", "--set", "strategy.bn_batch_size=32",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
