@@ -36,6 +36,7 @@ from nasframe.evaluator import (
     Budget,
     Cost,
     Differentiable,
+    Distillation,
     Evaluator,
     Result,
     WorkReport,
@@ -54,6 +55,7 @@ from nasframe.evaluators.training import (
     count_steps,
     deterministic_mode,
     device_generator,
+    distillation_loss,
     evaluation_result,
     free_memory,
     oom_reason,
@@ -124,7 +126,7 @@ class SupernetOptions(TrainingOptions):
 
 
 @register_evaluator("supernet")
-class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable):
+class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable, Distillation):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
 
     Options = SupernetOptions
@@ -227,6 +229,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         *,
         make_runner: Callable[[], StepRunner] | None = None,
         batches: Any = None,
+        loss_for: Callable[[int, torch.Tensor, Any, torch.Tensor], torch.Tensor] | None = None,
+        after_step: Callable[[int, Any, torch.Tensor], None] | None = None,
     ) -> Any:
         """Run `steps` shared-weight steps (with `make_runner()`, default the single-path runner, on
         `batches`, default fresh search-train batches); on divergence or OOM restore `touched()` (every
@@ -246,7 +250,13 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
             assert runner is not None  # built together with the supernet
             try:
                 stats = runner.run(
-                    batches, piece, self._lr_at(self.step), params_for=_shifted(params_for, done), generator=generator
+                    batches,
+                    piece,
+                    self._lr_at(self.step),
+                    params_for=_shifted(params_for, done),
+                    generator=generator,
+                    loss_for=None if loss_for is None else _shifted(loss_for, done),
+                    after_step=None if after_step is None else _shifted(after_step, done),
                 )
             except (Diverged, torch.OutOfMemoryError):
                 self._restore(snapshot)
@@ -441,6 +451,62 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
                 reason = oom_reason(exc)
                 free_memory(self.device)
                 raise NasframeError(f"supernet training ran {reason}; lower evaluator.batch_size") from None
+        cost = Cost(time.perf_counter() - start, steps / spe)
+        o = self.options
+        lr = cosine_lr(self.step, self._schedule_steps(), o.lr, o.lr_min)
+        metrics = {"train_loss": stats.mean_loss, "steps": float(steps), "lr": lr, **self._shot_metrics()}
+        return WorkReport(cost, metrics, notes=list(self._notes))
+
+    def train_distilled(
+        self,
+        steps: int,
+        next_path: Callable[[], Arch],
+        teacher: Callable[[], tuple[Arch, float] | None],
+        observe: Callable[[Arch, float], None],
+        label_smoothing: float,
+    ) -> WorkReport:
+        """Cream's supernet step (reference 9.5): the student path trains on (m KD + (2 - m) CE) / 2,
+        KD from the teacher path's softmax on the same batch, computed by the same supernet in train
+        mode without gradient; plain label-smoothed CE while there is no teacher. Each student's
+        top-1 on its batch goes to `observe` after its step (one host sync per step: the board needs it)."""
+        start = time.perf_counter()
+        self._notes = []
+        students: dict[int, tuple[Arch, tuple[Arch, float] | None]] = {}
+        with deterministic_mode(resolve_deterministic(self.options, self.device)):
+            self._build()
+            spe = self._steps_per_epoch()
+
+            def params_for(i: int) -> Sequence[torch.Tensor]:
+                arch = next_path()
+                students[i] = (arch, teacher())
+                self.supernet.set_path(arch)
+                return self.path_params(arch)
+
+            def loss_for(i: int, x: torch.Tensor, out: Any, y: torch.Tensor) -> torch.Tensor:
+                student, picked = students[i]
+                logits = (out[0] if isinstance(out, tuple) else out).float()
+                if picked is None:
+                    return torch.nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                teacher_arch, m = picked
+                self.supernet.set_path(teacher_arch)
+                with torch.no_grad():
+                    t_out = self.supernet(x)
+                    soft = torch.softmax((t_out[0] if isinstance(t_out, tuple) else t_out).float(), dim=-1)
+                self.supernet.set_path(student)
+                return distillation_loss(logits, soft, y, m, label_smoothing)
+
+            def after_step(i: int, out: Any, y: torch.Tensor) -> None:
+                logits = out[0] if isinstance(out, tuple) else out
+                observe(students.pop(i)[0], float((logits.argmax(dim=-1) == y).float().mean()) * 100.0)
+
+            try:
+                stats = self._train(
+                    steps, params_for, lambda: list(self._params.values()), loss_for=loss_for, after_step=after_step
+                )
+            except Diverged as exc:
+                raise NasframeError(
+                    f"supernet training diverged: {exc}; the weights were restored; lower evaluator.lr (in a new run)"
+                ) from None
         cost = Cost(time.perf_counter() - start, steps / spe)
         o = self.options
         lr = cosine_lr(self.step, self._schedule_steps(), o.lr, o.lr_min)
@@ -714,9 +780,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable)
         free_memory(self.device)
 
 
-def _shifted(params_for: Callable[[int], Any], offset: int) -> Callable[[int], Any]:
-    """`params_for` for a piece of a longer run: step i of the piece is step offset + i of the run."""
-    return lambda i: params_for(offset + i)
+def _shifted(per_step: Callable[..., Any], offset: int) -> Callable[..., Any]:
+    """A per-step callback for a piece of a longer run: step i of the piece is step offset + i of the run."""
+    return lambda i, *rest: per_step(offset + i, *rest)
 
 
 def _loss_of_logits(out: Any, y: torch.Tensor) -> torch.Tensor:

@@ -88,6 +88,17 @@ class StepSettings:
     check_every: int = 50
 
 
+def distillation_loss(
+    logits: torch.Tensor, teacher_probs: torch.Tensor, y: torch.Tensor, m: float, label_smoothing: float
+) -> torch.Tensor:
+    """Cream's supernet loss (reference 9.5): (m KD + (2 - m) CE) / 2, where KD is the cross-entropy
+    with the teacher's softmax as soft targets, mean over the batch of sum_c -p_c log q_c, and CE the
+    label-smoothed cross-entropy with the labels."""
+    ce = torch.nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    kd = -(teacher_probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    return (m * kd + (2.0 - m) * ce) / 2.0
+
+
 class Diverged(Exception):
     """The training loss became NaN or infinite (caught by the evaluators, never shown raw)."""
 
@@ -272,11 +283,15 @@ class StepRunner:
         params_for: Callable[[int], Sequence[torch.Tensor]] | None = None,
         generator: torch.Generator | None = None,
         window: int | None = None,
+        loss_for: Callable[[int, torch.Tensor, Any, torch.Tensor], torch.Tensor] | None = None,
+        after_step: Callable[[int, Any, torch.Tensor], None] | None = None,
     ) -> TrainStats:
         """Train `steps` steps; raise Diverged at the first check that finds a non-finite loss.
 
         `lr_at(i)` gives the learning rate of step i (0-based within this call); `window` is how
-        many final steps the returned mean loss covers (default: all).
+        many final steps the returned mean loss covers (default: all). `loss_for(i, x, output, y)`
+        replaces the classification loss (Cream's distillation); `after_step(i, output, y)` sees
+        each step's output after the update (a host sync if it reads values).
         """
         model, opt, s = self.model, self.optimizer, self.settings
         group = opt.param_groups[0]  # looked up per call: Optimizer.load_state_dict replaces the groups
@@ -290,7 +305,7 @@ class StepRunner:
                 x = self.transform.train(x, generator)
                 with autocast(self.device, s.amp):
                     out = model(x)
-                    loss = classification_loss(out, y, s)
+                    loss = classification_loss(out, y, s) if loss_for is None else loss_for(i, x, out, y)
                 loss.backward()
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
@@ -303,6 +318,8 @@ class StepRunner:
                 for p in params:
                     p.grad = None
                 losses[i] = loss.detach()
+                if after_step is not None:
+                    after_step(i, out, y)
                 if i + 1 - checked >= s.check_every or i + 1 == steps:
                     _raise_if_nonfinite(losses, checked, i + 1)
                     checked = i + 1

@@ -278,6 +278,32 @@ class Differentiable(SharedWeights):
         `state` holds the updated alphas and Adam state."""
 
 
+class Distillation(SharedWeights):
+    """Capability: single-path training in which a teacher path of the same supernet distils into each
+    step's student (Cream).
+
+    The teacher is picked before every step and the student is reported after it, so a strategy's
+    board (`nasframe.board.PrioritizedBoard`) can change the teacher from one step to the next.
+    """
+
+    capability_name: ClassVar[str] = "distillation"
+
+    @abstractmethod
+    def train_distilled(
+        self,
+        steps: int,
+        next_path: Callable[[], Arch],
+        teacher: Callable[[], tuple[Arch, float] | None],
+        observe: Callable[[Arch, float], None],
+        label_smoothing: float,
+    ) -> WorkReport:
+        """`steps` steps. Step i trains the path `next_path()` on a search-train batch with the loss
+        (m KD + (2 - m) CE) / 2, where (teacher path, m) = `teacher()`, KD is the cross-entropy
+        between the teacher path's softmax on the same batch (no gradient) and the student's, and CE
+        is the label-smoothed cross-entropy; plain CE while `teacher()` is None. After the step
+        `observe(student, top-1 on that batch, percent)`."""
+
+
 class TabularBenchmark(Capability):
     """Capability: the evaluator answers from a table that holds every architecture of the space."""
 

@@ -17,16 +17,36 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 import torch
 
+from nasframe.board import PrioritizedBoard
 from nasframe.costs import ArchCosts
 from nasframe.errors import CapabilityError
-from nasframe.evaluator import AngleMetric, Cost, Differentiable, Evaluator, Result, SharedWeights, WorkReport
-from nasframe.oneshot import Evaluate, MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainMixed, TrainShared
-from nasframe.space import SearchSpace
+from nasframe.evaluator import (
+    AngleMetric,
+    Cost,
+    Differentiable,
+    Distillation,
+    Evaluator,
+    Result,
+    SharedWeights,
+    WorkReport,
+)
+from nasframe.oneshot import (
+    Evaluate,
+    MeasureAngles,
+    Request,
+    SaveBaseWeights,
+    ScoreShared,
+    TrainDistilled,
+    TrainMixed,
+    TrainShared,
+)
+from nasframe.space import Arch, SearchSpace
 
 
 def evaluation_seed(seed: int, index: int) -> int:
@@ -110,6 +130,8 @@ class Executor:
         }
         if isinstance(request, TrainMixed):
             progress["state"] = request.state  # the architecture weights, updated piece by piece
+        if isinstance(request, TrainDistilled):
+            progress["state"] = request.board  # the prioritized board, updated piece by piece
         return progress
 
     def train_piece(
@@ -129,6 +151,9 @@ class Executor:
             report = self._differentiable().train_mixed(
                 steps, progress["state"], request.order, request.optimizer, next_path
             )
+        elif isinstance(request, TrainDistilled):
+            assert next_path is not None  # TrainShared always has a sampler
+            report = self._distilled(request, steps, next_path, progress["state"])
         else:
             assert next_path is not None  # TrainShared always has a sampler
             report = self._shared().train_paths(steps, next_path)
@@ -143,9 +168,32 @@ class Executor:
             "epochs": progress["epochs"] + report.cost.epochs,
             "metrics": dict(report.metrics),
         }
-        if isinstance(request, TrainMixed):
+        if isinstance(request, (TrainMixed, TrainDistilled)):
             updated["state"] = report.state
         return report, updated
+
+    def _distilled(
+        self, request: TrainDistilled, steps: int, next_path: Callable[[], Arch], board_state: dict[str, Any]
+    ) -> WorkReport:
+        """A piece of Cream training: the board picks each step's teacher and is offered each student;
+        the report's state is the board afterwards."""
+        board = PrioritizedBoard.from_state(board_state)
+        costs = self.costs
+        macs_of = (lambda arch: float(costs.macs(arch))) if costs is not None else (lambda arch: 0.0)
+        entered = 0
+
+        def observe(arch: Arch, prec1: float) -> None:
+            nonlocal entered
+            entered += board.offer(arch, prec1, macs_of)
+
+        report = cast(Distillation, self.evaluator).train_distilled(
+            steps, next_path, board.teacher, observe, request.label_smoothing
+        )
+        report.state = board.to_state()
+        report.metrics = {**report.metrics, "board_entries": float(entered), "board_size": float(len(board.entries))}
+        if board.entries:
+            report.metrics["board_best_prec1"] = board.entries[0].prec1
+        return report
 
     @staticmethod
     def training_report(progress: dict[str, Any]) -> WorkReport:

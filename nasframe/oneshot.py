@@ -35,6 +35,7 @@ from nasframe.evaluator import (
     Budget,
     Capability,
     Differentiable,
+    Distillation,
     SharedWeights,
 )
 from nasframe.space import Arch, Choice, SearchSpace
@@ -296,6 +297,28 @@ class TrainShared(Request):
 
 
 @dataclass(frozen=True)
+class TrainDistilled(TrainShared):
+    """Train the shared weights like `TrainShared`, each step's student distilled from a teacher path
+    that `board` picks, and offer each student to the board (Cream). `board` is a
+    `nasframe.board.PrioritizedBoard` as plain data (`to_state`); the report's `state` gives it back
+    updated, and the runner threads it from piece to piece."""
+
+    board: dict[str, Any] = field(default_factory=lambda: {"size": 10, "acc_gap": 5.0, "entries": []})
+    label_smoothing: float = 0.1
+    phase: str = "distilled supernet training"
+    kind: ClassVar[str] = "train_distilled"
+    needs: ClassVar[type[Capability] | None] = Distillation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (0 <= self.label_smoothing < 1):
+            raise ConfigError(f"TrainDistilled: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_state(self) -> dict[str, Any]:
+        return {**super().to_state(), "board": self.board, "label_smoothing": self.label_smoothing}
+
+
+@dataclass(frozen=True)
 class TrainMixed(Request):
     """Bilevel training for `epochs` (DARTS, SETN): each step, an architecture step on search-val, then a
     shared-weight step on search-train, through the mixed forward (`paths` None) or on the single path
@@ -378,6 +401,14 @@ def request_from_state(state: Mapping[str, Any]) -> Request:
             return ScoreShared(_arch(state["arch"]), recal, phase)
         if kind == TrainShared.kind:
             return TrainShared(float(state["epochs"]), sampler_from_state(state["paths"]), phase)
+        if kind == TrainDistilled.kind:
+            return TrainDistilled(
+                float(state["epochs"]),
+                sampler_from_state(state["paths"]),
+                phase,
+                dict(state["board"]),
+                float(state["label_smoothing"]),
+            )
         if kind == TrainMixed.kind:
             o = state["optimizer"]
             paths = None if state["paths"] is None else sampler_from_state(state["paths"])

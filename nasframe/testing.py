@@ -30,6 +30,7 @@ from nasframe.evaluator import (
     Budget,
     Cost,
     Differentiable,
+    Distillation,
     Evaluator,
     Result,
     SharedWeights,
@@ -171,7 +172,7 @@ def scripted_accuracy(arch: Arch) -> float:
     return 10.0 * sum(values) / max(1, len(values))
 
 
-class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable):
+class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable, Distillation):
     """A weight-sharing evaluator without a network, for testing one-shot strategies on any space.
 
     Every (decision, choice) owns a small weight vector; training moves the vectors of the choices
@@ -240,6 +241,27 @@ class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable):
                     self.current[item] += 0.05 * torch.randn(self.current[item].shape)
         new_state = {"choices": state["choices"], "alphas": alphas, "adam": state.get("adam")}
         return WorkReport(Cost(0.0, steps / self.paths_per_epoch), {"train_loss": 1.0}, state=new_state)
+
+    def train_distilled(
+        self,
+        steps: int,
+        next_path: Callable[[], Arch],
+        teacher: Callable[[], tuple[Arch, float] | None],
+        observe: Callable[[Arch, float], None],
+        label_smoothing: float,
+    ) -> WorkReport:
+        """Trains the drawn paths' vectors as `train_paths` does (a teacher pulls them a little toward
+        its own); each student's training top-1 is `scripted_accuracy` plus noise."""
+        self._count("train_distilled")
+        for _ in range(steps):
+            arch = next_path()
+            picked = teacher()
+            for item in arch.items():
+                self.current[item] += 0.05 * torch.randn(self.current[item].shape)
+                if picked is not None and item in picked[0].items():
+                    self.current[item] *= 0.99
+            observe(arch, scripted_accuracy(arch) + 10.0 * float(torch.rand(())))
+        return WorkReport(Cost(0.0, steps / self.paths_per_epoch), {"train_loss": 1.0})
 
     def save_base_weights(self) -> None:
         self._count("save_base_weights")
