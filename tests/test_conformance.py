@@ -39,6 +39,10 @@ class TestDarts(StrategyConformance):
     strategy, options = "darts", {"epochs": 4, "score_bn_batches": 0}
 
 
+class TestCream(StrategyConformance):
+    strategy, options = "cream", {"epochs": 4, "warmup_epochs": 1, "board_size": 3, "score_bn_batches": 0}
+
+
 class TestSetn(StrategyConformance):
     strategy, options = "setn", {"epochs": 3, "candidates": 6}
 

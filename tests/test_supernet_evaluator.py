@@ -18,6 +18,7 @@ from nasframe.evaluator import (
     AngleMetric,
     Budget,
     Differentiable,
+    Distillation,
     SharedWeights,
     capabilities_of,
     capability_names,
@@ -62,9 +63,10 @@ def train_uniform(ev, space, epochs: float, seed: int = 0):
 def test_declares_the_one_shot_capabilities(space, digits):
     ev = make(space, digits)
     assert isinstance(ev, AngleMetric) and isinstance(ev, SharedWeights)
-    assert isinstance(ev, Differentiable)
+    assert isinstance(ev, Differentiable) and isinstance(ev, Distillation)
     assert capability_names(capabilities_of(type(ev))) == [
         "shared weights",
+        "distillation",
         "differentiable",
         "angle metric",
     ]

@@ -1,0 +1,201 @@
+"""Cream (reference algorithms-2.md section 9): the prioritized board's rule (CR3) and invariants, the
+loss weighting (CR4), the distilled step (the teacher gets no gradient), the strategy's phases, and
+runs on darts and mobilenet with exact resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nasframe.board import PrioritizedBoard
+from nasframe.data import DataOptions, DataSource
+from nasframe.errors import ConfigError
+from nasframe.evaluators.training import distillation_loss
+from nasframe.oneshot import ScoreShared, TrainDistilled, TrainShared, request_from_state
+from nasframe.options import build_options
+from nasframe.registry import evaluators, spaces
+from nasframe.space import Arch
+from nasframe.strategies.cream import Cream
+from nasframe.testing import InMemoryRun, ScriptedSharedWeights, ToySpace
+
+
+def arch(tag: int) -> Arch:
+    return Arch([("d", f"op{tag}")])
+
+
+def board_of(*entries: tuple[float, float], size: int = 2) -> PrioritizedBoard:
+    b = PrioritizedBoard(size, 5.0)
+    for k, (prec1, macs) in enumerate(entries):
+        b.offer(arch(k), prec1, lambda a, m=macs: m)
+    return b
+
+
+def test_board_rule_of_the_reference_example():
+    """CR3: board [(80, 300M), (70, 200M)], size 2, gap 5."""
+    b = board_of((80, 300e6), (70, 200e6))
+    assert not b.offer(arch(9), 72, lambda a: 250e6)  # neither 5 points better nor cheaper
+    assert [e.prec1 for e in b.entries] == [80, 70]
+    b76 = board_of((80, 300e6), (70, 200e6))
+    assert b76.offer(arch(9), 76, lambda a: 500e6)  # more than 5 points better
+    assert [e.prec1 for e in b76.entries] == [80, 76]
+    b71 = board_of((80, 300e6), (70, 200e6))
+    assert b71.offer(arch(9), 71, lambda a: 150e6)  # better and cheaper
+    assert [e.prec1 for e in b71.entries] == [80, 71]
+
+
+def test_board_ties_rank_the_larger_macs_first_and_teach_with_the_best():
+    b = board_of((70, 100.0), (70, 300.0), size=3)
+    assert [e.macs for e in b.entries] == [300.0, 100.0]
+    teacher, m = b.teacher()
+    assert teacher == arch(1) and m == 0.5
+    assert PrioritizedBoard(3, 5.0).teacher() is None
+
+
+def test_board_invariants_under_random_offers():
+    """Never more than `size` entries, always sorted by (top-1, MACs) descending, and only offered
+    paths on it; the MACs are asked only when the rule needs them."""
+    rng = np.random.default_rng(0)
+    b = PrioritizedBoard(4, 5.0)
+    offered, asked = set(), []
+    for k in range(300):
+        a = arch(k)
+        offered.add(a.key())
+        b.offer(a, float(rng.integers(0, 100)), lambda x: asked.append(x) or float(rng.integers(1, 1000)))
+        assert len(b.entries) <= 4
+        keys = [e.key() for e in b.entries]
+        assert keys == sorted(keys, reverse=True)
+        assert all(e.arch.key() in offered for e in b.entries)
+    assert len(asked) < 300  # most offers are refused on top-1 alone
+    again = PrioritizedBoard.from_state(json.loads(json.dumps(b.to_state())))
+    assert [(e.prec1, e.macs, e.arch) for e in again.entries] == [(e.prec1, e.macs, e.arch) for e in b.entries]
+
+
+def test_board_options_are_checked():
+    with pytest.raises(ConfigError, match="size"):
+        PrioritizedBoard(0, 5.0)
+    with pytest.raises(ConfigError, match="acc_gap"):
+        PrioritizedBoard(3, float("nan"))
+
+
+def test_loss_weighting_and_soft_target_cross_entropy():
+    """CR4: soft-target CE of logits [2, 0, 0] with target [0.5, 0.5, 0] is ln(e^2 + 2) - 1; with m = 0.5
+    the loss is 0.25 KD + 0.75 CE."""
+    logits = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    target = torch.tensor([[0.5, 0.5, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1])
+    kd = float(distillation_loss(logits, target, y, 2.0, 0.0))  # m = 2: KD alone
+    assert kd == pytest.approx(math.log(math.e**2 + 2) - 1, abs=1e-12) and kd == pytest.approx(1.239545, abs=1e-6)
+    ce = float(torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1))
+    assert float(distillation_loss(logits, target, y, 0.5, 0.1)) == pytest.approx(0.25 * kd + 0.75 * ce, abs=1e-12)
+
+
+def tiny_evaluator(lr: float = 0.025):
+    space_cls = spaces.get("nb201")
+    space = space_cls(build_options(space_cls.Options, {"C": 4, "N": 1}, "space"))
+    ev_cls = evaluators.get("supernet")
+    options = build_options(ev_cls.Options, {"batch_size": 16, "lr": lr, "lr_min": 0.0}, "evaluator")
+    return space, ev_cls(space, options, data=DataSource(DataOptions(name="digits", limit=96), seed=0), device="cpu")
+
+
+def test_distilled_steps_train_only_the_student_and_report_each_top1():
+    space, ev = tiny_evaluator()
+    torch.manual_seed(0)
+    ev._build()
+    student = space.parse_arch(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    )
+    teacher = space.parse_arch(
+        "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|"
+    )
+    before = {k: v.detach().clone() for k, v in ev.supernet.named_parameters()}
+    seen: list[tuple[Arch, float]] = []
+    report = ev.train_distilled(3, lambda: student, lambda: (teacher, 0.5), lambda a, p: seen.append((a, p)), 0.1)
+    assert [a for a, _ in seen] == [student] * 3 and all(0 <= p <= 100 for _, p in seen)
+    moved = {k for k, v in ev.supernet.named_parameters() if not torch.equal(v, before[k])}
+    assert moved and moved <= set(ev.supernet.path_parameter_names(student))
+    only_teacher = set(ev.supernet.path_parameter_names(teacher)) - set(ev.supernet.path_parameter_names(student))
+    assert only_teacher and not (moved & only_teacher)
+    assert math.isfinite(report.metrics["train_loss"])
+
+
+def test_the_strategy_warms_up_then_distils_then_scores_the_board():
+    space = ToySpace()
+    o = build_options(Cream.Options, {"epochs": 4, "warmup_epochs": 2, "board_size": 3}, "strategy")
+    strategy = Cream(space, o, seed=0)
+    run = InMemoryRun(strategy, ScriptedSharedWeights(space))
+    kinds = []
+    while not strategy.done:
+        items = strategy.ask()
+        if not items:
+            break
+        kinds += [type(x).__name__ for x in items]
+        for item in items:
+            run._evaluate(item) if isinstance(item, ScoreShared) else run._work(item)
+    assert kinds == ["TrainShared"] * 2 + ["TrainDistilled", "ScoreShared", "TrainDistilled"] + ["ScoreShared"] * 3
+    distilled = [r for r, _ in run.work if isinstance(r, TrainDistilled)]
+    assert distilled[0].board["entries"] == [] and len(distilled[1].board["entries"]) == 3  # the board threads
+    assert request_from_state(distilled[1].to_state()) == distilled[1]
+    assert strategy.final() == strategy.board.entries[0].arch
+    assert [a for a, _ in run.evaluations[1:]] == list(strategy.board.archs())
+    assert all(isinstance(r, TrainShared) for r, _ in run.work)  # TrainDistilled is a TrainShared
+
+
+SPACE_SETS = {
+    "darts": ["--set", "space.supernet_C=4", "--set", "space.supernet_layers=2"],
+    "mobilenet": ["--set", "space.small_input=true", "--set", "space.width_mult=0.25",
+                  "--set", "space.layout=fairnas", "--set", "space.allow_zero=false"],
+}  # fmt: skip
+TINY = [
+    "--evaluator", "supernet", "--quiet", "--set", "data.limit=240", "--set", "evaluator.batch_size=32",
+    "--set", "run.tensorboard=false", "--set", "strategy.score_bn_batches=2", "--set", "strategy.board_size=3",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", sorted(SPACE_SETS))
+def test_cream_runs_end_to_end(cli, tmp_path, space):
+    out = tmp_path / space
+    argv = ["run", "--strategy", "cream", "--space", space, *TINY, *SPACE_SETS[space], "--out", out]
+    code, _, err = cli(*argv, "--set", "strategy.epochs=3", "--set", "strategy.warmup_epochs=1")
+    assert code == 0, err
+    work = [json.loads(x) for x in (out / "work.jsonl").read_text().splitlines()]
+    assert [w["kind"] for w in work] == ["train_shared", "train_distilled", "train_distilled"]
+    assert all(w["metrics"]["board_size"] <= 3 for w in work[1:])
+    best = json.loads((out / "best.json").read_text())
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert best["final"]["source"] == "strategy" and best["final"]["arch"] == history[1]["arch"]  # board's best
+
+
+@pytest.mark.slow
+def test_kill_9_during_distilled_training_resumes_to_the_identical_result(tmp_path):
+    from conftest import kill_then_resume
+
+    argv = ["--strategy", "cream", "--space", "darts", "--seed", "5", *TINY, *SPACE_SETS["darts"],
+            "--set", "strategy.epochs=3", "--set", "strategy.warmup_epochs=1",
+            "--set", "run.work_chunk_epochs=0.34"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    kill_then_resume(argv, tmp_path / "killed", after_lines=5, log="work.jsonl", before_lines=2)
+
+    def read(run: Path) -> tuple:
+        strip = ("time", "cost")
+        logs = [
+            [{k: v for k, v in json.loads(x).items() if k not in strip} for x in (run / f).read_text().splitlines()]
+            for f in ("history.jsonl", "work.jsonl")
+        ]
+        return logs[0], logs[1], json.loads((run / "best.json").read_text())["final"]["arch"]
+
+    assert read(tmp_path / "killed") == read(tmp_path / "full")
