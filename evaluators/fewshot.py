@@ -58,6 +58,11 @@ class FewShotSupernet(nn.Module, Supernet):
     def shot(self, i: int) -> Any:
         return self.shots[i]
 
+    @property
+    def current_path(self) -> Arch | None:
+        """The architecture of the last `set_path` (what `forward` runs)."""
+        return self._path
+
     def set_path(self, arch: Arch) -> None:
         self._current = self.shot_of(arch)
         self.shot(self._current).set_path(arch)
@@ -88,7 +93,8 @@ class FewShotSupernet(nn.Module, Supernet):
                 keep = torch.tensor([float(c in allowed) for c in choices], device=w.device, dtype=w.dtype)
                 self._mask_weights[key] = keep
             kept = w * keep
-            masked[name] = kept / kept.sum()
+            # clamped: a strategy whose own space excludes every choice this shot owns gives them all 0
+            masked[name] = kept / kept.sum().clamp_min(1e-12)
         return self.shot(i).forward_mixed(x, masked)
 
     # ---- splitting ---------------------------------------------------------------------------------
@@ -157,6 +163,7 @@ def gradient_distances(
     """
     choices = net.owned_choices(shot, decision)
     buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    previous = net.current_path
     params = dict(net.named_parameters())
     total = np.zeros((len(choices), len(choices)))
     was_training = net.training
@@ -190,6 +197,8 @@ def gradient_distances(
             for b, value in buffers:
                 b.copy_(value)
         net.train(was_training)
+        if previous is not None:  # the path that was running before the measurement runs again
+            net.set_path(previous)
     return total / max(1, repeats)
 
 

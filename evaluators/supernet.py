@@ -50,6 +50,7 @@ from nasframe.evaluators.training import (
     StepRunner,
     StepSettings,
     TrainingOptions,
+    TrainStats,
     attempt,
     cosine_lr,
     count_steps,
@@ -145,6 +146,15 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                 f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())}"
                 f" (or evaluate each architecture on its own with short_train and a multi-trial strategy)"
             )
+        names = [d.name for d in space.decisions]
+        wanted = self.options.split_decisions
+        if wanted is not None and (not wanted or any(n not in names for n in wanted)):
+            bad = [n for n in wanted if n not in names]
+            what = f"unknown decision(s) {', '.join(map(repr, bad))}" if bad else "an empty list"
+            raise ConfigError(
+                f"evaluator.split_decisions: {what}; give null (all) or names among {', '.join(names[:8])}"
+                f"{', ...' if len(names) > 8 else ''}"
+            )
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
@@ -235,11 +245,13 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         """Run `steps` shared-weight steps (with `make_runner()`, default the single-path runner, on
         `batches`, default fresh search-train batches); on divergence or OOM restore `touched()` (every
         parameter the steps may update), all buffers and the optimizer state of `touched()`, then
-        re-raise. A few-shot supernet splits when the schedule reaches a split point, between steps."""
+        re-raise. A few-shot supernet splits when the schedule reaches a split point, between steps;
+        the steps between splits are pieces, and a divergence restores the weights as they were at
+        the start of its piece. The returned mean loss covers all `steps`."""
         generator = device_generator(self.device)
         if batches is None:
             batches = self._data()[0].train(self.options.batch_size, generator)
-        stats, done = None, 0
+        loss_sum, done = 0.0, 0
         while done < steps:
             if self._steps_to_split() == 0:
                 self._split_all(generator)
@@ -263,7 +275,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                 raise
             self.step += piece
             done += piece
-        return stats
+            loss_sum += stats.mean_loss * piece
+        return TrainStats(steps, loss_sum / steps if steps else float("nan"))
 
     # ---- few-shot splitting (evaluators/fewshot.py) ------------------------------------------
     def _steps_to_split(self) -> float:
@@ -395,8 +408,14 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         params = self.path_params(arch)
         if o.few_shot == "none":
             stats = self._train(steps, lambda i: params, lambda: params)
-        else:  # a split on the way moves the path into a child sub-supernet
-            stats = self._train(steps, lambda i: self.path_params(arch), lambda: self.path_params(arch))
+        else:  # a split on the way moves the path into a child sub-supernet: route it every step
+
+            def params_for(i: int) -> list[torch.nn.Parameter]:
+                self.supernet.set_path(arch)
+                return self.path_params(arch)
+
+            stats = self._train(steps, params_for, lambda: self.path_params(arch))
+            self.supernet.set_path(arch)
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
             recalibrate_bn(
@@ -484,19 +503,20 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
 
             def loss_for(i: int, x: torch.Tensor, out: Any, y: torch.Tensor) -> torch.Tensor:
                 student, picked = students[i]
-                logits = (out[0] if isinstance(out, tuple) else out).float()
+                logits = (out[0] if isinstance(out, (tuple, list)) else out).float()  # auxiliary logits: not distilled
                 if picked is None:
                     return torch.nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
                 teacher_arch, m = picked
                 self.supernet.set_path(teacher_arch)
                 with torch.no_grad():
                     t_out = self.supernet(x)
-                    soft = torch.softmax((t_out[0] if isinstance(t_out, tuple) else t_out).float(), dim=-1)
+                    t_logits = t_out[0] if isinstance(t_out, (tuple, list)) else t_out
+                    soft = torch.softmax(t_logits.float(), dim=-1)
                 self.supernet.set_path(student)
                 return distillation_loss(logits, soft, y, m, label_smoothing)
 
             def after_step(i: int, out: Any, y: torch.Tensor) -> None:
-                logits = out[0] if isinstance(out, tuple) else out
+                logits = out[0] if isinstance(out, (tuple, list)) else out
                 observe(students.pop(i)[0], float((logits.argmax(dim=-1) == y).float().mean()) * 100.0)
 
             try:
@@ -752,7 +772,12 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
     def _few_shot_state(self) -> dict[str, Any] | None:
         if not isinstance(self.supernet, FewShotSupernet):
             return None
-        return {"layout": self.supernet.layout(), "splits_done": self.splits_done, "splits": list(self.splits)}
+        return {
+            "layout": self.supernet.layout(),
+            "splits_done": self.splits_done,
+            "splits": list(self.splits),
+            "split_epochs": sorted(self.options.split_epochs),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state.get("built"):
@@ -763,6 +788,11 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             if not isinstance(self.supernet, FewShotSupernet):
                 raise ConfigError(
                     "the checkpoint holds a few-shot supernet; resume with the evaluator.few_shot it was started with"
+                )
+            if [float(e) for e in few_shot["split_epochs"]] != sorted(self.options.split_epochs):
+                raise ConfigError(
+                    f"the checkpoint's supernet splits at epochs {few_shot['split_epochs']}; resume with that "
+                    f"evaluator.split_epochs"
                 )
             self.supernet.restore_layout(few_shot["layout"])
             self._new_optimizer()

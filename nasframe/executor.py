@@ -179,7 +179,13 @@ class Executor:
         the report's state is the board afterwards."""
         board = PrioritizedBoard.from_state(board_state)
         costs = self.costs
-        macs_of = (lambda arch: float(costs.macs(arch))) if costs is not None else (lambda arch: 0.0)
+
+        def macs_of(arch: Arch) -> float:
+            if costs is None:  # InMemoryRun without counts: every path costs the same
+                return 0.0
+            with torch.random.fork_rng(devices=[]):  # a count that builds a network must not move the training RNG
+                return float(costs.macs(arch))
+
         entered = 0
 
         def observe(arch: Arch, prec1: float) -> None:

@@ -244,3 +244,32 @@ def test_kill_9_around_a_split_resumes_to_the_identical_result(tmp_path):
     full, killed = read(tmp_path / "full"), read(tmp_path / "killed")
     assert full == killed
     assert sum(len(w.get("notes", [])) for w in full[1]) == 3  # 1 split, then each of the 2 children
+
+
+def test_an_evaluation_across_a_split_trains_and_scores_its_own_path():
+    """Gradient matching sets many paths; the evaluation that triggered the split goes on with its own."""
+    space, ev = tiny({"epochs": 2.0})
+    torch.manual_seed(0)
+    arch = space.parse_arch(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
+    result = ev.evaluate(arch)
+    net = ev.supernet
+    assert result.ok and len(net.masks) == 2 and len(result.notes) == 1
+    assert net.current_path == arch and net._current == net.shot_of(arch)
+    assert np.isfinite(result.metrics["val_loss"])
+
+
+def test_split_decisions_and_schedule_are_checked():
+    with pytest.raises(ConfigError, match="unknown decision"):
+        tiny({"split_decisions": ["9<-0"]})
+    with pytest.raises(ConfigError, match="empty list"):
+        tiny({"split_decisions": []})
+    space, ev = tiny({"few_shot": "exhaustive", "split_epochs": [1.0]})
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    ev.train_paths(ev.steps_per_epoch() + 1, lambda: space.sample(rng))
+    saved = ev.state_dict()
+    _, other = tiny({"few_shot": "exhaustive", "split_epochs": [2.0]})
+    with pytest.raises(ConfigError, match="split_epochs"):
+        other.load_state_dict(saved)
