@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from nasframe.rundir import RunResult
-    from nasframe.train import TrainResult
+    from nasframe.trainer import TrainResult
 
 
 def run(
@@ -99,7 +99,7 @@ def train(
     `section.key=value` overrides (sections recipe, space, data); or continue a killed training (`resume`).
     The folder `out` gets the final weights (model.safetensors) and model.json beside them."""
     from nasframe.errors import ConfigError
-    from nasframe.train import Trainer, plan_training
+    from nasframe.trainer import Trainer, plan_training
 
     options: dict[str, Any] = {"device": device, "quiet": quiet, "tensorboard": tensorboard}
     if resume is not None:

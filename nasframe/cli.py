@@ -445,7 +445,7 @@ class TrainCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.train import Trainer, plan_training
+        from nasframe.trainer import Trainer, plan_training
 
         options = {"device": args.device or "auto", "quiet": args.quiet, "tensorboard": not args.no_tensorboard}
         if args.resume:

@@ -95,7 +95,8 @@ def parse_set(item: str, sections: tuple[str, ...] = SECTIONS) -> tuple[str, str
         raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. strategy.lr=0.02")
     path, raw = item.split("=", 1)
     if "." not in path:
-        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {'run.seed=1' if 'run' in sections else sections[0] + '.epochs=1'}")
+        example = "run.seed=1" if "run" in sections else f"{sections[0]}.epochs=1"
+        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {example}")
     section, key = path.strip().split(".", 1)
     _check_section(section, sections)
     try:

@@ -37,7 +37,7 @@ class LoadedModel:
 
 def load_model(folder: str | Path) -> LoadedModel:
     """The network of a training folder (its trained weights) or of a run folder (untrained)."""
-    from nasframe.train import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model, load_weights
+    from nasframe.trainer import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model, load_weights
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -150,6 +150,8 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch announces TorchScript's deprecation per call
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: the
+            # exported file is for the input size it was traced at, which the comparison below checks
             expected = _logits(model(x))
             traced = torch.jit.trace(model, (x,), check_trace=False)
             torch.jit.save(traced, str(tmp))

@@ -131,7 +131,7 @@ SOURCES: dict[str, dict[str, str]] = {
         "weight_decay": _ABS + " and " + _SPOS,
         "grad_clip": _ABS,
         "label_smoothing": _ABS + " and " + _SPOS,
-        "augment": "auto: the streaming loader's random-resized crop and flip at 224 px; crop+flip on small colour sets",
+        "augment": "auto: crop+flip on small colour sets (ImageNet itself streams and is not trained on yet)",
     },
 }
 
@@ -170,6 +170,5 @@ def recipe_table(name: str) -> list[tuple[str, Any, str]]:
     recipe = make_recipe(name)
     sources = SOURCES.get(name, {})
     return [
-        (f.name, getattr(recipe, f.name), sources.get(f.name, "nasframe's choice"))
-        for f in dataclasses.fields(recipe)
+        (f.name, getattr(recipe, f.name), sources.get(f.name, "nasframe's choice")) for f in dataclasses.fields(recipe)
     ]

@@ -414,7 +414,7 @@ class Trainer:
         if self.data.spec != spec:
             raise ConfigError(f"train: data set {spec.name} changed shape since the network was planned")
         memory_format = torch.channels_last if (self.cuda and r.channels_last) else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=memory_format)
+        self.model = model.to(self.device).to(memory_format=memory_format)
         self.drop_path = "drop_path" in build_space(self.plan).training_extras
         policy = choose_policy(r.augment, spec, cutout=r.cutout)
         self.transform = BatchTransform(
@@ -442,8 +442,9 @@ class Trainer:
         assert self.model is not None, "prepare() first"
         r, model, opt, data, settings = self.recipe, self.model, self.optimizer, self.data, self.settings
         start = time.perf_counter()
-        if self.drop_path:
-            model.drop_path_prob = r.drop_path_prob * epoch / r.epochs  # DARTS' linear schedule
+        if self.drop_path:  # declared in the space's training_extras: the network reads this attribute
+            network: Any = model
+            network.drop_path_prob = r.drop_path_prob * epoch / r.epochs  # DARTS' linear schedule
         seed = epoch_seed(r.seed, epoch)
         torch.manual_seed(seed)  # dropout and drop-path draw from the global generators
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -476,7 +477,8 @@ class Trainer:
         mean_loss = float(loss_sum) / self.steps_per_epoch  # the epoch's one host sync
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(
-                f"train: the loss became {mean_loss} in epoch {epoch + 1}; lower recipe.lr or raise recipe.warmup_epochs"
+                f"train: the loss became {mean_loss} in epoch {epoch + 1}; "
+                "lower recipe.lr or raise recipe.warmup_epochs"
             )
         accuracy = 100.0 * int(correct) / (self.steps_per_epoch * self.batch)
         return EpochStats(epoch + 1, mean_loss, accuracy, lr, time.perf_counter() - start)
@@ -508,7 +510,8 @@ class Trainer:
 
         self.prepare()
         assert self.model is not None
-        done, history, seconds = 0, [], 0.0
+        done, seconds = 0, 0.0
+        history: list[dict[str, Any]] = []
         if self.resuming:
             done, history, seconds = self._load_checkpoint()
         if done >= self.recipe.epochs and (self.out / WEIGHTS).exists():
