@@ -225,3 +225,17 @@ def test_streaming_data_is_refused_in_one_line(cli, tmp_path):
                        "--set", f"data.root={tmp_path}", "--out", tmp_path / "t")  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 2  # the folder line, then the error
     assert "streams from disk" in err
+
+
+def test_docs_recipe_table_matches_the_recipes():
+    import dataclasses
+
+    from nasframe.recipes import Recipe, make_recipe, recipe_names
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "train-export.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| option |"))
+    assert header.split("|")[2:-2] == [f" `{n}` " for n in recipe_names()]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2:-2] for line in page.splitlines() if line.startswith("| `")}
+    assert list(rows) == [f.name for f in dataclasses.fields(Recipe)]
+    for name, cells in rows.items():
+        assert [c.strip() for c in cells] == [str(getattr(make_recipe(n), name)) for n in recipe_names()], name
