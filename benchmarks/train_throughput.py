@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         ours, bare, best, median, steps = result
         load = os.getloadavg()[0]
         print(
-            f"{label:>8} (load average {load:.1f} at the end): nasframe {ours * 1e3:.2f} ms/step, bare {bare * 1e3:.2f} ms/step ({steps} steps/epoch); "
+            f"{label:>8} (load average {load:.1f} at the end): nasframe {ours * 1e3:.2f} ms/step, "
+            f"bare {bare * 1e3:.2f} ms/step ({steps} steps/epoch); "
             f"throughput ratio {best:.3f} (best runs), {median:.3f} (median of pairs)"
         )
     return 0

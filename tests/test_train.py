@@ -235,7 +235,8 @@ def test_docs_recipe_table_matches_the_recipes():
     page = (Path(__file__).resolve().parent.parent / "docs" / "train-export.md").read_text()
     header = next(line for line in page.splitlines() if line.startswith("| option |"))
     assert header.split("|")[2:-2] == [f" `{n}` " for n in recipe_names()]
-    rows = {line.split("|")[1].strip(" `"): line.split("|")[2:-2] for line in page.splitlines() if line.startswith("| `")}
+    lines = [line for line in page.splitlines() if line.startswith("| `")]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2:-2] for line in lines}
     assert list(rows) == [f.name for f in dataclasses.fields(Recipe)]
     for name, cells in rows.items():
         assert [c.strip() for c in cells] == [str(getattr(make_recipe(n), name)) for n in recipe_names()], name
