@@ -489,7 +489,9 @@ class ExportCommand:
 
         p.add_argument("folder", metavar="RUN_DIR|TRAIN_DIR")
         p.add_argument("--format", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
-        p.add_argument("--out", metavar="FILE", help="output file (default: model.onnx / model.pt / model.json inside)")
+        p.add_argument(
+            "--out", metavar="FILE", help="output file (default: model.onnx, model.pt or architecture.json inside)"
+        )
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:

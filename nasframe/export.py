@@ -20,7 +20,8 @@ from nasframe.checkpoint import atomic_write_json
 from nasframe.errors import ConfigError, NotSupported, RunDirError
 
 FORMATS = ("onnx", "torchscript", "json")
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "json": ".json"}
+#: default file names inside the folder (not model.json: a training folder's own description)
+_DEFAULT_NAME = {"onnx": "model.onnx", "torchscript": "model.pt", "json": "architecture.json"}
 #: images in the batch the exported files are checked on
 CHECK_BATCH = 2
 
@@ -175,7 +176,7 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple
     if fmt not in FORMATS:
         raise ConfigError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     loaded = load_model(folder)
-    path = Path(out) if out is not None else Path(folder) / f"model{_SUFFIX[fmt]}"
+    path = Path(out) if out is not None else Path(folder) / _DEFAULT_NAME[fmt]
     if path.is_dir():
         raise ConfigError(f"export: --out {path} is a folder; give a file name")
     if not path.parent.is_dir():

@@ -380,6 +380,7 @@ class Trainer:
         self.recipe = plan.recipe_options
         self.cuda = self.device.type == "cuda"
         self.model: nn.Module | None = None
+        self.new_folder = False  # created by `create`: removed again if the training fails before its first epoch
 
     # ---- creating and resuming -------------------------------------------------------------------------------
     @classmethod
@@ -389,9 +390,12 @@ class Trainer:
             raise RunDirError(f"{folder} already holds a training; continue it with: nasframe train --resume {folder}")
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} is a file, not a folder")
+        new_folder = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / TRAIN_JSON, plan.to_dict())
-        return cls(plan, folder, **kwargs)
+        trainer = cls(plan, folder, **kwargs)
+        trainer.new_folder = new_folder
+        return trainer
 
     @classmethod
     def resume(cls, out: str | Path, **kwargs: Any) -> Trainer:
@@ -401,8 +405,24 @@ class Trainer:
     def run(self) -> TrainResult:
         if not self.out.is_dir():
             raise RunDirError(f"{self.out}: no such training folder")
-        with RunLock(self.out):
-            return self._run_locked()
+        try:
+            with RunLock(self.out):
+                return self._run_locked()
+        except (NasframeError, OSError):
+            self._discard_if_empty()
+            raise
+
+    def _discard_if_empty(self) -> None:
+        """A new training that failed before any epoch (missing data, a refused setting) leaves nothing behind,
+        so the same command can simply be run again."""
+        if self.resuming or (self.out / "checkpoint.pt").exists():
+            return
+        (self.out / TRAIN_JSON).unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(self.out / TENSORBOARD, ignore_errors=True)
+        if self.new_folder and not any(self.out.iterdir()):
+            self.out.rmdir()
 
     def prepare(self) -> None:
         """Model, data, optimiser and batch transform on the device (what `train_epoch` needs)."""

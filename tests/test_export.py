@@ -76,6 +76,10 @@ def test_json_describes_architecture_counts_and_metrics(cli, trained, tmp_path):
     assert info["export"]["genotype"].startswith("Genotype(normal=[('sep_conv_3x3', 0)")  # DARTS_V2's first op
     assert info["params"] == count_parameters(nasframe.load_model(trained))  # auxiliary head excluded
     assert info["macs"] > 0 and set(info["metrics"]) == {"test_acc", "test_loss", "train_loss"}
+    before = (trained / "model.json").read_text()
+    code, stdout, _ = cli("export", trained, "--format", "json")  # default name: beside, not over, model.json
+    assert code == 0 and f"wrote {trained / 'architecture.json'}" in stdout
+    assert (trained / "model.json").read_text() == before
 
 
 def test_run_folder_exports_the_untrained_answer_and_says_so(cli, tmp_path):
@@ -89,7 +93,7 @@ def test_run_folder_exports_the_untrained_answer_and_says_so(cli, tmp_path):
     assert err.strip().splitlines()[-1].endswith("exported the untrained network")
     assert (run / "model.onnx").is_file() and _diff(stdout) < 1e-4
     code, _, _ = cli("export", run, "--format", "json")
-    info = json.loads((run / "model.json").read_text())
+    info = json.loads((run / "architecture.json").read_text())
     best = json.loads((run / "best.json").read_text())
     assert info["trained"] is False and info["arch"] == best["final"]["arch"]
     assert info["params"] == best["final"]["params"]

@@ -225,6 +225,7 @@ def test_streaming_data_is_refused_in_one_line(cli, tmp_path):
                        "--set", f"data.root={tmp_path}", "--out", tmp_path / "t")  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 2  # the folder line, then the error
     assert "streams from disk" in err
+    assert not (tmp_path / "t").exists()  # nothing left behind: the same command can run again
 
 
 def test_docs_recipe_table_matches_the_recipes():
