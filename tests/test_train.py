@@ -164,7 +164,7 @@ def test_trains_the_answer_of_a_run_in_every_space(cli, tmp_path, space):
         assert torch.equal(tensor, saved[name]), name
 
 
-def test_python_api_trains_and_loads(tmp_path):
+def test_python_api_trains_and_loads(cli, tmp_path):
     import nasframe
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
@@ -176,6 +176,10 @@ def test_python_api_trains_and_loads(tmp_path):
     assert model(x).shape == (2, 10)
     with pytest.raises(nasframe.NasframeError, match="already holds a training"):
         nasframe.train(space="nb201", arch=arch, sets=["space.C=4"], out=tmp_path / "t")
+    (tmp_path / "t" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code, _, err = cli("train", "--resume", tmp_path / "t")
+    assert code == 2 and len(err.strip().splitlines()) == 2  # "resuming ...", then the error
+    assert "checkpoint.pt: unreadable checkpoint" in err
 
 
 def _train_argv(out: Path) -> list[str]:
@@ -241,3 +245,21 @@ def test_docs_recipe_table_matches_the_recipes():
     assert list(rows) == [f.name for f in dataclasses.fields(Recipe)]
     for name, cells in rows.items():
         assert [c.strip() for c in cells] == [str(getattr(make_recipe(n), name)) for n in recipe_names()], name
+
+
+def test_a_runs_derived_architecture_is_the_one_trained(cli, darts_run, tmp_path):
+    import shutil
+
+    from nasframe.registry import spaces
+
+    run = tmp_path / "derived"
+    shutil.copytree(darts_run, run)
+    best = json.loads((run / "best.json").read_text())
+    derived = spaces.get("darts")().named_architectures()["DARTS_V2"].to_dict()
+    assert derived != best["final"]["arch"]
+    best["final"]["export"]["derived_arch"] = derived  # what MDENAS or DARTS report as their answer
+    (run / "best.json").write_text(json.dumps(best))
+    code, _, err = cli("train", run, *TINY_TRAINING, "--no-tensorboard", "--quiet", "--out", tmp_path / "t")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "t" / "model.json").read_text())
+    assert meta["arch"] == derived and meta["arch_source"].endswith("best.json: final.export.derived_arch")
