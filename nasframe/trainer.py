@@ -133,33 +133,32 @@ def plan_training(
     from nasframe.registry import load_plugin, spaces
 
     by_section = split_sets(sets)
+    for plugin in plugins:
+        load_plugin(plugin)
     if run_dir is not None:
         if space is not None or arch is not None:
             raise ConfigError("train: give either a run directory or --space with --arch, not both")
-        space_name, space_values, chosen, source, data_values, run_plugins = _from_run(Path(run_dir))
+        space_name, space_values, chosen, source, data_values, run_plugins = _from_run(Path(run_dir))  # loads them
         plugins = [*run_plugins, *plugins]
+        space_values.update(by_section["space"])
     else:
         if space is None or arch is None:
             raise ConfigError("train: give a run directory, or --space NAME with --arch NAME|FILE")
-        for plugin in plugins:
-            load_plugin(plugin)
-        cls = spaces.get(space)
         space_name, data_values = space, {}
         text, source = _arch_text(arch)
-        space_values = dict(cls.options_for_arch(text) or {}) if isinstance(arch, str) else {}
+        # a named architecture may need options of its own (e.g. its layout), beneath the user's --set values
+        space_values = dict(spaces.get(space).options_for_arch(text) or {}) if isinstance(arch, str) else {}
         space_values.update(by_section["space"])
-        chosen = cls(build_options(cls.Options, space_values, "space")).parse_arch(text).to_dict()
-    for plugin in plugins:
-        load_plugin(plugin)
+        given = spaces.get(space)
+        chosen = given(build_options(given.Options, space_values, "space")).parse_arch(text).to_dict()
     cls = spaces.get(space_name)
-    space_values.update(by_section["space"])
     if data is not None:
         data_values["name"] = data
     data_values.update(by_section["data"])
     recipe_options = make_recipe(recipe, by_section["recipe"])
     space_values.update(_regularisers(cls, space_name, recipe, recipe_options))
     space_options = build_options(cls.Options, space_values, "space")
-    checked = cls(space_options).validate(chosen).to_dict()
+    checked = cls(space_options).validate(dict(chosen)).to_dict()
     data_options = build_options(DataOptions, data_values, "data")
     return TrainPlan(
         space=space_name,
