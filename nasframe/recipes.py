@@ -57,6 +57,12 @@ class Recipe:
     channels_last: bool = option(True, "CUDA only: NHWC memory format for model and batches")
     seed: int = option(0, "seed of the initial weights, the batch order, augmentation and drop-path", min=0)
 
+    def __post_init__(self) -> None:
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("recipe.nesterov: Nesterov momentum needs recipe.momentum > 0")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"recipe.lr_min: {self.lr_min} is above recipe.lr {self.lr}; the schedule decays")
+
 
 #: recipe name -> (one-line description, the values that differ from Recipe's defaults)
 _NAMED: dict[str, tuple[str, dict[str, Any]]] = {

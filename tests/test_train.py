@@ -84,6 +84,8 @@ def test_bad_recipe_input_is_one_line(cli, darts_run, tmp_path):
     code, _, err = cli("train", darts_run, "--set", "recipe.epoch=3", "--out", tmp_path / "b")
     assert code == 2 and "unknown option recipe.epoch; did you mean recipe.epochs?" in err
     assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("train", darts_run, "--set", "recipe.nesterov=true", "--set", "recipe.momentum=0")
+    assert code == 2 and err.strip() == "nasframe: error: recipe.nesterov: Nesterov momentum needs recipe.momentum > 0"
     code, _, err = cli("train", darts_run, "--set", "strategy.lr=3", "--out", tmp_path / "c")
     assert code == 2 and "sections: recipe, space, data" in err
     code, _, err = cli("train", "--space", "darts", "--out", tmp_path / "d")
