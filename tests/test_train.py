@@ -265,3 +265,13 @@ def test_a_runs_derived_architecture_is_the_one_trained(cli, darts_run, tmp_path
     assert code == 0, err
     meta = json.loads((tmp_path / "t" / "model.json").read_text())
     assert meta["arch"] == derived and meta["arch_source"].endswith("best.json: final.export.derived_arch")
+
+
+def test_arch_from_a_file_such_as_a_runs_best_json(cli, darts_run, tmp_path):
+    best = json.loads((darts_run / "best.json").read_text())
+    code, _, err = cli("train", "--space", "darts", "--arch", darts_run / "best.json", "--set", "space.C=4",
+                       "--set", "space.layers=2", *TINY_TRAINING, "--no-tensorboard", "--quiet",
+                       "--out", tmp_path / "t")  # fmt: skip
+    assert code == 0, err
+    meta = json.loads((tmp_path / "t" / "model.json").read_text())
+    assert meta["arch"] == best["final"]["arch"] and meta["arch_source"].endswith("best.json: final.arch")
