@@ -112,7 +112,14 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
     import warnings
 
     import numpy as np
-    import onnxruntime
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime
+    except ImportError:
+        raise NotSupported(
+            "export: ONNX needs the onnx and onnxruntime packages: pip install 'nasframe[export]'"
+        ) from None
 
     x = _check_input(loaded)
     model = loaded.model.eval()
