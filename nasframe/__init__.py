@@ -1,6 +1,6 @@
 """nasframe: neural architecture search with pluggable spaces, evaluators and strategies."""
 
-from nasframe.api import build_network, load_result, resume, run
+from nasframe.api import build_network, load_model, load_result, resume, run, train
 from nasframe.errors import (
     CapabilityError,
     ConfigError,
@@ -78,7 +78,9 @@ __all__ = [
     "register_space",
     "register_strategy",
     "build_network",
+    "load_model",
     "load_result",
     "resume",
     "run",
+    "train",
 ]

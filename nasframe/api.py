@@ -6,8 +6,10 @@
                            "run": {"max_evaluations": 50, "out": "runs/demo"}})
     print(result.final.held_out)
     net = nasframe.build_network("runs/demo")   # an nn.Module of the answer, untrained
+    trained = nasframe.train("runs/demo", recipe="quick", out="runs/demo-trained")
+    model = nasframe.load_model("runs/demo-trained")   # the trained network, in eval mode
 
-These are what the CLI's `run`, `resume` and `show` do, without the printing.
+These are what the CLI's `run`, `resume`, `show` and `train` do, without the printing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from nasframe.rundir import RunResult
+    from nasframe.trainer import TrainResult
 
 
 def run(
@@ -76,3 +79,42 @@ def build_network(run_dir: str | os.PathLike, arch: Mapping[str, Any] | None = N
     spec = DataSource(config.options["data"], seed=config.options["run"].seed).spec
     chosen = dict(arch) if arch is not None else answer_of(files.read_result())[0]
     return space.build(space.validate(chosen), spec)
+
+
+def train(
+    run_dir: str | os.PathLike | None = None,
+    *,
+    space: str | None = None,
+    arch: str | Mapping[str, Any] | None = None,
+    recipe: str = "quick",
+    data: str | None = None,
+    sets: list[str] | None = None,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    resume: str | os.PathLike | None = None,
+    tensorboard: bool = True,
+    quiet: bool = True,
+) -> TrainResult:
+    """Train a run's answer (`run_dir`), or `arch` of `space`, from scratch with a named recipe and
+    `section.key=value` overrides (sections recipe, space, data); or continue a killed training (`resume`).
+    The folder `out` gets the final weights (model.safetensors) and model.json beside them."""
+    from nasframe.errors import ConfigError
+    from nasframe.trainer import Trainer, plan_training
+
+    options: dict[str, Any] = {"device": device, "quiet": quiet, "tensorboard": tensorboard}
+    if resume is not None:
+        if run_dir is not None or space is not None or arch is not None or sets or out is not None:
+            raise ConfigError("train(resume=...) takes only the training folder (and device, quiet)")
+        return Trainer.resume(Path(resume), **options).run()
+    plan = plan_training(
+        None if run_dir is None else Path(run_dir), space=space, arch=arch, recipe=recipe, data=data, sets=sets or []
+    )
+    return Trainer.create(plan, None if out is None else Path(out), **options).run()
+
+
+def load_model(folder: str | os.PathLike) -> nn.Module:
+    """The network of a training folder with its trained weights (or, for a run folder, the run's
+    answer untrained), in eval mode."""
+    from nasframe.export import load_model as load
+
+    return load(Path(folder)).model

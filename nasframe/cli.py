@@ -1,4 +1,4 @@
-"""The `nasframe` command line: run, resume, show, list, inspect, compare.
+"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export.
 
 Every usage or input error prints one line to stderr and exits with code 2; `--debug` shows
 the traceback instead.
@@ -306,7 +306,7 @@ class InspectCommand:
         space, spec, info = _inspect_space(args)
         text = args.arch
         if args.arch_file:
-            text, source = _arch_text_from_file(args.arch_file)
+            text, source = arch_text_from_file(args.arch_file)
             if source:
                 info["read"] = source
         if text is None:
@@ -385,7 +385,7 @@ def _print_inspection(info: dict[str, Any]) -> None:
         print(f"named architectures: {', '.join(info['named_architectures']) or '(none)'}")
 
 
-def _arch_text_from_file(path: str) -> tuple[str, str | None]:
+def arch_text_from_file(path: str) -> tuple[str, str | None]:
     """The architecture text in `path`, and which part of a run's best.json it came from.
 
     From a best.json, the space's derived architecture (`final.export.derived_arch`, e.g. the DARTS
@@ -416,6 +416,96 @@ def _arch_text_from_file(path: str) -> tuple[str, str | None]:
     return json.dumps(data), None
 
 
+class TrainCommand:
+    """Train an architecture from scratch with a named recipe (a run's answer, or --space with --arch)."""
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        from nasframe.recipes import describe_recipe, recipe_names
+
+        p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a finished run: train its final architecture")
+        p.add_argument("--space", help="search space of --arch (instead of RUN_DIR)")
+        p.add_argument("--arch", help="a named architecture, a JSON mapping, the space's text form, or a file")
+        p.add_argument("--resume", metavar="TRAIN_DIR", help="continue a killed training from its last epoch")
+        recipes = "; ".join(f"{n}: {describe_recipe(n)}" for n in recipe_names())
+        p.add_argument("--recipe", default="quick", metavar="NAME", help=f"training recipe (default quick). {recipes}")
+        p.add_argument("--data", metavar="NAME", help="data set (default: the run's, or digits)")
+        p.add_argument("--out", metavar="DIR", help="training folder (default runs/train-<time>-<space>-<recipe>)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a recipe, space or data option, e.g. --set recipe.epochs=50 --set space.C=36 "
+            "(repeatable; value read as YAML)",
+        )
+        flags.add_device(p)
+        p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
+        flags.add_quiet(p)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from nasframe.trainer import Trainer, plan_training
+
+        options = {"device": args.device or "auto", "quiet": args.quiet, "tensorboard": not args.no_tensorboard}
+        if args.resume:
+            if args.run_dir or args.space or args.arch or args.set or args.data or args.out:
+                raise ConfigError("train --resume takes only the training folder (and --device, --quiet)")
+            trainer = Trainer.resume(args.resume, **options)
+            _say(f"resuming {trainer.out}")
+        else:
+            plan = plan_training(
+                args.run_dir,
+                space=args.space,
+                arch=args.arch,
+                recipe=args.recipe,
+                data=args.data,
+                sets=args.set,
+                plugins=args.plugin,
+            )
+            trainer = Trainer.create(plan, args.out, **options)
+            _say(f"training folder: {trainer.out}")
+        try:
+            result = trainer.run()
+        except KeyboardInterrupt:
+            _say(f"interrupted; continue with: nasframe train --resume {trainer.out}")
+            return 130
+        from nasframe.costs import format_count
+
+        macs = f"  MACs: {format_count(result.macs)}" if result.macs is not None else ""
+        print(f"trained {result.epochs} epochs in {result.seconds:.1f} s: train loss {result.train_loss:.4f}")
+        print(f"test accuracy: {result.test_acc:.2f}%  test loss: {result.test_loss:.4f}")
+        print(f"params: {format_count(result.params)}{macs}")
+        print(f"weights: {result.out / 'model.safetensors'}  (architecture and recipe: {result.out / 'model.json'})")
+        return 0
+
+
+class ExportCommand:
+    """Export a trained network (a training folder) or a run's untrained answer to ONNX, TorchScript or JSON."""
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        from nasframe.export import FORMATS
+
+        p.add_argument("folder", metavar="RUN_DIR|TRAIN_DIR")
+        p.add_argument("--format", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
+        p.add_argument(
+            "--out", metavar="FILE", help="output file (default: model.onnx, model.pt or architecture.json inside)"
+        )
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from nasframe.export import export
+
+        path, loaded, diff = export(args.folder, args.format, args.out)
+        if not loaded.trained:
+            _say(f"note: {args.folder} is a search run with no trained weights; exported the untrained network")
+        print(f"wrote {path}")
+        if diff is not None:
+            print(f"checked: loaded back, max abs difference from PyTorch {diff:.3g}")
+        return 0
+
+
 COMMANDS: dict[str, Any] = {
     "run": RunCommand,
     "resume": ResumeCommand,
@@ -423,6 +513,8 @@ COMMANDS: dict[str, Any] = {
     "list": ListCommand,
     "inspect": InspectCommand,
     "compare": CompareCommand,
+    "train": TrainCommand,
+    "export": ExportCommand,
 }
 
 

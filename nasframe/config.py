@@ -89,15 +89,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_set(item: str) -> tuple[str, str, Any]:
-    """`section.key=value` -> (section, key, YAML-parsed value)."""
+def parse_set(item: str, sections: tuple[str, ...] = SECTIONS) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, YAML-parsed value); `sections` are the allowed sections."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. strategy.lr=0.02")
     path, raw = item.split("=", 1)
     if "." not in path:
-        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(SECTIONS)}), e.g. run.seed=1")
+        example = "run.seed=1" if "run" in sections else f"{sections[0]}.epochs=1"
+        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {example}")
     section, key = path.strip().split(".", 1)
-    _check_section(section)
+    _check_section(section, sections)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -109,11 +110,11 @@ def parse_set(item: str) -> tuple[str, str, Any]:
     return section, key.strip(), value
 
 
-def _check_section(section: str) -> None:
-    if section not in SECTIONS:
-        close = difflib.get_close_matches(section, SECTIONS, n=1)
+def _check_section(section: str, sections: tuple[str, ...] = SECTIONS) -> None:
+    if section not in sections:
+        close = difflib.get_close_matches(section, sections, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(sections)}")
 
 
 def merge_config(

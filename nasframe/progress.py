@@ -26,7 +26,7 @@ def format_seconds(seconds: float) -> str:
 class Progress:
     """A tqdm bar over evaluations, with phase names and work progress (or nothing when disabled)."""
 
-    def __init__(self, label: str, total: int | None, initial: int, enabled: bool):
+    def __init__(self, label: str, total: int | None, initial: int, enabled: bool, unit: str = "eval"):
         self.label = label
         self._bar: Any = None
         self._phase = ""
@@ -36,7 +36,7 @@ class Progress:
 
             # disable=None: tqdm hides itself when stderr is not a terminal
             self._bar = tqdm(
-                total=total, initial=initial, desc=label, unit="eval", disable=None, file=sys.stderr, dynamic_ncols=True
+                total=total, initial=initial, desc=label, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True
             )
 
     def phase(self, name: str) -> None:
@@ -60,6 +60,16 @@ class Progress:
             left = f", ~{format_seconds(seconds_so_far / done * (total - done))} left"
         best = f"best={self._best:.2f}, " if self._best is not None else ""
         self._bar.set_postfix_str(f"{best}{done:g}/{total:g} {unit}{left}", refresh=True)
+
+    def update(self, n: int = 1) -> None:
+        """Count `n` more units done (training steps for `nasframe train`)."""
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def note(self, text: str) -> None:
+        """Show `text` after the bar (e.g. the last epoch's loss)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
         if self._bar is not None:

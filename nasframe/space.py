@@ -122,6 +122,11 @@ class SearchSpace(ABC, Generic[OptionsT]):
     #: contributions (each choice adds a fixed amount whatever the others chose); lets
     #: `nasframe.costs.ArchCosts` answer from a table (checked when it is built)
     additive_costs: ClassVar[bool] = False
+    #: training aids the stand-alone network offers (`nasframe train` refuses a recipe that needs one it lacks):
+    #: "drop_path" (option `drop_path_prob`; the network's `drop_path_prob` attribute is read by every
+    #: train-mode forward and may change between epochs) and "auxiliary" (options `auxiliary` and
+    #: `auxiliary_weight`; the network returns `(logits, aux_logits)` in train mode)
+    training_extras: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: OptionsT | None = None):
         self.options: OptionsT = options if options is not None else self.Options()

@@ -107,6 +107,7 @@ class DartsSpace(SearchSpace[DartsOptions]):
     Options = DartsOptions
     reference_data = "cifar10"
     supports_supernet = True
+    training_extras = frozenset({"drop_path", "auxiliary"})
 
     def define_decisions(self) -> list[Decision]:
         return [Decision(name, PRIMITIVES) for name in DECISION_NAMES]
