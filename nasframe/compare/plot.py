@@ -2,10 +2,13 @@
 
 Left: mean best-so-far search accuracy against evaluations, from the first evaluation on, with a
 band of one standard error of the mean over seeds, plus the analytic random-search expectation when
-the evaluator has a table; the legend gives each curve's value at the full budget. Right: the
-metric of each run's returned architecture (one dot per seed, bar = mean); the means are written
-under the strategy names, away from the dots. Titles and axes name the data set and the metric
-(`FigureText`), since a table's numbers and a trained evaluator's are not the same measurement.
+the evaluator has a table; the legend gives each curve's value at the full budget. Right (below the
+curves when more than `_SIDE_BY_SIDE` strategies are compared): the metric of each run's returned
+architecture as a box plot (median, quartiles, whiskers to 1.5 IQR) with one dot per seed on top
+and a bar at the mean, so a heavy low tail that drags the mean is visible at a glance; the mean
+and median are written under the strategy names, away from the dots. Titles and axes name the data
+set and the metric (`FigureText`), since a table's numbers and a trained evaluator's are not the
+same measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 #: curves start at evaluation 1; this is how far below the lowest curve point the axis ends (share of range)
 _MARGIN = 0.04
+#: up to this many strategies the per-seed panel sits right of the curves; with more, below them
+_SIDE_BY_SIDE = 5
 
 
 def plot_comparison(
@@ -48,7 +53,11 @@ def draw_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
+    n = len(curves)
+    if n <= _SIDE_BY_SIDE:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
+    else:
+        fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(12.5, 0.75 * n + 2), 12.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     _draw_curves(ax, curves, records, ref, colors, text)
     _draw_finals(bx, list(curves), records, ref, colors, text)
@@ -83,7 +92,13 @@ def _draw_curves(
     ax.set_ylabel(text.curve_axis)
     ax.set_title(text.curve_title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9, title=f"value at {budget} evaluations", title_fontsize=9)
+    ax.legend(
+        loc="lower right",
+        fontsize=9 if len(curves) <= _SIDE_BY_SIDE else 7,
+        ncol=1 if len(curves) <= 10 else 2,
+        title="value at the last evaluation",
+        title_fontsize=9,
+    )
 
 
 def _curve_legend(label: str, c: np.ndarray, mean: np.ndarray, records: list[RunRecord]) -> str:
@@ -115,15 +130,32 @@ def _draw_finals(
     ticks = []
     for k, label in enumerate(labels):
         vals = np.array([r.final for r in records if r.label == label and r.final is not None], dtype=float)
-        ticks.append(f"{label}\nmean {vals.mean():.2f}" if vals.size else f"{label}\n(no final)")
+        ticks.append(
+            f"{label}\nmean {vals.mean():.2f}\nmedian {np.median(vals):.2f}" if vals.size else f"{label}\n(no final)"
+        )
         if vals.size == 0:
             continue
         color = colors[k % len(colors)]
-        bx.scatter(k + rng.uniform(-0.12, 0.12, vals.size), vals, s=18, color=color, alpha=0.8, zorder=3)
-        bx.hlines(vals.mean(), k - 0.28, k + 0.28, color=color, lw=2.5, zorder=4)
+        bx.boxplot(
+            vals,
+            positions=[k],
+            widths=0.5,
+            whis=1.5,
+            showfliers=False,  # the dots show every run, outliers included
+            patch_artist=True,
+            boxprops={"facecolor": color, "alpha": 0.25, "edgecolor": color},
+            medianprops={"color": color, "lw": 1.5},
+            whiskerprops={"color": color},
+            capprops={"color": color},
+            zorder=2,
+        )
+        bx.scatter(k + rng.uniform(-0.12, 0.12, vals.size), vals, s=14, color=color, alpha=0.8, zorder=3)
+        bx.hlines(vals.mean(), k - 0.3, k + 0.3, color="black", lw=2.0, zorder=4)
     if ref is not None:
-        bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=2)
-    bx.set_xticks(range(len(labels)), ticks)
+        bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=1)
+    wide = len(labels) > _SIDE_BY_SIDE
+    bx.set_xticks(range(len(labels)), ticks, rotation=60 if wide else 0, ha="right" if wide else "center")
+    bx.tick_params(axis="x", labelsize=7 if wide else 9)
     bx.set_xlim(-0.6, len(labels) - 0.4)
     bx.set_ylabel(text.final_axis)
     bx.set_title(text.final_title, fontsize=9.5)
