@@ -18,7 +18,7 @@ from scipy.stats import mannwhitneyu
 from nasframe.compare import make_plan, run_comparison
 from nasframe.compare.execution import RunRecord
 from nasframe.compare.labels import FigureText
-from nasframe.compare.plot import draw_comparison
+from nasframe.compare.plot import draw_comparison, finals_floor
 from nasframe.compare.statistics import mann_whitney
 from nasframe.errors import ConfigError
 
@@ -102,13 +102,23 @@ def texts() -> FigureText:
     return FigureText("title", "curves", "best-so-far (%)", "finals", "test (%)")
 
 
+def test_finals_floor_cuts_only_far_outliers_that_would_squeeze_the_boxes():
+    assert finals_floor([np.array([93.0, 93.5, 94.0, 94.5]), np.array([90.0, 91.0, 92.0, 93.0])]) is None
+    # quartiles 93.0 and 93.4: 10 is far below (under 93.0 - 3 x 0.4); the rest spans 93.0..93.6,
+    # so the axis ends at 93.0 - 2 x 0.04 x 0.6 = 92.952
+    assert finals_floor([np.array([93.0, 93.2, 93.4, 93.6, 10.0])]) == pytest.approx(92.952)
+    # a far outlier that takes less of the axis than the rest stays on it
+    assert finals_floor([np.array([93.0, 93.2, 93.4, 93.6, 91.0]), np.array([80.0, 85.0, 90.0, 95.0])]) is None
+    assert finals_floor([np.array([])]) is None
+
+
 @pytest.mark.parametrize("n_strategies", [2, 7])
 def test_finals_panel_has_one_box_and_one_dot_per_seed_per_strategy(n_strategies):
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(0)
     values = {f"s{k}": list(93.0 + rng.normal(0, 0.3, 5)) for k in range(n_strategies)}
-    values["s1"][2] = 10.0  # one broken run: the heavy tail must show as a dot, not vanish in the mean
+    values["s1"][2] = 10.0  # one broken run: the heavy tail must show, not vanish in the mean
     curves = {label: np.stack([np.linspace(80.0, 84.0, 10)] * 5) for label in values}
     fig = draw_comparison(curves, records(values), None, texts())
     try:
@@ -116,15 +126,23 @@ def test_finals_panel_has_one_box_and_one_dot_per_seed_per_strategy(n_strategies
         boxes = [p for p in bx.patches if isinstance(p, PathPatch)]
         assert len(boxes) == n_strategies
         dots = [c.get_offsets() for c in bx.collections if isinstance(c, PathCollection)]
-        assert len(dots) == n_strategies
-        for (_label, vals), xy in zip(values.items(), dots):
+        # one dot per seed; s1's broken run is a marker on the lower edge of the axis
+        assert len(dots) == n_strategies + 1
+        floor = bx.get_ylim()[0]
+        assert 10.0 < floor < min(v for v in values["s1"] if v > 10.0)
+        assert dots[2][:, 1].tolist() == [floor]
+        s1_rest = sorted(v for v in values["s1"] if v > 10.0)
+        assert sorted(dots[1][:, 1]) == pytest.approx(s1_rest)
+        for vals, xy in zip([values["s0"], *[values[f"s{k}"] for k in range(2, n_strategies)]], [dots[0], *dots[3:]]):
             assert sorted(xy[:, 1]) == pytest.approx(sorted(vals))
-        assert 10.0 in [float(y) for y in dots[1][:, 1]] and bx.get_ylim()[0] < 10.0
-        # each box's median line is at the strategy's median; the tick says mean and median
+        # each box's median line is at the strategy's median (the broken run included)
         medians = [line for line in bx.get_lines() if len(line.get_ydata()) == 2 and line.get_linewidth() == 1.5]
         assert [float(m.get_ydata()[0]) for m in medians] == pytest.approx([np.median(v) for v in values.values()])
+        # the tick says mean, median and what is below the axis
         tick = bx.get_xticklabels()[1].get_text()
-        assert tick == f"s1\nmean {np.mean(values['s1']):.2f}\nmedian {np.median(values['s1']):.2f}"
+        s1 = values["s1"]
+        assert tick == f"s1\nmean {np.mean(s1):.2f}\nmedian {np.median(s1):.2f}\n1 below axis (min 10.00)"
+        assert bx.get_xticklabels()[0].get_text().count("\n") == 2  # s0: nothing below
         # few strategies: side by side; many: the per-seed panel below the curves, full width
         side_by_side = bx.get_position().x0 > ax.get_position().x1
         assert side_by_side == (n_strategies <= 5)

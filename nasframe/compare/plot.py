@@ -58,12 +58,21 @@ def draw_comparison(
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
     else:
         fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(12.5, 0.75 * n + 2), 12.0))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # the default cycle has 10 colours; with more strategies tab20 keeps them apart
+    colors = list(plt.rcParams["axes.prop_cycle"].by_key()["color"]) if n <= 10 else _many_colors(n)
     _draw_curves(ax, curves, records, ref, colors, text)
     _draw_finals(bx, list(curves), records, ref, colors, text)
     fig.suptitle(text.title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _many_colors(n: int) -> list[str]:
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    return [to_hex(cmap(k % 20)) for k in range(n)]
 
 
 def _draw_curves(
@@ -123,18 +132,47 @@ def _curve_limits(ax: Axes, curves: dict[str, np.ndarray], ref: Reference | None
         ax.set_ylim(lo - pad, hi + pad)
 
 
+def finals_floor(values: list[np.ndarray]) -> float | None:
+    """Where the per-seed panel's axis should end below, or None to show every value.
+
+    One broken run (a disconnected cell scores 10 %) would squeeze every box into a line. Values
+    more than 3 interquartile ranges below their strategy's lower quartile are far outliers; when
+    the far outliers alone would take more of the axis than everything else, the axis ends just
+    below the other values and the far ones are drawn as markers on its lower edge instead.
+    """
+    kept, everything = [], []
+    for v in values:
+        if v.size == 0:
+            continue
+        q1, q3 = np.percentile(v, [25, 75])
+        near = v[v >= q1 - 3.0 * (q3 - q1)]
+        kept.append(near.min())
+        everything.append(v.min())
+    if not kept:
+        return None
+    top = max(float(v.max()) for v in values if v.size)
+    low, lowest = min(kept), min(everything)
+    if low - lowest <= top - low:
+        return None
+    return low - _MARGIN * 2 * (top - low + 1e-9)
+
+
 def _draw_finals(
     bx: Axes, labels: list[str], records: list[RunRecord], ref: Reference | None, colors: list[str], text: FigureText
 ) -> None:
     rng = np.random.default_rng(0)  # jitter only
+    values = [np.array([r.final for r in records if r.label == x and r.final is not None], dtype=float) for x in labels]
+    floor = finals_floor(values)
     ticks = []
-    for k, label in enumerate(labels):
-        vals = np.array([r.final for r in records if r.label == label and r.final is not None], dtype=float)
-        ticks.append(
-            f"{label}\nmean {vals.mean():.2f}\nmedian {np.median(vals):.2f}" if vals.size else f"{label}\n(no final)"
-        )
+    for k, (label, vals) in enumerate(zip(labels, values)):
         if vals.size == 0:
+            ticks.append(f"{label}\n(no final)")
             continue
+        below = vals[vals < floor] if floor is not None else vals[:0]
+        ticks.append(
+            f"{label}\nmean {vals.mean():.2f}\nmedian {np.median(vals):.2f}"
+            + (f"\n{below.size} below axis (min {below.min():.2f})" if below.size else "")
+        )
         color = colors[k % len(colors)]
         bx.boxplot(
             vals,
@@ -149,8 +187,15 @@ def _draw_finals(
             capprops={"color": color},
             zorder=2,
         )
-        bx.scatter(k + rng.uniform(-0.12, 0.12, vals.size), vals, s=14, color=color, alpha=0.8, zorder=3)
+        jitter = k + rng.uniform(-0.12, 0.12, vals.size)
+        shown = vals >= floor if floor is not None else np.ones(vals.size, dtype=bool)
+        bx.scatter(jitter[shown], vals[shown], s=14, color=color, alpha=0.8, zorder=3)
+        if below.size:  # far outliers: on the axis' lower edge, pointing down
+            edge = np.full(below.size, floor)
+            bx.scatter(jitter[~shown], edge, s=40, marker="v", color=color, zorder=5, clip_on=False)
         bx.hlines(vals.mean(), k - 0.3, k + 0.3, color="black", lw=2.0, zorder=4)
+    if floor is not None:
+        bx.set_ylim(bottom=floor)
     if ref is not None:
         bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=1)
     wide = len(labels) > _SIDE_BY_SIDE

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,7 @@ def _markdown_cells(r: dict[str, Any]) -> list[str]:
 
 
 def write_summary_md(
-    path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None, tests: list[PairTest] = ()
+    path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None, tests: Sequence[PairTest] = ()
 ) -> None:
     budget = (
         f"budget {plan.budget} evaluations per run unless a strategy sets its own (the evaluations column)"
