@@ -179,13 +179,15 @@ def test_strategies_with_their_own_budget(tmp_path, cli):
         "random-5 vs mdenas-5",
         "random vs mdenas-5",
     ]
-    # --budget changes the comparison's budget, not a strategy's own
+    # --budget changes the comparison's budget, not a strategy's own; --set LABEL.budget=N changes that
     code, _, err = cli(
         "compare",
         "--config",
         tmp_path / "c.yaml",
         "--budget",
         "7",
+        "--set",
+        "mdenas-5.budget=3",
         "--out",
         tmp_path / "p",
         "--no-plot",
@@ -194,9 +196,12 @@ def test_strategies_with_their_own_budget(tmp_path, cli):
     assert code == 0, err
     assert json.loads((tmp_path / "p" / "random" / "seed-0" / "best.json").read_text())["evaluations"] == 7
     assert json.loads((tmp_path / "p" / "random-5" / "seed-0" / "best.json").read_text())["evaluations"] == 5
+    assert json.loads((tmp_path / "p" / "mdenas-5" / "seed-0" / "best.json").read_text())["evaluations"] == 3
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "true", "2.5", "'ten'"])
 def test_a_bad_strategy_budget_is_a_config_error(bad):
     with pytest.raises(ConfigError, match=r"strategies.r.budget: expected a positive number of evaluations"):
         make_plan({"strategies": {"r": {"name": "random", "budget": yaml.safe_load(bad)}}}, budget=3)
+    with pytest.raises(ConfigError, match=r"strategies.r.budget: expected a positive number of evaluations"):
+        make_plan({"strategies": {"r": {"name": "random"}}}, budget=3, sets=[f"r.budget={bad}"])

@@ -252,7 +252,8 @@ def _check_budget(budget: Any) -> int:
 
 
 def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> list[str]:
-    """Put `LABEL.key=value` items into that strategy's options; return the items for every run."""
+    """Put `LABEL.key=value` items into that strategy's options (`LABEL.budget=N`: its own budget);
+    return the items for every run."""
     from nasframe.config import parse_set
 
     by_label = {e.label: e for e in entries}
@@ -262,7 +263,10 @@ def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> l
         head = path.split(".", 1)[0].strip()
         if "." in path and head in by_label and head not in SECTIONS:
             _, key, value = parse_set("strategy." + item.split(".", 1)[1])
-            by_label[head].options[key] = value
+            if key == "budget":
+                by_label[head].budget = _entry_budget(head, value)
+            else:
+                by_label[head].options[key] = value
         else:
             common.append(item)
     return common

@@ -84,6 +84,7 @@ def _draw_curves(
     text: FigureText,
 ) -> None:
     budget = max([c.shape[1] for c in curves.values()] + ([len(ref.curve)] if ref is not None else [1]))
+    same_length = len({c.shape[1] for c in curves.values()}) <= 1
     for k, (label, c) in enumerate(curves.items()):
         mean, se = mean_and_se(c)
         x = np.arange(1, c.shape[1] + 1)
@@ -105,7 +106,7 @@ def _draw_curves(
         loc="lower right",
         fontsize=9 if len(curves) <= _SIDE_BY_SIDE else 7,
         ncol=1 if len(curves) <= 10 else 2,
-        title="value at the last evaluation",
+        title=f"value at {budget} evaluations" if same_length else "value at each strategy's last evaluation",
         title_fontsize=9,
     )
 
