@@ -165,6 +165,11 @@ def _print_result(result: Any, run_dir: Path) -> None:
         for key, value in final.export.items():
             if isinstance(value, (str, int, float)):
                 print(f"  {key}: {value}")
+    for name, alt in result.alternatives.items():
+        values = {**(alt.get("metrics") or {}), **(alt.get("held_out") or {})}
+        line = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
+        seen = "evaluated during the search" if alt.get("evaluated") else "never evaluated during the search"
+        print(f"alternative {name}: {seen}" + (f"; {line}" if line else ""))
     print(f"details: {run_dir / 'best.json'}")
 
 

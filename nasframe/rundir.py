@@ -186,6 +186,9 @@ class FinalArch:
     final_evaluation: dict[str, Any] | None = None  # one evaluation at the end (run.final_evaluation)
     held_out: dict[str, float] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
+    #: whether the answer was evaluated (successfully) during the search, i.e. `metrics` is set;
+    #: None in files written before this field existed
+    evaluated: bool | None = None
 
 
 @dataclass
@@ -202,6 +205,9 @@ class RunResult:
     cost: dict[str, float]
     final: FinalArch | None
     best_evaluated: dict[str, Any] | None
+    #: other answers the strategy could have given (`Strategy.final_alternatives`, e.g. MDENAS'
+    #: argmax), by name: {arch, evaluated, metrics, held_out}
+    alternatives: dict[str, Any] = field(default_factory=dict)
     infeasible: int = 0
     work: dict[str, float] = field(default_factory=dict)
     data_split: dict[str, Any] | None = None

@@ -14,6 +14,7 @@ after a kill in any phase ends exactly where the uninterrupted run would have en
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -722,7 +723,8 @@ class Runner:
         best = self.files.evaluation(s.best_index) if s.best_index is not None else None
         if final is None and best is not None:
             final, source = parts.space.validate(best.arch), "best evaluated"
-        final_info = self._describe_final(final, source) if final is not None else None
+        searched = self._search_records()
+        final_info = self._describe_final(final, source, searched) if final is not None else None
         result = RunResult(
             strategy=self.config.names["strategy"],
             space=self.config.names["space"],
@@ -734,6 +736,7 @@ class Runner:
             cost={"seconds": s.total_seconds, "epochs": s.total_epochs, "wall_seconds": self._clock()},
             final=final_info,
             best_evaluated=None if best is None else {"index": best.index, "arch": best.arch, "metrics": best.metrics},
+            alternatives=self._describe_alternatives(searched),
             infeasible=s.infeasible,
             work={"seconds": s.work_seconds, "epochs": s.work_epochs, "requests": s.work_done},
             data_split=parts.data.split_record,
@@ -743,7 +746,27 @@ class Runner:
         self.files.save_checkpoint(snapshot)
         return result
 
-    def _describe_final(self, final: Arch, source: str) -> FinalArch:
+    def _search_records(self) -> dict[str, EvaluationRecord]:
+        """The last successful search evaluation of every architecture, keyed by `_arch_key`."""
+        return {_arch_key(rec.arch): rec for rec in self.files.evaluations() if rec.status == "ok"}
+
+    def _describe_alternatives(self, searched: dict[str, EvaluationRecord]) -> dict[str, Any]:
+        """The strategy's other possible answers: each with whether the search evaluated it, its search
+        metrics if so, and its held-out metrics (so best.json shows what the other answer would have scored)."""
+        parts = self.parts
+        out: dict[str, Any] = {}
+        for name, arch in parts.strategy.final_alternatives().items():
+            target = parts.space.validate(arch)
+            rec = searched.get(_arch_key(target.to_dict()))
+            out[name] = {
+                "arch": target.to_dict(),
+                "evaluated": rec is not None,
+                "metrics": rec.metrics if rec else None,
+                "held_out": parts.evaluator.final_metrics(target),
+            }
+        return out
+
+    def _describe_final(self, final: Arch, source: str, searched: dict[str, EvaluationRecord]) -> FinalArch:
         """Counts, an evaluation at the end and held-out metrics of the run's answer: the space's derived
         architecture when its export gives one (the DARTS genotype), else the final architecture."""
         parts = self.parts
@@ -752,11 +775,7 @@ class Runner:
         answer, where = (
             (parts.space.validate(derived), "export.derived_arch") if isinstance(derived, dict) else (final, "arch")
         )
-        target = answer.to_dict()
-        evaluated = None
-        for rec in self.files.evaluations():
-            if rec.arch == target and rec.status == "ok":
-                evaluated = rec
+        evaluated = searched.get(_arch_key(answer.to_dict()))
         params: int | None
         macs: int | None
         try:
@@ -790,11 +809,17 @@ class Runner:
             final_evaluation=final_eval,
             held_out=parts.evaluator.final_metrics(answer),
             export=export,
+            evaluated=evaluated is not None,
         )
 
     def _summary(self, ran: bool) -> RunSummary:
         result = self.files.read_result() if self.files.is_finished() else None
         return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result, ran=ran)
+
+
+def _arch_key(arch: dict[str, Any]) -> str:
+    """One string per architecture (plain data from history or `Arch.to_dict`), order-independent."""
+    return json.dumps(arch, sort_keys=True)
 
 
 def _say(msg: str) -> None:

@@ -33,7 +33,7 @@ class Strategy(ABC, Generic[OptionsT]):
 
     Subclasses implement `ask` and `tell`; one-shot strategies also `tell_work` and list the
     evaluator capabilities their requests need in `requires`. Override `done`, `final`,
-    `final_weights`, `metrics`, `phase`, `plan` and the state methods as needed. Keep `__init__`
+    `final_alternatives`, `final_weights`, `metrics`, `phase`, `plan` and the state methods as needed. Keep `__init__`
     cheap: the runner builds the strategy before any evaluation.
     """
 
@@ -98,6 +98,12 @@ class Strategy(ABC, Generic[OptionsT]):
         """The strategy's answer, if it has one of its own (e.g. the most likely architecture);
         None lets the runner return the best evaluated architecture."""
         return None
+
+    def final_alternatives(self) -> Mapping[str, Arch]:
+        """Other answers the strategy could have returned, by name (MDENAS: its argmax when it
+        returns the best evaluated architecture). The runner records each in best.json's
+        `alternatives` with whether the search evaluated it and its held-out metrics."""
+        return {}
 
     def final_evaluation(self, arch: Arch) -> Arch | Request:
         """How the run's final evaluation (`run.final_evaluation`) measures the returned architecture:

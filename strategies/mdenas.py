@@ -6,8 +6,12 @@ Zheng et al., "Multinomial Distribution Learning for Effective Neural Architectu
 (H_a). The accuracy-ranking hypothesis says an op that is better *with less training* should be
 preferred, so each epoch every op gains `lr` for each rival it beat while trained fewer epochs and
 loses `lr` for each rival it lost to while trained more. The final architecture is the most likely
-choice per decision; `final_weights` hands the probabilities to the space's `export` (for DARTS,
-the genotype rule), so the strategy needs to know nothing about any particular space.
+choice per decision (`final: argmax`, the paper's); `final_weights` hands the probabilities to the
+space's `export` (for DARTS, the genotype rule), so the strategy needs to know nothing about any
+particular space. `final: best_evaluated` returns the best architecture the search evaluated instead:
+on a table, where the product of per-decision argmaxes is often a cell never evaluated and much
+worse than the best one seen, that is the answer a user usually wants. Either way the argmax is
+recorded in best.json (`alternatives.argmax`), with whether it was ever evaluated.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class MdenasOptions:
     )
     accuracy_record: Literal["latest", "mean"] = option(
         "latest", "H_a holds each op's latest accuracy or the mean over the epochs it was trained"
+    )
+    final: Literal["argmax", "best_evaluated"] = option(
+        "argmax",
+        "the run's answer: argmax (paper) is the most likely op per decision; best_evaluated is the best "
+        "architecture the search evaluated (the argmax is still recorded in best.json's alternatives)",
     )
 
 
@@ -193,14 +202,30 @@ class Mdenas(Strategy[MdenasOptions]):
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:
-        """The most likely choice of every decision (None before any successful epoch: the runner
-        then returns the best evaluated architecture, if any)."""
+        """`final: argmax`: the most likely choice of every decision. `final: best_evaluated`, or
+        before any successful epoch: None, and the runner returns the best evaluated architecture
+        (the first one with the highest search accuracy), if any."""
+        if self.options.final == "best_evaluated":
+            return None
+        return self.argmax()
+
+    def argmax(self) -> Arch | None:
+        """The most likely choice of every decision (None before any successful epoch)."""
         if self.epoch == self.failed:
             return None
         idx = np.where(self._mask, self.probs, -1.0).argmax(axis=1)
         return Arch([(d.name, d.choices[int(k)]) for d, k in zip(self._decisions, idx)])
 
-    def final_weights(self) -> dict[str, list[float]]:
+    def final_alternatives(self) -> dict[str, Arch]:
+        """The argmax, whichever `final` is chosen: best.json then says whether it was ever evaluated."""
+        argmax = self.argmax()
+        return {} if argmax is None else {"argmax": argmax}
+
+    def final_weights(self) -> dict[str, list[float]] | None:
+        """The probabilities, for the space's export (the DARTS genotype rule). None with `final:
+        best_evaluated`: the answer is then an evaluated architecture, not one derived from them."""
+        if self.options.final == "best_evaluated":
+            return None
         return {d.name: self.probs[r, : self._sizes[r]].tolist() for r, d in enumerate(self._decisions)}
 
     def metrics(self) -> dict[str, Any]:

@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from nasframe import flags
-from nasframe.compare.comparison import FIGURE, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD, Comparison, run_comparison
+from nasframe.compare.comparison import (
+    FIGURE,
+    PAIRS_CSV,
+    RUNS_CSV,
+    SUMMARY_CSV,
+    SUMMARY_MD,
+    Comparison,
+    run_comparison,
+)
 from nasframe.compare.plan import make_plan
 
 _CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
@@ -14,6 +22,9 @@ _SET_HELP = (
     "option for every run (e.g. evaluator.dataset=cifar100), or LABEL.KEY=VALUE for one strategy "
     "(e.g. mdenas.epochs=200); repeatable"
 )
+
+#: up to this many pairwise tests are printed after the table (all are in summary.md and pairs.csv)
+_PAIRS_SHOWN = 10
 
 
 class CompareCommand:
@@ -66,13 +77,20 @@ class CompareCommand:
             _say(f"interrupted; run the same command again (with --out {plan.out}) to continue")
             return 130
         print(result.table)
+        if result.tests:
+            shown = result.tests if len(result.tests) <= _PAIRS_SHOWN else []
+            print("\nMann-Whitney U, two-sided, on the final accuracies per seed:" if shown else "")
+            for test in shown:
+                print(f"  {test.line()}")
+            if not shown:
+                print(f"{len(result.tests)} pairwise Mann-Whitney tests: see {SUMMARY_MD} and {PAIRS_CSV}")
         print(f"\n{_closing_line(result, args)}")
         return 0
 
 
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
     done = result.actions
-    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV] + ([] if args.no_plot else [FIGURE])
+    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + ([] if args.no_plot else [FIGURE])
     return (
         f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
         f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"

@@ -1,8 +1,8 @@
 """One comparison from plan to files: execute every run, then summarise, write, plot and log.
 
 Re-running the same comparison on the same folder skips finished runs and resumes unfinished
-ones; the summary (summary.csv, summary.md, runs.csv), curves.png and the TensorBoard logs are
-rebuilt from the run directories every time, so they always describe what is on disk.
+ones; the summary (summary.csv, summary.md, runs.csv, pairs.csv), curves.png and the TensorBoard
+logs are rebuilt from the run directories every time, so they always describe what is on disk.
 """
 
 from __future__ import annotations
@@ -17,17 +17,26 @@ import numpy as np
 from nasframe.compare.execution import RunRecord, execute_runs
 from nasframe.compare.labels import MetricLabels, describe_metrics, figure_text
 from nasframe.compare.plan import Plan
-from nasframe.compare.statistics import Reference, analytic_reference, curves_by_label, open_table, summarize
+from nasframe.compare.statistics import (
+    PairTest,
+    Reference,
+    analytic_reference,
+    curves_by_label,
+    open_table,
+    pairwise_tests,
+    summarize,
+)
 from nasframe.compare.writers import (
     log_tensorboard,
     markdown_table,
+    write_pairs_csv,
     write_runs_csv,
     write_summary_csv,
     write_summary_md,
 )
 
 #: the files `run_comparison` writes into the comparison folder (and curves.png, tensorboard/ when asked)
-SUMMARY_CSV, SUMMARY_MD, RUNS_CSV = "summary.csv", "summary.md", "runs.csv"
+SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV = "summary.csv", "summary.md", "runs.csv", "pairs.csv"
 FIGURE = "curves.png"
 
 
@@ -41,6 +50,7 @@ class Comparison:
     table: str
     seconds: float
     actions: dict[str, int]
+    tests: list[PairTest]  # one Mann-Whitney test per pair of strategies
 
 
 def run_comparison(
@@ -51,17 +61,22 @@ def run_comparison(
     plan.out.mkdir(parents=True, exist_ok=True)
     records, actions = execute_runs(plan, say or (lambda msg: None))
     table = open_table(plan)
-    ref = analytic_reference(table, plan.budget)
-    rows = summarize(plan, records, ref)
+    budgets = sorted({plan.budget_of(e.label) for e in plan.strategies})
+    refs = [r for r in (analytic_reference(table, b) for b in budgets) if r is not None]
+    ref = refs[-1] if refs else None  # the longest: its curve covers every budget
+    rows = summarize(plan, records, refs)
+    tests = pairwise_tests(plan, records)
     write_summary_csv(plan.out / SUMMARY_CSV, rows)
-    write_runs_csv(plan.out / RUNS_CSV, records, plan.budget)
-    write_summary_md(plan.out / SUMMARY_MD, plan, rows, ref)
+    write_runs_csv(plan.out / RUNS_CSV, records)
+    write_pairs_csv(plan.out / PAIRS_CSV, tests)
+    write_summary_md(plan.out / SUMMARY_MD, plan, rows, ref, tests)
     curves = curves_by_label(plan, records)
     if plot:
         _plot(plan, records, curves, ref, describe_metrics(plan, table, records))
     if tensorboard:
         log_tensorboard(plan.out, curves, ref, records)
-    return Comparison(plan, records, rows, markdown_table(plan, rows), time.perf_counter() - started, actions)
+    table_text = markdown_table(plan, rows)
+    return Comparison(plan, records, rows, table_text, time.perf_counter() - started, actions, tests)
 
 
 def _plot(

@@ -154,7 +154,7 @@ def execute_runs(plan: Plan, say: Callable[[str], None]) -> tuple[list[RunRecord
         started = time.perf_counter()
         action = run_one(spec)
         actions[action] += 1
-        record = read_run(spec, plan.budget)
+        record = read_run(spec, spec.budget)
         records.append(record)
         say(
             f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(record, action)} "

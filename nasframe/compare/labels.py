@@ -43,6 +43,8 @@ class FigureText:
 _FINAL_METRIC_WORDS = {"test_acc": "held-out test accuracy (test_acc)", "val_acc": "val_acc (no held-out metric)"}
 #: characters per line of the final panel's title (a third of the figure's width)
 _FINAL_TITLE_WIDTH = 48
+#: up to this many strategies are named in the figure title; with more it says how many
+_NAMED_IN_TITLE = 5
 
 
 def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[RunRecord]) -> MetricLabels:
@@ -60,12 +62,15 @@ def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[R
 
 def figure_text(plan: Plan, labels: MetricLabels, reference_final: float | None) -> FigureText:
     """Title and axis texts of curves.png."""
-    strategies = " vs ".join(e.label for e in plan.strategies)
-    title = (
-        f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, "
-        f"budget {plan.budget} evaluations"
-    )
-    final_lines = [f"returned architecture: {labels.held_out} {labels.source}", "one dot per seed, bar = mean"]
+    n = len(plan.strategies)
+    strategies = " vs ".join(e.label for e in plan.strategies) if n <= _NAMED_IN_TITLE else f"{n} strategies"
+    budgets = sorted({plan.budget_of(e.label) for e in plan.strategies})
+    budget = f"budget {budgets[0]}" if len(budgets) == 1 else f"budgets {', '.join(map(str, budgets))}"
+    title = f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, {budget} evaluations"
+    final_lines = [
+        f"returned architecture: {labels.held_out} {labels.source}",
+        "one dot per seed, box = quartiles and median, bar = mean",
+    ]
     if reference_final is not None:
         final_lines.append(f"dashed: random, expected ({reference_final:.2f})")
     final_title = "\n".join(textwrap.fill(line, _FINAL_TITLE_WIDTH) for line in final_lines)

@@ -36,6 +36,8 @@ class StrategyEntry:
     label: str
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: this strategy's own evaluations per run (`budget:` in its entry), else the comparison's budget
+    budget: int | None = None
 
 
 @dataclass
@@ -46,6 +48,11 @@ class RunSpec:
     seed: int
     path: Path
     cfg: dict[str, Any]
+
+    @property
+    def budget(self) -> int:
+        """Evaluations this run is given (run.max_evaluations)."""
+        return int(self.cfg["run"]["max_evaluations"])
 
 
 @dataclass
@@ -58,6 +65,16 @@ class Plan:
     budget: int
     out: Path
 
+    def budget_of(self, label: str) -> int:
+        """Evaluations per run of the strategy labelled `label` (its own budget, else the comparison's)."""
+        entry = next(e for e in self.strategies if e.label == label)
+        return entry.budget if entry.budget is not None else self.budget
+
+    @property
+    def mixed_budgets(self) -> bool:
+        """True when some strategy runs with another budget than the others."""
+        return len({self.budget_of(e.label) for e in self.strategies}) > 1
+
     def runs(self) -> list[RunSpec]:
         """Seed-major order, so an interrupted comparison has every strategy at similar seed counts."""
         from nasframe.config import merge_config
@@ -66,7 +83,8 @@ class Plan:
         for seed in self.seeds:
             for entry in self.strategies:
                 path = self.out / entry.label / f"seed-{seed}"
-                cfg = merge_config(self.base, run={"seed": seed, "max_evaluations": self.budget, "out": str(path)})
+                budget = self.budget_of(entry.label)
+                cfg = merge_config(self.base, run={"seed": seed, "max_evaluations": budget, "out": str(path)})
                 cfg["strategy"] = {"name": entry.name, **entry.options}
                 specs.append(RunSpec(entry.label, seed, path, cfg))
         return specs
@@ -127,11 +145,12 @@ def parse_strategies(value: Any) -> list[StrategyEntry]:
 
 
 def _entry_from_label(label: str, opts: Any) -> StrategyEntry:
-    """`label: {name: ..., option: value}` (name defaults to the label)."""
+    """`label: {name: ..., budget: ..., option: value}` (name defaults to the label)."""
     if not isinstance(opts, (Mapping, type(None))):
         raise ConfigError(f"strategies.{label}: expected a mapping of strategy options, got {opts!r}")
     options = dict(opts or {})
-    return StrategyEntry(label, str(options.pop("name", label)), options)
+    budget = _entry_budget(label, options.pop("budget", None))
+    return StrategyEntry(label, str(options.pop("name", label)), options, budget)
 
 
 def _entry_from_item(item: Any) -> StrategyEntry:
@@ -141,8 +160,18 @@ def _entry_from_item(item: Any) -> StrategyEntry:
     if isinstance(item, Mapping) and "name" in item:
         options = dict(item)
         name = str(options.pop("name"))
-        return StrategyEntry(str(options.pop("label", name)), name, options)
+        label = str(options.pop("label", name))
+        return StrategyEntry(label, name, options, _entry_budget(label, options.pop("budget", None)))
     raise ConfigError(f"strategies: each entry is a name or a mapping with 'name', got {item!r}")
+
+
+def _entry_budget(label: str, budget: Any) -> int | None:
+    """A strategy entry's own `budget:` (evaluations per run), checked like --budget."""
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"strategies.{label}.budget: expected a positive number of evaluations, got {budget!r}")
+    return budget
 
 
 def _check_labels(labels: list[str]) -> None:
@@ -223,7 +252,8 @@ def _check_budget(budget: Any) -> int:
 
 
 def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> list[str]:
-    """Put `LABEL.key=value` items into that strategy's options; return the items for every run."""
+    """Put `LABEL.key=value` items into that strategy's options (`LABEL.budget=N`: its own budget);
+    return the items for every run."""
     from nasframe.config import parse_set
 
     by_label = {e.label: e for e in entries}
@@ -233,7 +263,10 @@ def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> l
         head = path.split(".", 1)[0].strip()
         if "." in path and head in by_label and head not in SECTIONS:
             _, key, value = parse_set("strategy." + item.split(".", 1)[1])
-            by_label[head].options[key] = value
+            if key == "budget":
+                by_label[head].budget = _entry_budget(head, value)
+            else:
+                by_label[head].options[key] = value
         else:
             common.append(item)
     return common

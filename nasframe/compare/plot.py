@@ -2,10 +2,13 @@
 
 Left: mean best-so-far search accuracy against evaluations, from the first evaluation on, with a
 band of one standard error of the mean over seeds, plus the analytic random-search expectation when
-the evaluator has a table; the legend gives each curve's value at the full budget. Right: the
-metric of each run's returned architecture (one dot per seed, bar = mean); the means are written
-under the strategy names, away from the dots. Titles and axes name the data set and the metric
-(`FigureText`), since a table's numbers and a trained evaluator's are not the same measurement.
+the evaluator has a table; the legend gives each curve's value at the full budget. Right (below the
+curves when more than `_SIDE_BY_SIDE` strategies are compared): the metric of each run's returned
+architecture as a box plot (median, quartiles, whiskers to 1.5 IQR) with one dot per seed on top
+and a bar at the mean, so a heavy low tail that drags the mean is visible at a glance; the mean
+and median are written under the strategy names, away from the dots. Titles and axes name the data
+set and the metric (`FigureText`), since a table's numbers and a trained evaluator's are not the
+same measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 #: curves start at evaluation 1; this is how far below the lowest curve point the axis ends (share of range)
 _MARGIN = 0.04
+#: up to this many strategies the per-seed panel sits right of the curves; with more, below them
+_SIDE_BY_SIDE = 5
 
 
 def plot_comparison(
@@ -48,13 +53,26 @@ def draw_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    n = len(curves)
+    if n <= _SIDE_BY_SIDE:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12.5, 5.4), gridspec_kw={"width_ratios": [2, 1]})
+    else:
+        fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(12.5, 0.75 * n + 2), 12.0))
+    # the default cycle has 10 colours; with more strategies tab20 keeps them apart
+    colors = list(plt.rcParams["axes.prop_cycle"].by_key()["color"]) if n <= 10 else _many_colors(n)
     _draw_curves(ax, curves, records, ref, colors, text)
     _draw_finals(bx, list(curves), records, ref, colors, text)
     fig.suptitle(text.title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _many_colors(n: int) -> list[str]:
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    return [to_hex(cmap(k % 20)) for k in range(n)]
 
 
 def _draw_curves(
@@ -66,6 +84,7 @@ def _draw_curves(
     text: FigureText,
 ) -> None:
     budget = max([c.shape[1] for c in curves.values()] + ([len(ref.curve)] if ref is not None else [1]))
+    same_length = len({c.shape[1] for c in curves.values()}) <= 1
     for k, (label, c) in enumerate(curves.items()):
         mean, se = mean_and_se(c)
         x = np.arange(1, c.shape[1] + 1)
@@ -83,7 +102,13 @@ def _draw_curves(
     ax.set_ylabel(text.curve_axis)
     ax.set_title(text.curve_title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9, title=f"value at {budget} evaluations", title_fontsize=9)
+    ax.legend(
+        loc="lower right",
+        fontsize=9 if len(curves) <= _SIDE_BY_SIDE else 7,
+        ncol=1 if len(curves) <= 10 else 2,
+        title=f"value at {budget} evaluations" if same_length else "value at each strategy's last evaluation",
+        title_fontsize=9,
+    )
 
 
 def _curve_legend(label: str, c: np.ndarray, mean: np.ndarray, records: list[RunRecord]) -> str:
@@ -108,22 +133,75 @@ def _curve_limits(ax: Axes, curves: dict[str, np.ndarray], ref: Reference | None
         ax.set_ylim(lo - pad, hi + pad)
 
 
+def finals_floor(values: list[np.ndarray]) -> float | None:
+    """Where the per-seed panel's axis should end below, or None to show every value.
+
+    One broken run (a disconnected cell scores 10 %) would squeeze every box into a line. Values
+    more than 3 interquartile ranges below their strategy's lower quartile are far outliers; when
+    the far outliers alone would take more of the axis than everything else, the axis ends just
+    below the other values and the far ones are drawn as markers on its lower edge instead.
+    """
+    kept, everything = [], []
+    for v in values:
+        if v.size == 0:
+            continue
+        q1, q3 = np.percentile(v, [25, 75])
+        near = v[v >= q1 - 3.0 * (q3 - q1)]
+        kept.append(near.min())
+        everything.append(v.min())
+    if not kept:
+        return None
+    top = max(float(v.max()) for v in values if v.size)
+    low, lowest = min(kept), min(everything)
+    if low - lowest <= top - low:
+        return None
+    return low - _MARGIN * 2 * (top - low + 1e-9)
+
+
 def _draw_finals(
     bx: Axes, labels: list[str], records: list[RunRecord], ref: Reference | None, colors: list[str], text: FigureText
 ) -> None:
     rng = np.random.default_rng(0)  # jitter only
+    values = [np.array([r.final for r in records if r.label == x and r.final is not None], dtype=float) for x in labels]
+    floor = finals_floor(values)
     ticks = []
-    for k, label in enumerate(labels):
-        vals = np.array([r.final for r in records if r.label == label and r.final is not None], dtype=float)
-        ticks.append(f"{label}\nmean {vals.mean():.2f}" if vals.size else f"{label}\n(no final)")
+    for k, (label, vals) in enumerate(zip(labels, values)):
         if vals.size == 0:
+            ticks.append(f"{label}\n(no final)")
             continue
+        below = vals[vals < floor] if floor is not None else vals[:0]
+        ticks.append(
+            f"{label}\nmean {vals.mean():.2f}\nmedian {np.median(vals):.2f}"
+            + (f"\n{below.size} below axis (min {below.min():.2f})" if below.size else "")
+        )
         color = colors[k % len(colors)]
-        bx.scatter(k + rng.uniform(-0.12, 0.12, vals.size), vals, s=18, color=color, alpha=0.8, zorder=3)
-        bx.hlines(vals.mean(), k - 0.28, k + 0.28, color=color, lw=2.5, zorder=4)
+        bx.boxplot(
+            vals,
+            positions=[k],
+            widths=0.5,
+            whis=1.5,
+            showfliers=False,  # the dots show every run, outliers included
+            patch_artist=True,
+            boxprops={"facecolor": color, "alpha": 0.25, "edgecolor": color},
+            medianprops={"color": color, "lw": 1.5},
+            whiskerprops={"color": color},
+            capprops={"color": color},
+            zorder=2,
+        )
+        jitter = k + rng.uniform(-0.12, 0.12, vals.size)
+        shown = vals >= floor if floor is not None else np.ones(vals.size, dtype=bool)
+        bx.scatter(jitter[shown], vals[shown], s=14, color=color, alpha=0.8, zorder=3)
+        if below.size:  # far outliers: on the axis' lower edge, pointing down
+            edge = np.full(below.size, floor)
+            bx.scatter(jitter[~shown], edge, s=40, marker="v", color=color, zorder=5, clip_on=False)
+        bx.hlines(vals.mean(), k - 0.3, k + 0.3, color="black", lw=2.0, zorder=4)
+    if floor is not None:
+        bx.set_ylim(bottom=floor)
     if ref is not None:
-        bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=2)
-    bx.set_xticks(range(len(labels)), ticks)
+        bx.axhline(ref.final, color="black", ls="--", lw=1.0, zorder=1)
+    wide = len(labels) > _SIDE_BY_SIDE
+    bx.set_xticks(range(len(labels)), ticks, rotation=60 if wide else 0, ha="right" if wide else "center")
+    bx.tick_params(axis="x", labelsize=7 if wide else 9)
     bx.set_xlim(-0.6, len(labels) - 0.4)
     bx.set_ylabel(text.final_axis)
     bx.set_title(text.final_title, fontsize=9.5)

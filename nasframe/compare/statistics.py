@@ -1,9 +1,14 @@
-"""Numbers of a comparison: the analytic random-search reference and the per-strategy summary.
+"""Numbers of a comparison: the analytic random-search reference, the per-strategy summary and the
+pairwise significance tests.
 
 For a tabular evaluator the analytic expectation of uniform random search is the reference: with
 the table's search accuracies sorted, a_(1) <= ... <= a_(N), the expected best of n distinct draws
 (random search de-duplicates, so draws are without replacement) is
     E[max] = sum_k a_(k) [C(k, n) - C(k-1, n)] / C(N, n).
+The mean over seeds hides a heavy tail (a strategy that is usually fine but sometimes returns a
+broken architecture), so each row also has the median and the worst run, and every pair of
+strategies gets a two-sided Mann-Whitney U test on the returned architectures' accuracies: it
+compares the per-seed values by rank, so a few outliers neither dominate it nor hide behind a mean.
 """
 
 from __future__ import annotations
@@ -142,22 +147,33 @@ def curves_by_label(plan: Plan, records: list[RunRecord]) -> dict[str, np.ndarra
 
 
 # ---- the summary rows ---------------------------------------------------------------------------
-def summarize(plan: Plan, records: list[RunRecord], ref: Reference | None) -> list[dict[str, Any]]:
-    """One row per strategy (plus the analytic random-search row when there is one)."""
+def summarize(plan: Plan, records: list[RunRecord], refs: Sequence[Reference] = ()) -> list[dict[str, Any]]:
+    """One row per strategy, plus one analytic random-search row per reference (one per distinct
+    budget of the comparison, when the evaluator has a table)."""
     rows = []
     for entry in plan.strategies:
         recs = [r for r in records if r.label == entry.label]
         if recs:
-            rows.append(_strategy_row(entry.label, recs, plan.budget))
-    if ref is not None:
-        rows.append(_reference_row(ref, plan.budget))
+            rows.append(_strategy_row(entry.label, recs, plan.budget_of(entry.label)))
+    for ref in refs:
+        rows.append(_reference_row(ref, len(ref.curve), named_budget=len(refs) > 1))
     return rows
+
+
+def median_min(values: Sequence[float | None]) -> tuple[float, float]:
+    """Median and minimum of the finite values (NaN where there are none)."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(np.median(v)), float(v.min())
 
 
 def _strategy_row(label: str, recs: list[RunRecord], budget: int) -> dict[str, Any]:
     metrics = sorted({r.final_metric for r in recs if r.final_metric})
     row: dict[str, Any] = {"strategy": label, "runs": len(recs), "final_metric": "/".join(metrics) or "none"}
     row["final_mean"], row["final_std"] = mean_std([r.final for r in recs])
+    row["final_median"], row["final_min"] = median_min([r.final for r in recs])
+    row["budget"] = budget
     for key, p in zip(percent_keys(), budget_points(budget)):
         row[f"{key}_mean"], row[f"{key}_std"] = mean_std([r.curve[p - 1] for r in recs])
     row["evaluations_mean"] = float(np.mean([r.evaluations for r in recs]))
@@ -168,13 +184,16 @@ def _strategy_row(label: str, recs: list[RunRecord], budget: int) -> dict[str, A
     return row
 
 
-def _reference_row(ref: Reference, budget: int) -> dict[str, Any]:
+def _reference_row(ref: Reference, budget: int, *, named_budget: bool = False) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "strategy": "random (expected)",
+        "strategy": f"random (expected, {budget})" if named_budget else "random (expected)",
         "runs": "",
         "final_metric": ref.final_metric,
         "final_mean": ref.final,
         "final_std": math.nan,
+        "final_median": math.nan,
+        "final_min": math.nan,
+        "budget": budget,
     }
     for key, p in zip(percent_keys(), budget_points(budget)):
         row[f"{key}_mean"], row[f"{key}_std"] = float(ref.curve[p - 1]), math.nan
@@ -190,3 +209,51 @@ def _reference_row(ref: Reference, budget: int) -> dict[str, Any]:
         }
     )
     return row
+
+
+# ---- significance ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairTest:
+    """Two-sided Mann-Whitney U test of two strategies' returned-architecture accuracies (one per seed)."""
+
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    median_a: float
+    median_b: float
+    u: float  # U statistic of `a` (scipy.stats.mannwhitneyu(a, b).statistic)
+    p: float  # two-sided p-value; NaN when either side has no value
+
+    def line(self) -> str:
+        """One line, e.g. `mdenas vs random: median 90.56 vs 93.95, U = 312.0, p = 2.1e-09 (50 vs 50 runs)`."""
+        if not math.isfinite(self.p):
+            return f"{self.a} vs {self.b}: no test ({self.n_a} vs {self.n_b} runs with a final accuracy)"
+        return (
+            f"{self.a} vs {self.b}: median {self.median_a:.2f} vs {self.median_b:.2f}, "
+            f"U = {self.u:g}, p = {self.p:.2g} ({self.n_a} vs {self.n_b} runs)"
+        )
+
+
+def mann_whitney(a: str, b: str, x: Sequence[float], y: Sequence[float]) -> PairTest:
+    """`scipy.stats.mannwhitneyu(x, y, alternative="two-sided")` (exact or asymptotic as scipy
+    chooses by sample size and ties) on the finite values of x and y."""
+    from scipy.stats import mannwhitneyu
+
+    xs = np.asarray([v for v in x if np.isfinite(v)], dtype=np.float64)
+    ys = np.asarray([v for v in y if np.isfinite(v)], dtype=np.float64)
+    if xs.size == 0 or ys.size == 0:
+        return PairTest(a, b, xs.size, ys.size, math.nan, math.nan, math.nan, math.nan)
+    res = mannwhitneyu(xs, ys, alternative="two-sided")
+    return PairTest(
+        a, b, xs.size, ys.size, float(np.median(xs)), float(np.median(ys)), float(res.statistic), float(res.pvalue)
+    )
+
+
+def pairwise_tests(plan: Plan, records: list[RunRecord]) -> list[PairTest]:
+    """One Mann-Whitney test per pair of compared strategies (in the plan's order), on the final accuracies."""
+    finals = {
+        e.label: [r.final for r in records if r.label == e.label and r.final is not None] for e in plan.strategies
+    }
+    labels = [e.label for e in plan.strategies if any(r.label == e.label for r in records)]
+    return [mann_whitney(a, b, finals[a], finals[b]) for i, a in enumerate(labels) for b in labels[i + 1 :]]

@@ -1,4 +1,4 @@
-"""The comparison's files: summary.csv, runs.csv, summary.md and the TensorBoard chart.
+"""The comparison's files: summary.csv, runs.csv, pairs.csv, summary.md and the TensorBoard chart.
 
 All are rebuilt from the run directories every time, so they always describe what is on disk.
 """
@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasframe.compare.statistics import FRACTIONS, Reference, budget_points, mean_and_se, percent_keys
+from nasframe.compare.statistics import FRACTIONS, PairTest, Reference, budget_points, mean_and_se, percent_keys
 
 if TYPE_CHECKING:
     from nasframe.compare.execution import RunRecord
@@ -38,6 +39,10 @@ CSV_FIELDS = (
     "wall_seconds_std",
     "stopped_early",
     "no_final",
+    # added after the first release, so at the end: readers by position keep working
+    "final_median",
+    "final_min",
+    "budget",
 )
 RUNS_FIELDS = (
     "strategy",
@@ -51,7 +56,9 @@ RUNS_FIELDS = (
     "cost_epochs",
     "cost_seconds",
     "wall_seconds",
+    "budget",
 )
+PAIRS_FIELDS = ("strategy_a", "strategy_b", "runs_a", "runs_b", "median_a", "median_b", "u", "p")
 
 
 def _csv_value(v: Any) -> Any:
@@ -69,12 +76,13 @@ def write_summary_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             w.writerow({k: _csv_value(row.get(k, "")) for k in CSV_FIELDS})
 
 
-def write_runs_csv(path: Path, records: list[RunRecord], budget: int) -> None:
-    points = budget_points(budget)
+def write_runs_csv(path: Path, records: list[RunRecord]) -> None:
+    """One row per run; the @25/50/100% points are of that run's own budget (the length of its curve)."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(RUNS_FIELDS)
         for r in records:
+            points = budget_points(len(r.curve))
             w.writerow(
                 [
                     r.label,
@@ -88,8 +96,18 @@ def write_runs_csv(path: Path, records: list[RunRecord], budget: int) -> None:
                     _csv_value(r.cost_epochs),
                     _csv_value(r.cost_seconds),
                     _csv_value(r.wall_seconds),
+                    len(r.curve),
                 ]
             )
+
+
+def write_pairs_csv(path: Path, tests: list[PairTest]) -> None:
+    """The pairwise Mann-Whitney tests, one row per pair."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PAIRS_FIELDS)
+        for t in tests:
+            w.writerow([t.a, t.b, t.n_a, t.n_b, *map(_csv_value, (t.median_a, t.median_b, t.u, t.p))])
 
 
 # ---- markdown ------------------------------------------------------------------------------------
@@ -104,11 +122,15 @@ def _pm(mean: Any, std: Any, digits: int = 2) -> str:
 def markdown_table(plan: Plan, rows: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table (also printed at the end of `nasframe compare`)."""
     metric = next((r["final_metric"] for r in rows if r.get("runs") != ""), "final")
+    # with one budget the columns name their evaluation counts; with several, each row is at its own budget
+    counts = [""] * len(FRACTIONS) if plan.mixed_budgets else [f" ({p})" for p in budget_points(plan.budget)]
     head = [
         "strategy",
         "runs",
         f"final {metric}",
-        *[f"best val_acc @{int(f * 100)}% ({p})" for f, p in zip(FRACTIONS, budget_points(plan.budget))],
+        "median",
+        "worst",
+        *[f"best val_acc @{int(f * 100)}%{c}" for f, c in zip(FRACTIONS, counts)],
         "evaluations",
         "cost (epochs)",
         "wall (s)",
@@ -124,6 +146,8 @@ def _markdown_cells(r: dict[str, Any]) -> list[str]:
         r["strategy"],
         str(r["runs"]),
         _pm(r["final_mean"], r["final_std"]),
+        _pm(r["final_median"], None),
+        _pm(r["final_min"], None),
         *[_pm(r[f"{key}_mean"], r[f"{key}_std"]) for key in percent_keys()],
         f"{r['evaluations_mean']:g}",
         _pm(r["cost_epochs_mean"], r["cost_epochs_std"], epoch_digits),
@@ -131,13 +155,21 @@ def _markdown_cells(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_summary_md(path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None) -> None:
+def write_summary_md(
+    path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None, tests: Sequence[PairTest] = ()
+) -> None:
+    budget = (
+        f"budget {plan.budget} evaluations per run unless a strategy sets its own (the evaluations column)"
+        if plan.mixed_budgets
+        else f"budget {plan.budget} evaluations per run"
+    )
     text = [
         _markdown_heading(plan),
         "",
-        f"{len(plan.seeds)} seeds ({_seed_text(plan.seeds)}), budget {plan.budget} evaluations per run. "
+        f"{len(plan.seeds)} seeds ({_seed_text(plan.seeds)}), {budget}. "
         "Mean ± standard deviation over seeds. `final` is the held-out accuracy of the architecture each "
-        "strategy returned (`best.json` final.held_out.test_acc; its val_acc where no held-out metric exists); "
+        "strategy returned (`best.json` final.held_out.test_acc; its val_acc where no held-out metric exists), "
+        "`median` and `worst` are the median and the lowest of it over the seeds; "
         "`best val_acc @x%` is the best search accuracy seen after that share of the budget.",
         "",
         markdown_table(plan, rows),
@@ -152,6 +184,16 @@ def write_summary_md(path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Re
             "",
         ]
     text += _markdown_notes(rows)
+    if tests:
+        text += [
+            "",
+            "## Pairwise tests",
+            "",
+            "Two-sided Mann-Whitney U test of the `final` values of each pair of strategies (one value per "
+            "seed; `scipy.stats.mannwhitneyu`); also in pairs.csv.",
+            "",
+            *[f"- {t.line()}" for t in tests],
+        ]
     path.write_text("\n".join(text).rstrip() + "\n")
 
 
