@@ -13,7 +13,8 @@ the same total number of epochs in each variant:
 
 and scores every cell with the shared weights after BatchNorm recalibration (`score_path`). Prints
 Kendall's tau (scipy) of each variant's ranking against the stand-alone one, per seed and as mean
-± standard deviation. With `--truth-repeats 2` every cell is also trained stand-alone a second
+± standard deviation, and against the cells' parameter counts (what a ranking by size alone
+gives). With `--truth-repeats 2` every cell is also trained stand-alone a second
 time with another seed: the tau between the two stand-alone rankings is the ceiling any supernet
 can reach on this ground truth, and the truth is their mean. Everything is seeded; on the CPU the
 figures are reproducible.
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--truth-repeats", type=int, default=1, help="stand-alone trainings per cell (seeds)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--truth-from", help="reuse the stand-alone accuracies of an earlier --json (same cells)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -78,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     st_cls = evaluators.get("short_train")
     st_options = build_options(st_cls.Options, {"epochs": args.train_epochs, "model_stats": False}, "evaluator")
-    repeats = []
-    for r in range(args.truth_repeats):
+    repeats = json.load(open(args.truth_from))["truth"] if args.truth_from else []
+    for r in range(len(repeats), args.truth_repeats):
         accs = []
         for i, arch in enumerate(archs):
             data = DataSource(DataOptions(name=args.data, limit=args.limit), seed=0)
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     truth = [float(np.mean(col)) for col in zip(*repeats)]
     print(f"stand-alone: {len(archs)} cells x {args.train_epochs:g} epochs x {args.truth_repeats} seeds in "
           f"{time.perf_counter() - start:.0f} s; val_acc {min(truth):.1f} .. {max(truth):.1f}")  # fmt: skip
+    from nasframe.costs import ArchCosts
+
+    costs = ArchCosts(space, DataSource(DataOptions(name=args.data, limit=args.limit), seed=0).spec)
+    params = [float(costs.params(a)) for a in archs]
+    print(f"stand-alone vs parameters: tau {kendall(truth, params):+.3f}")
     ceiling = kendall(repeats[0], repeats[1]) if len(repeats) > 1 else None
     if ceiling is not None:
         print(f"stand-alone seed 1 vs seed 2: tau {ceiling:+.3f} (the noise ceiling of this ground truth)")
@@ -125,11 +132,11 @@ def main(argv: list[str] | None = None) -> None:
             for i, arch in enumerate(archs):
                 torch.manual_seed(10_000 * seed + i)
                 scores.append(float(ev.score_path(arch, BNRecalibration(10, None, None)).metrics["val_acc"]))
-            tau = kendall(scores, truth)
+            tau, by_size = kendall(scores, truth), kendall(scores, params)
             shots = int(report.metrics.get("sub_supernets", 1))
-            figures[variant].append({"seed": seed, "tau": tau, "sub_supernets": shots,
-                                     "seconds": time.perf_counter() - t0})  # fmt: skip
-            print(f"seed {seed} {variant:>10}: tau {tau:+.3f}  ({shots} sub-supernets, "
+            figures[variant].append({"seed": seed, "tau": tau, "tau_params": by_size, "scores": scores,
+                                     "sub_supernets": shots, "seconds": time.perf_counter() - t0})  # fmt: skip
+            print(f"seed {seed} {variant:>10}: tau {tau:+.3f}, vs parameters {by_size:+.3f}  ({shots} sub-supernets, "
                   f"{time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
 
     print(f"\n{'variant':>10}  tau mean ± sd over {args.seeds} seeds  (per seed)")
