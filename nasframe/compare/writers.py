@@ -216,7 +216,8 @@ def _log_strategy(writer: Any, label: str, c: np.ndarray, records: list[RunRecor
     finals = np.array([r.final for r in records if r.label == label and r.final is not None])
     if finals.size:
         writer.add_scalar(f"compare/final/{label}", float(finals.mean()), 0)
-        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0)
+        # numpy's bins: the default fixed buckets end near 1e20 and drop larger scores (zero-cost proxies)
+        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0, bins="auto")
     return tag
 
 
