@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> Path:
     for c in costs.values():
         c.prepare_table()
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     cols = columns(proxies)
     done: set[int] = set()
     if out.exists() and args.resume:

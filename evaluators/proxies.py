@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,14 +39,19 @@ RECTIFIERS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 JACOV_EPS = 1e-5
 
 
-def scored_layers(model: nn.Module) -> list[nn.Module]:
-    """Convolution and linear layers, in module order (each once)."""
-    return [m for m in model.modules() if isinstance(m, SCORED_LAYERS)]
+def scored_layers(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(layer, weight) of the convolution and linear layers, in module order (each once)."""
+    return [(m, cast(torch.Tensor, m.weight)) for m in model.modules() if isinstance(m, SCORED_LAYERS)]
 
 
-def logits_of(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+def scored_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weights the gradient proxies score."""
+    return [w for _, w in scored_layers(model)]
+
+
+def logits_of(out: Any) -> torch.Tensor:
     """The logits of a forward pass: models with an auxiliary head return (logits, aux) in train mode."""
-    return out[0] if isinstance(out, (tuple, list)) else out
+    return cast(torch.Tensor, out[0] if isinstance(out, (tuple, list)) else out)
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -85,20 +91,20 @@ def synflow(model: nn.Module, input_shape: tuple[int, ...]) -> float:
         for tensor in model.state_dict().values():
             if tensor.is_floating_point():
                 tensor.abs_()
-    layers = scored_layers(model)
-    for layer in layers:
-        layer.weight.grad = None
+    weights = scored_weights(model)
+    for w in weights:
+        w.grad = None
     param = next(model.parameters())
     x = torch.ones(1, *input_shape, dtype=torch.float64, device=param.device)
     logits_of(model(x)).sum().backward()
-    return _total([(layer.weight * layer.weight.grad).abs().sum() for layer in layers if layer.weight.grad is not None])
+    return _total([(w * w.grad).abs().sum() for w in weights if w.grad is not None])
 
 
 # ---- gradient proxies -----------------------------------------------------------------------------
 def _weight_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(W, dL/dW) of every scored layer the loss reaches, in train mode."""
     model.train()
-    weights = [layer.weight for layer in scored_layers(model)]
+    weights = scored_weights(model)
     grads = torch.autograd.grad(_loss(model, x, y), weights, allow_unused=True)
     return [(w, g) for w, g in zip(weights, grads) if g is not None]
 
@@ -121,16 +127,16 @@ def grasp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     backward; the sign is the reference code's (there, accuracy rises with this score).
     """
     model.train()
-    weights = [layer.weight for layer in scored_layers(model)]
+    weights = scored_weights(model)
     first = torch.autograd.grad(_loss(model, x, y), weights, allow_unused=True)
     used = [(w, g.detach()) for w, g in zip(weights, first) if g is not None]
     if not used:
         return 0.0
     ws = [w for w, _ in used]
     grads = torch.autograd.grad(_loss(model, x, y), ws, create_graph=True)
-    inner = torch.stack([(g_fixed * g).sum() for (_, g_fixed), g in zip(used, grads)]).sum()
-    hg = torch.autograd.grad(inner, ws, allow_unused=True)
-    return _total([(-w.detach() * h).sum() for w, h in zip(ws, hg) if h is not None])
+    inner = torch.stack([(fixed * g).sum() for (_, fixed), g in zip(used, grads)]).sum()
+    hvp = torch.autograd.grad(inner, ws, allow_unused=True)
+    return _total([(-w.detach() * h).sum() for w, h in zip(ws, hvp) if h is not None])
 
 
 def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -141,11 +147,10 @@ def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     layer adds fan_in x sum_k of them (fan_in = weight.numel() / K).
     """
     model.train()
-    layers = scored_layers(model)
     terms: list[torch.Tensor] = []
 
-    def watch(layer: nn.Module) -> Callable[..., None]:
-        fan_in = layer.weight[0].numel()
+    def watch(weight: torch.Tensor) -> Callable[..., None]:
+        fan_in = weight[0].numel()
 
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             if not out.requires_grad:
@@ -161,7 +166,7 @@ def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
         return hook
 
-    handles = [layer.register_forward_hook(watch(layer)) for layer in layers]
+    handles = [layer.register_forward_hook(watch(w)) for layer, w in scored_layers(model)]
     try:
         _loss(model, x, y).backward()
     finally:
@@ -194,13 +199,22 @@ def jacov(model: nn.Module, x: torch.Tensor) -> float:
     return jacov_from_jacobian(grad.reshape(x.shape[0], -1).double().cpu().numpy())
 
 
-def naswot_from_codes(codes: torch.Tensor) -> float:
-    """log|K| for binary codes (images x units): K = C C^T + (1 - C)(1 - C)^T, i.e. units minus Hamming
-    distance. -inf when K is singular (two images with the same code)."""
+def agreement_kernel(codes: torch.Tensor) -> torch.Tensor:
+    """K = C C^T + (1 - C)(1 - C)^T for binary codes C (images x units), in float64: K_ij is the number of
+    units on which images i and j agree (units minus their Hamming distance)."""
     c = codes.double()
-    k = c @ c.T + (1 - c) @ (1 - c).T
+    return c @ c.T + (1 - c) @ (1 - c).T
+
+
+def _log_det(k: torch.Tensor) -> float:
+    """log|K|; -inf when K is singular (two images with the same code)."""
     sign, logdet = torch.linalg.slogdet(k)
     return float(logdet) if float(sign) > 0 else -math.inf
+
+
+def naswot_from_codes(codes: torch.Tensor) -> float:
+    """log|K| of the agreement kernel of binary codes (images x units)."""
+    return _log_det(agreement_kernel(codes))
 
 
 def naswot(model: nn.Module, x: torch.Tensor) -> float:
@@ -212,8 +226,7 @@ def naswot(model: nn.Module, x: torch.Tensor) -> float:
     k = torch.zeros(n, n, dtype=torch.float64, device=x.device)
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        c = (inputs[0].detach().reshape(n, -1) > 0).double()
-        k.add_(c @ c.T + (1 - c) @ (1 - c).T)
+        k.add_(agreement_kernel(inputs[0].detach().reshape(n, -1) > 0))
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, RECTIFIERS)]
     if not handles:
@@ -224,5 +237,4 @@ def naswot(model: nn.Module, x: torch.Tensor) -> float:
     finally:
         for h in handles:
             h.remove()
-    sign, logdet = torch.linalg.slogdet(k)
-    return float(logdet) if float(sign) > 0 else -math.inf
+    return _log_det(k)
