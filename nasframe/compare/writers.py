@@ -216,9 +216,19 @@ def _log_strategy(writer: Any, label: str, c: np.ndarray, records: list[RunRecor
     finals = np.array([r.final for r in records if r.label == label and r.final is not None])
     if finals.size:
         writer.add_scalar(f"compare/final/{label}", float(finals.mean()), 0)
-        # numpy's bins: the default fixed buckets end near 1e20 and drop larger scores (zero-cost proxies)
-        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0, bins="auto")
+        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0, bins=_histogram_bins(finals))
     return tag
+
+
+def _histogram_bins(values: np.ndarray) -> Any:
+    """TensorBoard's default buckets end near 1e20 and drop larger values (zero-cost proxy scores such as
+    synflow's reach 1e50), failing on an empty histogram: beyond 1e12, ten equal buckets over the values."""
+    top = float(np.abs(values).max())
+    if top < 1e12:
+        return "tensorflow"
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, top * 1e-6)
+    return np.linspace(lo - pad, hi + pad, 11)
 
 
 def _log_reference(writer: Any, ref: Reference) -> str:
