@@ -130,7 +130,7 @@ def _one(space, arch, proxy, spec, batch, seed, index, costs) -> float:
     return score(proxy, space.build(arch, spec), spec, batch)
 
 
-def report(path: Path) -> None:
+def report(path: Path, limit: int | None = None) -> None:
     """Spearman's rho of every score column of `path` against the table, beside the published figures.
 
     NaN scores (jacov of a cell whose output ignores its input) are left out, as the reference's
@@ -139,7 +139,7 @@ def report(path: Path) -> None:
 
     table = load_table()
     with path.open() as fh:
-        rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))[:limit]
     if not rows:
         print(f"{path}: no rows")
         return
@@ -177,10 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images in the data proxies' batch")
     parser.add_argument("--out", default="zero_cost_nb201.csv", help="CSV of per-cell scores (appended as it runs)")
     parser.add_argument("--resume", action="store_true", help="skip cells already in --out and append")
-    parser.add_argument("--from-csv", default=None, help="only print the table of an existing CSV")
+    parser.add_argument(
+        "--from-csv", default=None, help="only print the table of an existing CSV (of its first --limit rows)"
+    )
     args = parser.parse_args(argv)
     if args.from_csv:
-        report(Path(args.from_csv))
+        report(Path(args.from_csv), args.limit)
         return
     args.proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     unknown = [p for p in args.proxies if p not in PROXIES]
