@@ -84,6 +84,7 @@ class ZeroCost(Evaluator[ZeroCostOptions]):
 
     Options = ZeroCostOptions
     holds_state = False  # every candidate is built afresh
+    val_acc_is_percent = False  # val_acc holds the proxy score
 
     def __init__(
         self,
