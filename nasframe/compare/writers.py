@@ -97,8 +97,13 @@ def _pm(mean: Any, std: Any, digits: int = 2) -> str:
     if not isinstance(mean, float) or not math.isfinite(mean):
         return "-"
     if not isinstance(std, float) or not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return _fixed(mean, digits)
+    return f"{_fixed(mean, digits)} ± {_fixed(std, digits)}"
+
+
+def _fixed(value: float, digits: int) -> str:
+    """Fixed point; from 1e6 on, 3 significant digits (zero-cost proxy scores such as synflow's reach 1e50)."""
+    return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def markdown_table(plan: Plan, rows: list[dict[str, Any]]) -> str:
