@@ -49,7 +49,8 @@ class Cost:
 class Result:
     """Outcome of one evaluation.
 
-    `metrics` holds at least `val_acc` (percent) when status is "ok"; other common keys are
+    `metrics` holds at least `val_acc` (percent, or a score for an evaluator that declares
+    `val_acc_is_percent = False`) when status is "ok"; other common keys are
     `val_loss` and `test_acc` (a held-out metric that must never steer the search). Status
     "infeasible" is set by the runner, never by an evaluator: the architecture broke the run's
     constraints and was not evaluated (it cost nothing).
@@ -151,6 +152,9 @@ class Evaluator(ABC, Generic[OptionsT]):
     #: False for evaluators whose `state_dict` stays empty (nothing carries over between calls): the
     #: runner may then checkpoint even when a run is stopped inside an evaluation
     holds_state: ClassVar[bool] = True
+    #: False for evaluators whose `val_acc` is a score that only orders architectures (higher = better,
+    #: any real number; zero-cost proxies), not an accuracy in percent
+    val_acc_is_percent: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -99,6 +99,12 @@ class TestTabular(EvaluatorConformance):
     evaluator = "tabular"
 
 
+class TestZeroCost(EvaluatorConformance):
+    evaluator = "zero_cost"
+    space, space_options = "darts", {"C": 4, "layers": 2}
+    options = {"proxy": "synflow"}  # a score far above 100: val_acc_is_percent = False is what lets it pass
+
+
 def test_every_installed_component_is_covered():
     from nasframe.registry import evaluators, spaces, strategies
 

@@ -115,8 +115,13 @@ def _pm(mean: Any, std: Any, digits: int = 2) -> str:
     if not isinstance(mean, float) or not math.isfinite(mean):
         return "-"
     if not isinstance(std, float) or not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return _fixed(mean, digits)
+    return f"{_fixed(mean, digits)} ± {_fixed(std, digits)}"
+
+
+def _fixed(value: float, digits: int) -> str:
+    """Fixed point; from 1e6 on, 3 significant digits (zero-cost proxy scores such as synflow's reach 1e50)."""
+    return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def markdown_table(plan: Plan, rows: list[dict[str, Any]]) -> str:
@@ -258,8 +263,19 @@ def _log_strategy(writer: Any, label: str, c: np.ndarray, records: list[RunRecor
     finals = np.array([r.final for r in records if r.label == label and r.final is not None])
     if finals.size:
         writer.add_scalar(f"compare/final/{label}", float(finals.mean()), 0)
-        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0)
+        writer.add_histogram(f"compare/final_per_seed/{label}", finals, 0, bins=_histogram_bins(finals))
     return tag
+
+
+def _histogram_bins(values: np.ndarray) -> Any:
+    """TensorBoard's default buckets end near 1e20 and drop larger values (zero-cost proxy scores such as
+    synflow's reach 1e50), failing on an empty histogram: beyond 1e12, ten equal buckets over the values."""
+    top = float(np.abs(values).max())
+    if top < 1e12:
+        return "tensorflow"
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, top * 1e-6)
+    return np.linspace(lo - pad, hi + pad, 11)
 
 
 def _log_reference(writer: Any, ref: Reference) -> str:
