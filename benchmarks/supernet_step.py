@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     def supernet_run() -> float:
         ev.supernet.set_path(arch)  # uniform training leaves a random path selected
         t = clock()
-        ev._train(args.steps, lambda i: path, path)
+        ev._train(args.steps, lambda i: path, lambda: path)
         return (clock() - t) / args.steps
 
     def child_run() -> float:

@@ -17,7 +17,15 @@ from nasframe.config import merge_config
 from nasframe.costs import ArchCosts
 from nasframe.data import DataOptions, DataSource
 from nasframe.errors import CapabilityError, NotSupported
-from nasframe.evaluator import AngleMetric, BNRecalibration, Budget, Differentiable, Evaluator, SharedWeights
+from nasframe.evaluator import (
+    AngleMetric,
+    BNRecalibration,
+    Budget,
+    Differentiable,
+    Distillation,
+    Evaluator,
+    SharedWeights,
+)
 from nasframe.oneshot import (
     BinnedPaths,
     CategoricalPaths,
@@ -455,7 +463,7 @@ def test_capability_classes_are_checked_by_subclassing_not_by_probing():
     from nasframe.evaluator import capabilities_of
     from nasframe.registry import evaluators
 
-    assert capabilities_of(evaluators.get("supernet")) == [SharedWeights, Differentiable, AngleMetric]
+    assert capabilities_of(evaluators.get("supernet")) == [SharedWeights, Distillation, Differentiable, AngleMetric]
     assert capabilities_of(evaluators.get("short_train")) == []
     source = "".join(Path(p).read_text() for p in Path(__file__).resolve().parent.parent.glob("nasframe/*.py"))
     assert "hasattr(" not in source.replace('"hasattr(', "")  # the core probes no plugin

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
-from nasframe.evaluator import AngleMetric, Cost, Differentiable, WorkReport
+from nasframe.evaluator import AngleMetric, Cost, Differentiable, Distillation, WorkReport
 
 EMPTY = ("zero", "none")
 
@@ -55,7 +55,7 @@ class FakeWSOptions:
 
 
 @register_evaluator("abs_fake_ws")
-class FakeWeightSharing(Evaluator, AngleMetric, Differentiable):
+class FakeWeightSharing(Evaluator, AngleMetric, Differentiable, Distillation):
     """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
 
     Options = FakeWSOptions
@@ -109,6 +109,21 @@ class FakeWeightSharing(Evaluator, AngleMetric, Differentiable):
         }
         epochs = steps / self.paths_per_epoch
         return WorkReport(Cost(0.0, epochs), {"train_loss": 1.0}, state={**state, "alphas": alphas})
+
+    def train_distilled(self, steps, next_path, teacher, observe, label_smoothing) -> WorkReport:
+        """Trains like `train_paths`, asking the teacher before each step and reporting each student's
+        scripted accuracy after it."""
+        drawn = []
+
+        def path():
+            teacher()
+            drawn.append(next_path())
+            return drawn[-1]
+
+        report = self.train_paths(steps, path)
+        for arch in drawn:
+            observe(arch, float(self.evaluate(arch).metrics["val_acc"]))
+        return report
 
     def _parts(self, arch: Arch, table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [table[f"{n}={c}"] for n, c in arch.items() if c not in EMPTY]
