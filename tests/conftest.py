@@ -21,6 +21,32 @@ def toy_argv(core_toy: str, *extra: object) -> list[str]:
             "core_toy_eval", "--quiet", *map(str, extra)]  # fmt: skip
 
 
+def run_to_the_end(run_argv: list[str], run_dir: Path) -> None:
+    """`nasframe run ... --out run_dir` in a subprocess, uninterrupted (the reference for a kill test)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nasframe.cli", "run", *run_argv, "--out", str(run_dir)]
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+
+
+def run_outcome(run_dir: Path) -> tuple[list[dict], list[dict], dict]:
+    """What a resumed run must reproduce: history.jsonl and work.jsonl without times and costs, and
+    best.json's `final` and `best_evaluated`."""
+    import json
+
+    def logged(name: str) -> list[dict]:
+        path = Path(run_dir) / name
+        records = read_jsonl(path) if path.exists() else []
+        return [{k: v for k, v in r.items() if k not in ("time", "cost")} for r in records]
+
+    best = json.loads((Path(run_dir) / "best.json").read_text())
+    final = {k: v for k, v in best["final"].items() if k != "final_evaluation"}
+    return logged("history.jsonl"), logged("work.jsonl"), {"final": final, "best": best["best_evaluated"]}
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The JSON records of a .jsonl file (history.jsonl, work.jsonl)."""
     import json

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,26 +172,12 @@ def test_cream_runs_end_to_end(cli, tmp_path, space):
 
 @pytest.mark.slow
 def test_kill_9_during_distilled_training_resumes_to_the_identical_result(tmp_path):
-    from conftest import kill_then_resume
+    from conftest import kill_then_resume, run_outcome, run_to_the_end
 
     argv = ["--strategy", "cream", "--space", "darts", "--seed", "5", *TINY, *SPACE_SETS["darts"],
             "--set", "strategy.epochs=3", "--set", "strategy.warmup_epochs=1",
             "--set", "run.work_chunk_epochs=0.34"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=5, log="work.jsonl", before_lines=2)
 
-    def read(run: Path) -> tuple:
-        strip = ("time", "cost")
-        logs = [
-            [{k: v for k, v in json.loads(x).items() if k not in strip} for x in (run / f).read_text().splitlines()]
-            for f in ("history.jsonl", "work.jsonl")
-        ]
-        return logs[0], logs[1], json.loads((run / "best.json").read_text())["final"]["arch"]
-
-    assert read(tmp_path / "killed") == read(tmp_path / "full")
+    assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")

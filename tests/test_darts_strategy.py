@@ -5,7 +5,6 @@ mobilenet and nb201 spaces, and exact resume after kill -9 (reference section 4.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,11 +252,8 @@ def test_darts_runs_end_to_end(cli, tmp_path, space, order):
 
 @pytest.mark.slow
 def test_kill_9_during_bilevel_training_resumes_to_the_identical_result(tmp_path):
-    import os
-    import subprocess
-    import sys
 
-    from conftest import kill_then_resume
+    from conftest import kill_then_resume, run_outcome, run_to_the_end
 
     argv = [
         "--strategy",
@@ -278,29 +274,10 @@ def test_kill_9_during_bilevel_training_resumes_to_the_identical_result(tmp_path
         *TINY[2:],
         *SPACE_SETS["darts"],
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=3, log="work.jsonl")
 
-    def read(run: Path) -> tuple:
-        strip = ("time", "cost")
-        hist = [
-            {k: v for k, v in json.loads(x).items() if k not in strip}
-            for x in (run / "history.jsonl").read_text().splitlines()
-        ]
-        work = [
-            {k: v for k, v in json.loads(x).items() if k not in strip}
-            for x in (run / "work.jsonl").read_text().splitlines()
-        ]
-        best = json.loads((run / "best.json").read_text())
-        return hist, work, best["final"]["export"], best["best_evaluated"]
-
-    assert read(tmp_path / "full") == read(tmp_path / "killed")
+    assert run_outcome(tmp_path / "full") == run_outcome(tmp_path / "killed")
 
 
 def test_state_round_trip_and_final_weights(tmp_path):

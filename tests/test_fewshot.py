@@ -6,10 +6,6 @@ kill -9."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,7 +211,7 @@ def test_strategies_run_on_a_few_shot_supernet_without_knowing(cli, tmp_path, st
 
 @pytest.mark.slow
 def test_kill_9_around_a_split_resumes_to_the_identical_result(tmp_path):
-    from conftest import kill_then_resume
+    from conftest import kill_then_resume, run_outcome, run_to_the_end
 
     argv = [
         "--strategy", "spos", *TINY, "--seed", "2", "--set", "evaluator.split_epochs=[1, 2]",
@@ -224,25 +220,10 @@ def test_kill_9_around_a_split_resumes_to_the_identical_result(tmp_path):
         "--set", "strategy.crossovers=1", "--set", "strategy.generations=1", "--budget", "5",
         "--set", "strategy.bn_batches=2", "--set", "strategy.bn_batch_size=32",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=3, log="work.jsonl", before_lines=1)
-
-    def read(run: Path) -> tuple:
-        strip = ("time", "cost")
-        logs = [
-            [{k: v for k, v in json.loads(x).items() if k not in strip} for x in (run / f).read_text().splitlines()]
-            for f in ("history.jsonl", "work.jsonl")
-        ]
-        return logs[0], logs[1], json.loads((run / "best.json").read_text())["final"]["arch"]
-
-    full, killed = read(tmp_path / "full"), read(tmp_path / "killed")
-    assert full == killed
+    full = run_outcome(tmp_path / "full")
+    assert run_outcome(tmp_path / "killed") == full
     assert sum(len(w.get("notes", [])) for w in full[1]) == 3  # 1 split, then each of the 2 children
 
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,32 +239,16 @@ def test_setn_runs_end_to_end(cli, tmp_path, space):
 
 @pytest.mark.slow
 def test_kill_9_during_training_or_selection_resumes_to_the_identical_result(tmp_path):
-    from conftest import kill_then_resume
+    from conftest import kill_then_resume, run_outcome, run_to_the_end
 
     argv = [
         "--strategy", "setn", "--space", "nb201", "--evaluator", "supernet", "--quiet", "--seed", "4",
         "--set", "strategy.epochs=3", "--set", "strategy.candidates=12", "--set", "run.work_chunk_epochs=0.25",
         *TINY, *SPACE_SETS["nb201"],
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "in-training", after_lines=5, log="work.jsonl", before_lines=3)
     kill_then_resume(argv, tmp_path / "in-selection", after_lines=5, log="history.jsonl")
-
-    def read(run: Path) -> tuple:
-        strip = ("time", "cost")
-        hist = [
-            {k: v for k, v in json.loads(x).items() if k not in strip}
-            for x in (run / "history.jsonl").read_text().splitlines()
-        ]
-        best = json.loads((run / "best.json").read_text())
-        return hist, best["final"]["arch"], best["final"]["metrics"]
-
-    full = read(tmp_path / "full")
-    assert read(tmp_path / "in-training") == full
-    assert read(tmp_path / "in-selection") == full
+    full = run_outcome(tmp_path / "full")
+    assert run_outcome(tmp_path / "in-training") == full
+    assert run_outcome(tmp_path / "in-selection") == full
