@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,24 @@ import torch
 
 from nasframe.errors import ConfigError
 from nasframe.evaluator import AlphaOptimizer, WorkReport
+from nasframe.options import option
 from nasframe.space import Arch, Decision
+
+
+@dataclass(frozen=True)
+class AlphaOptions:
+    """The architecture weights' options, shared by the strategies that own alphas (DARTS and SETN
+    use the same values)."""
+
+    alpha_lr: float = option(3e-4, "Adam learning rate of the architecture weights (DARTS, SETN: 3e-4)", min=0)
+    alpha_betas: list[float] = option(default_factory=lambda: [0.5, 0.999], help="Adam betas (DARTS, SETN: 0.5, 0.999)")
+    alpha_weight_decay: float = option(1e-3, "Adam weight decay of the architecture weights (DARTS, SETN: 1e-3)", min=0)
+    init_scale: float = option(1e-3, "alphas start as init_scale x N(0, 1) (DARTS, SETN: 1e-3)", min=0)
+
+    def __post_init__(self) -> None:
+        if len(self.alpha_betas) != 2 or not all(0 <= b < 1 for b in self.alpha_betas):
+            raise ConfigError(f"strategy.alpha_betas: expected two numbers in [0, 1), got {self.alpha_betas}")
+
 
 #: spaces with at most this many architectures are enumerated for `top_k` (exactly SETN's sort)
 ENUMERATE_LIMIT = 1_000_000

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nasframe.errors import ConfigError
 from nasframe.evaluator import BNRecalibration, Differentiable, Result, WorkReport
 from nasframe.oneshot import Request, ScoreShared, TrainMixed
 from nasframe.options import option
@@ -27,26 +26,18 @@ from nasframe.registry import register_strategy
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy
 
-from .alphas import ArchitectureWeights
+from .alphas import AlphaOptions, ArchitectureWeights
 
 
 @dataclass(frozen=True)
-class DartsOptions:
+class DartsOptions(AlphaOptions):
     epochs: int = option(50, "search epochs (DARTS: 50 on CIFAR-10)", min=1)
     order: Literal[1, 2] = option(1, "1: first-order gradient (DARTS_V1); 2: the unrolled second-order step (DARTS_V2)")
-    alpha_lr: float = option(3e-4, "Adam learning rate of the architecture weights (DARTS: 3e-4)", min=0)
-    alpha_betas: list[float] = option(default_factory=lambda: [0.5, 0.999], help="Adam betas (DARTS: 0.5, 0.999)")
-    alpha_weight_decay: float = option(1e-3, "Adam weight decay of the architecture weights (DARTS: 1e-3)", min=0)
-    init_scale: float = option(1e-3, "alphas start as init_scale x N(0, 1) (DARTS: 1e-3)", min=0)
     score_bn_batches: int = option(
         10,
         "BatchNorm batches (cumulative average) before the per-epoch score of the most likely architecture (0: off)",
         min=0,
     )
-
-    def __post_init__(self) -> None:
-        if len(self.alpha_betas) != 2 or not all(0 <= b < 1 for b in self.alpha_betas):
-            raise ConfigError(f"strategy.alpha_betas: expected two numbers in [0, 1), got {self.alpha_betas}")
 
 
 @register_strategy("darts")

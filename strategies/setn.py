@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from nasframe.errors import ConfigError
 from nasframe.evaluator import BNRecalibration, Differentiable, Result, WorkReport
 from nasframe.oneshot import Request, ScoreShared, TrainMixed, UniformPaths
 from nasframe.options import option
@@ -30,26 +29,18 @@ from nasframe.registry import register_strategy
 from nasframe.space import Arch, SearchSpace
 from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
-from .alphas import ArchitectureWeights
+from .alphas import AlphaOptions, ArchitectureWeights
 
 
 @dataclass(frozen=True)
-class SetnOptions:
+class SetnOptions(AlphaOptions):
     epochs: int = option(250, "search epochs (SETN on NAS-Bench-201: 250; NATS-Bench: 100)", min=1)
     candidates: int = option(100, "most probable architectures scored at the end (SETN: select_num 100)", min=1)
-    alpha_lr: float = option(3e-4, "Adam learning rate of the architecture weights (SETN: 3e-4)", min=0)
-    alpha_betas: list[float] = option(default_factory=lambda: [0.5, 0.999], help="Adam betas (SETN: 0.5, 0.999)")
-    alpha_weight_decay: float = option(1e-3, "Adam weight decay of the architecture weights (SETN: 1e-3)", min=0)
-    init_scale: float = option(1e-3, "alphas start as init_scale x N(0, 1) (SETN: 1e-3)", min=0)
     score_bn_batches: int = option(
         0,
         "BatchNorm batches (cumulative average) before each score; SETN scores with the shared weights as they are (0)",
         min=0,
     )
-
-    def __post_init__(self) -> None:
-        if len(self.alpha_betas) != 2 or not all(0 <= b < 1 for b in self.alpha_betas):
-            raise ConfigError(f"strategy.alpha_betas: expected two numbers in [0, 1), got {self.alpha_betas}")
 
 
 @register_strategy("setn")
