@@ -122,6 +122,11 @@ class BNRecalibration:
     momentum: float | None = 0.1
     batch_size: int | None = 128
 
+    @classmethod
+    def cumulative(cls, batches: int) -> BNRecalibration | None:
+        """`batches` batches of the evaluator's size, cumulative average; None (no recalibration) for 0."""
+        return cls(batches, momentum=None, batch_size=None) if batches else None
+
 
 OptionsT = TypeVar("OptionsT")
 

@@ -227,8 +227,7 @@ class AbsShrinking(Strategy[AbsOptions]):
                 raise RuntimeError(f"abs: asked while waiting for an outcome ({todo})")
 
     def _recalibration(self) -> BNRecalibration | None:
-        n = self.options.score_bn_batches
-        return BNRecalibration(n, momentum=None, batch_size=None) if n else None
+        return BNRecalibration.cumulative(self.options.score_bn_batches)
 
     def final_evaluation(self, arch: Arch) -> Arch | Request:
         """The base strategy's way of evaluating; before it exists, a score like the step proposals'."""

@@ -128,8 +128,7 @@ class Cream(Strategy[CreamOptions]):
                 self.scored = max(self.scored, self.epoch - self.options.warmup_epochs)
 
     def _recalibration(self) -> BNRecalibration | None:
-        n = self.options.score_bn_batches
-        return BNRecalibration(n, momentum=None, batch_size=None) if n else None
+        return BNRecalibration.cumulative(self.options.score_bn_batches)
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:

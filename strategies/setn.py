@@ -121,8 +121,7 @@ class Setn(Strategy[SetnOptions]):
             self.epoch += 1
 
     def _recalibration(self) -> BNRecalibration | None:
-        n = self.options.score_bn_batches
-        return BNRecalibration(n, momentum=None, batch_size=None) if n else None
+        return BNRecalibration.cumulative(self.options.score_bn_batches)
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch:
