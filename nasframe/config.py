@@ -68,6 +68,28 @@ class RunOptions:
         "OMP_NUM_THREADS when set (see nasframe/threads.py)",
         min=1,
     )
+    executor: Literal["local", "ray"] = option(
+        "local",
+        "where evaluations run: local (this process) or ray (Ray tasks, see docs/distributed.md); "
+        "never changes results",
+    )
+    parallel: int = option(
+        1,
+        "evaluations kept in flight; strategies that propose ahead (random, evolution) then propose before "
+        "earlier results are in, so this changes what they propose (same with either executor)",
+        min=1,
+    )
+    tell_order: Literal["submission", "completion"] = option(
+        "submission",
+        "submission: results are told and logged in the order proposed (reproducible); completion: as they "
+        "finish (more throughput with ray, not reproducible)",
+    )
+    address: str | None = option(None, "ray: address of an existing cluster (null: start one on this machine)")
+    task_cpus: float = option(1.0, "ray: CPUs reserved for each evaluation", min=0)
+    task_gpus: float = option(0.0, "ray: GPUs reserved for each evaluation (fractions share a GPU)", min=0)
+    evaluation_timeout_s: float | None = option(
+        None, "stop an evaluation after this many seconds and record it as failed (null: no limit)", min=0.001
+    )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -52,11 +52,12 @@ from nasframe.oneshot import (
     as_request,
     request_from_state,
 )
+from nasframe.pool import EvaluationPool, Ticket, evaluate_with_limit, open_pool
 from nasframe.progress import Progress, Stopwatch, format_seconds
 from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.strategy import ProposesAhead, Strategy
 from nasframe.threads import apply_threads, resolve_threads
 
 CHECKPOINT_VERSION = 2
@@ -139,6 +140,7 @@ class LoopState:
     work_epochs: float = 0.0
     finished: bool = False
     stopped_because: str = ""
+    ahead_refused: bool = False  # asking ahead ran out of architectures: ask again only once all is told
 
     def to_state(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -200,6 +202,8 @@ class Runner:
         self._last_ckpt = (0, time.monotonic())
         self._last_flush = time.monotonic()
         self._last_tb = float("-inf")
+        self._pool: EvaluationPool | None = None
+        self._window: list[Ticket] = []  # evaluations handed to the pool: always a prefix of state.pending
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -443,22 +447,30 @@ class Runner:
         return None
 
     def _search(self) -> None:
-        while True:
-            reason = self._stop_reason()
-            if reason:
-                self.state.stopped_because = reason
-                return
-            request = self._next_request()
-            if request is None:
-                return
-            if self._progress is not None:
-                self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
-            if isinstance(request, (Evaluate, ScoreShared)):
-                self._evaluate(request)
-                self._checkpoint_if_due()
-            else:
-                self._work(request)
-                self._checkpoint()
+        self._pool = open_pool(self.run_opts, self.executor, self.config.to_dict(), torch.get_num_threads(), self._note)
+        try:
+            while True:
+                reason = self._stop_reason()
+                if reason:
+                    self.state.stopped_because = reason
+                    return
+                request = self._next_request()
+                if request is None:
+                    return
+                if self._progress is not None:
+                    self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
+                if isinstance(request, (Evaluate, ScoreShared)):
+                    self._evaluate_next()
+                    self._checkpoint_if_due()
+                else:
+                    self._work(request)
+                    self._checkpoint()
+        finally:
+            if self._window:  # stopped with evaluations in flight: they stay pending, resume submits them again
+                self._pool.cancel([t.handle for t in self._window if t.handle is not None])
+                self._window = []
+            self._pool.close()
+            self._pool = None
 
     def _next_request(self) -> Request | None:
         s = self.state
@@ -475,6 +487,7 @@ class Runner:
                 self._stage = None
                 return None
             s.pending = [self._admit(as_request(item)) for item in items]
+            s.ahead_refused = False
             self._stage = None
         return s.pending[0]
 
@@ -492,28 +505,94 @@ class Runner:
         return request
 
     # ---- evaluations ---------------------------------------------------------------------------
-    def _evaluate(self, request: Evaluate | ScoreShared) -> None:
-        s, strategy, arch = self.state, self.parts.strategy, request.arch
+    def _evaluate_next(self) -> None:
+        """Hand out evaluations up to `run.parallel`, then tell one result: the oldest, or with
+        `run.tell_order: completion` the first to finish. With one slot this is simply: check the
+        constraints, evaluate, tell, record."""
+        s, strategy = self.state, self.parts.strategy
+        self._fill_window()
+        position = self._next_to_tell()
+        ticket = self._window[position]
+        arch = ticket.request.arch
         constraints = self.parts.constraints
-        rejected = constraints.check(arch) if constraints is not None else None
-        if constraints is not None and rejected is not None:
+        if ticket.rejected is not None:
+            assert constraints is not None
             self._stage = "telling"
-            s.pending.pop(0)
+            del self._window[position], s.pending[position]
             s.infeasible += 1
             s.rejection_streak += 1
-            strategy.tell(arch, rejected)
+            strategy.tell(arch, ticket.rejected)
             self._stage = None
             if s.rejection_streak >= constraints.options.max_rejections:
                 raise ConstraintError(constraints.give_up_message(self.config.names["strategy"], s.rejection_streak))
             return
         s.rejection_streak = 0
         self._stage = "executing"
-        result = self.executor.evaluate(request, s.evaluations)
+        assert self._pool is not None
+        result = self._pool.result(ticket.handle)
         self._stage = "telling"
-        s.pending.pop(0)
+        del self._window[position], s.pending[position]
         strategy.tell(arch, result)
         self._record(arch, result)
         self._stage = None
+
+    def _fill_window(self) -> None:
+        """Submit pending evaluations (asking a `ProposesAhead` strategy for more) while slots are free.
+
+        Each gets the evaluation index it will be recorded under in submission order, so its seed,
+        and therefore its result, is the one a one-slot run computes for that index."""
+        s, window = self.state, self._window
+        assert self._pool is not None
+        remaining = self.run_opts.max_evaluations
+        while len(window) < self.run_opts.parallel:
+            submitted = sum(t.rejected is None for t in window)
+            if remaining is not None and s.evaluations + submitted >= remaining:
+                return
+            if len(window) < len(s.pending):
+                request = s.pending[len(window)]
+                if not isinstance(request, (Evaluate, ScoreShared)):
+                    return
+                window.append(self._ticket(request, s.evaluations + submitted))
+            elif not self._may_ask_ahead() or not self._ask_ahead():
+                return
+
+    def _ticket(self, request: Evaluate | ScoreShared, index: int) -> Ticket:
+        constraints = self.parts.constraints
+        rejected = constraints.check(request.arch) if constraints is not None else None
+        if rejected is not None:
+            return Ticket(request, index, rejected=rejected)
+        assert self._pool is not None
+        return Ticket(request, index, handle=self._pool.submit(request, index))
+
+    def _may_ask_ahead(self) -> bool:
+        s, strategy = self.state, self.parts.strategy
+        return bool(self._window) and isinstance(strategy, ProposesAhead) and not strategy.done and not s.ahead_refused
+
+    def _ask_ahead(self) -> bool:
+        """Ask for more while results are out; False (and no more asking until all is told) when the
+        strategy has nothing more now."""
+        s = self.state
+        self._stage = "asking"
+        try:
+            items = self.parts.strategy.ask()
+        except SpaceExhausted:
+            items = []
+        self._stage = None
+        if not items:
+            s.ahead_refused = True
+            return False
+        s.pending.extend(self._admit(as_request(item)) for item in items)
+        return True
+
+    def _next_to_tell(self) -> int:
+        """The window position told next: the oldest, or the first finished (`tell_order: completion`)."""
+        if self.run_opts.tell_order == "submission" or len(self._window) == 1:
+            return 0
+        for i, ticket in enumerate(self._window):
+            if ticket.rejected is not None:
+                return i
+        assert self._pool is not None
+        return self._pool.first_done([t.handle for t in self._window])
 
     def _record(self, arch: Arch, result: Result) -> None:
         s = self.state
@@ -630,6 +709,10 @@ class Runner:
                     writer.add_scalar(f"work/{request.kind}/{key}", value, s.work_lines)
             writer.add_scalar("work/supernet_epochs", s.work_epochs, s.work_lines)
         s.work_lines += 1
+
+    def _note(self, text: str) -> None:
+        if not self.quiet:
+            _say(text)
 
     def _say_notes(self, notes: list[str]) -> None:
         if not self.quiet:
@@ -791,7 +874,9 @@ class Runner:
                     f"strategy {self.config.names['strategy']!r}: final_evaluation must give an "
                     f"architecture, Evaluate or ScoreShared, not {request.kind}"
                 )
-            outcome = self.executor.evaluate(request, self.state.evaluations)
+            outcome = evaluate_with_limit(
+                self.executor, request, self.state.evaluations, self.run_opts.evaluation_timeout_s
+            )
             final_eval = {
                 "request": request.kind,
                 "status": outcome.status,
