@@ -68,6 +68,7 @@ class RunCommand:
         p.add_argument("--seed", type=flags.non_negative_int, help="run seed (default 0)")
         p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<names>)")
         flags.add_device(p)
+        flags.add_executor(p)
         flags.add_budget(p)
         flags.add_quiet(p)
 
@@ -75,7 +76,8 @@ class RunCommand:
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
-        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget}
+        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget,
+                     "executor": args.executor, "address": args.address}  # fmt: skip
         runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
         _say(f"run directory: {runner.run_dir}")
         return _execute(runner)
@@ -90,6 +92,7 @@ class ResumeCommand:
 
         p.add_argument("run_dir", metavar="RUN_DIR")
         flags.add_device(p, "override the run's device")
+        flags.add_executor(p)
         flags.add_budget(p, "raise the evaluation budget (extends a finished run)")
         allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
         p.add_argument(
@@ -105,7 +108,8 @@ class ResumeCommand:
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
-        overrides = {"device": args.device, "max_evaluations": args.budget}
+        overrides = {"device": args.device, "max_evaluations": args.budget, "executor": args.executor,
+                     "address": args.address}  # fmt: skip
         runner = Runner.resume(
             args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet, command=args.command_line
         )

@@ -87,5 +87,14 @@ def add_device(p: argparse.ArgumentParser, help: str = "default auto: CUDA when 
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=help)
 
 
+def add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where evaluations run (run.executor; never changes results); ray: see docs/distributed.md",
+    )
+    p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (run.address; default: start one)")
+
+
 def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
