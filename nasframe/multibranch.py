@@ -118,5 +118,13 @@ class MultiBranchSupernet(Supernet):
         is exactly the selected network's; the gradient reaches q through y_S dq_S + y_U dq_U."""
 
     @abstractmethod
+    def branch_parameter_names(self, branches: Sequence[Sequence[int]]) -> list[str]:
+        """Names (as in `named_parameters`) of the parameters a forward with `branches` uses."""
+
+    @abstractmethod
+    def reset_parameters(self) -> None:
+        """Draw the weights again as at construction, from torch's global RNG (NSE retrains every round)."""
+
+    @abstractmethod
     def branch_costs(self) -> BranchCosts:
         """MACs and parameters of the frame and of every (cell, op), at the input size it was built for."""

@@ -144,7 +144,7 @@ class _Frame(nn.Module):
         return self.fc(torch.flatten(self.pool(self.last_conv(x)), 1))
 
 
-def _cell_output(x: torch.Tensor, branches: Sequence[nn.Module], residual: bool) -> torch.Tensor:
+def cell_output(x: torch.Tensor, branches: Sequence[nn.Module], residual: bool) -> torch.Tensor:
     """Mean of the branches' outputs, the input included in a residual cell (identity with no branch)."""
     if not branches:
         return x
@@ -156,6 +156,13 @@ def _cell_output(x: torch.Tensor, branches: Sequence[nn.Module], residual: bool)
     return out / len(branches) if len(branches) > 1 else out
 
 
+def straight_through(y_s: torch.Tensor, y_u: torch.Tensor, q_s: torch.Tensor, q_u: torch.Tensor) -> torch.Tensor:
+    """NSE's two-sample output y_S (q_S + 1 - sg(q_S)) + y_U (q_U - sg(q_U)), written as
+    y_S + y_S (q_S - sg(q_S)) + y_U (q_U - sg(q_U)) so that the value is y_S bit for bit (q - sg(q) is
+    exactly zero, while 1 + q - q need not be one in floating point); the gradient is the same."""
+    return y_s + y_s * (q_s - q_s.detach()) + y_u * (q_u - q_u.detach())
+
+
 class NseCell(nn.Module):
     """A stand-alone multi-branch cell."""
 
@@ -165,7 +172,7 @@ class NseCell(nn.Module):
         self.residual = slot.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _cell_output(x, list(self.branches), self.residual)
+        return cell_output(x, list(self.branches), self.residual)
 
 
 class NseNet(_Frame):
@@ -187,15 +194,16 @@ class NseSupernet(_Frame, MultiBranchSupernet):
 
     def __init__(self, layout: NseLayout, pool: Sequence[OpSpec], num_classes: int):
         super().__init__(layout, num_classes)
-        self.layout, self.pool = layout, tuple(pool)
+        self.layout, self.op_pool = layout, tuple(pool)
         self.cells = nn.ModuleList(
-            nn.ModuleList(build_op(op, s.cin, s.cout, s.stride) for op in self.pool) for s in layout.slots
+            nn.ModuleList(build_op(op, s.cin, s.cout, s.stride) for op in self.op_pool) for s in layout.slots
         )
         self.residual = [s.residual for s in layout.slots]
         _init(self)
         self._path: list[list[nn.Module]] | None = None
         self._branches: list[list[int]] = []
         self._param_index = ParamIndex(self)
+        self._costs: BranchCosts | None = None
 
     def _ops(self, cell: int) -> nn.ModuleList:
         return cast(nn.ModuleList, self.cells[cell])
@@ -206,7 +214,7 @@ class NseSupernet(_Frame, MultiBranchSupernet):
         return [sorted(int(j) for j in on) for on in branches]
 
     def branches_of_arch(self, arch: Arch) -> list[list[int]]:
-        n = len(self.pool)
+        n = len(self.op_pool)
         items = dict(arch.items())  # one dict: Arch lookups scan
         return [[j for j in range(n) if items[gate_name(c, j)] == 1] for c in range(len(self.layout.slots))]
 
@@ -222,7 +230,7 @@ class NseSupernet(_Frame, MultiBranchSupernet):
             raise RuntimeError("call set_path(arch) or set_branches(...) before forward")
         x = self.stem(x)
         for ops, residual in zip(self._path, self.residual):
-            x = _cell_output(x, ops, residual)
+            x = cell_output(x, ops, residual)
         return self.classify(x)
 
     def forward_two_sample(
@@ -235,16 +243,15 @@ class NseSupernet(_Frame, MultiBranchSupernet):
         x = self.stem(x)
         for c, residual in enumerate(self.residual):
             ops = self._ops(c)
-            y_s = _cell_output(x, [ops[j] for j in selected[c]], residual)
+            y_s = cell_output(x, [ops[j] for j in selected[c]], residual)
             w = weights[c]
             if w is None:
                 x = y_s
                 continue
             q_s, q_u = w
             with torch.no_grad():
-                y_u = _cell_output(x, [ops[j] for j in unselected[c]], residual)
-            # y_S (q_S + 1 - sg(q_S)) + y_U (q_U - sg(q_U)), written so that the value is y_S bit for bit
-            x = y_s + y_s * (q_s - q_s.detach()) + y_u * (q_u - q_u.detach())
+                y_u = cell_output(x, [ops[j] for j in unselected[c]], residual)
+            x = straight_through(y_s, y_u, q_s, q_u)
         return self.classify(x)
 
     def path_parameter_names(self, arch: Arch) -> list[str]:
@@ -255,8 +262,15 @@ class NseSupernet(_Frame, MultiBranchSupernet):
         prefixes += [f"cells.{c}.{j}." for c, on in enumerate(branches) for j in on]
         return self._param_index.select(prefixes)
 
+    def reset_parameters(self) -> None:
+        """The released re_init: convs Kaiming-normal (fan_out), BatchNorm weight 1 and bias 0; the
+        classifier keeps its weights and BatchNorm its running statistics, as there."""
+        _init(self)
+
     def branch_costs(self) -> BranchCosts:
-        return layout_costs(self.layout, self.pool, self.fc.out_features)
+        if self._costs is None:
+            self._costs = layout_costs(self.layout, self.op_pool, self.fc.out_features)
+        return self._costs
 
 
 def layout_costs(layout: NseLayout, pool: Sequence[OpSpec], num_classes: int) -> BranchCosts:
