@@ -87,7 +87,7 @@ class NseOptions:
     extra_samples: int = option(100, "architectures sampled just below the window (released: 100)", min=0)
     extra_drift: float = option(10.0, "width of the band below the window in millions (released: 10)", min=0)
     max_draws: int = option(
-        1_000_000, "give up sampling after this many draws per round (the released loop has no bound)", min=1
+        200_000, "give up sampling after this many draws per round (the released loop has no bound)", min=1
     )
     bn_batches: int = option(50, "BatchNorm recalibration batches before each score (val_fiter, released: 50)", min=0)
     bn_momentum: float | None = option(

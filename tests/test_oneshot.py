@@ -375,7 +375,7 @@ SMALL = {
         "bn_batches": 0,
     },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 1, "samples_per_operator": 4, "target_size": 10},
-    "nse": {"k": 3, "epochs": 1, "samples": 3, "extra_samples": 1, "cost_target": 8, "drift": 4, "extra_drift": 2},
+    "nse": {"k": 3, "epochs": 1, "samples": 3, "extra_samples": 0, "cost_target": 75, "drift": 60},
 }
 #: strategies that need a particular kind of space (the default is the toy space of the fakes plugin)
 SPACES = {
