@@ -471,11 +471,31 @@ def test_nse_runs_end_to_end_on_digits(cli, tmp_path):
     assert best["stopped_because"] == "strategy_done"
 
 
-@pytest.mark.slow
-def test_kill_9_during_importance_training_resumes_to_the_identical_result(tmp_path):
-    from conftest import kill_then_resume, run_outcome, run_to_the_end
+KILL_ARGV = [*TINY, "--set", "run.work_chunk_epochs=0.5", "--set", "run.checkpoint_every=1"]
 
-    argv = [*TINY, "--set", "run.work_chunk_epochs=0.5"]
-    run_to_the_end(argv, tmp_path / "full")
-    kill_then_resume(argv, tmp_path / "killed", after_lines=3, log="work.jsonl")
-    assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference run the killed ones must reproduce (shared by the kill tests)."""
+    from conftest import run_outcome, run_to_the_end
+
+    out = tmp_path_factory.mktemp("nse") / "full"
+    run_to_the_end(KILL_ARGV, out)
+    return run_outcome(out)
+
+
+@pytest.mark.slow
+def test_kill_9_during_importance_training_resumes_to_the_identical_result(tmp_path, uninterrupted):
+    from conftest import kill_then_resume, run_outcome
+
+    kill_then_resume(KILL_ARGV, tmp_path / "r", after_lines=3, log="work.jsonl")  # in round 2's training
+    assert run_outcome(tmp_path / "r") == uninterrupted
+
+
+@pytest.mark.slow
+def test_kill_9_during_scoring_resumes_to_the_identical_result(tmp_path, uninterrupted):
+    from conftest import kill_then_resume, run_outcome
+
+    # inside round 1's scoring (4 candidates: 3 in the window, 1 below it)
+    kill_then_resume(KILL_ARGV, tmp_path / "r", after_lines=2, before_lines=4)
+    assert run_outcome(tmp_path / "r") == uninterrupted
