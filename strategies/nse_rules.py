@@ -69,30 +69,30 @@ def sample_candidates(
     extra_drift: float,
     max_draws: int,
 ) -> tuple[list[Branches], list[Branches], int]:
-    """The released batch_sampler: draw until `number` distinct architectures with cost in the open
-    window (mean - drift, mean + drift) and `extra_number` more in the band (mean - drift - extra_drift,
-    mean - drift] below it, or until `max_draws` draws (the released loop has no such bound). Returns the
-    in-window ones, the extra ones and the draws made."""
-    main: list[Branches] = []
-    extra: list[Branches] = []
+    """The released batch_sampler: draw until `number` distinct architectures have their cost in the open
+    window (mean - drift, mean + drift), then until `extra_number` more distinct ones fall in the band
+    (mean - drift - extra_drift, mean - drift] below it; a draw outside the current target is discarded.
+    `max_draws` bounds both loops together (the released loops have no bound). Returns the in-window
+    ones, the extra ones and the draws made."""
+    accepted: list[Branches] = []
     seen: set[str] = set()
     draws = 0
-    while (len(main) < number or len(extra) < extra_number) and draws < max_draws:
-        draws += 1
-        branches = draw(rng)
-        key = repr(branches)
-        if key in seen:
-            continue
-        cost = cost_of(branches)
-        if mean - drift < cost < mean + drift:
-            if len(main) < number:
-                main.append(branches)
+
+    def fill(count: int, inside: Callable[[float], bool]) -> list[Branches]:
+        nonlocal draws
+        found: list[Branches] = []
+        while len(found) < count and draws < max_draws:
+            draws += 1
+            branches = draw(rng)
+            key = repr(branches)
+            if key not in seen and inside(cost_of(branches)):
                 seen.add(key)
-        elif mean - drift - extra_drift < cost <= mean - drift:
-            if len(extra) < extra_number:
-                extra.append(branches)
-                seen.add(key)
-    return main, extra, draws
+                found.append(branches)
+        return found
+
+    accepted = fill(number, lambda c: mean - drift < c < mean + drift)
+    extra = fill(extra_number, lambda c: mean - drift - extra_drift < c <= mean - drift)
+    return accepted, extra, draws
 
 
 def front_union(front: Sequence[Branches], cells: int) -> Branches:

@@ -205,19 +205,27 @@ def test_pareto_filter_of_the_reference_rows():
 
 
 # ---- the sampling window around mac_drift (absent from the released configs) -------------------------
-def test_sampling_window_is_open_and_the_extra_band_sits_below_it():
-    """Window (mean - drift, mean + drift), extra band (mean - drift - extra, mean - drift]; duplicates and
-    anything outside are skipped; the draws stop at max_draws."""
-    costs = [310.0, 309.9, 290.0, 280.0, 295.0, 295.0, 300.0, 289.0]
+def scripted_draws(costs: list[float], duplicate: dict[int, int] | None = None):
+    """A draw function yielding one-cell architectures [[i]] in order (some repeated) and their costs."""
     pool = [[[i]] for i in range(len(costs))]
-    pool[5] = pool[4]  # a duplicate of the 295 one
+    for i, j in (duplicate or {}).items():
+        pool[i] = pool[j]
     order = iter(pool)
-    main, extra, draws = sample_candidates(
-        np.random.default_rng(0), lambda rng: next(order), lambda b: costs[b[0][0]], 3, 300.0, 10.0, 5, 10.0, 8
-    )
-    assert [b[0][0] for b in main] == [1, 4, 6]
-    assert [b[0][0] for b in extra] == [2, 7]  # 290 (the window's closed lower edge) and 289; 280 is out
-    assert draws == 8
+    return (lambda rng: next(order)), (lambda b: costs[b[0][0]])
+
+
+def test_sampling_window_is_open_and_the_extra_band_sits_below_it():
+    """The window (mean - drift, mean + drift) is filled first, then the band (mean - drift - extra,
+    mean - drift]; duplicates and anything outside the current target are skipped; max_draws stops both."""
+    draw, cost = scripted_draws([310.0, 309.9, 290.0, 280.0, 295.0, 295.0, 300.0, 289.0], {5: 4})
+    main, extra, draws = sample_candidates(np.random.default_rng(0), draw, cost, 3, 300.0, 10.0, 0, 10.0, 100)
+    assert [b[0][0] for b in main] == [1, 4, 6] and extra == [] and draws == 7  # 290 is not in the window
+    draw, cost = scripted_draws([300.0, 290.0, 280.0, 300.5, 289.99, 270.0])
+    main, extra, draws = sample_candidates(np.random.default_rng(0), draw, cost, 1, 300.0, 10.0, 2, 10.0, 100)
+    assert [b[0][0] for b in main] == [0] and [b[0][0] for b in extra] == [1, 4] and draws == 5
+    draw, cost = scripted_draws([300.0, 310.0, 320.0, 330.0])
+    main, extra, draws = sample_candidates(np.random.default_rng(0), draw, cost, 3, 300.0, 10.0, 1, 10.0, 3)
+    assert len(main) == 1 and extra == [] and draws == 3  # out of draws: fewer candidates
     assert Nse.Options().drift == 10.0  # the chosen mac_drift
 
 
