@@ -46,7 +46,8 @@ class MultiBranchSpace(ABC):
 
 def branches_of(cells: Sequence[BranchCell], arch: Mapping[str, Choice]) -> list[list[int]]:
     """The op indices whose gate is on, per cell."""
-    return [[j for j, g in enumerate(cell.gates) if arch[g] == ON] for cell in cells]
+    items = arch.to_dict() if isinstance(arch, Arch) else arch  # an Arch lookup scans its pairs
+    return [[j for j, g in enumerate(cell.gates) if items[g] == ON] for cell in cells]
 
 
 def arch_of(cells: Sequence[BranchCell], branches: Sequence[Sequence[int]]) -> Arch:

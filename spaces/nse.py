@@ -132,8 +132,30 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
     def branch_cells(self) -> list[BranchCell]:
         return list(self._cells)
 
+    def validate(self, arch: Mapping[str, Any]) -> Arch:
+        """The base class's checks with one dict lookup per gate (hundreds of gates: its scans of the
+        decision list per key would cost milliseconds per architecture, and a round scores thousands)."""
+        if not isinstance(arch, Mapping):
+            raise InvalidArchitecture(f"an architecture is a mapping decision -> choice, got {type(arch).__name__}")
+        items = arch.to_dict() if isinstance(arch, Arch) else dict(arch)  # Arch lookups scan its pairs
+        allowed = {d.name: d.choices for d in self.decisions}
+        unknown = [k for k in items if k not in allowed]
+        if unknown:
+            raise InvalidArchitecture(f"unknown decision {unknown[0]!r} for space {self.name!r}")
+        missing = [n for n in allowed if n not in items]
+        if missing:
+            raise InvalidArchitecture(f"architecture misses decision {missing[0]!r} ({len(missing)} missing)")
+        for name, choices in allowed.items():
+            if items[name] not in choices:
+                raise InvalidArchitecture(
+                    f"{name}={items[name]!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+                )
+        out = Arch([(n, items[n]) for n in allowed])
+        self.check(out)
+        return out
+
     def check(self, arch: Arch) -> None:
-        for cell, on in zip(self._cells, branches_of(self._cells, dict(arch.items()))):
+        for cell, on in zip(self._cells, branches_of(self._cells, arch)):
             if not on and not cell.residual:
                 raise InvalidArchitecture(
                     f"{cell.name} changes width or stride and needs at least one op on (gates {cell.gates[0]}..)"
@@ -199,7 +221,7 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
 
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """The op indices per cell (the released notation) and the op names."""
-        cells = branches_of(self._cells, dict(arch.items()))
+        cells = branches_of(self._cells, arch)
         return {
             "cells": cells,
             "ops": [[self.pool[j].label for j in on] for on in cells],
@@ -208,7 +230,7 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
 
     # ---- networks ------------------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> NseNet:
-        items = dict(arch.items())
+        items = arch.to_dict()
         missing = [g for cell in self._cells for g in cell.gates if g not in items]
         if missing:
             raise InvalidArchitecture(f"architecture misses decision {missing[0]!r} of space {self.name!r}")

@@ -215,7 +215,7 @@ class NseSupernet(_Frame, MultiBranchSupernet):
 
     def branches_of_arch(self, arch: Arch) -> list[list[int]]:
         n = len(self.op_pool)
-        items = dict(arch.items())  # one dict: Arch lookups scan
+        items = arch.to_dict()  # one dict: Arch lookups scan its pairs
         return [[j for j in range(n) if items[gate_name(c, j)] == 1] for c in range(len(self.layout.slots))]
 
     def set_branches(self, branches: Sequence[Sequence[int]]) -> None:
