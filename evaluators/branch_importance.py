@@ -149,12 +149,13 @@ def train_importance(
     o = ev.options
     if o.few_shot != "none":
         raise NotSupported("importance learning runs on a one-shot supernet; set evaluator.few_shot=none")
-    if not isinstance(ev.space, MultiBranchSpace):
+    space = ev.space
+    if not isinstance(space, MultiBranchSpace):
         raise NotSupported(f"importance learning needs a multi-branch space; {ev.space.name!r} is not one")
     net = ev.supernet
     if not isinstance(net, MultiBranchSupernet):
         raise NotSupported(f"the supernet of space {ev.space.name!r} has no two-sample forward")
-    cells = ev.space.branch_cells()
+    cells = space.branch_cells()
     residual = [c.residual for c in cells]
     if state.get("fresh"):
         net.reset_parameters()
@@ -191,7 +192,9 @@ def train_importance(
         if ((first + i) % spe) % settings.arch_every != 0:
             return
         p_all = importance(alpha)
-        selected, unselected, weights = [], [], []
+        selected: list[list[int]] = []
+        unselected: list[list[int]] = []
+        weights: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         cost = torch.zeros((), dtype=torch.float64, device=ev.device)
         for c, ops in enumerate(active):
             drawn = two_samples(ops, p_all[c, ops], residual[c], settings.enumerate_up_to)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -78,7 +79,7 @@ class BranchCosts:
         params = self.base_params + sum(self.params[c][j] for c, on in enumerate(branches) for j in on)
         return macs, params
 
-    def to_state(self) -> dict[str, object]:
+    def to_state(self) -> dict[str, Any]:
         return {
             "base_macs": self.base_macs,
             "base_params": self.base_params,
@@ -87,13 +88,12 @@ class BranchCosts:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, object]) -> BranchCosts:
-        macs, params = state["macs"], state["params"]
+    def from_state(cls, state: Mapping[str, Any]) -> BranchCosts:
         return cls(
-            float(state["base_macs"]),  # type: ignore[arg-type]
-            float(state["base_params"]),  # type: ignore[arg-type]
-            tuple(tuple(float(x) for x in row) for row in macs),  # type: ignore[union-attr]
-            tuple(tuple(float(x) for x in row) for row in params),  # type: ignore[union-attr]
+            float(state["base_macs"]),
+            float(state["base_params"]),
+            tuple(tuple(float(x) for x in row) for row in state["macs"]),
+            tuple(tuple(float(x) for x in row) for row in state["params"]),
         )
 
 
