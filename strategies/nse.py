@@ -16,7 +16,7 @@ a queue of ops not yet introduced (a random permutation: subset = perm[:K], queu
    the ops the front uses, refilled from the queue up to K.
 
 The search stops after (N - 1) // (K - 1) rounds or `max_rounds`. The answer is the most accurate
-architecture of the last front whose cost is inside the sampling window (the authors picked theirs by
+architecture of the last front whose cost is below target + drift (the authors picked theirs by
 hand from the front; inferred).
 """
 
@@ -156,8 +156,10 @@ class Nse(Strategy[NseOptions]):
             f"strategy.samples=8 strategy.extra_samples=2 strategy.max_rounds=2 for a short run"
         )
 
-    def planned_training_epochs(self) -> float:
-        return self.rounds * self.options.epochs
+    def planned_training_epochs(self) -> float | None:
+        """None: every round runs its own warm-up and cosine (`ImportanceSettings`), so the evaluator's
+        global schedule (`evaluator.schedule_epochs`) never applies and its length warning would mislead."""
+        return None
 
     def planned_evaluations(self) -> int:
         o = self.options
@@ -299,7 +301,7 @@ class Nse(Strategy[NseOptions]):
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:
-        """The most accurate architecture of the last front inside the sampling window (else of the whole
+        """The most accurate architecture of the last front whose cost is below target + drift (else of the whole
         front); None before the first front (the runner then returns the best scored)."""
         if not self.front:
             return None
