@@ -164,6 +164,9 @@ def train_importance(
     table = torch.tensor(costs.macs if settings.cost_metric == "macs" else costs.params, dtype=torch.float64)
     base = costs.base_macs if settings.cost_metric == "macs" else costs.base_params
     alpha = state["alphas"].detach().to(ev.device, torch.float32).clone().requires_grad_(True)
+    # a host copy, refreshed after each importance step: pruning and the draws read it, so weight steps
+    # cost no device-to-host copy
+    alpha_host = alpha.detach().cpu()
     adam = torch.optim.Adam([alpha], lr=optimizer.lr, betas=optimizer.betas, weight_decay=optimizer.weight_decay)
     if state.get("adam"):
         adam.load_state_dict(state["adam"])
@@ -183,7 +186,7 @@ def train_importance(
 
     def params_for(i: int) -> Sequence[torch.Tensor]:
         nonlocal active
-        active = clean_space(active, alpha, protected, residual, settings.drop_threshold)
+        active = clean_space(active, alpha_host, protected, residual, settings.drop_threshold)
         path = [balanced_path(ops, residual[c], settings.balance_rate) for c, ops in enumerate(active)]
         net.set_branches(path)
         return [ev._params[n] for n in net.branch_parameter_names(path)]
@@ -191,13 +194,15 @@ def train_importance(
     def after_step(i: int, out: Any, y: torch.Tensor) -> None:
         if ((first + i) % spe) % settings.arch_every != 0:
             return
+        nonlocal alpha_host
         p_all = importance(alpha)
+        p_host = importance(alpha_host.double())
         selected: list[list[int]] = []
         unselected: list[list[int]] = []
         weights: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         cost = torch.zeros((), dtype=torch.float64, device=ev.device)
         for c, ops in enumerate(active):
-            drawn = two_samples(ops, p_all[c, ops], residual[c], settings.enumerate_up_to)
+            drawn = two_samples(ops, p_host[c, ops], residual[c], settings.enumerate_up_to)
             if drawn is None:
                 selected.append(list(ops))
                 unselected.append(list(ops))
@@ -223,6 +228,7 @@ def train_importance(
         (grad,) = torch.autograd.grad(loss, [alpha], allow_unused=True)
         alpha.grad = grad if grad is not None else torch.zeros_like(alpha)
         adam.step()
+        alpha_host = alpha.detach().cpu()
         adam.zero_grad(set_to_none=True)
         arch_losses.append(ce.detach())
         penalties.append(penalty.detach())
