@@ -382,8 +382,8 @@ def _print_inspection(info: dict[str, Any]) -> None:
     for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
         if key in info:
             value = info[key]
-            if key == "size" and value >= 1e12:
-                value = f"{value:.3e} architectures"
+            if key == "size" and value >= 1e12:  # beyond a float (multi-branch spaces): the exponent
+                value = f"{value:.3e} architectures" if value < 1e300 else f"10^{info['log10_size']:g} architectures"
             elif key in ("params", "macs", "size") and isinstance(value, int):
                 value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
             print(f"{key}: {value}")

@@ -20,6 +20,7 @@ from nasframe.errors import CapabilityError, NotSupported
 from nasframe.evaluator import (
     AngleMetric,
     BNRecalibration,
+    BranchImportance,
     Budget,
     Differentiable,
     Distillation,
@@ -374,7 +375,13 @@ SMALL = {
         "bn_batches": 0,
     },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 1, "samples_per_operator": 4, "target_size": 10},
+    "nse": {"k": 3, "epochs": 1, "samples": 3, "extra_samples": 0, "cost_target": 75, "drift": 60},
 }
+#: strategies that need a particular kind of space (the default is the toy space of the fakes plugin)
+SPACES = {
+    "nse": {"name": "nse", "alloc_plan": "NR", "alloc_space": [1, 0, 0, 0, 0], "channel_dist": [4, 4, 4, 4, 4],
+            "cell_plan": "multi_branch", "small_input": True, "last_channels": 8},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", strategies.installed())
@@ -429,7 +436,7 @@ def test_no_strategy_calls_an_evaluator_or_seeds_a_global_rng(name, fakes, tmp_p
         {
             "plugins": [FAKES],
             "strategy": {"name": name, **SMALL.get(name, {})},
-            "space": {"name": "abs_toy", "decisions": 3, "choices": 3},
+            "space": SPACES.get(name, {"name": "abs_toy", "decisions": 3, "choices": 3}),
             "evaluator": {"name": "abs_fake_ws"},
             "run": {
                 "out": str(tmp_path / "r"),
@@ -463,7 +470,13 @@ def test_capability_classes_are_checked_by_subclassing_not_by_probing():
     from nasframe.evaluator import capabilities_of
     from nasframe.registry import evaluators
 
-    assert capabilities_of(evaluators.get("supernet")) == [SharedWeights, Distillation, Differentiable, AngleMetric]
+    assert capabilities_of(evaluators.get("supernet")) == [
+        SharedWeights,
+        BranchImportance,
+        Distillation,
+        Differentiable,
+        AngleMetric,
+    ]
     assert capabilities_of(evaluators.get("short_train")) == []
     source = "".join(Path(p).read_text() for p in Path(__file__).resolve().parent.parent.glob("nasframe/*.py"))
     assert "hasattr(" not in source.replace('"hasattr(', "")  # the core probes no plugin
