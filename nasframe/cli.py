@@ -196,7 +196,9 @@ class ShowCommand:
             print(f"{result.strategy} / {result.space} / {result.evaluator} on {result.data}, seed {result.seed}")
             _print_result(result, files.path)
             return 0
-        records = list(files.evaluations())
+        records, damaged = files.readable_evaluations()
+        if damaged:
+            _say(f"note: {damaged}")
         ok = [r for r in records if r.val_acc is not None]
         top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
         holder = RunLock.holder(files.path)
@@ -397,21 +399,13 @@ def arch_text_from_file(path: str) -> tuple[str, str | None]:
     genotype derived from MDENAS' probabilities) is taken when the space gives one: that is the
     answer the run reports; otherwise the final architecture itself.
     """
+    from nasframe.loading import parse_json, read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--arch-file {path!r} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"--arch-file {path}: not UTF-8 text; give a JSON/YAML mapping or a run's best.json"
-        ) from None
+    text = read_text(p, "--arch-file", ConfigError)
     if p.suffix != ".json":
         return text, None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = parse_json(text, f"--arch-file {path}", ConfigError)
     if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
         from nasframe.rundir import RunResult, answer_of
 

@@ -71,17 +71,10 @@ class RunOptions:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """A config file as a mapping (empty for an empty file); every problem is one ConfigError line."""
+    from nasframe.loading import load_yaml as load
+
+    data = load(path, "config file", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -99,10 +92,13 @@ def parse_set(item: str, sections: tuple[str, ...] = SECTIONS) -> tuple[str, str
         raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {example}")
     section, key = path.strip().split(".", 1)
     _check_section(section, sections)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    from nasframe.loading import parse_value
+
+    value = None
+    if raw.strip():
+        readable, value = parse_value(raw, f"--set {path.strip()}", ConfigError)
+        if not readable:
+            value = raw
     if raw.strip() and value is None and raw.strip().lower() not in ("null", "~", "none"):
         value = raw
     if isinstance(value, str) and value.lower() == "none":
