@@ -488,7 +488,7 @@ class Runner:
                 problems.append(str(exc))
                 continue
             self._check_names(data, path)  # an edited config.yaml is no damage to fall back from
-            intact, problem = self.files.intact_history_lines(loop.evaluations)
+            _, problem = self.files.intact_history_lines(loop.evaluations)
             if problem is not None:
                 problems.append(f"{problem}, but {name} covers {loop.evaluations} records")
                 continue
