@@ -434,10 +434,13 @@ class RunDir:
             raise RunDirError(f"{path}: damaged (not a mapping)")
         return data
 
-    def record_session(self, session: dict[str, Any]) -> None:
-        """Append what produces this session to run.json (creating it for a new run)."""
-        info = self.read_info() or {"format": FORMAT, "sessions": []}
-        info.setdefault("sessions", []).append(session)
+    def record_session(self, session: dict[str, Any], *, new: bool = False) -> None:
+        """Append what produces this session to run.json (`new`: start it afresh, for a new run)."""
+        info = None if new else self.read_info()
+        info = info or {"format": FORMAT, "sessions": []}
+        if not isinstance(info.get("sessions"), list):
+            raise RunDirError(f"{self.path / self.INFO}: damaged (its 'sessions' is not a list)")
+        info["sessions"].append(session)
         atomic_write_json(self.path / self.INFO, info)
 
     # ---- config ----------------------------------------------------------------------------------

@@ -427,10 +427,12 @@ class Runner:
         """Prepare the folder; False when a resumed run is already finished and nothing extends it."""
         session = provenance(str(self.device), torch.get_num_threads(), self.command)
         if not self.resuming:
+            # config.yaml is what makes the folder "hold a run", so it comes last: a kill before it
+            # leaves a folder that the same command simply starts again
             self._wrote_files = True
-            self.files.write_config(dump_yaml(self.config.to_dict()))
-            self.files.record_session(session)
             self.files.start_files()
+            self.files.record_session(session, new=True)
+            self.files.write_config(dump_yaml(self.config.to_dict()))
             return True
         self._restore()
         if self.state.finished:
