@@ -216,6 +216,78 @@ def disk_full_trials(work: Path) -> Counter:
     return counts
 
 
+def disk_full_tmpfs_trials(work: Path, sizes_kb: tuple[int, ...] = (24, 32, 40, 48, 64, 96)) -> Counter:
+    """A real full disk: the toy run on a tmpfs of `sizes_kb`, which fills at different writes (a history
+    line, a checkpoint, run.json); then the tmpfs grows and `resume` must end as the uninterrupted run.
+    Needs permission to mount (root); skipped otherwise."""
+    toy = ["--plugin", str(ROOT / "tests" / "plugins" / "core_toy.py"), "--strategy", "random", "--space",
+           "core_toy", "--evaluator", "core_toy_eval", "--quiet", "--budget", "300", "--set", "run.checkpoint_every=1",
+           "--set", "run.tensorboard=false", "--set", "space.decisions=8"]  # fmt: skip
+    reference = work / "tmpfs-reference"
+    subprocess.run([*NASFRAME, "run", *toy, "--out", str(reference)], check=True, capture_output=True, env=ENV)
+    expected = outcome(reference)
+    counts: Counter = Counter()
+    for size in sizes_kb:
+        mount = work / f"tmpfs-{size}"
+        mount.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", str(mount)]).returncode != 0:
+            print("disk full on a tmpfs: skipped (cannot mount)")
+            return counts
+        try:
+            run_dir = mount / "r"
+            done = subprocess.run([*NASFRAME, "run", *toy, "--out", str(run_dir)], capture_output=True, text=True,
+                                  env=ENV)  # fmt: skip
+            lines = done.stderr.strip().splitlines()
+            one_line = done.returncode == 2 and "Traceback" not in done.stderr and "disk is full" in lines[-1]
+            subprocess.run(["mount", "-o", "remount,size=4m", str(mount)], check=True)
+            resumed = subprocess.run([*NASFRAME, "resume", str(run_dir), "--quiet"], capture_output=True, env=ENV)
+            clean = one_line and resumed.returncode == 0 and outcome(run_dir) == expected
+            counts["clean" if clean else "NOT CLEAN"] += 1
+            if not clean:
+                print(f"  tmpfs {size} kB: {lines[-1:]}")
+        finally:
+            subprocess.run(["umount", str(mount)])
+    print(f"disk full on a tmpfs ({', '.join(map(str, sizes_kb))} kB): {dict(counts)}", flush=True)
+    return counts
+
+
+# ---- threads -------------------------------------------------------------------------------------------------------
+def threads_trials(kills: int, rng: random.Random, work: Path) -> Counter:
+    """A run on 2 threads killed and resumed in an environment asking for 1 (OMP_NUM_THREADS=1): resume
+    applies the recorded 2, so the result is identical to the uninterrupted 2-thread run. Also reports
+    whether 1 and 2 threads give different numbers at all (they do for convolutions)."""
+    global ENV
+    argv = RUNS["random"]
+    one, two = {**ENV, "OMP_NUM_THREADS": "1"}, {**ENV, "OMP_NUM_THREADS": "2"}
+    counts: Counter = Counter()
+    try:
+        ENV = two
+        run_through(argv, work / "threads-2")
+        ENV = one
+        run_through(argv, work / "threads-1")
+        counts["1 and 2 threads differ" if outcome(work / "threads-1") != outcome(work / "threads-2") else "same"] += 1
+        expected, total = outcome(work / "threads-2"), log_lines(work / "threads-2")
+        for k in range(kills):
+            run_dir = work / f"threads-kill-{k}"
+            ENV = two
+            proc = subprocess.Popen([*NASFRAME, "run", *argv, "--out", str(run_dir)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
+            lines = rng.randrange(1, total)
+            while proc.poll() is None and log_lines(run_dir) < lines:
+                time.sleep(0.005)
+            if proc.poll() is not None:
+                counts["finished"] += 1
+                continue
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            subprocess.run([*NASFRAME, "resume", str(run_dir), "--quiet"], check=True, capture_output=True, env=one)
+            counts["identical" if outcome(run_dir) == expected else "DIFFERENT"] += 1
+    finally:
+        ENV = one
+    print(f"threads (run on 2, resumed where OMP_NUM_THREADS=1): {dict(counts)}", flush=True)
+    return counts
+
+
 # ---- the property sweep ------------------------------------------------------------------------------------------
 def property_sweep(examples: int, work: Path) -> Counter:
     log = work / "properties.log"
@@ -233,6 +305,7 @@ def property_sweep(examples: int, work: Path) -> Counter:
         print(f"  {key}: {value}")
     if proc.returncode != 0:
         print(proc.stdout[-4000:])
+        counts["FAILED"] += 1
     return counts
 
 
@@ -243,6 +316,7 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(RUNS), help="comma-separated (default: all built-ins)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--examples", type=int, default=1000, help="property sweep: examples per property")
+    parser.add_argument("--thread-kills", type=int, default=4, help="kills of a 2-thread run resumed on 1 (default 4)")
     parser.add_argument("--no-properties", action="store_true", help="skip the property sweep")
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -255,8 +329,11 @@ def main() -> int:
         if args.compare_kills:
             failures += compare_trials(args.compare_kills, rng, work)["DIFFERENT"]
         failures += disk_full_trials(work)["NOT CLEAN"]
+        failures += disk_full_tmpfs_trials(work)["NOT CLEAN"]
+        if args.thread_kills:
+            failures += threads_trials(args.thread_kills, rng, work)["DIFFERENT"]
         if not args.no_properties:
-            property_sweep(args.examples, work)
+            failures += property_sweep(args.examples, work)["FAILED"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("all identical and clean" if not failures else f"{failures} FAILURES")

@@ -525,6 +525,14 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _one_line(message: str) -> str:
+    """`message` with every character that would break or hide the line (newlines, other line and
+    record separators, control characters a user's input may carry) written as an escape."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 def make_parser() -> argparse.ArgumentParser:
     from nasframe import __version__
 
@@ -554,12 +562,13 @@ def main(argv: list[str] | None = None) -> int:
     except NasframeError as exc:
         if debug:
             raise
-        print(f"nasframe: error: {exc}", file=sys.stderr)
+        print(f"nasframe: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable --out, missing permissions, full disk: the user's to fix
         if debug:
             raise
-        print(f"nasframe: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(f"nasframe: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0

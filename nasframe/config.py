@@ -20,7 +20,7 @@ import yaml
 from nasframe.constraints import ConstraintOptions
 from nasframe.data import DataOptions
 from nasframe.errors import ConfigError
-from nasframe.options import build_options, option, options_to_dict
+from nasframe.options import build_options, cut, option, options_to_dict
 
 if TYPE_CHECKING:
     from nasframe.evaluator import Evaluator
@@ -85,11 +85,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def parse_set(item: str, sections: tuple[str, ...] = SECTIONS) -> tuple[str, str, Any]:
     """`section.key=value` -> (section, key, YAML-parsed value); `sections` are the allowed sections."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. strategy.lr=0.02")
+        raise ConfigError(f"--set {cut(repr(item))}: expected section.key=value, e.g. strategy.lr=0.02")
     path, raw = item.split("=", 1)
     if "." not in path:
         example = "run.seed=1" if "run" in sections else f"{sections[0]}.epochs=1"
-        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {example}")
+        raise ConfigError(f"--set {cut(repr(item))}: key needs a section ({', '.join(sections)}), e.g. {example}")
     section, key = path.strip().split(".", 1)
     _check_section(section, sections)
     from nasframe.loading import parse_value
@@ -110,7 +110,7 @@ def _check_section(section: str, sections: tuple[str, ...] = SECTIONS) -> None:
     if section not in sections:
         close = difflib.get_close_matches(section, sections, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(sections)}")
+        raise ConfigError(f"unknown config section {cut(repr(section))}{hint} sections: {', '.join(sections)}")
 
 
 def merge_config(
@@ -124,6 +124,8 @@ def merge_config(
     of increasing precedence, except --set which wins over everything)."""
     cfg: dict[str, Any] = copy.deepcopy(base or {})
     for section in cfg:
+        if not isinstance(section, str):
+            raise ConfigError(f"config section {section!r}: section names are text ({', '.join(SECTIONS)})")
         if section != "plugins":
             _check_section(section)
     for section in SECTIONS:
@@ -133,7 +135,10 @@ def merge_config(
         elif isinstance(value, str) and section in COMPONENT_SECTIONS:
             cfg[section] = {"name": value}
         elif not isinstance(value, dict):
-            raise ConfigError(f"section {section!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"section {section!r} must be a mapping, got {value!r:.80}")
+        elif not all(isinstance(key, str) for key in value):
+            bad = next(key for key in value if not isinstance(key, str))
+            raise ConfigError(f"section {section!r}: option names are text, got {bad!r:.80}")
     for section, name in (names or {}).items():
         if name is not None:
             cfg[section]["name"] = name

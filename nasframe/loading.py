@@ -109,7 +109,8 @@ def parse_yaml(text: str, where: str, error: type[NasframeError] = ConfigError) 
         raise error(f"{where}:{line} is not valid YAML ({problem})") from None
     except RecursionError:
         raise error(f"{where}: nested too deeply to read") from None
-    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+    except Exception as exc:  # noqa: BLE001 - any parser failure on user text is invalid YAML:
+        # an integer of more than 4300 digits (ValueError), PyYAML's own slips (`!!int` alone: IndexError)
         raise error(f"{where}: not valid YAML ({_first_line(exc)})") from None
     return check_structure(value, where, error)
 
@@ -146,7 +147,7 @@ def parse_value(text: str, where: str, error: type[NasframeError] = ConfigError)
         value = yaml.safe_load(text)
     except RecursionError:
         raise error(f"{where}: nested too deeply to read") from None
-    except (yaml.YAMLError, ValueError, OverflowError):
+    except Exception:  # noqa: BLE001 - not YAML (see parse_yaml); the caller may take it as plain text
         return False, None
     return True, check_structure(value, where, error)
 

@@ -108,8 +108,12 @@ def _coerce(value: Any, tp: Any, key: str, finite: bool = True) -> Any:
 
 def _short(value: Any) -> str:
     """repr of a user value, cut to fit a one-line message."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
+    return cut(repr(value))
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """`text` as it is when short, else its start and "..." (user text quoted in a one-line message)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _check_finite(value: Any, key: str) -> Any:
@@ -209,11 +213,13 @@ def build_options(cls: type, values: Mapping[str, Any] | None, section: str) -> 
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{section}: option names are text, got {_short(key)}")
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean {section}.{close[0]}?" if close else ""
             allowed = ", ".join(sorted(fields)) or "(none)"
-            raise ConfigError(f"unknown option {section}.{key}{hint} allowed: {allowed}")
+            raise ConfigError(f"unknown option {section}.{cut(key)}{hint} allowed: {allowed}")
         full = f"{section}.{key}"
         coerced = _coerce(value, hints[key], full, finite=not fields[key].metadata.get("nonfinite", False))
         _check_range(coerced, fields[key].metadata, full)

@@ -255,6 +255,7 @@ class Runner:
         items limited to settings that cannot change results so far (`RESUME_SETTABLE`).
         """
         from nasframe.config import parse_set
+        from nasframe.options import cut
 
         files = RunDir(run_dir)
         files.require_run()
@@ -263,7 +264,7 @@ class Runner:
             if key not in RESUME_SETTABLE.get(section, set()):
                 allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
                 raise ConfigError(
-                    f"resume --set {item!r}: only settings that cannot change results so far may "
+                    f"resume --set {cut(repr(item))}: only settings that cannot change results so far may "
                     f"change; allowed: {allowed}"
                 )
         stored = merge_config(files.read_config())

@@ -142,9 +142,9 @@ section_names = st.sampled_from([*SECTIONS, "strategy", "run", "rnu", "plugins_"
 def structured_config(draw) -> dict:
     """A config mapping: real sections and option names mostly, any values."""
     cfg = {}
-    for section in draw(st.lists(section_names, max_size=5)):
+    for section in draw(st.lists(section_names | small_ints, max_size=5)):
         known = KEYS.get(section, ["name"])
-        keys = draw(st.lists(st.sampled_from(known) | st.text(max_size=8), max_size=4))
+        keys = draw(st.lists(st.sampled_from(known) | st.text(max_size=8) | small_ints | st.none(), max_size=4))
         body = {k: draw(values) for k in keys}
         cfg[section] = draw(st.sampled_from([body, body, None, "random", 3, [1]]))
     return cfg
@@ -154,7 +154,8 @@ def structured_config(draw) -> dict:
 FRAGMENTS = [
     "strategy:", "space:", "evaluator:", "data:", "run:", "constraints:", "\n", "  ", "- ", ": ", ", ",
     "name: random", "seed: ", "max_evaluations: ", "threads: ", "lr: ", "noise: ", "fail_on: ", "max_macs: ",
-    "9" * 5000, ".nan", ".inf", "-.inf", "1e999", "330M", "0x1F", "0o17", "1_000", "true", "null", "~",
+    "9" * 5000, "1: ", "? [a]\n: ",
+    ".nan", ".inf", "-.inf", "1e999", "330M", "0x1F", "0o17", "1_000", "true", "null", "~",
     "[", "]", "{", "}", "&a ", "*a", "&b [*a, *a, *a, *a, *a, *a, *a, *a, *a]", "!!python/object:os.system", "!!binary",
     "!!int", "'", '"', "\\", "#", "%YAML 1.1\n", "---\n", "...\n", "\t", "\x00", "\ufeff", "\u2028", "é", "²",
     "[" * 200, "{a: " * 60,
@@ -170,7 +171,7 @@ def _resolve_file(path: Path) -> None:
 @given(doc=structured_config())
 def test_a_structured_config_resolves_or_is_one_error(scratch, doc):
     path = scratch / "structured.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     call("config-structured", _resolve_file, path)
 
 
@@ -192,7 +193,9 @@ def test_config_bytes_resolve_or_are_one_error(scratch, data):
 @given(doc=structured_config() | fragment_text)
 def test_the_cli_runs_or_exits_2_on_any_config(scratch, doc):
     path = scratch / "cli.yaml"
-    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8", errors="surrogatepass")
+    path.write_text(
+        doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False), encoding="utf-8", errors="surrogatepass"
+    )
     out = _fresh(scratch, "cli-run")
     cli("cli-config", "run", "--config", path, *TOY, "--budget", 1, "--out", out, *QUIET)
 
