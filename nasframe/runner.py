@@ -53,6 +53,7 @@ from nasframe.oneshot import (
     as_request,
     request_from_state,
 )
+from nasframe.options import cut
 from nasframe.progress import Progress, Stopwatch, format_seconds
 from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
@@ -255,7 +256,6 @@ class Runner:
         items limited to settings that cannot change results so far (`RESUME_SETTABLE`).
         """
         from nasframe.config import parse_set
-        from nasframe.options import cut
 
         files = RunDir(run_dir)
         files.require_run()
@@ -312,13 +312,14 @@ class Runner:
         self._clock = Stopwatch(self.state.elapsed)
 
     def _checked_loop_state(self, state: Any, source: Path | None = None) -> LoopState:
-        """The loop state of a checkpoint's data, after checking its version, parts and the names of
-        the components that wrote it; every problem is one RunDirError naming the file."""
+        """The loop state of a checkpoint's data, after checking its version and parts; every problem
+        is one RunDirError naming the file."""
         where = source or self.files / RunDir.CHECKPOINT
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
             raise RunDirError(
-                f"{where}: checkpoint version {version!r} is not supported (this nasframe writes {CHECKPOINT_VERSION})"
+                f"{where}: checkpoint version {cut(repr(version))} is not supported (this nasframe writes "
+                f"{CHECKPOINT_VERSION})"
             )
         for part in ("loop", "strategy", "evaluator"):
             if part not in state:
@@ -333,7 +334,7 @@ class Runner:
         for section, name in self.config.names.items():
             if names.get(section, name) != name:
                 raise RunDirError(
-                    f"{where} was written by {section} {names[section]!r} but config.yaml now names {name!r}; "
+                    f"{where} was written by {section} {cut(repr(names[section]))} but config.yaml now names {name!r}; "
                     f"put config.yaml back (or start a new run with the new {section})"
                 )
 
