@@ -180,12 +180,20 @@ def disk_full_trials(work: Path) -> Counter:
     import torch
 
     from nasframe import checkpoint
-    from nasframe.cli import main
+    from nasframe.cli import main as cli_main
 
     torch.set_num_threads(1)
     toy = ["--plugin", str(ROOT / "tests" / "plugins" / "core_toy.py"), "--strategy", "random", "--space",
            "core_toy", "--evaluator", "core_toy_eval", "--quiet", "--budget", "8", "--set", "run.checkpoint_every=1",
            "--set", "run.tensorboard=false"]  # fmt: skip
+
+    def main(argv: list[str]) -> int:  # the CLI in this process, its output hidden
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return cli_main(argv)
+
     reference = work / "disk-reference"
     assert main(["run", *toy, "--out", str(reference)]) == 0
     expected = outcome(reference)

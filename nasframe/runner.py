@@ -378,7 +378,8 @@ class Runner:
     def _disk_full_message(self, exc: OSError) -> str:
         where = f" ({exc.filename})" if exc.filename else ""
         if self.files.has_checkpoint():
-            kept = f"its last checkpoint ({self._last_ckpt[0]} evaluations) and logs are intact"
+            n = self._last_ckpt[0]
+            kept = f"its last checkpoint ({n} evaluation{'' if n == 1 else 's'}) and logs are intact"
             then = f"free some space, then `nasframe resume {self.run_dir}`"
         else:
             kept, then = "nothing was checkpointed yet", "free some space and run it again"
