@@ -206,12 +206,16 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
         values = dict(cfg.get(section) or {})
         name = values.pop("name", None) or DEFAULT_NAMES[section]
         if not isinstance(name, str):
-            raise ConfigError(f"{section}.name: expected a string, got {name!r}")
+            raise ConfigError(f"{section}.name: expected a string, got {cut(repr(name))}")
+        if len(name) > 100:
+            raise ConfigError(f"{section}.name: {cut(repr(name))} is too long for a component name")
         cls = registries[section].get(name)
         names[section] = name
         classes[section] = cls
         options[section] = build_options(cls.Options, values, section)
     options["data"] = build_options(DataOptions, cfg.get("data"), "data")
+    if len(options["data"].name) > 100:
+        raise ConfigError(f"data.name: {cut(repr(options['data'].name))} is too long for a data set name")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
     options["constraints"] = build_options(ConstraintOptions, cfg.get("constraints"), "constraints")
     return ResolvedConfig(names, options, plugins, classes)
