@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nasframe.compare.plan import SECTIONS, Plan, RunSpec
-from nasframe.errors import ConfigError
+from nasframe.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:
     from nasframe.rundir import RunDir, RunResult
@@ -66,7 +66,11 @@ def run_one(spec: RunSpec) -> str:
     files.require_run()
     check_same_config(spec, files)
     if files.is_finished():
-        return "done"
+        try:
+            files.read_result()
+            return "done"
+        except RunDirError:  # a damaged best.json: resume sets it aside and computes it again
+            pass
     Runner.resume(spec.path, quiet=True).run()
     return "resumed"
 
