@@ -74,6 +74,51 @@ class NeasOptions:
             )
 
 
+@dataclass(frozen=True)
+class ScoredEnsemble:
+    """One sampled ensemble: its accuracy with the shared weights, each member's alone, and the
+    (layer, op) pairs some member runs."""
+
+    acc: float
+    members: tuple[float, ...]
+    operators: frozenset[tuple[str, Choice]]
+
+    @property
+    def diversity(self) -> float:
+        """How much the ensemble gains over its average member [INFERRED stand-in for the paper's metric]."""
+        return self.acc - float(np.mean(self.members))
+
+
+def diversity_scores(samples: list[ScoredEnsemble], weight: float) -> dict[tuple[str, Choice], float]:
+    """Each operator's score: the mean of acc + weight x diversity over the sampled ensembles that run
+    it ("potential and diversity" [INFERRED]); operators in no sample get no score."""
+    sums: dict[tuple[str, Choice], list[float]] = {}
+    for e in samples:
+        value = e.acc + weight * e.diversity
+        for operator in e.operators:
+            sums.setdefault(operator, []).append(value)
+    return {operator: float(np.mean(values)) for operator, values in sums.items()}
+
+
+def lowest_per_layer(
+    scores: dict[tuple[str, Choice], float],
+    choices: dict[str, tuple[Choice, ...]],
+    min_ops: int,
+    per_step: int,
+) -> dict[str, list[Choice]]:
+    """Per layer, the `per_step` lowest-scored choices, keeping at least `min_ops` choices and every
+    unscored one (and never dropping the last scored one); on a tie the earlier choice goes first."""
+    dropped = {}
+    for layer, options in choices.items():
+        scored = [c for c in options if (layer, c) in scores]
+        room = min(per_step, len(options) - min_ops, len(scored) - 1)
+        if room <= 0:
+            continue
+        ranked = sorted(scored, key=lambda c: (scores[(layer, c)], options.index(c)))
+        dropped[layer] = ranked[:room]
+    return dropped
+
+
 #: what NEAS does next, in order
 _WARMUP, _SCORE, _TRAIN, _FINAL, _START, _SEARCH, _WAIT = (
     "warmup",
@@ -230,55 +275,38 @@ class Neas(Strategy[NeasOptions]):
         """Score every (layer, op) from the step's ensembles and drop each layer's lowest."""
         o = self.options
         space = self.ensembles
-        values: list[float] = []
-        ensemble_accs, member_accs = [], []
-        contains: list[set[tuple[str, Choice]]] = []
+        samples: list[ScoredEnsemble] = []
         for ensemble in self.batch:
             acc = self.scores.get(ensemble.key())
             members = [self.scores.get(space.solo(ensemble, k).key()) for k in range(space.members)]
             if acc is None or any(m is None for m in members):
-                continue
-            mean_member = float(np.mean(members))
-            values.append(acc + o.diversity_weight * (acc - mean_member))
-            ensemble_accs.append(acc)
-            member_accs.append(mean_member)
-            contains.append({pair for path in space.member_layers(ensemble) for pair in path})
+                continue  # a failed or infeasible score: the ensemble tells nothing
+            operators = frozenset(pair for path in space.member_layers(ensemble) for pair in path)
+            samples.append(ScoredEnsemble(acc, tuple(float(m) for m in members if m is not None), operators))
+        scores = diversity_scores(samples, o.diversity_weight)
         decisions = {d.name: d for d in self.current.decisions}
-        table: dict[str, dict[Choice, float]] = {}
-        dropped: dict[str, list[Choice]] = {}
-        for layer, names in space.layer_decisions().items():
-            choices = decisions[names[0]].choices
-            row = {}
-            for op in choices:
-                hits = [v for v, ops in zip(values, contains) if (layer, op) in ops]
-                if hits:
-                    row[op] = float(np.mean(hits))
-            table[layer] = row
-            removable = len(choices) - o.min_ops
-            if removable <= 0 or len(row) < 2:
-                continue
-            ranked = sorted(row, key=lambda c: (row[c], choices.index(c)))  # lowest first; earlier op on ties
-            gone = ranked[: min(o.drop_per_step, removable, len(row) - 1)]
-            if gone:
-                dropped[layer] = gone
-        layer_names = space.layer_decisions()
+        layers = space.layer_decisions()
+        choices = {layer: decisions[names[0]].choices for layer, names in layers.items()}
+        dropped = lowest_per_layer(scores, choices, o.min_ops, o.drop_per_step)
         restriction = {
-            n: [c for c in decisions[n].choices if c not in gone]
-            for layer, gone in dropped.items()
-            for n in layer_names[layer]
+            n: [c for c in choices[layer] if c not in gone] for layer, gone in dropped.items() for n in layers[layer]
         }
         if restriction:
             self.current = self.current.restrict(restriction)
         self.step += 1
+        table = {  # in the space's order (a set's order changes from process to process)
+            layer: [[c, scores[(layer, c)]] for c in options if (layer, c) in scores]
+            for layer, options in choices.items()
+        }
         self.steps.append(
             {
                 "step": self.step,
                 "dropped": {layer: list(gone) for layer, gone in dropped.items()},
-                "scored_ensembles": len(values),
-                "mean_ensemble_acc": float(np.mean(ensemble_accs)) if ensemble_accs else None,
-                "mean_member_acc": float(np.mean(member_accs)) if member_accs else None,
+                "scored_ensembles": len(samples),
+                "mean_ensemble_acc": float(np.mean([e.acc for e in samples])) if samples else None,
+                "mean_member_acc": float(np.mean([np.mean(e.members) for e in samples])) if samples else None,
                 "log10_size": self.current.log10_size(),
-                "scores": {layer: [[c, s] for c, s in row.items()] for layer, row in table.items()},
+                "scores": table,
             }
         )
         self.batch, self.scores = [], {}

@@ -374,6 +374,11 @@ SMALL = {
         "bn_batches": 0,
     },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 1, "samples_per_operator": 4, "target_size": 10},
+    "neas": {"warmup_epochs": 1, "epochs_between_steps": 0.5, "samples_per_step": 2, "final_epochs": 0.5},
+}
+#: strategies that need a space of their own kind (the others run on the toy space)
+SPACES = {
+    "neas": {"name": "neas", "stage_layers": [2, 1], "widths": [8, 16], "strides": [1, 2], "ops": ["k3e4", "k5e4"]}
 }
 
 
@@ -429,7 +434,7 @@ def test_no_strategy_calls_an_evaluator_or_seeds_a_global_rng(name, fakes, tmp_p
         {
             "plugins": [FAKES],
             "strategy": {"name": name, **SMALL.get(name, {})},
-            "space": {"name": "abs_toy", "decisions": 3, "choices": 3},
+            "space": SPACES.get(name, {"name": "abs_toy", "decisions": 3, "choices": 3}),
             "evaluator": {"name": "abs_fake_ws"},
             "run": {
                 "out": str(tmp_path / "r"),
