@@ -170,14 +170,31 @@ class Neas(Strategy[NeasOptions]):
         o = self.options
         k = self.ensembles.members
         return (
-            f"{o.warmup_epochs:g} K-path warm-up epochs, then shrinking steps of {o.epochs_between_steps:g} epochs + "
-            f"{o.samples_per_step} ensembles x {1 + k} scores until every layer keeps {o.min_ops} ops, then "
-            f"{o.final_epochs:g} epochs and SPOS' evolution over ensembles. For a quick CPU run: --set "
-            f"strategy.warmup_epochs=1 --set strategy.epochs_between_steps=0.5 --set strategy.samples_per_step=4"
+            f"{o.warmup_epochs:g} K-path warm-up epochs, then {self.planned_steps()} shrinking steps of "
+            f"{o.epochs_between_steps:g} epochs + {o.samples_per_step} ensembles x {1 + k} scores (until every layer "
+            f"keeps {o.min_ops} ops), then {o.final_epochs:g} epochs and SPOS' evolution over ensembles: about "
+            f"{self.planned_evaluations():,} scores. For a quick CPU run: --set strategy.warmup_epochs=1 --set "
+            f"strategy.epochs_between_steps=0.5 --set strategy.samples_per_step=4 --set strategy.final_epochs=0.5"
+        )
+
+    def planned_steps(self) -> int:
+        """Shrinking steps when every operator gets scored: until the widest layer is down to `min_ops`."""
+        o = self.options
+        widest = max(len(self.space.decision(names[0]).choices) for names in self.ensembles.layer_decisions().values())
+        steps = max(0, math.ceil((widest - o.min_ops) / o.drop_per_step))
+        return steps if o.max_steps is None else min(steps, o.max_steps)
+
+    def planned_evaluations(self) -> int:
+        """The shrinking steps' scores plus the evolution's (more steps if some operator goes unscored)."""
+        o = self.options
+        return (
+            self.planned_steps() * o.samples_per_step * (1 + self.ensembles.members)
+            + Spos(self.space, self._evolution_options).planned_evaluations()
         )
 
     def planned_training_epochs(self) -> float:
-        return self.options.warmup_epochs + self.options.final_epochs
+        o = self.options
+        return o.warmup_epochs + o.epochs_between_steps * max(0, self.planned_steps() - 1) + o.final_epochs
 
     @property
     def phase(self) -> str:

@@ -113,6 +113,8 @@ def test_the_phases_shrink_every_layer_then_evolve_on_the_shrunk_space():
     assert strategy.final() is not None and strategy.current.validate(strategy.final()) == strategy.final()
     assert isinstance(strategy.final_evaluation(strategy.final()), ScoreShared)
     assert all(isinstance(r, TrainShared) for r, _ in run.work)
+    assert strategy.planned_steps() == 2 and len(scored) == strategy.planned_evaluations() == 2 * 3 * (1 + k) + 4 * 2
+    assert strategy.planned_training_epochs() == 1 + 0.5 + 0.5
 
 
 def test_options_and_spaces_are_checked():
@@ -195,3 +197,16 @@ def test_kill_9_resumes_to_the_identical_result(tmp_path, log, after, before):
     run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=after, log=log, before_lines=before)
     assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")
+
+
+def test_the_example_config_resolves_and_its_budget_covers_the_plan():
+    from pathlib import Path
+
+    from nasframe.config import load_yaml, merge_config, resolve
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "neas-digits.yaml"
+    cfg = resolve(merge_config(load_yaml(path)))
+    assert cfg.names == {"strategy": "neas", "space": "neas", "evaluator": "supernet"}
+    strategy = cfg.strategy_class(cfg.space_class(cfg.options["space"]), cfg.options["strategy"], seed=0)
+    assert strategy.planned_steps() == 2
+    assert strategy.planned_evaluations() <= cfg.options["run"].max_evaluations
