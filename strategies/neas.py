@@ -281,10 +281,13 @@ class Neas(Strategy[NeasOptions]):
 
     # ---- shrinking ---------------------------------------------------------------------------------
     def finished(self) -> bool:
-        """Whether shrinking is over: no layer has more than `min_ops` choices, or `max_steps` steps ran."""
+        """Whether shrinking is over: no layer has more than `min_ops` choices, `max_steps` steps ran, or
+        the last step dropped nothing."""
         o = self.options
         if o.max_steps is not None and self.step >= o.max_steps:
             return True
+        if self.steps and not self.steps[-1]["dropped"]:
+            return True  # the last step could drop nothing (every sample failed or was infeasible): stop here
         decisions = {d.name: d for d in self.current.decisions}
         return all(len(decisions[names[0]].choices) <= o.min_ops for names in self.ensembles.layer_decisions().values())
 

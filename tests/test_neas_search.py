@@ -210,3 +210,15 @@ def test_the_example_config_resolves_and_its_budget_covers_the_plan():
     strategy = cfg.strategy_class(cfg.space_class(cfg.options["space"]), cfg.options["strategy"], seed=0)
     assert strategy.planned_steps() == 2
     assert strategy.planned_evaluations() <= cfg.options["run"].max_evaluations
+
+
+def test_shrinking_ends_when_every_score_of_a_step_failed():
+    from nasframe.evaluator import Result
+
+    space = tiny_space()
+    strategy = Neas(space, build_options(Neas.Options, TINY_STRATEGY, "strategy"), seed=0)
+    run = InMemoryRun(strategy, ScriptedSharedWeights(space), judge=lambda arch, i: Result.failed("scripted"))
+    for _ in range(3):
+        run.round()
+    assert strategy.step == 1 and strategy.steps[0]["dropped"] == {} and strategy.steps[0]["scored_ensembles"] == 0
+    assert strategy.finished() and strategy.current.size() == space.size()
