@@ -33,15 +33,18 @@ from nasframe.evaluator import (
     AlphaOptimizer,
     AngleMetric,
     BNRecalibration,
+    BranchImportance,
     Budget,
     Cost,
     Differentiable,
     Distillation,
     Evaluator,
+    ImportanceSettings,
     Result,
     WorkReport,
 )
 from nasframe.evaluators.bilevel import MixedForward, Peekable, first_order, second_order
+from nasframe.evaluators.branch_importance import train_importance
 from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
 from nasframe.evaluators.training import (
     Diverged,
@@ -127,7 +130,7 @@ class SupernetOptions(TrainingOptions):
 
 
 @register_evaluator("supernet")
-class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable, Distillation):
+class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable, Distillation, BranchImportance):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
 
     Options = SupernetOptions
@@ -628,6 +631,15 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         return WorkReport(
             Cost(time.perf_counter() - start, steps / spe), metrics, state=report_state, notes=list(self._notes)
         )
+
+    # ---- BranchImportance (NSE) ------------------------------------------------------------------
+    def train_importance(
+        self, steps: int, state: dict[str, Any], settings: ImportanceSettings, optimizer: AlphaOptimizer
+    ) -> WorkReport:
+        """One piece of an NSE round (evaluators/branch_importance.py) on this supernet."""
+        with deterministic_mode(resolve_deterministic(self.options, self.device)):
+            self._build()
+            return train_importance(self, steps, state, settings, optimizer)
 
     def _alpha_setup(
         self, state: dict[str, Any], optimizer: AlphaOptimizer

@@ -14,6 +14,8 @@ import torch
 from nasframe.errors import RunDirError
 
 CHECKPOINT = "checkpoint.pt"
+#: the checkpoint before the newest (see `save_checkpoint`)
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 LOCK = ".lock"
 
 
@@ -65,24 +67,40 @@ def _json_default(obj: Any) -> Any:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Serialise with torch.save into memory, then write atomically: a kill never leaves half a file."""
+    """Serialise with torch.save into memory, then write atomically: a kill never leaves half a file.
+
+    The checkpoint it replaces stays as `checkpoint.prev.pt` (a hard link, so no copy and no extra
+    space): if the newest one is ever damaged afterwards, resume can fall back to the one before.
+    A full disk fails the write before anything is replaced, so both stay as they were.
+    """
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT, buf.getvalue())
-
-
-def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT
+    _keep_previous(path, Path(run_dir) / PREVIOUS_CHECKPOINT)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _keep_previous(path: Path, previous: Path) -> None:
+    """Make `previous` the file `path` is now (atomically); skipped where hard links are not offered."""
     if not path.is_file():
-        raise RunDirError(f"{run_dir}: no {CHECKPOINT}; is this a nasframe run directory?")
+        return
+    tmp = previous.with_name(f".{previous.name}.{os.getpid()}.tmp")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        # torch's own message is several lines and suggests weights_only=False: exactly the wrong
-        # advice for a damaged or foreign file, so only its kind is shown
-        raise RunDirError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}); the file is damaged or was not written by nasframe"
-        ) from None
+        tmp.unlink(missing_ok=True)
+        os.link(path, tmp)
+        os.replace(tmp, previous)
+    except OSError:  # no hard links on this file system: keep only the newest checkpoint
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: str | os.PathLike, name: str = CHECKPOINT) -> Any:
+    """A checkpoint's plain data (torch's weights-only reader); a damaged file is one RunDirError."""
+    from nasframe.loading import load_torch
+
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no {name}; is this a nasframe run directory?")
+    return load_torch(path, "checkpoint", RunDirError)
 
 
 class RunLock:

@@ -68,6 +68,7 @@ class RunCommand:
         p.add_argument("--seed", type=flags.non_negative_int, help="run seed (default 0)")
         p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<names>)")
         flags.add_device(p)
+        flags.add_executor(p)
         flags.add_budget(p)
         flags.add_quiet(p)
 
@@ -75,7 +76,8 @@ class RunCommand:
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
-        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget}
+        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget,
+                     "executor": args.executor, "address": args.address}  # fmt: skip
         runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
         _say(f"run directory: {runner.run_dir}")
         return _execute(runner)
@@ -90,6 +92,7 @@ class ResumeCommand:
 
         p.add_argument("run_dir", metavar="RUN_DIR")
         flags.add_device(p, "override the run's device")
+        flags.add_executor(p)
         flags.add_budget(p, "raise the evaluation budget (extends a finished run)")
         allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
         p.add_argument(
@@ -105,7 +108,8 @@ class ResumeCommand:
     def run(args: argparse.Namespace) -> int:
         from nasframe.runner import Runner
 
-        overrides = {"device": args.device, "max_evaluations": args.budget}
+        overrides = {"device": args.device, "max_evaluations": args.budget, "executor": args.executor,
+                     "address": args.address}  # fmt: skip
         runner = Runner.resume(
             args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet, command=args.command_line
         )
@@ -196,7 +200,9 @@ class ShowCommand:
             print(f"{result.strategy} / {result.space} / {result.evaluator} on {result.data}, seed {result.seed}")
             _print_result(result, files.path)
             return 0
-        records = list(files.evaluations())
+        records, damaged = files.readable_evaluations()
+        if damaged:
+            _say(f"note: {damaged}")
         ok = [r for r in records if r.val_acc is not None]
         top = max(ok, key=lambda r: r.val_acc) if ok else None  # type: ignore[arg-type, return-value]
         holder = RunLock.holder(files.path)
@@ -378,8 +384,8 @@ def _print_inspection(info: dict[str, Any]) -> None:
     for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
         if key in info:
             value = info[key]
-            if key == "size" and value >= 1e12:
-                value = f"{value:.3e} architectures"
+            if key == "size" and value >= 1e12:  # beyond a float (multi-branch spaces): the exponent
+                value = f"{value:.3e} architectures" if value < 1e300 else f"10^{info['log10_size']:g} architectures"
             elif key in ("params", "macs", "size") and isinstance(value, int):
                 value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
             print(f"{key}: {value}")
@@ -397,21 +403,13 @@ def arch_text_from_file(path: str) -> tuple[str, str | None]:
     genotype derived from MDENAS' probabilities) is taken when the space gives one: that is the
     answer the run reports; otherwise the final architecture itself.
     """
+    from nasframe.loading import parse_json, read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--arch-file {path!r} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"--arch-file {path}: not UTF-8 text; give a JSON/YAML mapping or a run's best.json"
-        ) from None
+    text = read_text(p, "--arch-file", ConfigError)
     if p.suffix != ".json":
         return text, None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--arch-file {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = parse_json(text, f"--arch-file {path}", ConfigError)
     if isinstance(data, dict) and isinstance(data.get("final"), dict):  # a run's best.json
         from nasframe.rundir import RunResult, answer_of
 
@@ -531,6 +529,14 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _one_line(message: str) -> str:
+    """`message` with every character that would break or hide the line (newlines, other line and
+    record separators, control characters a user's input may carry) written as an escape."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 def make_parser() -> argparse.ArgumentParser:
     from nasframe import __version__
 
@@ -560,12 +566,13 @@ def main(argv: list[str] | None = None) -> int:
     except NasframeError as exc:
         if debug:
             raise
-        print(f"nasframe: error: {exc}", file=sys.stderr)
+        print(f"nasframe: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable --out, missing permissions, full disk: the user's to fix
         if debug:
             raise
-        print(f"nasframe: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(f"nasframe: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0

@@ -20,7 +20,7 @@ import yaml
 from nasframe.constraints import ConstraintOptions
 from nasframe.data import DataOptions
 from nasframe.errors import ConfigError
-from nasframe.options import build_options, option, options_to_dict
+from nasframe.options import build_options, cut, option, options_to_dict
 
 if TYPE_CHECKING:
     from nasframe.evaluator import Evaluator
@@ -68,20 +68,35 @@ class RunOptions:
         "OMP_NUM_THREADS when set (see nasframe/threads.py)",
         min=1,
     )
+    executor: Literal["local", "ray"] = option(
+        "local",
+        "where evaluations run: local (this process) or ray (Ray tasks, see docs/distributed.md); "
+        "never changes results",
+    )
+    parallel: int = option(
+        1,
+        "evaluations kept in flight; strategies that propose ahead (random, evolution) then propose before "
+        "earlier results are in, so this changes what they propose (same with either executor)",
+        min=1,
+    )
+    tell_order: Literal["submission", "completion"] = option(
+        "submission",
+        "submission: results are told and logged in the order proposed (reproducible); completion: as they "
+        "finish (more throughput with ray, not reproducible)",
+    )
+    address: str | None = option(None, "ray: address of an existing cluster (null: start one on this machine)")
+    task_cpus: float = option(1.0, "ray: CPUs reserved for each evaluation", min=0)
+    task_gpus: float = option(0.0, "ray: GPUs reserved for each evaluation (fractions share a GPU)", min=0)
+    evaluation_timeout_s: float | None = option(
+        None, "stop an evaluation after this many seconds and record it as failed (null: no limit)", min=0.001
+    )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """A config file as a mapping (empty for an empty file); every problem is one ConfigError line."""
+    from nasframe.loading import load_yaml as load
+
+    data = load(path, "config file", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -92,17 +107,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def parse_set(item: str, sections: tuple[str, ...] = SECTIONS) -> tuple[str, str, Any]:
     """`section.key=value` -> (section, key, YAML-parsed value); `sections` are the allowed sections."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. strategy.lr=0.02")
+        raise ConfigError(f"--set {cut(repr(item))}: expected section.key=value, e.g. strategy.lr=0.02")
     path, raw = item.split("=", 1)
     if "." not in path:
         example = "run.seed=1" if "run" in sections else f"{sections[0]}.epochs=1"
-        raise ConfigError(f"--set {item!r}: key needs a section ({', '.join(sections)}), e.g. {example}")
+        raise ConfigError(f"--set {cut(repr(item))}: key needs a section ({', '.join(sections)}), e.g. {example}")
     section, key = path.strip().split(".", 1)
     _check_section(section, sections)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    from nasframe.loading import parse_value
+
+    value = None
+    if raw.strip():
+        readable, value = parse_value(raw, f"--set {path.strip()}", ConfigError)
+        if not readable:
+            value = raw
     if raw.strip() and value is None and raw.strip().lower() not in ("null", "~", "none"):
         value = raw
     if isinstance(value, str) and value.lower() == "none":
@@ -114,7 +132,7 @@ def _check_section(section: str, sections: tuple[str, ...] = SECTIONS) -> None:
     if section not in sections:
         close = difflib.get_close_matches(section, sections, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config section {section!r}{hint} sections: {', '.join(sections)}")
+        raise ConfigError(f"unknown config section {cut(repr(section))}{hint} sections: {', '.join(sections)}")
 
 
 def merge_config(
@@ -128,6 +146,8 @@ def merge_config(
     of increasing precedence, except --set which wins over everything)."""
     cfg: dict[str, Any] = copy.deepcopy(base or {})
     for section in cfg:
+        if not isinstance(section, str):
+            raise ConfigError(f"config section {section!r}: section names are text ({', '.join(SECTIONS)})")
         if section != "plugins":
             _check_section(section)
     for section in SECTIONS:
@@ -137,7 +157,10 @@ def merge_config(
         elif isinstance(value, str) and section in COMPONENT_SECTIONS:
             cfg[section] = {"name": value}
         elif not isinstance(value, dict):
-            raise ConfigError(f"section {section!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"section {section!r} must be a mapping, got {value!r:.80}")
+        elif not all(isinstance(key, str) for key in value):
+            bad = next(key for key in value if not isinstance(key, str))
+            raise ConfigError(f"section {section!r}: option names are text, got {bad!r:.80}")
     for section, name in (names or {}).items():
         if name is not None:
             cfg[section]["name"] = name
@@ -205,12 +228,16 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
         values = dict(cfg.get(section) or {})
         name = values.pop("name", None) or DEFAULT_NAMES[section]
         if not isinstance(name, str):
-            raise ConfigError(f"{section}.name: expected a string, got {name!r}")
+            raise ConfigError(f"{section}.name: expected a string, got {cut(repr(name))}")
+        if len(name) > 100:
+            raise ConfigError(f"{section}.name: {cut(repr(name))} is too long for a component name")
         cls = registries[section].get(name)
         names[section] = name
         classes[section] = cls
         options[section] = build_options(cls.Options, values, section)
     options["data"] = build_options(DataOptions, cfg.get("data"), "data")
+    if len(options["data"].name) > 100:
+        raise ConfigError(f"data.name: {cut(repr(options['data'].name))} is too long for a data set name")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
     options["constraints"] = build_options(ConstraintOptions, cfg.get("constraints"), "constraints")
     return ResolvedConfig(names, options, plugins, classes)

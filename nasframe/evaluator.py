@@ -140,6 +140,50 @@ class AlphaOptimizer:
     weight_decay: float = 1e-3
 
 
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """NSE's importance learning during one round of supernet training (reference algorithms-2.md 11.3).
+
+    Each step first prunes ops whose importance logit fell below `drop_threshold`, then trains the
+    weights on a multi-branch path (every active op on with probability `balance_rate`), then, on steps
+    i with i % `arch_every` == 0 (i counted within the epoch), takes an Adam step on the logits from a
+    search-val batch with the two-sample estimator and the cost penalty
+    `cost_alpha * (cost - cost_target) ** cost_beta` (cost in millions of `cost_metric`).
+    The weights' learning rate warms up linearly from `warmup_lr` to the evaluator's lr over
+    `warmup_epochs`, then follows a cosine to the evaluator's lr_min at `epochs` (the round's length).
+    """
+
+    epochs: float
+    arch_every: int = 2
+    drop_threshold: float = -2.0
+    balance_rate: float = 0.5
+    enumerate_up_to: int = 5
+    cost_metric: Literal["macs", "params"] = "macs"
+    cost_target: float = 300.0
+    cost_alpha: float = 1e-5
+    cost_beta: int = 2
+    warmup_epochs: float = 2.0
+    warmup_lr: float = 0.1
+
+    def __post_init__(self) -> None:
+        from nasframe.errors import ConfigError
+
+        problems = {
+            "epochs must be positive": not self.epochs > 0,
+            "arch_every must be an integer >= 1": isinstance(self.arch_every, bool) or self.arch_every < 1,
+            "balance_rate must be in (0, 1)": not 0 < self.balance_rate < 1,
+            "enumerate_up_to must be >= 0": self.enumerate_up_to < 0,
+            "cost_metric must be macs or params": self.cost_metric not in ("macs", "params"),
+            "cost_beta must be an integer >= 1": isinstance(self.cost_beta, bool)
+            or int(self.cost_beta) != self.cost_beta
+            or self.cost_beta < 1,
+            "warmup_epochs must be >= 0": self.warmup_epochs < 0,
+        }
+        for text, bad in problems.items():
+            if bad:
+                raise ConfigError(f"importance learning: {text}")
+
+
 class Evaluator(ABC, Generic[OptionsT]):
     """Measures architectures of one space (generic over its options dataclass: `Evaluator[MyOptions]`).
 
@@ -285,6 +329,27 @@ class Differentiable(SharedWeights):
         approximation for 2), with Adam; then a weight step on a search-train batch, through the mixed
         forward when `next_path` is None (DARTS), else on the single path it draws (SETN). The report's
         `state` holds the updated alphas and Adam state."""
+
+
+class BranchImportance(SharedWeights):
+    """Capability: NSE's round of supernet training on a multi-branch space, learning an importance logit
+    per (cell, op) while it trains the weights on random multi-branch paths (`TrainImportance`).
+
+    The active ops, the protected ones (the last Pareto front's), the logits and their Adam state belong
+    to the strategy; the request hands them over as plain data and the report's `state` gives them back.
+    """
+
+    capability_name: ClassVar[str] = "branch importance"
+
+    @abstractmethod
+    def train_importance(
+        self, steps: int, state: dict[str, Any], settings: ImportanceSettings, optimizer: AlphaOptimizer
+    ) -> WorkReport:
+        """`steps` steps of `settings`' round. `state` is {"active": [[op index, ...] per cell], "protected":
+        [[...] per cell], "alphas": a (cells, ops) tensor, "adam": an Adam state_dict or None, "iteration":
+        steps of the round already done, "fresh": whether to re-draw the shared weights and start a new
+        weight optimizer first}. The report's `state` holds the same keys updated (the active ops after
+        pruning) plus "costs", the space's `nasframe.multibranch.BranchCosts` as plain data."""
 
 
 class Distillation(SharedWeights):

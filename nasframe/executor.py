@@ -28,6 +28,7 @@ from nasframe.costs import ArchCosts
 from nasframe.errors import CapabilityError
 from nasframe.evaluator import (
     AngleMetric,
+    BranchImportance,
     Cost,
     Differentiable,
     Distillation,
@@ -43,6 +44,7 @@ from nasframe.oneshot import (
     SaveBaseWeights,
     ScoreShared,
     TrainDistilled,
+    TrainImportance,
     TrainMixed,
     TrainShared,
 )
@@ -147,7 +149,10 @@ class Executor:
         next_path = (lambda: draw(rng)) if draw is not None else None
         torch.manual_seed(work_seed(self.seed, work, progress["piece"]))
         start = time.perf_counter()
-        if isinstance(request, TrainMixed):
+        if isinstance(request, TrainImportance):
+            importance = cast(BranchImportance, self.evaluator)
+            report = importance.train_importance(steps, progress["state"], request.settings, request.optimizer)
+        elif isinstance(request, TrainMixed):
             report = self._differentiable().train_mixed(
                 steps, progress["state"], request.order, request.optimizer, next_path
             )

@@ -8,7 +8,6 @@ onnxruntime) and its outputs compared with PyTorch's on the same seeded inputs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +48,9 @@ def load_model(folder: str | Path) -> LoadedModel:
                 f"{folder}: the training has not finished (no {WEIGHTS}); continue it with: "
                 f"nasframe train --resume {folder}"
             )
-        try:
-            meta = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{folder / MODEL_JSON}: not valid JSON ({type(exc).__name__})") from None
+        from nasframe.loading import load_json
+
+        meta = load_json(folder / MODEL_JSON, "", RunDirError)
         plan = TrainPlan.from_dict(meta, str(folder / MODEL_JSON))
         model, _, spec = build_model(plan)
         load_weights(model, folder / WEIGHTS)

@@ -21,6 +21,11 @@ RESUME_SETTABLE: dict[str, set[str]] = {
         "max_evaluations",
         "max_epochs",
         "max_seconds",
+        "executor",
+        "address",
+        "task_cpus",
+        "task_gpus",
+        "evaluation_timeout_s",
     },
     "data": {"root", "workers", "download"},
     "constraints": {"max_rejections"},
@@ -80,6 +85,15 @@ def add_budget(p: argparse.ArgumentParser, help: str | None = None) -> None:
 
 def add_device(p: argparse.ArgumentParser, help: str = "default auto: CUDA when present") -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=help)
+
+
+def add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where evaluations run (run.executor; never changes results); ray: see docs/distributed.md",
+    )
+    p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (run.address; default: start one)")
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:

@@ -32,10 +32,12 @@ from nasframe.evaluator import (
     AlphaOptimizer,
     AngleMetric,
     BNRecalibration,
+    BranchImportance,
     Budget,
     Capability,
     Differentiable,
     Distillation,
+    ImportanceSettings,
     SharedWeights,
 )
 from nasframe.space import Arch, Choice, SearchSpace
@@ -358,6 +360,24 @@ class TrainMixed(Request):
 
 
 @dataclass(frozen=True)
+class TrainImportance(TrainMixed):
+    """One round of NSE's supernet training (`BranchImportance.train_importance`): weight steps on random
+    multi-branch paths over the active ops, interleaved with Adam steps on per-op importance logits.
+    A `TrainMixed` whose architecture weights are the importance logits: `state` (see the capability)
+    is threaded from piece to piece and comes back updated in the report."""
+
+    settings: ImportanceSettings = field(default_factory=lambda: ImportanceSettings(1.0))
+    phase: str = "importance training"
+    kind: ClassVar[str] = "train_importance"
+    needs: ClassVar[type[Capability] | None] = BranchImportance
+
+    def to_state(self) -> dict[str, Any]:
+        s = self.settings
+        settings = {f: getattr(s, f) for f in s.__dataclass_fields__}
+        return {**super().to_state(), "settings": settings}
+
+
+@dataclass(frozen=True)
 class SaveBaseWeights(Request):
     """Make the current shared weights the base of later angle measurements (ABS)."""
 
@@ -419,6 +439,15 @@ def request_from_state(state: Mapping[str, Any]) -> Request:
                 AlphaOptimizer(float(o["lr"]), tuple(o["betas"]), float(o["weight_decay"])),
                 paths,
                 phase,
+            )
+        if kind == TrainImportance.kind:
+            o = state["optimizer"]
+            return TrainImportance(
+                float(state["epochs"]),
+                dict(state["state"]),
+                optimizer=AlphaOptimizer(float(o["lr"]), tuple(o["betas"]), float(o["weight_decay"])),
+                phase=phase,
+                settings=ImportanceSettings(**state["settings"]),
             )
         if kind == SaveBaseWeights.kind:
             return SaveBaseWeights(phase)

@@ -26,7 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nasframe.checkpoint import RunLock, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from nasframe.checkpoint import (
+    PREVIOUS_CHECKPOINT,
+    RunLock,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 from nasframe.errors import RunDirError
 
 #: version of the folder layout and records; bump when a reader of the old one would misread
@@ -71,10 +78,12 @@ def _notes(d: Mapping[str, Any], where: str) -> list[str]:
 
 def _json_record(line: str, where: str) -> dict[str, Any]:
     """One line of a .jsonl log as a mapping, or a one-line RunDirError naming the file and line."""
+    from nasframe.loading import parse_json
+
     try:
-        d = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{where}: not a JSON record ({exc.msg})") from None
+        d = parse_json(line, where, RunDirError)
+    except RunDirError as exc:
+        raise RunDirError(str(exc).replace(f"{where}: not valid JSON", f"{where}: not a JSON record")) from None
     if not isinstance(d, dict):
         raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
     return d
@@ -82,6 +91,80 @@ def _json_record(line: str, where: str) -> dict[str, Any]:
 
 _NUM = (int, float)
 _OPT_NUM = (int, float, type(None))
+_OPT_DICT = (dict, type(None))
+
+
+def _optional(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    """An optional field: None when absent, else of one of `kinds`."""
+    return _need(d, key, (*kinds, type(None)), where) if key in d else None
+
+
+def _numbers(d: Mapping[str, Any], key: str, where: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A mapping field whose `required` entries are numbers (what readers format with :g or :.1f)."""
+    value = _need(d, key, (dict,), where)
+    for name in required:
+        if not isinstance(value.get(name), _NUM) or isinstance(value.get(name), bool):
+            raise RunDirError(f"{where}: field {key!r} lacks the number {name!r}")
+    return value
+
+
+#: best.json's fields and their types (checked before any reader formats them)
+_RESULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "strategy": (str,),
+    "space": (str,),
+    "evaluator": (str,),
+    "data": (str,),
+    "seed": (int,),
+    "evaluations": (int,),
+    "stopped_because": (str,),
+    "final": _OPT_DICT,
+    "best_evaluated": _OPT_DICT,
+    "alternatives": (dict,),
+    "infeasible": (int,),
+    "work": (dict,),
+    "data_split": _OPT_DICT,
+    "produced_by": _OPT_DICT,
+}
+_FINAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "arch": (dict,),
+    "source": (str,),
+    "metrics": _OPT_DICT,
+    "answer": (str,),
+    "params": (int, type(None)),
+    "macs": (int, type(None)),
+    "final_evaluation": _OPT_DICT,
+    "held_out": (dict,),
+    "export": (dict,),
+    "evaluated": (bool, type(None)),
+}
+
+
+def _check_result(d: dict[str, Any], where: str) -> None:
+    """best.json's fields have the types its readers (show, compare, export, train) rely on."""
+    for key, kinds in _RESULT_FIELDS.items():
+        if key in d:
+            _need(d, key, kinds, where)
+    _numbers(d, "cost", where, ("seconds", "epochs", "wall_seconds"))
+    if isinstance(d.get("work"), dict) and d["work"].get("requests"):
+        _numbers(d, "work", where, ("seconds", "epochs"))
+    final = d.get("final")
+    if isinstance(final, dict):
+        for key, kinds in _FINAL_FIELDS.items():
+            if key in final:
+                _need(final, key, kinds, f"{where} field 'final'")
+        end = final.get("final_evaluation")
+        if isinstance(end, dict) and end.get("status") == "ok":
+            _need(end, "metrics", (dict,), f"{where} field 'final.final_evaluation'")
+    best = d.get("best_evaluated")
+    if isinstance(best, dict):
+        _need(best, "index", (int,), f"{where} field 'best_evaluated'")
+        _need(best, "metrics", _OPT_DICT, f"{where} field 'best_evaluated'")
+    for name, alt in d.get("alternatives", {}).items():
+        if not isinstance(alt, dict):
+            raise RunDirError(f"{where}: alternative {name!r} is not a mapping")
+        for key in ("metrics", "held_out"):
+            if key in alt:
+                _need(alt, key, _OPT_DICT, f"{where} alternative {name!r}")
 
 
 @dataclass
@@ -130,7 +213,7 @@ class EvaluationRecord:
             best_val_acc=_need(d, "best_val_acc", _OPT_NUM, where),
             time=_need(d, "time", _NUM, where),
             phase=str(d.get("phase", "search")),
-            strategy=d.get("strategy"),
+            strategy=_optional(d, "strategy", (dict,), where),
             notes=_notes(d, where),
         )
 
@@ -225,6 +308,7 @@ class RunResult:
             raise RunDirError(
                 f"{where}: written in run-directory format {d.get('format', 1)}; this nasframe reads format {FORMAT}"
             )
+        _check_result(d, where)
         final = d.get("final")
         fin = None
         if final is not None:
@@ -238,6 +322,14 @@ class RunResult:
             return cls(**{**d, "final": fin})
         except TypeError as exc:
             raise RunDirError(f"{where}: malformed ({exc})") from None
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """An error's message without the file name it starts with (the caller names the file)."""
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{path}:"):
+        text = text.removeprefix(prefix)
+    return text
 
 
 def answer_of(result: RunResult) -> tuple[dict[str, Any], str]:
@@ -268,6 +360,8 @@ def provenance(device: str, threads: int | None, command: list[str] | None = Non
         "command": command if command is not None else list(sys.argv),
         "device": device,
         "threads": threads,
+        # the kernel set torch picked for this CPU (AVX2, AVX512, ...): another one sums differently
+        "cpu": torch.backends.cpu.get_cpu_capability(),
         "pid": os.getpid(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -281,7 +375,10 @@ class RunDir:
     HISTORY = "history.jsonl"
     WORK = "work.jsonl"
     CHECKPOINT = "checkpoint.pt"
+    PREVIOUS_CHECKPOINT = PREVIOUS_CHECKPOINT
     BEST = "best.json"
+    #: suffix of a damaged file set aside (never deleted) when resume falls back to an earlier state
+    DAMAGED = ".damaged"
     TENSORBOARD = "tensorboard"
 
     def __init__(self, path: str | os.PathLike):
@@ -324,21 +421,26 @@ class RunDir:
 
     # ---- run.json ----------------------------------------------------------------------------------
     def read_info(self) -> dict[str, Any] | None:
+        from nasframe.loading import load_json
+
         path = self.path / self.INFO
         if not path.is_file():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{path}: damaged ({type(exc).__name__}); it records the folder's format") from None
+            data = load_json(path, "", RunDirError)
+        except RunDirError as exc:
+            raise RunDirError(f"{path}: damaged ({_reason(exc, path)}); it records the folder's format") from None
         if not isinstance(data, dict):
             raise RunDirError(f"{path}: damaged (not a mapping)")
         return data
 
-    def record_session(self, session: dict[str, Any]) -> None:
-        """Append what produces this session to run.json (creating it for a new run)."""
-        info = self.read_info() or {"format": FORMAT, "sessions": []}
-        info.setdefault("sessions", []).append(session)
+    def record_session(self, session: dict[str, Any], *, new: bool = False) -> None:
+        """Append what produces this session to run.json (`new`: start it afresh, for a new run)."""
+        info = None if new else self.read_info()
+        info = info or {"format": FORMAT, "sessions": []}
+        if not isinstance(info.get("sessions"), list):
+            raise RunDirError(f"{self.path / self.INFO}: damaged (its 'sessions' is not a list)")
+        info["sessions"].append(session)
         atomic_write_json(self.path / self.INFO, info)
 
     # ---- config ----------------------------------------------------------------------------------
@@ -376,6 +478,64 @@ class RunDir:
                     return
                 if line.strip():
                     yield WorkRecord.from_json(line, f"{path} line {number}")
+
+    def readable_evaluations(self) -> tuple[list[EvaluationRecord], str | None]:
+        """The history for display: every record, skipping a damaged last line (a note says so).
+
+        A damaged line elsewhere is still an error: the lines after it cannot be trusted either.
+        """
+        path = self.path / self.HISTORY
+        if not path.exists():
+            return [], None
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = [line for line in fh if line.endswith("\n")]
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(EvaluationRecord.from_json(line, f"{path} line {number}"))
+            except RunDirError as exc:
+                if number < len(lines):
+                    raise
+                return records, f"{exc}; the line is left out"
+        return records, None
+
+    def intact_history_lines(self, limit: int) -> tuple[int, str | None]:
+        """How many of the first `limit` history lines are complete, readable records, counted
+        from the top, and what is wrong with the first one that is not (None if all are)."""
+        path = self.path / self.HISTORY
+        good = 0
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    if good >= limit:
+                        break
+                    if not line.endswith("\n"):
+                        return good, f"{path} line {number}: cut short"
+                    try:
+                        EvaluationRecord.from_json(line, f"{path} line {number}")
+                    except RunDirError as exc:
+                        return good, str(exc)
+                    good += 1
+        return good, None if good >= limit else f"{path} has {good} complete lines"
+
+    def set_aside(self, name: str, *, copy: bool = False) -> Path:
+        """Keep a damaged file under a new name (`name.damaged`, or `name.damaged-2`, ...), moved or
+        copied; nasframe never deletes what it cannot read."""
+        import shutil
+
+        source = self.path / name
+        target = self.path / f"{name}{self.DAMAGED}"
+        k = 1
+        while target.exists():
+            k += 1
+            target = self.path / f"{name}{self.DAMAGED}-{k}"
+        if copy:
+            shutil.copy2(source, target)
+        else:
+            os.replace(source, target)
+        return target
 
     def evaluation(self, index: int) -> EvaluationRecord | None:
         for rec in self.evaluations():
@@ -415,23 +575,28 @@ class RunDir:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_checkpoint(self.path, state)
 
-    def load_checkpoint(self) -> dict[str, Any]:
-        return load_checkpoint(self.path)
+    def load_checkpoint(self, name: str = CHECKPOINT) -> Any:
+        """The plain data of `checkpoint.pt` (or of `name`, e.g. PREVIOUS_CHECKPOINT)."""
+        return load_checkpoint(self.path, name)
+
+    def has_previous_checkpoint(self) -> bool:
+        return (self.path / self.PREVIOUS_CHECKPOINT).is_file()
 
     def write_result(self, result: RunResult) -> None:
         atomic_write_json(self.path / self.BEST, result.to_dict())
 
     def read_result(self) -> RunResult:
+        from nasframe.loading import load_json
+
         path = self.path / self.BEST
+        if not path.is_file():
+            raise RunDirError(f"{self.path}: no {self.BEST} (the run has not finished)")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RunDirError(f"{self.path}: no {self.BEST} (the run has not finished)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return RunResult.from_dict(load_json(path, "", RunDirError), str(path))
+        except RunDirError as exc:
             raise RunDirError(
-                f"{path}: damaged ({type(exc).__name__}); `nasframe resume {self.path}` rewrites it"
+                f"{path}: damaged ({_reason(exc, path)}); `nasframe resume {self.path}` recomputes it"
             ) from None
-        return RunResult.from_dict(data, str(path))
 
     def remove_result(self) -> None:
         (self.path / self.BEST).unlink(missing_ok=True)

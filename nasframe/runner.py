@@ -14,6 +14,7 @@ after a kill in any phase ends exactly where the uninterrupted run would have en
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import sys
@@ -52,11 +53,13 @@ from nasframe.oneshot import (
     as_request,
     request_from_state,
 )
+from nasframe.options import cut
+from nasframe.pool import EvaluationPool, Ticket, evaluate_with_limit, open_pool
 from nasframe.progress import Progress, Stopwatch, format_seconds
 from nasframe.registry import evaluators
 from nasframe.rundir import EvaluationRecord, FinalArch, RunDir, RunResult, WorkRecord, provenance
 from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.strategy import ProposesAhead, Strategy
 from nasframe.threads import apply_threads, resolve_threads
 
 CHECKPOINT_VERSION = 2
@@ -139,6 +142,7 @@ class LoopState:
     work_epochs: float = 0.0
     finished: bool = False
     stopped_because: str = ""
+    ahead_refused: bool = False  # asking ahead ran out of architectures: ask again only once all is told
 
     def to_state(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -200,6 +204,10 @@ class Runner:
         self._last_ckpt = (0, time.monotonic())
         self._last_flush = time.monotonic()
         self._last_tb = float("-inf")
+        self._pool: EvaluationPool | None = None
+        self._window: list[Ticket] = []  # evaluations handed to the pool: always a prefix of state.pending
+        self._made_folder = False  # this Runner created the run folder (create() claimed a default name)
+        self._wrote_files = False  # this Runner wrote a new run's files (only then may a failure remove them)
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -211,17 +219,30 @@ class Runner:
             run_dir = Path(ro.out)
             if run_dir.exists() and not run_dir.is_dir():
                 raise RunDirError(f"--out {run_dir} is a file, not a folder; give a new folder for the run")
-            if RunDir(run_dir).holds_run():
-                raise RunDirError(f"{run_dir} already holds a run; use `nasframe resume {run_dir}` or another --out")
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            base = f"{stamp}-{config.names['strategy']}-{config.names['space']}-{config.names['evaluator']}"
-            run_dir = Path(ro.runs_root) / base
-            k = 1
-            while run_dir.exists():
+            if RunDir(run_dir).holds_run():  # early, friendly; `run` checks again under the lock
+                raise RunDirError(_holds_run_message(run_dir))
+            return cls(config, run_dir, quiet=quiet, command=command)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{config.names['strategy']}-{config.names['space']}-{config.names['evaluator']}"
+        runner = cls(config, Path(ro.runs_root) / base, quiet=quiet, command=command)
+        runner._claim_folder(Path(ro.runs_root), base)
+        return runner
+
+    def _claim_folder(self, root: Path, base: str) -> None:
+        """Create the first free `root/base`, `root/base-2`, ... with an exclusive mkdir, so that two
+        runs started in the same second never share a default folder."""
+        root.mkdir(parents=True, exist_ok=True)
+        k = 1
+        while True:
+            run_dir = root / (base if k == 1 else f"{base}-{k}")
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
                 k += 1
-                run_dir = Path(ro.runs_root) / f"{base}-{k}"
-        return cls(config, run_dir, quiet=quiet, command=command)
+        self.files = RunDir(run_dir)
+        self.run_dir = self.files.path
+        self._made_folder = True
 
     @classmethod
     def resume(
@@ -247,7 +268,7 @@ class Runner:
             if key not in RESUME_SETTABLE.get(section, set()):
                 allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
                 raise ConfigError(
-                    f"resume --set {item!r}: only settings that cannot change results so far may "
+                    f"resume --set {cut(repr(item))}: only settings that cannot change results so far may "
                     f"change; allowed: {allowed}"
                 )
         stored = merge_config(files.read_config())
@@ -269,34 +290,57 @@ class Runner:
         self.state.elapsed = self._clock()
         return {
             "version": CHECKPOINT_VERSION,
+            "names": dict(self.config.names),
             "loop": self.state.to_state(),
             "strategy": self.parts.strategy.state_dict(),
             "evaluator": self.parts.evaluator.state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Any, source: Path | None = None) -> None:
+        """Restore loop, strategy and evaluator from a checkpoint's data (`source` names its file)."""
+        loop = self._checked_loop_state(state, source)
+        where = source or self.files / RunDir.CHECKPOINT
+        self._check_names(state, where)
+        self.state = loop
+        try:
+            self.parts.strategy.load_state_dict(state["strategy"])
+            self.parts.evaluator.load_state_dict(state["evaluator"])
+        except NasframeError:
+            raise
+        except Exception as exc:  # a plugin's loader meeting data of another shape: any exception type
+            detail = str(exc).splitlines()[0][:120] if str(exc).strip() else ""
+            raise RunDirError(
+                f"{where}: the checkpoint does not fit this run's strategy or evaluator ({type(exc).__name__}"
+                f"{': ' + detail if detail else ''}); was config.yaml edited?"
+            ) from None
+        self._clock = Stopwatch(self.state.elapsed)
+
+    def _checked_loop_state(self, state: Any, source: Path | None = None) -> LoopState:
+        """The loop state of a checkpoint's data, after checking its version and parts; every problem
+        is one RunDirError naming the file."""
+        where = source or self.files / RunDir.CHECKPOINT
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
             raise RunDirError(
-                f"{self.run_dir}: checkpoint version {version} is not supported (this nasframe writes "
+                f"{where}: checkpoint version {cut(repr(version))} is not supported (this nasframe writes "
                 f"{CHECKPOINT_VERSION})"
             )
-        try:
-            loop, strategy_state, evaluator_state = state["loop"], state["strategy"], state["evaluator"]
-        except KeyError as exc:
-            raise RunDirError(f"{self.run_dir}: checkpoint lacks its {exc.args[0]!r} part") from None
-        self.state = LoopState.from_state(loop)
-        try:
-            self.parts.strategy.load_state_dict(strategy_state)
-            self.parts.evaluator.load_state_dict(evaluator_state)
-        except NasframeError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise RunDirError(
-                f"{self.run_dir}: the checkpoint does not fit this run's strategy or evaluator "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
-            ) from None
-        self._clock = Stopwatch(self.state.elapsed)
+        for part in ("loop", "strategy", "evaluator"):
+            if part not in state:
+                raise RunDirError(f"{where}: checkpoint lacks its {part!r} part")
+        return _loop_state(state["loop"], where)
+
+    def _check_names(self, state: dict[str, Any], where: Path) -> None:
+        """The components that wrote a checkpoint are the ones config.yaml names (it may have been edited)."""
+        names = state.get("names")
+        if not isinstance(names, dict):  # written before checkpoints recorded them
+            return
+        for section, name in self.config.names.items():
+            if names.get(section, name) != name:
+                raise RunDirError(
+                    f"{where} was written by {section} {cut(repr(names[section]))} but config.yaml now names {name!r}; "
+                    f"put config.yaml back (or start a new run with the new {section})"
+                )
 
     # ---- the run -----------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -305,17 +349,68 @@ class Runner:
         On every exit path the logs are closed, the evaluator is closed, and the last consistent
         state is checkpointed. A new run that fails before recording anything (a missing data
         root, say) removes the files it created, so the same command can simply be run again.
+        Whether the folder already holds a run is decided under the folder's lock, so of two runs
+        started at once on one --out exactly one proceeds. A full disk stops the run with one line;
+        the files written before stay as they were.
         """
-        apply_threads(resolve_threads(self.run_opts.threads))  # before any training work; see nasframe/threads.py
-        new_folder = not self.run_dir.exists()
+        new_folder = self._made_folder or not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        discarded = False
         try:
             with self.files.lock():
-                return self._run_locked()
-        except Exception:
-            if not self.resuming and self._nothing_recorded():
-                self._discard(new_folder)
+                try:
+                    if not self.resuming and self.files.holds_run():
+                        raise RunDirError(_holds_run_message(self.run_dir))
+                    apply_threads(self._threads())  # before any training work; see nasframe/threads.py
+                    return self._run_locked()
+                except Exception:
+                    if self._wrote_files and self._nothing_recorded():
+                        self._discard()
+                        discarded = True
+                    raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RunDirError(self._disk_full_message(exc)) from None
             raise
+        finally:
+            if discarded and new_folder:
+                try:
+                    self.run_dir.rmdir()  # only if nothing else is in it
+                except OSError:
+                    pass
+
+    def _disk_full_message(self, exc: OSError) -> str:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if self.files.has_checkpoint():
+            n = self._last_ckpt[0]
+            kept = f"its last checkpoint ({n} evaluation{'' if n == 1 else 's'}) and logs are intact"
+            then = f"free some space, then `nasframe resume {self.run_dir}`"
+        else:
+            kept, then = "nothing was checkpointed yet", "free some space and run it again"
+        return f"{self.run_dir}: the disk is full{where}; the run stopped: {kept}; {then}"
+
+    def _threads(self) -> int:
+        """The CPU thread count of this session: `run.threads`, except that a resumed run whose
+        setting is `auto` continues with the count it recorded, since the count changes how float
+        sums are split and so the numbers (docs/reliability.md)."""
+        wanted = resolve_threads(self.run_opts.threads)
+        if not self.resuming or self.run_opts.threads != "auto":
+            return wanted
+        recorded = self._recorded("threads")
+        if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1 or recorded == wanted:
+            return wanted
+        if not self.quiet:
+            _say(
+                f"note: continuing with {recorded} CPU threads as this run recorded (not {wanted}), so its numbers "
+                f"match an uninterrupted run; set run.threads in a new run to choose otherwise"
+            )
+        return recorded
+
+    def _recorded(self, key: str) -> Any:
+        """What the last session of this run recorded under `key` in run.json (None if nothing)."""
+        sessions = (self.files.read_info() or {}).get("sessions")
+        last = sessions[-1] if isinstance(sessions, list) and sessions else None
+        return last.get(key) if isinstance(last, dict) else None
 
     def _run_locked(self) -> RunSummary:
         try:
@@ -339,12 +434,14 @@ class Runner:
         """Prepare the folder; False when a resumed run is already finished and nothing extends it."""
         session = provenance(str(self.device), torch.get_num_threads(), self.command)
         if not self.resuming:
-            self.files.write_config(dump_yaml(self.config.to_dict()))
-            self.files.record_session(session)
+            # config.yaml is what makes the folder "hold a run", so it comes last: a kill before it
+            # leaves a folder that the same command simply starts again
+            self._wrote_files = True
             self.files.start_files()
+            self.files.record_session(session, new=True)
+            self.files.write_config(dump_yaml(self.config.to_dict()))
             return True
-        if self.files.has_checkpoint():
-            self.load_state_dict(self.files.load_checkpoint())
+        self._restore()
         if self.state.finished:
             reason = self._finished_reason()
             if reason is not None and self.budget_changed:
@@ -356,25 +453,84 @@ class Runner:
                 raise RunDirError(
                     f"{self.run_dir} already finished ({reason}); the new budget does not extend it ({hint})"
                 )
-            if reason is not None:
+            if reason is not None and self._result_readable():
                 return False
-            self.state.finished = False  # resumed with a larger budget: keep searching
-            self.files.remove_result()  # no stale result while it runs
+            if reason is None:
+                self.state.finished = False  # resumed with a larger budget: keep searching
+                self.files.remove_result()  # no stale result while it runs
         self.files.truncate_logs(self.state.evaluations, self.state.work_lines)
-        self._warn_on_other_threads(session["threads"])
+        self._warn_on_other_threads(session)
         if self.config_changed:
             self.files.write_config(dump_yaml(self.config.to_dict()))
         self.files.record_session(session)
         return True
 
-    def _warn_on_other_threads(self, threads: int) -> None:
-        """A seed reproduces a run only at one thread count (float sums split differently)."""
-        sessions = (self.files.read_info() or {}).get("sessions") or []
-        before = sessions[-1].get("threads") if sessions and isinstance(sessions[-1], dict) else None
-        if isinstance(before, int) and before != threads and not self.quiet:
+    def _result_readable(self) -> bool:
+        """Whether a finished run's best.json reads; a damaged (or missing) one is set aside and the
+        result is computed again from the final checkpoint (the same numbers: all seeded)."""
+        if not self.files.is_finished():
+            self._note(f"{self.files / RunDir.BEST} is missing; computing the run's result again")
+            return False
+        try:
+            self.files.read_result()
+            return True
+        except RunDirError as exc:
+            kept = self.files.set_aside(RunDir.BEST)
+            self._note(f"{exc.args[0].split(';')[0]}; kept as {kept.name}, computing the run's result again")
+            return False
+
+    def _restore(self) -> None:
+        """Load the newest checkpoint whose state the history fully covers, falling back to the one
+        before it (see `save_checkpoint`) when the newest is unreadable or malformed, or when
+        history.jsonl is damaged inside the part it covers; a file that cannot be used is set aside
+        as `*.damaged`, never deleted. Without any checkpoint the run starts from the beginning."""
+        candidates = [name for name in (RunDir.CHECKPOINT, RunDir.PREVIOUS_CHECKPOINT) if (self.files / name).is_file()]
+        if not candidates:
+            return
+        problems: list[str] = []
+        for k, name in enumerate(candidates):
+            path = self.files / name
+            try:
+                data = self.files.load_checkpoint(name)
+                loop = self._checked_loop_state(data, path)
+            except RunDirError as exc:
+                problems.append(str(exc))
+                continue
+            self._check_names(data, path)  # an edited config.yaml is no damage to fall back from
+            _, problem = self.files.intact_history_lines(loop.evaluations)
+            if problem is not None:
+                problems.append(f"{problem}, but {name} covers {loop.evaluations} records")
+                continue
+            if k:  # falling back: keep every file that could not be used, and the history as it was
+                kept = [self.files.set_aside(n).name for n in candidates[:k]]
+                if (self.files / RunDir.HISTORY).exists():
+                    kept.append(self.files.set_aside(RunDir.HISTORY, copy=True).name)
+                self._note(
+                    f"{problems[0]}; resuming from the checkpoint before ({loop.evaluations} evaluations), "
+                    f"kept {', '.join(kept)}"
+                )
+            self.load_state_dict(data, path)
+            return
+        before = f"; {RunDir.PREVIOUS_CHECKPOINT} cannot be used either" if len(problems) > 1 else ""
+        raise RunDirError(f"{problems[0]}{before}")
+
+    def _note(self, message: str) -> None:
+        """A one-line note on stderr that even --quiet shows: something was repaired."""
+        _say(f"note: {message}")
+
+    def _warn_on_other_threads(self, session: dict[str, Any]) -> None:
+        """Say in one line when this session computes differently from the last one: another thread
+        count (float sums split differently), torch version, CPU kernel set or device."""
+        changed = []
+        labels = {"threads": "CPU threads", "torch": "torch", "cpu": "CPU kernels", "device": "device"}
+        for key, label in labels.items():
+            before, now = self._recorded(key), session.get(key)
+            if before is not None and now is not None and before != now:
+                changed.append(f"{label} {before} -> {now}")
+        if changed and not self.quiet:
             _say(
-                f"note: this run ran with {before} CPU threads and continues with {threads}; its numbers may now "
-                f"differ slightly from an uninterrupted run (resume with OMP_NUM_THREADS={before} to avoid that)"
+                f"note: this run continues with {', '.join(changed)}; its numbers may now differ from an "
+                f"uninterrupted run"
             )
 
     def _finished_reason(self) -> str | None:
@@ -409,18 +565,14 @@ class Runner:
         s = self.state
         return s.evaluations == 0 and s.work_lines == 0 and s.infeasible == 0
 
-    def _discard(self, new_folder: bool) -> None:
-        """A new run that failed before recording anything leaves no folder to trip over."""
+    def _discard(self) -> None:
+        """A new run that failed before recording anything leaves no files to trip over (the folder
+        itself goes too, after the lock, when this run created it)."""
         import shutil
 
         for name in (RunDir.CONFIG, RunDir.INFO, RunDir.HISTORY, RunDir.WORK, RunDir.CHECKPOINT):
             (self.run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(self.run_dir / RunDir.TENSORBOARD, ignore_errors=True)
-        if new_folder:
-            try:
-                self.run_dir.rmdir()  # only if nothing else is in it (the lock file goes first)
-            except OSError:
-                pass
 
     def _consistent(self) -> bool:
         """Whether the current state is a valid checkpoint: between items, or inside the evaluator's
@@ -443,22 +595,30 @@ class Runner:
         return None
 
     def _search(self) -> None:
-        while True:
-            reason = self._stop_reason()
-            if reason:
-                self.state.stopped_because = reason
-                return
-            request = self._next_request()
-            if request is None:
-                return
-            if self._progress is not None:
-                self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
-            if isinstance(request, (Evaluate, ScoreShared)):
-                self._evaluate(request)
-                self._checkpoint_if_due()
-            else:
-                self._work(request)
-                self._checkpoint()
+        self._pool = open_pool(self.run_opts, self.executor, self.config.to_dict(), torch.get_num_threads(), self._note)
+        try:
+            while True:
+                reason = self._stop_reason()
+                if reason:
+                    self.state.stopped_because = reason
+                    return
+                request = self._next_request()
+                if request is None:
+                    return
+                if self._progress is not None:
+                    self._progress.phase(request.phase if not request.is_evaluation else self.parts.strategy.phase)
+                if isinstance(request, (Evaluate, ScoreShared)):
+                    self._evaluate_next()
+                    self._checkpoint_if_due()
+                else:
+                    self._work(request)
+                    self._checkpoint()
+        finally:
+            if self._window:  # stopped with evaluations in flight: they stay pending, resume submits them again
+                self._pool.cancel([t.handle for t in self._window if t.handle is not None])
+                self._window = []
+            self._pool.close()
+            self._pool = None
 
     def _next_request(self) -> Request | None:
         s = self.state
@@ -475,6 +635,7 @@ class Runner:
                 self._stage = None
                 return None
             s.pending = [self._admit(as_request(item)) for item in items]
+            s.ahead_refused = False
             self._stage = None
         return s.pending[0]
 
@@ -492,28 +653,94 @@ class Runner:
         return request
 
     # ---- evaluations ---------------------------------------------------------------------------
-    def _evaluate(self, request: Evaluate | ScoreShared) -> None:
-        s, strategy, arch = self.state, self.parts.strategy, request.arch
+    def _evaluate_next(self) -> None:
+        """Hand out evaluations up to `run.parallel`, then tell one result: the oldest, or with
+        `run.tell_order: completion` the first to finish. With one slot this is simply: check the
+        constraints, evaluate, tell, record."""
+        s, strategy = self.state, self.parts.strategy
+        self._fill_window()
+        position = self._next_to_tell()
+        ticket = self._window[position]
+        arch = ticket.request.arch
         constraints = self.parts.constraints
-        rejected = constraints.check(arch) if constraints is not None else None
-        if constraints is not None and rejected is not None:
+        if ticket.rejected is not None:
+            assert constraints is not None
             self._stage = "telling"
-            s.pending.pop(0)
+            del self._window[position], s.pending[position]
             s.infeasible += 1
             s.rejection_streak += 1
-            strategy.tell(arch, rejected)
+            strategy.tell(arch, ticket.rejected)
             self._stage = None
             if s.rejection_streak >= constraints.options.max_rejections:
                 raise ConstraintError(constraints.give_up_message(self.config.names["strategy"], s.rejection_streak))
             return
         s.rejection_streak = 0
         self._stage = "executing"
-        result = self.executor.evaluate(request, s.evaluations)
+        assert self._pool is not None
+        result = self._pool.result(ticket.handle)
         self._stage = "telling"
-        s.pending.pop(0)
+        del self._window[position], s.pending[position]
         strategy.tell(arch, result)
         self._record(arch, result)
         self._stage = None
+
+    def _fill_window(self) -> None:
+        """Submit pending evaluations (asking a `ProposesAhead` strategy for more) while slots are free.
+
+        Each gets the evaluation index it will be recorded under in submission order, so its seed,
+        and therefore its result, is the one a one-slot run computes for that index."""
+        s, window = self.state, self._window
+        assert self._pool is not None
+        remaining = self.run_opts.max_evaluations
+        while len(window) < self.run_opts.parallel:
+            submitted = sum(t.rejected is None for t in window)
+            if remaining is not None and s.evaluations + submitted >= remaining:
+                return
+            if len(window) < len(s.pending):
+                request = s.pending[len(window)]
+                if not isinstance(request, (Evaluate, ScoreShared)):
+                    return
+                window.append(self._ticket(request, s.evaluations + submitted))
+            elif not self._may_ask_ahead() or not self._ask_ahead():
+                return
+
+    def _ticket(self, request: Evaluate | ScoreShared, index: int) -> Ticket:
+        constraints = self.parts.constraints
+        rejected = constraints.check(request.arch) if constraints is not None else None
+        if rejected is not None:
+            return Ticket(request, index, rejected=rejected)
+        assert self._pool is not None
+        return Ticket(request, index, handle=self._pool.submit(request, index))
+
+    def _may_ask_ahead(self) -> bool:
+        s, strategy = self.state, self.parts.strategy
+        return bool(self._window) and isinstance(strategy, ProposesAhead) and not strategy.done and not s.ahead_refused
+
+    def _ask_ahead(self) -> bool:
+        """Ask for more while results are out; False (and no more asking until all is told) when the
+        strategy has nothing more now."""
+        s = self.state
+        self._stage = "asking"
+        try:
+            items = self.parts.strategy.ask()
+        except SpaceExhausted:
+            items = []
+        self._stage = None
+        if not items:
+            s.ahead_refused = True
+            return False
+        s.pending.extend(self._admit(as_request(item)) for item in items)
+        return True
+
+    def _next_to_tell(self) -> int:
+        """The window position told next: the oldest, or the first finished (`tell_order: completion`)."""
+        if self.run_opts.tell_order == "submission" or len(self._window) == 1:
+            return 0
+        for i, ticket in enumerate(self._window):
+            if ticket.rejected is not None:
+                return i
+        assert self._pool is not None
+        return self._pool.first_done([t.handle for t in self._window])
 
     def _record(self, arch: Arch, result: Result) -> None:
         s = self.state
@@ -630,6 +857,10 @@ class Runner:
                     writer.add_scalar(f"work/{request.kind}/{key}", value, s.work_lines)
             writer.add_scalar("work/supernet_epochs", s.work_epochs, s.work_lines)
         s.work_lines += 1
+
+    def _note(self, text: str) -> None:
+        if not self.quiet:
+            _say(text)
 
     def _say_notes(self, notes: list[str]) -> None:
         if not self.quiet:
@@ -791,7 +1022,9 @@ class Runner:
                     f"strategy {self.config.names['strategy']!r}: final_evaluation must give an "
                     f"architecture, Evaluate or ScoreShared, not {request.kind}"
                 )
-            outcome = self.executor.evaluate(request, self.state.evaluations)
+            outcome = evaluate_with_limit(
+                self.executor, request, self.state.evaluations, self.run_opts.evaluation_timeout_s
+            )
             final_eval = {
                 "request": request.kind,
                 "status": outcome.status,
@@ -815,6 +1048,55 @@ class Runner:
     def _summary(self, ran: bool) -> RunSummary:
         result = self.files.read_result() if self.files.is_finished() else None
         return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result, ran=ran)
+
+
+def _allowed_types(hint: Any) -> tuple[type, ...] | None:
+    """The plain-data types a checkpoint may hold for a field annotated `hint` (None: not checked)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds: list[type] = []
+        for member in typing.get_args(hint):
+            allowed = _allowed_types(member)
+            if allowed is None:
+                return None
+            kinds.extend(allowed)
+        return tuple(kinds)
+    plain = {int: (int,), float: (int, float), bool: (bool,), str: (str,), type(None): (type(None),)}
+    if hint in plain:
+        return plain[hint]
+    if origin in (list, dict) or hint in (list, dict):
+        return (origin or hint,)
+    return None
+
+
+def _loop_state(data: Any, where: Path) -> LoopState:
+    """A checkpoint's loop part as a LoopState, its field types checked (one RunDirError otherwise)."""
+    import typing
+
+    if not isinstance(data, dict):
+        raise RunDirError(f"{where}: the checkpoint's loop state is {type(data).__name__}, not a mapping")
+    hints = typing.get_type_hints(LoopState)
+    for f in dataclasses.fields(LoopState):
+        if f.name not in data:
+            raise RunDirError(f"{where}: the checkpoint's loop state lacks {f.name!r}")
+        allowed = _allowed_types(hints[f.name])
+        value = data[f.name]
+        wrong_bool = isinstance(value, bool) and bool not in (allowed or ())
+        if allowed is not None and (not isinstance(value, allowed) or wrong_bool):
+            raise RunDirError(f"{where}: the checkpoint's loop state has {f.name}={value!r:.60}")
+    try:
+        return LoopState.from_state(data)
+    except RunDirError as exc:
+        raise RunDirError(f"{where}: {exc}") from None
+    except Exception as exc:  # a request of unknown shape; any exception its reader raises
+        raise RunDirError(f"{where}: the checkpoint holds a malformed request ({type(exc).__name__})") from None
+
+
+def _holds_run_message(run_dir: Path) -> str:
+    return f"{run_dir} already holds a run; use `nasframe resume {run_dir}` or another --out"
 
 
 def _arch_key(arch: dict[str, Any]) -> str:

@@ -251,12 +251,9 @@ class SearchSpace(ABC, Generic[OptionsT]):
         named = self.named_architectures()
         if text in named:
             return named[text]
-        import yaml
+        from nasframe.loading import parse_value
 
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = None
+        _, value = parse_value(text, "architecture text", InvalidArchitecture)
         if isinstance(value, Mapping):
             return self.validate(value)
         known = ", ".join(named) or "(none)"

@@ -57,8 +57,8 @@ class Strategy(ABC, Generic[OptionsT]):
     def ask(self) -> Sequence[Arch | Request]:
         """What to do next: architectures to evaluate and/or requests (`nasframe.oneshot`).
 
-        The runner executes the items in order and tells each outcome before it asks again;
-        an empty answer ends the search.
+        The runner executes the items in order and tells each outcome before it asks again
+        (unless the strategy declares `ProposesAhead`); an empty answer ends the search.
         """
 
     @abstractmethod
@@ -125,6 +125,18 @@ class Strategy(ABC, Generic[OptionsT]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+class ProposesAhead:
+    """Declares that the strategy may be asked again while results of earlier proposals are still out.
+
+    With `run.parallel: N` the runner keeps up to N evaluations in flight; it asks such a strategy
+    for more as soon as a slot is free, before the outstanding results are told (random search
+    never looks at results; evolution then breeds from the population it has, as the asynchronous
+    workers of regularized evolution do). Other strategies are asked only once everything they
+    proposed has been told, so N only overlaps the items of one `ask`. The runner checks this
+    declaration with `issubclass`; it does not change what a strategy does with `run.parallel: 1`.
+    """
 
 
 def arch_to_pairs(arch: Arch | None) -> list | None:

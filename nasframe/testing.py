@@ -27,16 +27,19 @@ from nasframe.evaluator import (
     AlphaOptimizer,
     AngleMetric,
     BNRecalibration,
+    BranchImportance,
     Budget,
     Cost,
     Differentiable,
     Distillation,
     Evaluator,
+    ImportanceSettings,
     Result,
     SharedWeights,
     WorkReport,
 )
 from nasframe.executor import Executor, evaluation_seed
+from nasframe.multibranch import BranchCosts, MultiBranchSpace
 from nasframe.oneshot import (
     Evaluate,
     MeasureAngles,
@@ -172,7 +175,31 @@ def scripted_accuracy(arch: Arch) -> float:
     return 10.0 * sum(values) / max(1, len(values))
 
 
-class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable, Distillation):
+def scripted_importance_round(
+    space: SearchSpace, steps: int, state: dict[str, Any], optimizer: AlphaOptimizer, steps_per_epoch: int
+) -> WorkReport:
+    """A network-free `BranchImportance.train_importance` for strategy tests on a multi-branch space:
+    the logits of even ops rise and those of odd ops fall by lr x steps (plus a little noise from torch's
+    global RNG), nothing is pruned, and op j of every cell costs (j + 1) million MACs and parameters."""
+    if not isinstance(space, MultiBranchSpace):
+        raise NotSupported(f"scripted importance learning needs a multi-branch space, not {space.name!r}")
+    cells = space.branch_cells()
+    alphas = state["alphas"].detach().clone().float()
+    ramp = torch.tensor([1.0 if j % 2 == 0 else -1.0 for j in range(alphas.shape[1])])
+    alphas += optimizer.lr * steps * ramp + 1e-4 * torch.randn(alphas.shape)
+    per_op = tuple(tuple(float(j + 1) * 1e6 for j in range(len(c.gates))) for c in cells)
+    costs = BranchCosts(0.0, 0.0, per_op, per_op)
+    new_state = {
+        **state,
+        "alphas": alphas,
+        "iteration": int(state["iteration"]) + steps,
+        "fresh": False,
+        "costs": costs.to_state(),
+    }
+    return WorkReport(Cost(0.0, steps / steps_per_epoch), {"train_loss": 1.0}, state=new_state)
+
+
+class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable, Distillation, BranchImportance):
     """A weight-sharing evaluator without a network, for testing one-shot strategies on any space.
 
     Every (decision, choice) owns a small weight vector; training moves the vectors of the choices
@@ -262,6 +289,13 @@ class ScriptedSharedWeights(Evaluator, AngleMetric, Differentiable, Distillation
                     self.current[item] *= 0.99
             observe(arch, scripted_accuracy(arch) + 10.0 * float(torch.rand(())))
         return WorkReport(Cost(0.0, steps / self.paths_per_epoch), {"train_loss": 1.0})
+
+    def train_importance(
+        self, steps: int, state: dict[str, Any], settings: ImportanceSettings, optimizer: AlphaOptimizer
+    ) -> WorkReport:
+        """`scripted_importance_round` (multi-branch spaces only)."""
+        self._count("train_importance")
+        return scripted_importance_round(self.space, steps, state, optimizer, self.paths_per_epoch)
 
     def save_base_weights(self) -> None:
         self._count("save_base_weights")

@@ -43,7 +43,7 @@ def resolve_threads(setting: ThreadSetting | None) -> int:
     OMP_NUM_THREADS holds a positive number."""
     if setting is None or setting == "auto":
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        return int(env) if env.isdigit() and int(env) > 0 else 1
+        return int(env) if env.isascii() and env.isdigit() and 0 < len(env) < 6 and int(env) > 0 else 1
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ConfigError(f"run.threads: {setting!r} is not allowed; give a whole number >= 1 or auto")
     return setting

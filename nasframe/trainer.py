@@ -652,11 +652,9 @@ def read_plan(folder: Path) -> TrainPlan:
     path = folder / TRAIN_JSON
     if not path.is_file():
         raise RunDirError(f"{folder}: no {TRAIN_JSON}; is this a nasframe training folder?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path}: not valid JSON ({type(exc).__name__})") from None
-    return TrainPlan.from_dict(data, str(path))
+    from nasframe.loading import load_json
+
+    return TrainPlan.from_dict(load_json(path, "", RunDirError), str(path))
 
 
 # ---- weights -----------------------------------------------------------------------------------------------------

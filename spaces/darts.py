@@ -137,12 +137,9 @@ class DartsSpace(SearchSpace[DartsOptions]):
                 return self.validate(named[key])
         if stripped.startswith(("Genotype", "(")):
             return self.validate(arch_from_value(parse_genotype_fields(stripped)))
-        import yaml
+        from nasframe.loading import parse_value
 
-        try:
-            value = yaml.safe_load(stripped)
-        except yaml.YAMLError:
-            value = None
+        _, value = parse_value(stripped, "architecture text", InvalidArchitecture)
         if looks_like_genotype(value):
             return self.validate(arch_from_value(value))
         if isinstance(value, Mapping):

@@ -126,13 +126,11 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         if text in NAMED_ARCHS and text not in self.named_architectures():
             raise InvalidArchitecture(self._named_hint(text))
         if text.startswith("["):
-            import yaml
+            from nasframe.loading import parse_yaml
 
-            try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                first = str(exc).splitlines()[0]
-                raise InvalidArchitecture(f"cannot read architecture list: {first}") from None
+            value = parse_yaml(text, "architecture list", InvalidArchitecture)
+            if not isinstance(value, list):
+                raise InvalidArchitecture(f"cannot read architecture list {text[:60]!r}: expected [choice, ...]")
             return self._from_list(value)
         return super().parse_arch(text)
 

@@ -195,7 +195,7 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         stripped = text.strip()
         if stripped.startswith("|"):
             return self.from_string(stripped)
-        if stripped.isdigit():
+        if stripped.isascii() and stripped.isdigit() and len(stripped) < 19:
             return self.validate(self.arch_at(int(stripped)))
         return super().parse_arch(text)
 

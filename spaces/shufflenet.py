@@ -35,6 +35,11 @@ NAMED_INDICES: dict[str, tuple[int, ...]] = {
 _LIST_SEPARATORS = re.compile(r"[\s,\[\]()'\"]+")
 
 
+def _is_index(token: str) -> bool:
+    """A short run of ASCII digits (`str.isdigit` also accepts digits `int` cannot read, e.g. '²')."""
+    return token.isascii() and token.isdigit() and len(token) < 19
+
+
 #: inputs lower than this get stride 1 in the stem and first stage under `small_input: auto`
 SMALL_INPUT_HEIGHT = 64
 
@@ -143,7 +148,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
         if text in NAMED_INDICES or ":" in text or not text:  # a name, or a JSON/YAML mapping
             return super().parse_arch(text)
         tokens = [t for t in _LIST_SEPARATORS.split(text) if t]
-        if len(tokens) == 1 and tokens[0] not in CHOICES and not tokens[0].isdigit():
+        if len(tokens) == 1 and tokens[0] not in CHOICES and not _is_index(tokens[0]):
             raise InvalidArchitecture(
                 f"cannot read architecture {text[:60]!r}: give a named architecture "
                 f"({', '.join(self.named_architectures()) or 'none here'}), a JSON mapping, or "
@@ -159,7 +164,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
             )
         choices = []
         for name, token in zip(names, tokens):
-            if token.isdigit() and int(token) < len(CHOICES):
+            if _is_index(token) and int(token) < len(CHOICES):
                 choices.append(CHOICES[int(token)])
             elif token in CHOICES:
                 choices.append(token)

@@ -27,7 +27,7 @@ from nasframe.evaluator import Result
 from nasframe.options import option
 from nasframe.registry import register_strategy
 from nasframe.space import Arch, Choice, SearchSpace
-from nasframe.strategy import Strategy, arch_to_pairs
+from nasframe.strategy import ProposesAhead, Strategy, arch_to_pairs
 
 #: what an infeasible result is called (rejected by user constraints before evaluation, at no cost)
 INFEASIBLE = "infeasible"
@@ -73,8 +73,11 @@ def fitness_key(fitness: float | None) -> float:
 
 
 @register_strategy("evolution")
-class RegularizedEvolution(Strategy[EvolutionOptions]):
-    """Regularized (aging) evolution: tournament of S with replacement, mutate one decision, remove the oldest."""
+class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
+    """Regularized (aging) evolution: tournament of S with replacement, mutate one decision, remove the oldest.
+
+    With `run.parallel: N` it is the asynchronous version of the paper: a child is bred from the
+    population as it is when a slot frees up, while up to N-1 results are still out."""
 
     Options = EvolutionOptions
 
@@ -87,6 +90,7 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
         self.best: tuple[Arch, float] | None = None  # the history's best (first maximum): the answer (RE5)
         self.infeasible = 0  # results rejected before evaluation: ignored, the strategy is simply asked again
         self._seen: set[str] = set()
+        self.outstanding = 0  # proposed, not yet told (above 0 only with run.parallel > 1)
 
     # ---- the three operators ---------------------------------------------------------------------
     def tournament(self) -> list[int]:
@@ -107,10 +111,14 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
 
     # ---- ask / tell --------------------------------------------------------------------------------
     def ask(self) -> list[Arch]:
-        """A uniform random architecture until the population holds P members, then one child."""
-        if len(self.population) < self.options.population:
-            return [self._propose(lambda: self.space.sample(self.rng))]
-        return [self._propose(self._child)]
+        """A uniform random architecture until the population holds P members (counting those still
+        being evaluated), then one child of the population."""
+        if len(self.population) + self.outstanding < self.options.population or not self.population:
+            arch = self._propose(lambda: self.space.sample(self.rng))
+        else:
+            arch = self._propose(self._child)
+        self.outstanding += 1
+        return [arch]
 
     def _child(self) -> Arch:
         return self.mutate(self.population[self.pick_parent(self.tournament())].arch)
@@ -137,6 +145,7 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
         below every successful member, so it is a parent only when every member of a sample failed.
         An infeasible result (rejected by constraints before any evaluation) changes nothing.
         """
+        self.outstanding = max(0, self.outstanding - 1)
         if result.status == INFEASIBLE:
             self.infeasible += 1
             return
@@ -176,6 +185,7 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
             "evaluated": self.evaluated,
             "failed": self.failed,
             "infeasible": self.infeasible,
+            "outstanding": self.outstanding,
             "seen": sorted(self._seen),
             "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
         }
@@ -192,6 +202,7 @@ class RegularizedEvolution(Strategy[EvolutionOptions]):
         )
         self.evaluated, self.failed = int(state["evaluated"]), int(state["failed"])
         self.infeasible = int(state["infeasible"])
+        self.outstanding = int(state.get("outstanding", 0))
         self._seen = set(state["seen"])
         best = state["best"]
         self.best = None if best is None else (Arch([tuple(p) for p in best[0]]), float(best[1]))

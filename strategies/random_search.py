@@ -8,7 +8,7 @@ from nasframe.evaluator import Result
 from nasframe.options import option
 from nasframe.registry import register_strategy
 from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy, ask_unseen
+from nasframe.strategy import ProposesAhead, Strategy, ask_unseen
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class RandomOptions:
 
 
 @register_strategy("random")
-class RandomSearch(Strategy[RandomOptions]):
+class RandomSearch(Strategy[RandomOptions], ProposesAhead):
     """Uniform random sampling over the space; returns the best architecture it evaluated."""
 
     Options = RandomOptions

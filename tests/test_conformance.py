@@ -58,6 +58,31 @@ class TestAbsWithSposBase(StrategyConformance):
     rounds = 20
 
 
+#: a tiny multi-branch space for NSE (five cells of the GPU space's 19 ops)
+TINY_NSE = {
+    "alloc_plan": "NR",
+    "alloc_space": [1, 0, 0, 0, 0],
+    "channel_dist": [4, 4, 4, 4, 4],
+    "cell_plan": "multi_branch",
+    "small_input": True,
+    "last_channels": 8,
+}
+
+
+class TestNse(StrategyConformance):
+    strategy = "nse"
+    # the scripted evaluator's op j costs j + 1 million MACs: a window the sampler reaches
+    options = {"k": 3, "epochs": 1, "samples": 4, "extra_samples": 0, "cost_target": 75, "drift": 60}
+    rounds = 8
+
+    def make_space(self):
+        from nasframe.options import build_options
+        from nasframe.registry import spaces
+
+        cls = spaces.get("nse")
+        return cls(build_options(cls.Options, TINY_NSE, "space"))
+
+
 class TestDartsSpace(SpaceConformance):
     space = "darts"
     options = {"C": 4, "layers": 3, "supernet_C": 4, "supernet_layers": 3}
@@ -77,6 +102,10 @@ class TestShufflenetSpace(SpaceConformance):
         "last_width": 32,
         "stage_repeats": [1, 1, 2, 1],
     }
+
+
+class TestNseSpace(SpaceConformance):
+    space, options = "nse", TINY_NSE
 
 
 class TestNb201Space(SpaceConformance):

@@ -20,6 +20,7 @@ from nasframe.errors import CapabilityError, NotSupported
 from nasframe.evaluator import (
     AngleMetric,
     BNRecalibration,
+    BranchImportance,
     Budget,
     Differentiable,
     Distillation,
@@ -375,11 +376,14 @@ SMALL = {
     },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 1, "samples_per_operator": 4, "target_size": 10},
     "neas": {"warmup_epochs": 1, "epochs_between_steps": 0.5, "samples_per_step": 2, "final_epochs": 0.5},
+    "nse": {"k": 3, "epochs": 1, "samples": 3, "extra_samples": 0, "cost_target": 75, "drift": 60},
 }
-#: strategies that need a space of their own kind (the others run on the toy space)
+#: strategies that need a particular kind of space (the default is the toy space of the fakes plugin)
 SPACES = {
-    "neas": {"name": "neas", "stage_layers": [2, 1], "widths": [8, 16], "strides": [1, 2], "ops": ["k3e4", "k5e4"]}
-}
+    "neas": {"name": "neas", "stage_layers": [2, 1], "widths": [8, 16], "strides": [1, 2], "ops": ["k3e4", "k5e4"]},
+    "nse": {"name": "nse", "alloc_plan": "NR", "alloc_space": [1, 0, 0, 0, 0], "channel_dist": [4, 4, 4, 4, 4],
+            "cell_plan": "multi_branch", "small_input": True, "last_channels": 8},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", strategies.installed())
@@ -468,7 +472,13 @@ def test_capability_classes_are_checked_by_subclassing_not_by_probing():
     from nasframe.evaluator import capabilities_of
     from nasframe.registry import evaluators
 
-    assert capabilities_of(evaluators.get("supernet")) == [SharedWeights, Distillation, Differentiable, AngleMetric]
+    assert capabilities_of(evaluators.get("supernet")) == [
+        SharedWeights,
+        BranchImportance,
+        Distillation,
+        Differentiable,
+        AngleMetric,
+    ]
     assert capabilities_of(evaluators.get("short_train")) == []
     source = "".join(Path(p).read_text() for p in Path(__file__).resolve().parent.parent.glob("nasframe/*.py"))
     assert "hasattr(" not in source.replace('"hasattr(', "")  # the core probes no plugin

@@ -66,6 +66,7 @@ def test_declares_the_one_shot_capabilities(space, digits):
     assert isinstance(ev, Differentiable) and isinstance(ev, Distillation)
     assert capability_names(capabilities_of(type(ev))) == [
         "shared weights",
+        "branch importance",
         "distillation",
         "differentiable",
         "angle metric",

@@ -15,6 +15,7 @@ from nasframe.compare.comparison import (
     Comparison,
     run_comparison,
 )
+from nasframe.compare.execution import ExecutorChoice
 from nasframe.compare.plan import make_plan
 
 _CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
@@ -48,6 +49,14 @@ class CompareCommand:
             "and resumes unfinished ones (default runs/compare-<time>-<space>)",
         )
         flags.add_config(p, set_help=_SET_HELP, config_help=_CONFIG_HELP)
+        p.add_argument(
+            "--executor",
+            choices=["local", "ray"],
+            default="local",
+            help="local: runs one after another; ray: runs as Ray tasks, --parallel at a time (same results)",
+        )
+        p.add_argument("--parallel", type=flags.positive_int, default=2, metavar="N", help="ray: runs at a time")
+        p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (default: start one here)")
         p.add_argument("--no-tensorboard", action="store_true", help="skip the comparison's TensorBoard logs")
         p.add_argument("--no-plot", action="store_true", help=f"skip {FIGURE}")
 
@@ -72,7 +81,10 @@ class CompareCommand:
             f"budget {plan.budget})"
         )
         try:
-            result = run_comparison(plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say)
+            executor = ExecutorChoice(args.executor, args.parallel, args.address)
+            result = run_comparison(
+                plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say, executor=executor
+            )
         except KeyboardInterrupt:
             _say(f"interrupted; run the same command again (with --out {plan.out}) to continue")
             return 130

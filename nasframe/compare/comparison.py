@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nasframe.compare.execution import RunRecord, execute_runs
+from nasframe.compare.execution import ExecutorChoice, RunRecord, execute_runs
 from nasframe.compare.labels import MetricLabels, describe_metrics, figure_text
 from nasframe.compare.plan import Plan
 from nasframe.compare.statistics import (
@@ -54,12 +54,17 @@ class Comparison:
 
 
 def run_comparison(
-    plan: Plan, *, tensorboard: bool = True, plot: bool = True, say: Callable[[str], None] | None = None
+    plan: Plan,
+    *,
+    tensorboard: bool = True,
+    plot: bool = True,
+    say: Callable[[str], None] | None = None,
+    executor: ExecutorChoice | None = None,
 ) -> Comparison:
     """Run (or resume, or skip) every strategy x seed, then write the summary, curves and logs."""
     started = time.perf_counter()
     plan.out.mkdir(parents=True, exist_ok=True)
-    records, actions = execute_runs(plan, say or (lambda msg: None))
+    records, actions = execute_runs(plan, say or (lambda msg: None), executor)
     table = open_table(plan)
     budgets = sorted({plan.budget_of(e.label) for e in plan.strategies})
     refs = [r for r in (analytic_reference(table, b) for b in budgets) if r is not None]

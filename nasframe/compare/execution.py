@@ -8,8 +8,9 @@ same settings. All files are read through `RunDir`.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nasframe.compare.plan import SECTIONS, Plan, RunSpec
-from nasframe.errors import ConfigError
+from nasframe.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:
     from nasframe.rundir import RunDir, RunResult
@@ -65,7 +66,11 @@ def run_one(spec: RunSpec) -> str:
     files.require_run()
     check_same_config(spec, files)
     if files.is_finished():
-        return "done"
+        try:
+            files.read_result()
+            return "done"
+        except RunDirError:  # a damaged best.json: resume sets it aside and computes it again
+            pass
     Runner.resume(spec.path, quiet=True).run()
     return "resumed"
 
@@ -145,22 +150,83 @@ def read_run(spec: RunSpec, budget: int) -> RunRecord:
     )
 
 
-def execute_runs(plan: Plan, say: Callable[[str], None]) -> tuple[list[RunRecord], dict[str, int]]:
-    """Run, resume or skip every run of the plan in order; one progress line per run."""
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Where a comparison's runs go: one after another here, or as Ray tasks (`--executor ray`)."""
+
+    name: str = "local"
+    parallel: int = 2  # ray: runs at a time
+    address: str | None = None  # ray: an existing cluster
+
+
+def execute_runs(
+    plan: Plan, say: Callable[[str], None], executor: ExecutorChoice | None = None
+) -> tuple[list[RunRecord], dict[str, int]]:
+    """Run, resume or skip every run of the plan; one progress line per run as it ends. The records
+    come back in plan order whatever the executor, so the summary does not depend on it."""
     specs = plan.runs()
     actions = dict.fromkeys(ACTIONS, 0)
-    records: list[RunRecord] = []
-    for i, spec in enumerate(specs, 1):
-        started = time.perf_counter()
-        action = run_one(spec)
+    records: dict[int, RunRecord] = {}
+    for done, (i, action, seconds) in enumerate(_executed(specs, executor or ExecutorChoice()), 1):
+        spec = specs[i]
         actions[action] += 1
-        record = read_run(spec, spec.budget)
-        records.append(record)
-        say(
-            f"[{i}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(record, action)} "
-            f"in {time.perf_counter() - started:.2f} s"
-        )
-    return records, actions
+        records[i] = read_run(spec, spec.budget)
+        say(f"[{done}/{len(specs)}] {spec.label} seed {spec.seed}: {_outcome(records[i], action)} in {seconds:.2f} s")
+    return [records[i] for i in range(len(specs))], actions
+
+
+def _executed(specs: list[RunSpec], executor: ExecutorChoice) -> Iterator[tuple[int, str, float]]:
+    """(position, action, seconds) of every run as it finishes."""
+    if executor.name == "local":
+        for i, spec in enumerate(specs):
+            started = time.perf_counter()
+            yield i, run_one(spec), time.perf_counter() - started
+        return
+    yield from _executed_on_ray(specs, executor)
+
+
+def _run_in_worker(spec: RunSpec, cwd: str, threads: int) -> tuple[str, float]:
+    """The body of one Ray task: the same `run_one`, in the driver's folder and thread count."""
+    os.chdir(cwd)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # what run.threads=auto resolved to in the driver
+    started = time.perf_counter()
+    return run_one(spec), time.perf_counter() - started
+
+
+def _executed_on_ray(specs: list[RunSpec], executor: ExecutorChoice) -> Iterator[tuple[int, str, float]]:
+    """Up to `parallel` runs at a time as Ray tasks. A task whose worker dies is run once more
+    (Ray's own retry); the run directory's checkpoint makes that retry a resume."""
+    from nasframe.ray_pool import init_ray, ray_module
+    from nasframe.threads import resolve_threads
+
+    ray = ray_module()
+    started_ray = init_ray(executor.address, executor.parallel)
+    task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(_run_in_worker)
+    threads = resolve_threads("auto")
+    waiting, running = list(enumerate(specs)), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < executor.parallel:
+                i, spec = waiting.pop(0)
+                running[task.remote(spec, os.getcwd(), threads)] = i
+            ready, _ = ray.wait(list(running), num_returns=1)
+            i = running.pop(ready[0])
+            try:
+                action, seconds = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, Exception) else exc) from None
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError) as exc:
+                raise ConfigError(
+                    f"{specs[i].path}: the Ray worker running it was lost twice ({type(exc).__name__}); run the same "
+                    "command again to resume it"
+                ) from None
+            yield i, action, seconds
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started_ray:
+            ray.shutdown()
 
 
 def _outcome(record: RunRecord, action: str) -> str:

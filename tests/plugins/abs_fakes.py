@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
-from nasframe.evaluator import AngleMetric, Cost, Differentiable, Distillation, WorkReport
+from nasframe.evaluator import AngleMetric, BranchImportance, Cost, Differentiable, Distillation, WorkReport
+from nasframe.testing import scripted_importance_round
 
 EMPTY = ("zero", "none")
 
@@ -55,7 +56,7 @@ class FakeWSOptions:
 
 
 @register_evaluator("abs_fake_ws")
-class FakeWeightSharing(Evaluator, AngleMetric, Differentiable, Distillation):
+class FakeWeightSharing(Evaluator, AngleMetric, Differentiable, Distillation, BranchImportance):
     """Weight sharing without a network: per-operator vectors, random-walk training, a scripted accuracy."""
 
     Options = FakeWSOptions
@@ -109,6 +110,10 @@ class FakeWeightSharing(Evaluator, AngleMetric, Differentiable, Distillation):
         }
         epochs = steps / self.paths_per_epoch
         return WorkReport(Cost(0.0, epochs), {"train_loss": 1.0}, state={**state, "alphas": alphas})
+
+    def train_importance(self, steps, state, settings, optimizer) -> WorkReport:
+        """NSE's round, scripted (`nasframe.testing.scripted_importance_round`; multi-branch spaces only)."""
+        return scripted_importance_round(self.space, steps, state, optimizer, self.paths_per_epoch)
 
     def train_distilled(self, steps, next_path, teacher, observe, label_smoothing) -> WorkReport:
         """Trains like `train_paths`, asking the teacher before each step and reporting each student's
