@@ -27,6 +27,7 @@ from nasframe.data.batches import Batches
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluator import Budget, Cost, Result
 from nasframe.options import option
+from nasframe.space import EnsembleLogits
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,10 @@ def oom_reason(exc: BaseException) -> str:
 def classification_loss(
     out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, settings: StepSettings
 ) -> torch.Tensor:
-    """Cross-entropy; a (logits, aux) output adds `auxiliary_weight` x the auxiliary head's loss."""
+    """Cross-entropy; a (logits, aux) output adds `auxiliary_weight` x the auxiliary head's loss; an
+    ensemble's output (`EnsembleLogits`) gives the sum of its members' cross-entropies."""
+    if isinstance(out, EnsembleLogits):
+        return torch.stack([F.cross_entropy(m, y, label_smoothing=settings.label_smoothing) for m in out.members]).sum()
     if isinstance(out, (tuple, list)):
         logits, aux = out[0], (out[1] if len(out) > 1 else None)
     else:

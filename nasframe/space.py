@@ -13,7 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -293,6 +293,15 @@ class TabularSpace(ABC):
     @abstractmethod
     def benchmark_table(self) -> Any:
         """The space's benchmark table."""
+
+
+class EnsembleLogits(NamedTuple):
+    """What an ensemble network returns in train mode: the mean of its members' logits first (what every
+    reader of `out[0]` takes as the logits) and each member's logits. The training loss is the sum of the
+    members' cross-entropies (NEAS); in eval mode such a network returns the mean alone."""
+
+    logits: torch.Tensor
+    members: tuple[torch.Tensor, ...]
 
 
 class Supernet(ABC):

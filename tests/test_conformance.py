@@ -141,3 +141,38 @@ def test_every_installed_component_is_covered():
     assert set(strategies.installed()) <= covered
     assert set(spaces.installed()) <= {c.space for c in SpaceConformance.__subclasses__()}
     assert set(evaluators.installed()) <= {c.evaluator for c in EvaluatorConformance.__subclasses__()}
+
+
+NEAS_TINY = {
+    "stage_layers": [2, 1],
+    "widths": [8, 16],
+    "strides": [1, 2],
+    "stem_width": 8,
+    "last_width": 16,
+    "head_width": 16,
+    "small_input": True,
+    "ops": ["k3e4", "k5e4", "k3e6"],
+}
+
+
+class TestNeas(StrategyConformance):
+    strategy = "neas"
+    options = {
+        "warmup_epochs": 1,
+        "epochs_between_steps": 0.5,
+        "samples_per_step": 2,
+        "final_epochs": 0.5,
+        "evolution": {"population": 4, "parents": 2, "mutations": 1, "crossovers": 1, "generations": 2},
+    }
+    rounds = 20
+
+    def make_space(self):
+        from nasframe.options import build_options
+        from nasframe.registry import spaces
+
+        cls = spaces.get("neas")
+        return cls(build_options(cls.Options, NEAS_TINY, "space"))
+
+
+class TestNeasSpace(SpaceConformance):
+    space, options = "neas", NEAS_TINY

@@ -375,10 +375,12 @@ SMALL = {
         "bn_batches": 0,
     },
     "abs": {"warmup_epochs": 1, "epochs_between_steps": 1, "samples_per_operator": 4, "target_size": 10},
+    "neas": {"warmup_epochs": 1, "epochs_between_steps": 0.5, "samples_per_step": 2, "final_epochs": 0.5},
     "nse": {"k": 3, "epochs": 1, "samples": 3, "extra_samples": 0, "cost_target": 75, "drift": 60},
 }
 #: strategies that need a particular kind of space (the default is the toy space of the fakes plugin)
 SPACES = {
+    "neas": {"name": "neas", "stage_layers": [2, 1], "widths": [8, 16], "strides": [1, 2], "ops": ["k3e4", "k5e4"]},
     "nse": {"name": "nse", "alloc_plan": "NR", "alloc_space": [1, 0, 0, 0, 0], "channel_dist": [4, 4, 4, 4, 4],
             "cell_plan": "multi_branch", "small_input": True, "last_channels": 8},
 }  # fmt: skip

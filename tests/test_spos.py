@@ -605,5 +605,5 @@ def test_a_space_without_a_supernet_is_refused_before_anything_runs(cli, tmp_pat
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1
     assert "space 'core_toy' has no weight-sharing supernet; spaces with one: " in err
-    assert "darts, mobilenet, nb201, shufflenet" in err  # after any supernet test plugin loaded earlier
+    assert "darts, mobilenet, nb201, neas, nse, shufflenet" in err  # after any supernet test plugin loaded earlier
     assert not (tmp_path / "r").exists()

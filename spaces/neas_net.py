@@ -1,0 +1,210 @@
+"""NEAS ensemble networks: K members sharing a trunk up to a split layer, and their K-path supernet.
+
+Stand-alone (`EnsembleNet`, the released `NEAS` model, reference algorithms-2.md 10.2-10.3): stem, the
+fixed depthwise-separable block and the first `split` choice layers form the trunk; each of the K
+members continues with its own remaining choice layers and its own head; between trunk and members
+sits `GradDivide` (gradient / K). In train mode the net returns `EnsembleLogits` (the mean of the
+members' logits and each member's logits: the training loss is the sum of the members' cross-entropies);
+in eval mode the mean of the members' pre-softmax logits.
+
+Supernet (`EnsembleSupernet`, inferred, see docs/spaces/neas.md): one candidate module per (choice
+layer, op) and one head, all shared by the members, so a member path is a single path of a
+single-path supernet; the members of an ensemble run through the same weights, each on its own path
+above the split. Members whose paths above the split are identical are computed once and counted
+with their multiplicity, so the outputs equal those of computing each member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+
+from nasframe.errors import InvalidArchitecture
+from nasframe.space import Arch, EnsembleLogits, Supernet
+
+from .neas_blocks import DepthwiseSeparable, GradDivide, InvertedResidual, MemberHead, conv_bn, init_released
+from .param_index import ParamIndex
+
+SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class EnsembleNames:
+    """Decision names of an ensemble architecture: the split, and each member's decision per layer."""
+
+    split: str
+    members: tuple[tuple[str, ...], ...]
+
+
+def read_ensemble(arch: Mapping[str, object], names: EnsembleNames) -> tuple[list[str], list[list[str]]]:
+    """(trunk ops, each member's ops after the split): the trunk takes member 0's choices below the
+    split; the other members' choices there are not used."""
+    for n in (names.split, *(n for decisions in names.members for n in decisions)):
+        if n not in arch:
+            raise InvalidArchitecture(f"architecture misses decision {n!r}")
+    split = int(cast(int, arch[names.split]))
+    trunk = [str(arch[n]) for n in names.members[0][:split]]
+    return trunk, [[str(arch[n]) for n in decisions[split:]] for decisions in names.members]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One choice layer: its name (`stage<i>.layer<j>`), channels, stride and whether it may be skipped."""
+
+    name: str
+    cin: int
+    cout: int
+    stride: int
+    skippable: bool
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Everything about the networks except the choices: widths, layers, strides, head sizes."""
+
+    stem: int
+    first_stride: int
+    layers: tuple[Layer, ...]
+    last: int
+    features: int
+    dropout: float
+    unused_released_tail: bool
+
+
+def parse_op(op: str) -> tuple[int, int]:
+    """`k5e6` -> (5, 6)."""
+    kernel, expand = op[1:].split("e")
+    return int(kernel), int(expand)
+
+
+def make_layer(chain: Chain, layer: Layer, op: str) -> InvertedResidual:
+    kernel, expand = parse_op(op)
+    return InvertedResidual(layer.cin, layer.cout, kernel, layer.stride, expand, chain.unused_released_tail)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")  # module names may not contain dots
+
+
+class _Stem(nn.Module):
+    """Stem conv and the fixed depthwise-separable block."""
+
+    def __init__(self, chain: Chain, in_channels: int):
+        super().__init__()
+        self.stem = conv_bn(in_channels, chain.stem, 3, chain.first_stride)
+        self.first_block = DepthwiseSeparable(chain.stem, chain.stem, 3, 1)
+
+
+class EnsembleNet(_Stem):
+    """A stand-alone ensemble: `trunk` ops for the first layers, one op list per member for the rest
+    (`skip` omits a layer: it builds no module)."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        trunk: Sequence[str],
+        members: Sequence[Sequence[str]],
+        in_channels: int,
+        num_classes: int,
+    ):
+        super().__init__(chain, in_channels)
+        split = len(trunk)
+        if not members or any(len(m) != len(chain.layers) - split for m in members):
+            raise InvalidArchitecture("every member needs one op per layer after the split")
+        self.k = len(members)
+        self.trunk = nn.Sequential()
+        for layer, op in zip(chain.layers[:split], trunk):
+            if op != SKIP:
+                self.trunk.add_module(_key(layer.name), make_layer(chain, layer, op))
+        self.members = nn.ModuleList()
+        cin = chain.layers[-1].cout if chain.layers else chain.stem
+        for ops in members:
+            body = nn.Sequential()
+            for layer, op in zip(chain.layers[split:], ops):
+                if op != SKIP:
+                    body.add_module(_key(layer.name), make_layer(chain, layer, op))
+            body.add_module("head", MemberHead(cin, chain.last, chain.features, num_classes, chain.dropout))
+            self.members.append(body)
+        init_released(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | EnsembleLogits:
+        x = GradDivide.apply(self.trunk(self.first_block(self.stem(x))), self.k)
+        logits = tuple(member(x) for member in self.members)
+        mean = torch.stack(logits).mean(0)
+        return EnsembleLogits(mean, logits) if self.training else mean
+
+
+class EnsembleSupernet(_Stem, Supernet):
+    """Every (layer, op) once, one head, shared by all members; `set_path` fixes the trunk and the
+    distinct member branches, so `forward` is a straight loop."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        choices: Mapping[str, Sequence[str]],
+        names: EnsembleNames,
+        in_channels: int,
+        num_classes: int,
+    ):
+        super().__init__(chain, in_channels)
+        self.k = len(names.members)
+        self.names = names
+        self.layers = nn.ModuleDict()
+        for layer in chain.layers:
+            ops = {op: make_layer(chain, layer, op) for op in choices[layer.name] if op != SKIP}
+            self.layers[_key(layer.name)] = nn.ModuleDict(ops)
+        cin = chain.layers[-1].cout if chain.layers else chain.stem
+        self.head = MemberHead(cin, chain.last, chain.features, num_classes, chain.dropout)
+        init_released(self)
+        self.layer_names = [layer.name for layer in chain.layers]
+        self._trunk: list[nn.Module] | None = None
+        self._branches: list[tuple[list[nn.Module], int]] = []
+        self._param_index = ParamIndex(self)  # per-step path_parameter_names without a scan of all parameters
+
+    def _module(self, layer: str, op: str) -> nn.Module:
+        ops = cast(nn.ModuleDict, self.layers[_key(layer)])
+        if op not in ops:
+            raise InvalidArchitecture(f"{layer}={op!r} is not in the supernet; choose one of {', '.join(ops)}")
+        return ops[op]
+
+    def _used(self, arch: Arch) -> tuple[list[tuple[str, str]], list[tuple[tuple[str, str], ...]]]:
+        """(layer, op) of the trunk, and of each member's branch, skips left out."""
+        trunk, members = read_ensemble(arch, self.names)
+        split = len(trunk)
+        kept = [(n, op) for n, op in zip(self.layer_names, trunk) if op != SKIP]
+        branches = [tuple((n, op) for n, op in zip(self.layer_names[split:], ops) if op != SKIP) for ops in members]
+        return kept, branches
+
+    def set_path(self, arch: Arch) -> None:
+        trunk, branches = self._used(arch)
+        self._trunk = [self._module(n, op) for n, op in trunk]
+        distinct: dict[tuple[tuple[str, str], ...], int] = {}
+        for b in branches:
+            distinct[b] = distinct.get(b, 0) + 1
+        self._branches = [([self._module(n, op) for n, op in b], count) for b, count in distinct.items()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | EnsembleLogits:
+        if self._trunk is None:
+            raise RuntimeError("call set_path(arch) before forward")
+        x = self.first_block(self.stem(x))
+        for module in self._trunk:
+            x = module(x)
+        x = GradDivide.apply(x, self.k)
+        logits: list[torch.Tensor] = []
+        for modules, count in self._branches:
+            y = x
+            for module in modules:
+                y = module(y)
+            logits += [self.head(y)] * count
+        mean = torch.stack(logits).mean(0)
+        return EnsembleLogits(mean, tuple(logits)) if self.training else mean
+
+    def path_parameter_names(self, arch: Arch) -> list[str]:
+        trunk, branches = self._used(arch)
+        used = {f"layers.{_key(n)}.{op}." for n, op in trunk}
+        used |= {f"layers.{_key(n)}.{op}." for b in branches for n, op in b}
+        return self._param_index.select(["stem.", "first_block.", "head.", *sorted(used)])
