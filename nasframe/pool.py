@@ -40,8 +40,8 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     the torch operations between which Python runs (a single operation that never returns cannot be
     interrupted in-process; the Ray executor kills the worker instead). Elsewhere it does nothing.
     """
-    usable = seconds is not None and sys.platform != "win32" and threading.current_thread() is threading.main_thread()
-    if not usable:
+    usable = sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+    if seconds is None or not usable:
         yield
         return
 
@@ -54,7 +54,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
     try:
         yield
     finally:

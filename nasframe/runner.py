@@ -595,7 +595,9 @@ class Runner:
         return None
 
     def _search(self) -> None:
-        self._pool = open_pool(self.run_opts, self.executor, self.config.to_dict(), torch.get_num_threads(), self._note)
+        self._pool = open_pool(
+            self.run_opts, self.executor, self.config.to_dict(), torch.get_num_threads(), self._say_unless_quiet
+        )
         try:
             while True:
                 reason = self._stop_reason()
@@ -858,7 +860,7 @@ class Runner:
             writer.add_scalar("work/supernet_epochs", s.work_epochs, s.work_lines)
         s.work_lines += 1
 
-    def _note(self, text: str) -> None:
+    def _say_unless_quiet(self, text: str) -> None:
         if not self.quiet:
             _say(text)
 

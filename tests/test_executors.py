@@ -225,8 +225,8 @@ def test_more_slots_than_the_cluster_has_is_one_line(cli, core_toy, tmp_path, ra
     code, _, err = cli(*argv, "--out", str(tmp_path / "run"))
     assert code == 2
     assert err.strip().splitlines()[-1] == (
-        "nasframe: error: run.parallel=3 x run.task_cpus=2 needs 6 CPUs but the Ray cluster has 4; lower run.parallel or "
-        "run.task_cpus"
+        "nasframe: error: run.parallel=3 x run.task_cpus=2 needs 6 CPUs but the Ray cluster has 4; "
+        "lower run.parallel or run.task_cpus"
     )
 
 

@@ -203,7 +203,8 @@ def _executed_on_ray(specs: list[RunSpec], executor: ExecutorChoice) -> Iterator
     started_ray = init_ray(executor.address, executor.parallel)
     task = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(_run_in_worker)
     threads = resolve_threads("auto")
-    waiting, running = list(enumerate(specs)), {}
+    waiting = list(enumerate(specs))
+    running: dict[Any, int] = {}
     try:
         while waiting or running:
             while waiting and len(running) < executor.parallel:
