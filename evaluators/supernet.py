@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from nasframe import distributed
 from nasframe.angles import angle
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
@@ -193,6 +194,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             net = net.to(memory_format=torch.channels_last)
         if o.few_shot != "none":
             net = FewShotSupernet(net, self.space.decisions)
+        if distributed.active():  # torchrun: one global batch over the processes (nasframe/distributed.py)
+            distributed.check_batch(o.batch_size, "evaluator.batch_size")
+            distributed.synchronize_batchnorm(net)
         self.supernet = net
         self._new_optimizer()
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})
@@ -209,7 +213,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             nesterov=o.nesterov and o.momentum > 0,
         )
         _, transform = self._data()
-        self._runner = StepRunner(self.supernet, self.optimizer, transform, self._settings(), self.device)
+        self._runner = StepRunner(
+            self.supernet, self.optimizer, transform, self._settings(), self.device, data_parallel=True
+        )
 
     def _steps_per_epoch(self) -> int:
         batches, _ = self._data()
@@ -517,7 +523,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
 
             def after_step(i: int, out: Any, y: torch.Tensor) -> None:
                 logits = out[0] if isinstance(out, (tuple, list)) else out
-                observe(students.pop(i)[0], float((logits.argmax(dim=-1) == y).float().mean()) * 100.0)
+                correct = (logits.argmax(dim=-1) == y).float().mean()
+                # under torchrun: the global batch's top-1, so the board stays the same on every process
+                observe(students.pop(i)[0], float(distributed.average_(correct)) * 100.0)
 
             try:
                 stats = self._train(
@@ -609,6 +617,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                     transform,
                     self._settings(),
                     self.device,
+                    data_parallel=True,
                 )
 
             stats = self._train(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasframe import distributed
 from nasframe.config import ResolvedConfig, dump_yaml, merge_config, resolve
 from nasframe.constraints import ConstraintError, Constraints
 from nasframe.costs import ArchCosts
@@ -64,7 +65,7 @@ CHECKPOINT_VERSION = 2
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.place(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device=cuda but no CUDA device is available; use auto or cpu")
     return torch.device(name)
@@ -175,10 +176,10 @@ class Runner:
         command: list[str] | None = None,
     ):
         self.config = config
-        self.files = RunDir(run_dir)
+        self.files = distributed.run_files(run_dir)  # under torchrun, rank 0 alone writes
         self.run_dir = self.files.path
         self.resuming = resume
-        self.quiet = quiet
+        self.quiet = quiet or not distributed.is_writer()
         self.command = command
         self.config_changed = False  # set by resume when flags override the stored config
         self.budget_changed = False  # set by resume when they change a budget
@@ -205,6 +206,7 @@ class Runner:
     @classmethod
     def create(cls, cfg: dict[str, Any], *, quiet: bool = False, command: list[str] | None = None) -> Runner:
         """A new run from a merged config mapping (see `nasframe.config.merge_config`)."""
+        distributed.start()  # under torchrun: join the other processes of this run
         config = resolve(cfg)
         ro = config.options["run"]
         if ro.out:
@@ -221,6 +223,7 @@ class Runner:
             while run_dir.exists():
                 k += 1
                 run_dir = Path(ro.runs_root) / f"{base}-{k}"
+            run_dir = Path(distributed.agree_text(str(run_dir)))  # the time of day is rank 0's
         return cls(config, run_dir, quiet=quiet, command=command)
 
     @classmethod
@@ -240,6 +243,7 @@ class Runner:
         """
         from nasframe.config import parse_set
 
+        distributed.start()  # under torchrun: join the other processes of this run
         files = RunDir(run_dir)
         files.require_run()
         for item in sets or []:
@@ -307,6 +311,9 @@ class Runner:
         root, say) removes the files it created, so the same command can simply be run again.
         """
         apply_threads(resolve_threads(self.run_opts.threads))  # before any training work; see nasframe/threads.py
+        distributed.barrier()  # under torchrun: every process has looked at the folder before rank 0 writes
+        if not distributed.is_writer():
+            return self._run_locked()
         new_folder = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -319,7 +326,9 @@ class Runner:
 
     def _run_locked(self) -> RunSummary:
         try:
-            if not self._open_run():
+            opened = self._open_run()
+            distributed.barrier()  # a resumed run: every process has read the checkpoint before rank 0 writes
+            if not opened:
                 return self._summary(ran=False)
             self._announce()
             try:
@@ -329,6 +338,7 @@ class Runner:
                 self._close_logs()
                 if not self.state.finished and self._consistent():
                     self._checkpoint()
+            distributed.barrier()  # the history rank 0 wrote is complete on disk before every process reads it
             result = self._finish()
         finally:
             self._close_writers()
@@ -640,7 +650,7 @@ class Runner:
     def _open_logs(self) -> None:
         self._history = self.files.open_log(RunDir.HISTORY)
         self._worklog = self.files.open_log(RunDir.WORK)
-        if self.run_opts.tensorboard:
+        if self.run_opts.tensorboard and distributed.is_writer():
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events logged after the checkpoint we resumed from
