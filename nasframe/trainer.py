@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -463,7 +464,10 @@ class Trainer:
             distributed.check_batch(min(r.batch_size, int(self.data.train_x.shape[0])), "recipe.batch_size")
             distributed.synchronize_batchnorm(self.model)
             ids = [self.device.index] if self.cuda else None
-            self.network = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            with warnings.catch_warnings():  # torch 2.14 renames broadcast_buffers; 2.1 knows no other name
+                warnings.simplefilter("ignore", FutureWarning)
+                # buffers need no broadcast per forward: global BatchNorm keeps them equal on every process
+                self.network = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(
             self.params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov

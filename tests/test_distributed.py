@@ -328,3 +328,76 @@ def test_the_global_batch_must_split_evenly(monkeypatch):
     distributed.check_batch(64, "evaluator.batch_size")
     with pytest.raises(ConfigError, match="evaluator.batch_size=63 .* multiple of 2"):
         distributed.check_batch(63, "evaluator.batch_size")
+
+
+# ---- the command line under torchrun ----------------------------------------------------------------------------
+SPOS = [
+    "--strategy", "spos", "--space", "nb201", "--evaluator", "supernet", "--data", "digits", "--seed", "1",
+    "--set", "data.limit=128", "--set", "space.C=4", "--set", "space.N=1", "--set", "evaluator.batch_size=16",
+    "--set", "strategy.supernet_epochs=2", "--set", "strategy.population=4", "--set", "strategy.parents=2",
+    "--set", "strategy.mutations=2", "--set", "strategy.crossovers=2", "--set", "strategy.generations=1",
+    "--set", "strategy.bn_batches=2",
+]  # fmt: skip
+
+
+def torchrun(*argv: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 -m nasframe.cli ...`, one thread per process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*cmd, "-m", "nasframe.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _outcome_close(a: tuple, b: tuple) -> None:
+    """run_outcome of two runs: the same architectures in the same order; metrics within float tolerance."""
+    _assert_same(json.loads(json.dumps(a)), json.loads(json.dumps(b)), "outcome", exact=False)
+
+
+@pytest.mark.slow
+def test_a_search_under_torchrun_writes_once_resumes_and_matches_one_process(cli, tmp_path):
+    """SPOS (uniform single-path training, then evolution scored with the shared weights) on 2 processes:
+    the run folder's name is rank 0's, only rank 0 writes (one session per command in run.json, one
+    TensorBoard file per command) and prints, a resume under torchrun continues it, and the run's
+    history, supernet work and answer are those of one process running it uninterrupted."""
+    from conftest import run_outcome
+
+    code, _, err = cli("run", *SPOS, "--out", tmp_path / "single", "--quiet")
+    assert code == 0, err
+    root = tmp_path / "runs"
+    first = torchrun("run", *SPOS, "--set", f"run.runs_root={root}", "--budget", "3")
+    (run_dir,) = list(root.iterdir())  # one folder: rank 1 took rank 0's name, with its time of day
+    assert first.stdout.count("evaluations: 3") == 1  # rank 0 alone prints
+    torchrun("resume", str(run_dir), "--budget", "100", "--quiet")
+    sessions = json.loads((run_dir / "run.json").read_text())["sessions"]
+    assert len(sessions) == 2
+    assert len(list((run_dir / "tensorboard").glob("events.*"))) == 2
+    _outcome_close(run_outcome(run_dir), run_outcome(tmp_path / "single"))
+
+
+@pytest.mark.slow
+def test_training_resumed_under_torchrun_matches_one_process(tmp_path):
+    """`nasframe train` (DistributedDataParallel, global BatchNorm) killed after its first epoch in one
+    process and resumed on 2: the same weights as one process training both epochs, within float
+    tolerance; rank 0 alone wrote the weights and model.json."""
+    from safetensors.torch import load_file
+
+    from nasframe.trainer import Trainer, plan_training
+
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
+    sets = ["space.C=4", "space.N=1", "recipe.epochs=2", "recipe.batch_size=32", "data.limit=256"]
+    sets.append("recipe.augment=crop_flip")  # augmentation of the global batch, then each process's slice
+    plan = plan_training(space="nb201", arch=arch, sets=sets)
+    whole = Trainer.create(plan, tmp_path / "single", device="cpu", tensorboard=False).run()
+    partial = Trainer.create(plan, tmp_path / "ddp", device="cpu", tensorboard=False)
+    partial.prepare()
+    partial.train_epoch(0)
+    partial._save_checkpoint(1, [], 0.0)  # what a kill after the first epoch leaves behind
+    torchrun("train", "--resume", str(tmp_path / "ddp"), "--quiet")
+    single, ddp = (
+        load_file(tmp_path / "single" / "model.safetensors"),
+        load_file(tmp_path / "ddp" / "model.safetensors"),
+    )
+    _assert_same(ddp, single, "weights", exact=False)
+    meta = json.loads((tmp_path / "ddp" / "model.json").read_text())
+    assert meta["metrics"]["test_acc"] == pytest.approx(whole.test_acc, abs=0.6)  # two of 359 test images
