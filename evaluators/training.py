@@ -315,7 +315,8 @@ class StepRunner:
                 x = self.transform.train(x, generator)
                 if parallel:  # augmented whole, as one process would, then this process's slice
                     x, y = distributed.shard(x, y)
-                with autocast(self.device, s.amp), distributed.synced_batchnorm(parallel):
+                synced = distributed.synced_batchnorm(True) if parallel else contextlib.nullcontext()
+                with autocast(self.device, s.amp), synced:
                     out = model(x)
                     loss = classification_loss(out, y, s) if loss_for is None else loss_for(i, x, out, y)
                 loss.backward()
