@@ -151,6 +151,16 @@ def agree_text(text: str) -> str:
     return bytes(buffer.tolist()).decode("utf-8")
 
 
+def agree_flag(flag: bool) -> bool:
+    """Rank 0's `flag` on every process: a decision that depends on the clock (run.max_seconds) must be one
+    decision, or the processes would part ways (one stopping, one waiting for it in the next step)."""
+    if not active():
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.uint8)
+    dist.broadcast(value, 0)
+    return bool(value.item())
+
+
 # ---- data parallel steps ------------------------------------------------------------------------------------
 def check_batch(batch_size: int, what: str) -> None:
     """Refuse a global batch the processes cannot split evenly (each takes batch_size / WORLD_SIZE)."""
@@ -351,6 +361,7 @@ __all__ = [
     "GlobalBatchNormMixin",
     "World",
     "active",
+    "agree_flag",
     "agree_text",
     "average_",
     "average_gradients",

@@ -446,7 +446,7 @@ class Runner:
             return "max_evaluations"
         if ro.max_epochs is not None and s.total_epochs >= ro.max_epochs:
             return "max_epochs"
-        if ro.max_seconds is not None and self._clock() >= ro.max_seconds:
+        if ro.max_seconds is not None and distributed.agree_flag(self._clock() >= ro.max_seconds):  # rank 0's clock
             return "max_seconds"
         if self.parts.strategy.done and not s.pending:
             return "strategy_done"

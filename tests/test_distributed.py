@@ -124,7 +124,7 @@ def _supernet_state(ev: Any) -> dict[str, torch.Tensor]:
 
 
 def single_path_scenario() -> dict[str, Any]:
-    """Uniform single-path training, distilled (Cream) training, then a shared-weight score."""
+    """Uniform single-path training, distilled (Cream) training, a shared-weight score; a few-shot supernet."""
     from nasframe.evaluator import BNRecalibration
     from nasframe.executor import Executor
     from nasframe.oneshot import ScoreShared, TrainDistilled, TrainShared
@@ -137,7 +137,12 @@ def single_path_scenario() -> dict[str, Any]:
     distilled = _train(executor, TrainDistilled(epochs=2.0, board=board), 1)
     arch = space.sample(np.random.default_rng(0))
     score = executor.evaluate(ScoreShared(arch, BNRecalibration(batches=2, momentum=None)), 0)
+    # a few-shot supernet (GM-NAS): the split, computed whole on every process, is the same everywhere
+    space, few_shot, costs = _tiny("nb201", few_shot="gradient", split_epochs=[1.0], split_batches=2)
+    _train(Executor(few_shot, space, costs, seed=5, chunk_epochs=1.0), TrainShared(epochs=2.0), 0)
     return {
+        "few_shot_weights": _supernet_state(few_shot),
+        "few_shot_splits": few_shot.splits,
         "uniform_weights": after_uniform,
         "uniform_loss": uniform.metrics["train_loss"],
         "weights": _supernet_state(ev),
@@ -180,8 +185,9 @@ def single_path_runs(tmp_path_factory) -> tuple[list[dict[str, Any]], dict[str, 
 def test_single_path_training_is_identical_on_every_process(single_path_runs):
     """Same paths on both processes (the generator is seeded from the run seed and the work index, not the
     process), so the same parameters move, by the same averaged gradient: weights, momentum buffers,
-    BatchNorm statistics, Cream's board and the shared-weight score are bit-identical."""
+    BatchNorm statistics, Cream's board, the shared-weight score and a few-shot split are bit-identical."""
     (rank0, rank1), _ = single_path_runs
+    assert "shots.1." in " ".join(rank0["few_shot_weights"])  # the few-shot supernet did split
     _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)
 
 
@@ -256,7 +262,7 @@ def test_synchronised_batchnorm_outside_the_block_is_plain_batchnorm():
 
 def test_global_batchnorm_matches_batchnorm_on_the_whole_batch(tmp_path):
     """2 processes with half a batch each give the output, the input gradient and the running statistics
-    of one BatchNorm over the whole batch."""
+    of one BatchNorm over the whole batch; and every process takes rank 0's flag and text."""
     rank0, rank1 = _run_group(_batchnorm_halves, tmp_path)
     torch.manual_seed(0)
     whole = _batchnorm_whole()
@@ -267,6 +273,7 @@ def test_global_batchnorm_matches_batchnorm_on_the_whole_batch(tmp_path):
         torch.testing.assert_close(got["grad"], whole["grad"][sl], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(got["running_var"], whole["running_var"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got["weight_grad"], whole["weight_grad"], rtol=1e-4, atol=1e-6)
+        assert bool(got["flag"]) and bytes(got["name"].tolist()).decode() == "runs/é-0"
 
 
 def _batchnorm_data() -> tuple[torch.Tensor, torch.Tensor, torch.nn.BatchNorm2d]:
@@ -297,7 +304,11 @@ def _batchnorm_halves() -> dict[str, torch.Tensor]:
     (out * ws).sum().div(4).backward()  # this process's mean loss; the group's loss is the mean of the two
     distributed.average_gradients([bn.weight, bn.bias])
     # the input gradient of the group's loss: half of this process's (the mean over 2 processes)
-    return {"out": out.detach(), "grad": xs.grad / 2, "running_var": bn.running_var, "weight_grad": bn.weight.grad}
+    result = {"out": out.detach(), "grad": xs.grad / 2, "running_var": bn.running_var, "weight_grad": bn.weight.grad}
+    # rank 0's decisions and names, whatever the others hold
+    result["flag"] = torch.tensor(distributed.agree_flag(r == 0))
+    result["name"] = torch.tensor(list(distributed.agree_text(f"runs/{'é' * (r + 1)}-{r}").encode()))
+    return result
 
 
 def test_every_write_of_a_run_folder_is_a_no_op_for_other_processes():
