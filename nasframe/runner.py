@@ -65,10 +65,10 @@ CHECKPOINT_VERSION = 2
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return distributed.place(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device=cuda but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
+    return distributed.place(torch.device(name))  # under torchrun, CUDA is cuda:LOCAL_RANK
 
 
 @dataclass

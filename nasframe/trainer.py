@@ -16,6 +16,7 @@ resumed ends with bit-identical weights. The test set takes no part in training:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -506,7 +507,8 @@ class Trainer:
                 x, y = distributed.shard(x, y)
             lr = learning_rate(r, first + i, self.total_steps, self.steps_per_epoch)
             group["lr"] = lr
-            with autocast(self.device, settings.amp), distributed.synced_batchnorm(parallel):
+            synced = distributed.synced_batchnorm(True) if parallel else contextlib.nullcontext()
+            with autocast(self.device, settings.amp), synced:
                 out = self.network(x)
                 loss = classification_loss(out, y, settings)
             loss.backward()
