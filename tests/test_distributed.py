@@ -60,7 +60,7 @@ def _leave() -> None:
 
 
 def _run_group(worker: Any, out: Path, world: int = 2) -> list[dict[str, Any]]:
-    """Run `worker(out)` in `world` processes; each returns a dict, saved by rank and read back here."""
+    """Run `worker(out)` in `world` processes; each returns a dict, saved by rank in `out` and read back here."""
     mp.spawn(_group_main, args=(world, _free_port(), worker, str(out)), nprocs=world, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]
 
@@ -68,7 +68,7 @@ def _run_group(worker: Any, out: Path, world: int = 2) -> list[dict[str, Any]]:
 def _group_main(rank: int, world: int, port: int, worker: Any, out: str) -> None:
     _join(rank, world, port)
     try:
-        result = worker()
+        result = worker(Path(out))
     finally:
         _leave()
     torch.save(result, Path(out) / f"rank{rank}.pt")
@@ -131,15 +131,15 @@ def single_path_scenario() -> dict[str, Any]:
 
     space, ev, costs = _tiny("nb201")
     executor = Executor(ev, space, costs, seed=5, chunk_epochs=1.0)
-    uniform = _train(executor, TrainShared(epochs=2.0), 0)
+    uniform = _train(executor, TrainShared(epochs=1.0), 0)
     after_uniform = _supernet_state(ev)
     board = {"size": 3, "acc_gap": 100.0, "entries": []}  # every student enters: the board changes every step
-    distilled = _train(executor, TrainDistilled(epochs=2.0, board=board), 1)
+    distilled = _train(executor, TrainDistilled(epochs=1.0, board=board), 1)
     arch = space.sample(np.random.default_rng(0))
     score = executor.evaluate(ScoreShared(arch, BNRecalibration(batches=2, momentum=None)), 0)
     # a few-shot supernet (GM-NAS): the split, computed whole on every process, is the same everywhere
-    space, few_shot, costs = _tiny("nb201", few_shot="gradient", split_epochs=[1.0], split_batches=2)
-    _train(Executor(few_shot, space, costs, seed=5, chunk_epochs=1.0), TrainShared(epochs=2.0), 0)
+    space, few_shot, costs = _tiny("nb201", few_shot="gradient", split_epochs=[0.5], split_batches=2)
+    _train(Executor(few_shot, space, costs, seed=5, chunk_epochs=1.0), TrainShared(epochs=1.0), 0)
     return {
         "few_shot_weights": _supernet_state(few_shot),
         "few_shot_splits": few_shot.splits,
@@ -175,10 +175,27 @@ def mixed_scenario() -> dict[str, Any]:
     return out
 
 
+def every_scenario(out: Path) -> dict[str, Any]:
+    """What one 2-process group computes for the tests below (one group: process start-up is most of the time)."""
+    return {
+        "single_path": single_path_scenario(),
+        "mixed": mixed_scenario(),
+        "batchnorm": _batchnorm_halves(),
+        "training": _resumed_training(out / "training"),
+    }
+
+
 @pytest.fixture(scope="module")
-def single_path_runs(tmp_path_factory) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    out = tmp_path_factory.mktemp("ddp_single_path")
-    return _run_group(single_path_scenario, out), single_path_scenario()
+def group(tmp_path_factory) -> list[dict[str, Any]]:
+    """every_scenario's results on rank 0 and rank 1 of a 2-process gloo group."""
+    out = tmp_path_factory.mktemp("ddp_group")
+    _interrupted_training(out / "training")
+    return _run_group(every_scenario, out)
+
+
+@pytest.fixture(scope="module")
+def single_path_runs(group) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    return [r["single_path"] for r in group], single_path_scenario()
 
 
 @pytest.mark.slow
@@ -200,11 +217,11 @@ def test_single_path_training_matches_one_process_with_the_same_global_batch(sin
 
 
 @pytest.mark.slow
-def test_architecture_weights_stay_identical_and_match_one_process(tmp_path):
+def test_architecture_weights_stay_identical_and_match_one_process(group):
     """DARTS' alphas (first and second order) and SETN's: every process takes the architecture step on the
     same whole search-val batch, so the alphas are bit-identical across processes; the weight steps are
     data parallel, so everything matches one process within float tolerance."""
-    rank0, rank1 = _run_group(mixed_scenario, tmp_path)
+    rank0, rank1 = (r["mixed"] for r in group)
     _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)
     single = mixed_scenario()
     for name in single:
@@ -260,10 +277,11 @@ def test_synchronised_batchnorm_outside_the_block_is_plain_batchnorm():
     assert torch.equal(net[1].running_var, plain[1].running_var)
 
 
-def test_global_batchnorm_matches_batchnorm_on_the_whole_batch(tmp_path):
+@pytest.mark.slow
+def test_global_batchnorm_matches_batchnorm_on_the_whole_batch(group):
     """2 processes with half a batch each give the output, the input gradient and the running statistics
     of one BatchNorm over the whole batch; and every process takes rank 0's flag and text."""
-    rank0, rank1 = _run_group(_batchnorm_halves, tmp_path)
+    rank0, rank1 = (r["batchnorm"] for r in group)
     torch.manual_seed(0)
     whole = _batchnorm_whole()
     half = whole["out"].shape[0] // 2
@@ -386,29 +404,54 @@ def test_a_search_under_torchrun_writes_once_resumes_and_matches_one_process(cli
     _outcome_close(run_outcome(run_dir), run_outcome(tmp_path / "single"))
 
 
-@pytest.mark.slow
-def test_training_resumed_under_torchrun_matches_one_process(tmp_path):
-    """`nasframe train` (DistributedDataParallel, global BatchNorm) killed after its first epoch in one
-    process and resumed on 2: the same weights as one process training both epochs, within float
-    tolerance; rank 0 alone wrote the weights and model.json."""
-    from safetensors.torch import load_file
-
-    from nasframe.trainer import Trainer, plan_training
+# ---- nasframe train: DistributedDataParallel --------------------------------------------------------------------
+def _training_plan() -> Any:
+    from nasframe.trainer import plan_training
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
     sets = ["space.C=4", "space.N=1", "recipe.epochs=2", "recipe.batch_size=32", "data.limit=256"]
     sets.append("recipe.augment=crop_flip")  # augmentation of the global batch, then each process's slice
-    plan = plan_training(space="nb201", arch=arch, sets=sets)
-    whole = Trainer.create(plan, tmp_path / "single", device="cpu", tensorboard=False).run()
-    partial = Trainer.create(plan, tmp_path / "ddp", device="cpu", tensorboard=False)
+    return plan_training(space="nb201", arch=arch, sets=sets)
+
+
+def _interrupted_training(folder: Path) -> None:
+    """A training folder as a kill after the first of 2 epochs leaves it, written by one process."""
+    from nasframe.trainer import Trainer
+
+    partial = Trainer.create(_training_plan(), folder, device="cpu", tensorboard=False)
     partial.prepare()
     partial.train_epoch(0)
-    partial._save_checkpoint(1, [], 0.0)  # what a kill after the first epoch leaves behind
-    torchrun("train", "--resume", str(tmp_path / "ddp"), "--quiet")
-    single, ddp = (
-        load_file(tmp_path / "single" / "model.safetensors"),
-        load_file(tmp_path / "ddp" / "model.safetensors"),
-    )
-    _assert_same(ddp, single, "weights", exact=False)
-    meta = json.loads((tmp_path / "ddp" / "model.json").read_text())
-    assert meta["metrics"]["test_acc"] == pytest.approx(whole.test_acc, abs=0.6)  # two of 359 test images
+    partial._save_checkpoint(1, [], 0.0)
+
+
+def _resumed_training(folder: Path) -> dict[str, Any]:
+    from nasframe.trainer import Trainer
+
+    trainer = Trainer.resume(folder, device="cpu", tensorboard=False)
+    result = trainer.run()
+    assert trainer.model is not None
+    distributed.barrier()  # rank 0 has written its files
+    files = sorted(p.name for p in folder.iterdir())
+    return {"weights": _copy(trainer.model.state_dict()), "test_acc": result.test_acc, "files": files}
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+@pytest.mark.slow
+def test_training_resumed_on_2_processes_matches_one_process(group, tmp_path):
+    """`nasframe train` (DistributedDataParallel, global BatchNorm) killed after its first epoch in one
+    process and resumed on 2: bit-identical weights on both processes, the weights of one process
+    training both epochs within float tolerance, and rank 0 wrote the weights and model.json."""
+    from safetensors.torch import load_file
+
+    from nasframe.trainer import Trainer
+
+    rank0, rank1 = (r["training"] for r in group)
+    _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)
+    whole = Trainer.create(_training_plan(), tmp_path / "single", device="cpu", tensorboard=False).run()
+    single = load_file(tmp_path / "single" / "model.safetensors")
+    _assert_same(rank0["weights"], single, "weights", exact=False)
+    assert rank0["test_acc"] == pytest.approx(whole.test_acc, abs=0.6)  # two of 359 test images
+    assert {"model.json", "model.safetensors", "checkpoint.pt"} <= set(rank0["files"])
