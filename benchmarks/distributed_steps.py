@@ -4,7 +4,7 @@ Three measurements, each the best of `--repeats` timed runs of `--steps` steps a
 
 1. `SupernetEvaluator.train_paths` (uniform single paths, what the runner executes for TrainShared)
    in 1 process with the global batch, and in 2 processes (gloo) with half of it each: the headline
-   steps/s of the global batch.
+   steps/s of the global batch; with 2 processes also with `sync_batchnorm: false`.
 2. The two ways of averaging a single-path step's gradients over 2 processes, in the same plain loop
    on the same supernet: nasframe's all-reduce of the path's gradients as one flat buffer, against
    DistributedDataParallel with find_unused_parameters=True (which searches the autograd graph for
@@ -35,7 +35,7 @@ import torch
 import torch.multiprocessing as mp
 
 
-def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
+def _setup(args: argparse.Namespace, sync_batchnorm: bool = True) -> tuple[Any, Any]:
     from nasframe.data import DataOptions, DataSource
     from nasframe.options import build_options
     from nasframe.registry import evaluators, spaces
@@ -44,15 +44,16 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any]:
     space = space_cls(build_options(space_cls.Options, {"C": args.C, "N": args.N}, "space"))
     data = DataSource(DataOptions(name="digits"), seed=0)
     ev_cls = evaluators.get("supernet")
-    options = build_options(ev_cls.Options, {"batch_size": args.batch_size, "lr": 0.05}, "evaluator")
+    values = {"batch_size": args.batch_size, "lr": 0.05, "sync_batchnorm": sync_batchnorm}
+    options = build_options(ev_cls.Options, values, "evaluator")
     return space, ev_cls(space, options, data=data, device="cpu")
 
 
-def _evaluator_rate(args: argparse.Namespace) -> float:
+def _evaluator_rate(args: argparse.Namespace, sync_batchnorm: bool = True) -> float:
     """Steps/s of train_paths (the runner's TrainShared piece) in this process's group."""
     from nasframe.evaluators.training import deterministic_mode
 
-    space, ev = _setup(args)
+    space, ev = _setup(args, sync_batchnorm)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     ev.train_paths(3, lambda: space.sample(rng))  # build and warm up
@@ -120,6 +121,7 @@ def _group_main(rank: int, world: int, port: int, args: argparse.Namespace, out:
     distributed.start()
     rates = {"train_paths": _evaluator_rate(args)}
     if world > 1:
+        rates["train_paths_local_bn"] = _evaluator_rate(args, sync_batchnorm=False)
         rates |= {mode: _loop_rate(args, mode) for mode in ("flat", "ddp", "local_bn")}
     distributed.shutdown()
     if rank == 0:
@@ -149,6 +151,8 @@ def main() -> None:
     print(f"nb201 C={args.C} N={args.N} supernet, digits 8x8, global batch {args.batch_size}, 1 thread per process")
     print(f"train_paths, 1 process:  {one:7.1f} steps/s")
     print(f"train_paths, 2 processes: {two['train_paths']:7.1f} steps/s ({two['train_paths'] / one:.2f}x)")
+    local = two["train_paths_local_bn"]
+    print(f"train_paths, 2 processes, sync_batchnorm false: {local:7.1f} steps/s ({local / one:.2f}x)")
     print(f"plain loop, 2 processes, flat all-reduce of the path's gradients: {two['flat']:7.1f} steps/s")
     print(f"plain loop, 2 processes, DDP find_unused_parameters=True:       {two['ddp']:7.1f} steps/s")
     print(f"plain loop, 2 processes, flat all-reduce, BatchNorm per process: {two['local_bn']:7.1f} steps/s")

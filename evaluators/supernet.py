@@ -92,6 +92,12 @@ class SupernetOptions(TrainingOptions):
     nesterov: bool = option(
         False, "Nesterov momentum for the shared weights (SETN and NAS-Bench-201's search baselines: true)"
     )
+    sync_batchnorm: bool = option(
+        True,
+        "under torchrun: BatchNorm statistics of the global batch (the single-process result; two all-reduces "
+        "per BatchNorm layer and step); false: of each process's slice, running statistics averaged over the "
+        "processes after each piece of training (faster where all-reduces are slow)",
+    )
     # few-shot supernets (evaluators/fewshot.py)
     few_shot: Literal["none", "gradient", "exhaustive"] = option(
         "none",
@@ -196,7 +202,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             net = FewShotSupernet(net, self.space.decisions)
         if distributed.active():  # torchrun: one global batch over the processes (nasframe/distributed.py)
             distributed.check_batch(o.batch_size, "evaluator.batch_size")
-            distributed.synchronize_batchnorm(net)
+            if o.sync_batchnorm:
+                distributed.synchronize_batchnorm(net)
         self.supernet = net
         self._new_optimizer()
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})
@@ -279,6 +286,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             except (Diverged, torch.OutOfMemoryError):
                 self._restore(snapshot)
                 raise
+            if not self.options.sync_batchnorm:  # under torchrun: every process scores with the same statistics
+                distributed.average_batchnorm_statistics(self.supernet)
             self.step += piece
             done += piece
             loss_sum += stats.mean_loss * piece

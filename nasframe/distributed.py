@@ -206,16 +206,35 @@ def average_gradients(params: Sequence[torch.Tensor]) -> None:
     Every process trains the same path, so every process holds gradients for the same parameters in
     the same order; parameters without a gradient (unreached by the step) are skipped on all of them.
     """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads or not active():
+    average_flat([p.grad for p in params if p.grad is not None])
+
+
+def average_batchnorm_statistics(module: nn.Module) -> None:
+    """Replace the running mean and variance of every BatchNorm in `module` by their mean over the processes,
+    in one all-reduce (for BatchNorms that normalise each process's slice by its own statistics)."""
+    if not active():
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    stats = [
+        t
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        for t in (m.running_mean, m.running_var)
+        if t is not None
+    ]
+    average_flat(stats)
+
+
+def average_flat(tensors: Sequence[torch.Tensor]) -> None:
+    """Replace each tensor in place by its mean over the processes, all of them in one all-reduce."""
+    if not tensors or not active():
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat)
     flat.div_(dist.get_world_size())
     offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].view_as(g))
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
 
 
@@ -364,6 +383,8 @@ __all__ = [
     "agree_flag",
     "agree_text",
     "average_",
+    "average_batchnorm_statistics",
+    "average_flat",
     "average_gradients",
     "barrier",
     "check_batch",

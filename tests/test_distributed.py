@@ -175,12 +175,28 @@ def mixed_scenario() -> dict[str, Any]:
     return out
 
 
+def per_process_batchnorm_scenario() -> dict[str, Any]:
+    """sync_batchnorm false: each process normalises its slice by its own statistics; the running
+    statistics are averaged after each piece, so scores stay the same on every process."""
+    from nasframe.evaluator import BNRecalibration
+    from nasframe.executor import Executor
+    from nasframe.oneshot import ScoreShared, TrainShared
+
+    space, ev, costs = _tiny("nb201", sync_batchnorm=False)
+    executor = Executor(ev, space, costs, seed=5, chunk_epochs=0.5)
+    _train(executor, TrainShared(epochs=1.0), 0)
+    arch = space.sample(np.random.default_rng(0))
+    score = executor.evaluate(ScoreShared(arch, BNRecalibration(batches=0)), 0)  # the averaged running statistics
+    return {"weights": _supernet_state(ev), "score": score.metrics}
+
+
 def every_scenario(out: Path) -> dict[str, Any]:
     """What one 2-process group computes for the tests below (one group: process start-up is most of the time)."""
     return {
         "single_path": single_path_scenario(),
         "mixed": mixed_scenario(),
         "batchnorm": _batchnorm_halves(),
+        "per_process_batchnorm": per_process_batchnorm_scenario(),
         "training": _resumed_training(out / "training"),
     }
 
@@ -214,6 +230,15 @@ def test_single_path_training_matches_one_process_with_the_same_global_batch(sin
     moved = [k for k, v in single["uniform_weights"].items() if v.is_floating_point()]
     assert moved  # a real comparison: the weights changed in training
     _assert_same(rank0, single, "2 processes vs 1", exact=False)
+
+
+@pytest.mark.slow
+def test_per_process_batchnorm_keeps_the_processes_identical(group):
+    rank0, rank1 = (r["per_process_batchnorm"] for r in group)
+    _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)
+    single = per_process_batchnorm_scenario()  # one process: its statistics are the whole batch's
+    differs = [k for k, v in single["weights"].items() if "running" in k and not torch.allclose(v, rank0["weights"][k])]
+    assert differs  # the processes' statistics are not the global batch's: a real difference from one process
 
 
 @pytest.mark.slow
