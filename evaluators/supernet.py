@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from nasframe import distributed
 from nasframe.angles import angle
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
@@ -93,6 +94,12 @@ class SupernetOptions(TrainingOptions):
     lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)
     nesterov: bool = option(
         False, "Nesterov momentum for the shared weights (SETN and NAS-Bench-201's search baselines: true)"
+    )
+    sync_batchnorm: bool = option(
+        True,
+        "under torchrun: BatchNorm statistics of the global batch (the single-process result; two all-reduces "
+        "per BatchNorm layer and step); false: of each process's slice, running statistics averaged over the "
+        "processes after each piece of training (faster where all-reduces are slow)",
     )
     # few-shot supernets (evaluators/fewshot.py)
     few_shot: Literal["none", "gradient", "exhaustive"] = option(
@@ -196,6 +203,10 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             net = net.to(memory_format=torch.channels_last)
         if o.few_shot != "none":
             net = FewShotSupernet(net, self.space.decisions)
+        if distributed.active():  # torchrun: one global batch over the processes (nasframe/distributed.py)
+            distributed.check_batch(o.batch_size, "evaluator.batch_size")
+            if o.sync_batchnorm:
+                distributed.synchronize_batchnorm(net)
         self.supernet = net
         self._new_optimizer()
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})
@@ -212,7 +223,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             nesterov=o.nesterov and o.momentum > 0,
         )
         _, transform = self._data()
-        self._runner = StepRunner(self.supernet, self.optimizer, transform, self._settings(), self.device)
+        self._runner = StepRunner(
+            self.supernet, self.optimizer, transform, self._settings(), self.device, data_parallel=True
+        )
 
     def _steps_per_epoch(self) -> int:
         batches, _ = self._data()
@@ -276,6 +289,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             except (Diverged, torch.OutOfMemoryError):
                 self._restore(snapshot)
                 raise
+            if not self.options.sync_batchnorm:  # under torchrun: every process scores with the same statistics
+                distributed.average_batchnorm_statistics(self.supernet)
             self.step += piece
             done += piece
             loss_sum += stats.mean_loss * piece
@@ -520,7 +535,9 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
 
             def after_step(i: int, out: Any, y: torch.Tensor) -> None:
                 logits = out[0] if isinstance(out, (tuple, list)) else out
-                observe(students.pop(i)[0], float((logits.argmax(dim=-1) == y).float().mean()) * 100.0)
+                correct = (logits.argmax(dim=-1) == y).float().mean()
+                # under torchrun: the global batch's top-1, so the board stays the same on every process
+                observe(students.pop(i)[0], float(distributed.average_(correct)) * 100.0)
 
             try:
                 stats = self._train(
@@ -612,6 +629,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                     transform,
                     self._settings(),
                     self.device,
+                    data_parallel=True,
                 )
 
             stats = self._train(

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasframe import distributed
 from nasframe.data import DataSource
 from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
 from nasframe.data.batches import Batches
@@ -259,6 +260,11 @@ class StepRunner:
     `params_for(i)` may pick, before step i, the only parameters that step updates (a supernet
     path). The optimizer's single group is narrowed to them for that step, so everything else
     gets no update at all: no momentum, no weight decay, no new optimizer state.
+
+    `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
+    batch, with the step's gradients and the logged losses averaged over the processes and the
+    model's synchronised BatchNorms on global statistics (nasframe/distributed.py). Without a
+    process group it changes nothing.
     """
 
     def __init__(
@@ -268,6 +274,8 @@ class StepRunner:
         transform: BatchTransform,
         settings: StepSettings,
         device: torch.device,
+        *,
+        data_parallel: bool = False,
     ):
         if len(optimizer.param_groups) != 1:
             raise ValueError("StepRunner expects an optimizer with one parameter group")
@@ -277,6 +285,7 @@ class StepRunner:
         self.settings = settings
         self.device = device
         self.all_params: list[torch.Tensor] = list(optimizer.param_groups[0]["params"])
+        self.data_parallel = data_parallel and distributed.active()
 
     def run(
         self,
@@ -301,16 +310,22 @@ class StepRunner:
         group = opt.param_groups[0]  # looked up per call: Optimizer.load_state_dict replaces the groups
         losses = torch.zeros(max(steps, 1), device=self.device)
         checked = 0
+        parallel = self.data_parallel
         model.train()
         try:
             for i in range(steps):
                 params = params_for(i) if params_for is not None else self.all_params
                 x, y = next(batches)
                 x = self.transform.train(x, generator)
-                with autocast(self.device, s.amp):
+                if parallel:  # augmented whole, as one process would, then this process's slice
+                    x, y = distributed.shard(x, y)
+                synced = distributed.synced_batchnorm(True) if parallel else contextlib.nullcontext()
+                with autocast(self.device, s.amp), synced:
                     out = model(x)
                     loss = classification_loss(out, y, s) if loss_for is None else loss_for(i, x, out, y)
                 loss.backward()
+                if parallel:
+                    distributed.average_gradients(params)
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
                 group["lr"] = lr_at(i)
@@ -325,6 +340,8 @@ class StepRunner:
                 if after_step is not None:
                     after_step(i, out, y)
                 if i + 1 - checked >= s.check_every or i + 1 == steps:
+                    if parallel:  # the global batch's loss, the same on every process (so is a divergence)
+                        distributed.average_(losses[checked : i + 1])
                     _raise_if_nonfinite(losses, checked, i + 1)
                     checked = i + 1
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,8 @@ def _execute(runner: Any) -> int:
     except KeyboardInterrupt:
         _say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
         return 130
+    if not _is_writer():
+        return 0
     if not summary.ran:
         hint = " Raise --budget to extend it." if summary.stopped_because == "max_evaluations" else ""
         _say(f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran.{hint}")
@@ -475,6 +478,8 @@ class TrainCommand:
             return 130
         from nasframe.costs import format_count
 
+        if not _is_writer():
+            return 0
         macs = f"  MACs: {format_count(result.macs)}" if result.macs is not None else ""
         print(f"trained {result.epochs} epochs in {result.seconds:.1f} s: train loss {result.train_loss:.4f}")
         print(f"test accuracy: {result.test_acc:.2f}%  test loss: {result.test_loss:.4f}")
@@ -526,7 +531,17 @@ RESOLVING = (RunCommand, ResumeCommand, CompareCommand)
 
 
 def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if _is_writer():
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _is_writer() -> bool:
+    """Under torchrun, rank 0 alone prints results and notes (every process still prints its errors)."""
+    if "nasframe.distributed" not in sys.modules:  # nothing joined a process group: torchrun's RANK decides
+        return os.environ.get("RANK", "0").strip() in ("", "0")
+    from nasframe.distributed import is_writer
+
+    return is_writer()
 
 
 def _one_line(message: str) -> str:
@@ -576,6 +591,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0) if isinstance(exc.code, int) else 0
+    finally:
+        if "torch.distributed" in sys.modules:  # a run under torchrun joined a process group: leave it
+            from nasframe.distributed import shutdown
+
+            shutdown()
 
 
 if __name__ == "__main__":

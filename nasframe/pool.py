@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from nasframe.errors import ConfigError
 from nasframe.evaluator import Cost, Result
 from nasframe.executor import Executor
 from nasframe.oneshot import Evaluate, ScoreShared
@@ -140,6 +141,13 @@ def open_pool(
     """The pool `run.executor` asks for, or the local one when evaluations must stay in this process."""
     if run_options.executor == "local":
         return LocalPool(executor, run_options.evaluation_timeout_s)
+    from nasframe import distributed
+
+    if distributed.world_size() > 1:
+        raise ConfigError(
+            "run.executor=ray under torchrun: each process would start its own workers; use one or the other "
+            "(torchrun for supernet training, Ray for independent evaluations)"
+        )
     if executor.evaluator.holds_state:
         say(
             f"note: run.executor={run_options.executor}: evaluator {type(executor.evaluator).__name__} keeps its "

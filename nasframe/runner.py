@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasframe import distributed
 from nasframe.config import ResolvedConfig, dump_yaml, merge_config, resolve
 from nasframe.constraints import ConstraintError, Constraints
 from nasframe.costs import ArchCosts
@@ -67,10 +68,10 @@ CHECKPOINT_VERSION = 2
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device=cuda but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
+    return distributed.place(torch.device(name))  # under torchrun, CUDA is cuda:LOCAL_RANK
 
 
 @dataclass
@@ -179,10 +180,10 @@ class Runner:
         command: list[str] | None = None,
     ):
         self.config = config
-        self.files = RunDir(run_dir)
+        self.files = distributed.run_files(run_dir)  # under torchrun, rank 0 alone writes
         self.run_dir = self.files.path
         self.resuming = resume
-        self.quiet = quiet
+        self.quiet = quiet or not distributed.is_writer()
         self.command = command
         self.config_changed = False  # set by resume when flags override the stored config
         self.budget_changed = False  # set by resume when they change a budget
@@ -213,6 +214,7 @@ class Runner:
     @classmethod
     def create(cls, cfg: dict[str, Any], *, quiet: bool = False, command: list[str] | None = None) -> Runner:
         """A new run from a merged config mapping (see `nasframe.config.merge_config`)."""
+        distributed.start()  # under torchrun: join the other processes of this run
         config = resolve(cfg)
         ro = config.options["run"]
         if ro.out:
@@ -230,19 +232,22 @@ class Runner:
 
     def _claim_folder(self, root: Path, base: str) -> None:
         """Create the first free `root/base`, `root/base-2`, ... with an exclusive mkdir, so that two
-        runs started in the same second never share a default folder."""
-        root.mkdir(parents=True, exist_ok=True)
-        k = 1
-        while True:
-            run_dir = root / (base if k == 1 else f"{base}-{k}")
-            try:
-                run_dir.mkdir()
-                break
-            except FileExistsError:
-                k += 1
-        self.files = RunDir(run_dir)
+        runs started in the same second never share a default folder. Under torchrun rank 0 claims
+        it and every process takes rank 0's name (it holds rank 0's time of day)."""
+        run_dir = root / base
+        if distributed.is_writer():
+            root.mkdir(parents=True, exist_ok=True)
+            k = 1
+            while True:
+                run_dir = root / (base if k == 1 else f"{base}-{k}")
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    k += 1
+            self._made_folder = True
+        self.files = distributed.run_files(Path(distributed.agree_text(str(run_dir))))
         self.run_dir = self.files.path
-        self._made_folder = True
 
     @classmethod
     def resume(
@@ -261,6 +266,7 @@ class Runner:
         """
         from nasframe.config import parse_set
 
+        distributed.start()  # under torchrun: join the other processes of this run
         files = RunDir(run_dir)
         files.require_run()
         for item in sets or []:
@@ -353,6 +359,10 @@ class Runner:
         started at once on one --out exactly one proceeds. A full disk stops the run with one line;
         the files written before stay as they were.
         """
+        distributed.barrier()  # under torchrun: every process has looked at the folder before rank 0 writes
+        if not distributed.is_writer():
+            apply_threads(self._threads())
+            return self._run_locked()
         new_folder = self._made_folder or not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         discarded = False
@@ -414,7 +424,9 @@ class Runner:
 
     def _run_locked(self) -> RunSummary:
         try:
-            if not self._open_run():
+            opened = self._open_run()
+            distributed.barrier()  # a resumed run: every process has read the checkpoint before rank 0 writes
+            if not opened:
                 return self._summary(ran=False)
             self._announce()
             try:
@@ -424,6 +436,7 @@ class Runner:
                 self._close_logs()
                 if not self.state.finished and self._consistent():
                     self._checkpoint()
+            distributed.barrier()  # the history rank 0 wrote is complete on disk before every process reads it
             result = self._finish()
         finally:
             self._close_writers()
@@ -588,7 +601,7 @@ class Runner:
             return "max_evaluations"
         if ro.max_epochs is not None and s.total_epochs >= ro.max_epochs:
             return "max_epochs"
-        if ro.max_seconds is not None and self._clock() >= ro.max_seconds:
+        if ro.max_seconds is not None and distributed.agree_flag(self._clock() >= ro.max_seconds):  # rank 0's clock
             return "max_seconds"
         if self.parts.strategy.done and not s.pending:
             return "strategy_done"
@@ -873,7 +886,7 @@ class Runner:
     def _open_logs(self) -> None:
         self._history = self.files.open_log(RunDir.HISTORY)
         self._worklog = self.files.open_log(RunDir.WORK)
-        if self.run_opts.tensorboard:
+        if self.run_opts.tensorboard and distributed.is_writer():
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events logged after the checkpoint we resumed from

@@ -16,9 +16,11 @@ resumed ends with bit-identical weights. The test set takes no part in training:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasframe import distributed
 from nasframe.checkpoint import RunLock, atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from nasframe.data import DataOptions, DataSpec
 from nasframe.data.augment import BatchTransform, choose_policy
@@ -373,37 +376,47 @@ class Trainer:
         self.plan = plan
         self.out = Path(out)
         self.device = resolve_device(device)
-        self.quiet = quiet
-        self.tensorboard = tensorboard
+        self.writer = distributed.is_writer()  # under torchrun, rank 0 alone writes files and prints
+        self.quiet = quiet or not self.writer
+        self.tensorboard = tensorboard and self.writer
         self.resuming = resuming
         self.recipe = plan.recipe_options
         self.cuda = self.device.type == "cuda"
         self.model: nn.Module | None = None
+        #: what a training step calls: the model, or under torchrun its DistributedDataParallel wrapper
+        self.network: nn.Module | None = None
         self.new_folder = False  # created by `create`: removed again if the training fails before its first epoch
 
     # ---- creating and resuming -------------------------------------------------------------------------------
     @classmethod
     def create(cls, plan: TrainPlan, out: str | Path | None, **kwargs: Any) -> Trainer:
-        folder = Path(out) if out is not None else _default_out(plan)
+        distributed.start()  # under torchrun: join the other processes of this training
+        folder = Path(out) if out is not None else Path(distributed.agree_text(str(_default_out(plan))))
         if (folder / TRAIN_JSON).exists():
             raise RunDirError(f"{folder} already holds a training; continue it with: nasframe train --resume {folder}")
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} is a file, not a folder")
         new_folder = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / TRAIN_JSON, plan.to_dict())
+        distributed.barrier()  # every process has looked at the folder before rank 0 writes to it
+        if distributed.is_writer():
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / TRAIN_JSON, plan.to_dict())
         trainer = cls(plan, folder, **kwargs)
         trainer.new_folder = new_folder
         return trainer
 
     @classmethod
     def resume(cls, out: str | Path, **kwargs: Any) -> Trainer:
+        distributed.start()  # under torchrun: join the other processes of this training
         return cls(read_plan(Path(out)), Path(out), resuming=True, **kwargs)
 
     # ---- the work ----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        distributed.barrier()  # under torchrun: rank 0 has created the folder
         if not self.out.is_dir():
             raise RunDirError(f"{self.out}: no such training folder")
+        if not self.writer:  # no lock, and nothing of its own to clean up
+            return self._run_locked()
         try:
             with RunLock(self.out):
                 return self._run_locked()
@@ -445,6 +458,17 @@ class Trainer:
             label_smoothing=r.label_smoothing,
             amp=r.amp and self.cuda,
         )
+        self.network = self.model
+        if distributed.active():  # the global batch split over the processes (nasframe/distributed.py)
+            from torch.nn.parallel import DistributedDataParallel
+
+            distributed.check_batch(min(r.batch_size, int(self.data.train_x.shape[0])), "recipe.batch_size")
+            distributed.synchronize_batchnorm(self.model)
+            ids = [self.device.index] if self.cuda else None
+            with warnings.catch_warnings():  # torch 2.14 renames broadcast_buffers; 2.1 knows no other name
+                warnings.simplefilter("ignore", FutureWarning)
+                # buffers need no broadcast per forward: global BatchNorm keeps them equal on every process
+                self.network = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(
             self.params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov
@@ -458,8 +482,9 @@ class Trainer:
         """One pass over the train set (0-based `epoch`), seeded by the epoch alone; one host sync at its end."""
         from nasframe.evaluators.training import autocast, classification_loss
 
-        assert self.model is not None, "prepare() first"
+        assert self.model is not None and self.network is not None, "prepare() first"
         r, model, opt, data, settings = self.recipe, self.model, self.optimizer, self.data, self.settings
+        parallel = self.network is not model
         start = time.perf_counter()
         if self.drop_path:  # declared in the space's training_extras: the network reads this attribute
             network: Any = model
@@ -478,10 +503,13 @@ class Trainer:
             idx = order[i * self.batch : (i + 1) * self.batch]
             x = self.transform.train(data.train_x[idx], gen)
             y = data.train_y[idx]
+            if parallel:  # augmented whole, as one process would, then this process's slice
+                x, y = distributed.shard(x, y)
             lr = learning_rate(r, first + i, self.total_steps, self.steps_per_epoch)
             group["lr"] = lr
-            with autocast(self.device, settings.amp):
-                out = model(x)
+            synced = distributed.synced_batchnorm(True) if parallel else contextlib.nullcontext()
+            with autocast(self.device, settings.amp), synced:
+                out = self.network(x)
                 loss = classification_loss(out, y, settings)
             loss.backward()
             if settings.grad_clip:
@@ -493,6 +521,9 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum()
             if progress is not None:
                 progress.update(1)
+        if parallel:  # the global batch's loss and top-1 count: sums over the processes
+            loss_sum = distributed.average_(loss_sum)
+            correct = distributed.total_(correct)
         mean_loss = float(loss_sum) / self.steps_per_epoch  # the epoch's one host sync
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(
@@ -574,6 +605,8 @@ class Trainer:
 
     def _save_checkpoint(self, epochs_done: int, history: list[dict[str, Any]], seconds: float) -> None:
         assert self.model is not None
+        if not self.writer:
+            return
         save_checkpoint(
             self.out,
             {
@@ -611,7 +644,8 @@ class Trainer:
             macs = count_macs(model, self.data.spec.input_shape)
         except (RuntimeError, NotImplementedError):
             macs = None
-        save_weights(model, self.out / WEIGHTS)
+        if self.writer:
+            save_weights(model, self.out / WEIGHTS)
         space = build_space(self.plan)
         train_loss = history[-1]["train_loss"] if history else float("nan")
         meta = {
@@ -628,7 +662,8 @@ class Trainer:
             "device": str(self.device),
             "torch": torch.__version__,
         }
-        atomic_write_json(self.out / MODEL_JSON, meta)
+        if self.writer:
+            atomic_write_json(self.out / MODEL_JSON, meta)
         return TrainResult(
             out=self.out,
             epochs=self.recipe.epochs,

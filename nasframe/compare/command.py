@@ -63,6 +63,14 @@ class CompareCommand:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.config import load_yaml
+        from nasframe.distributed import world_from_env
+        from nasframe.errors import ConfigError
+
+        if world_from_env().size > 1:
+            raise ConfigError(
+                "nasframe compare does not run under torchrun (every process would write the summary); run it "
+                "directly, with --executor ray to spread its runs"
+            )
 
         config = load_yaml(args.config) if args.config else {}
         plan = make_plan(
