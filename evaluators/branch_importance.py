@@ -28,7 +28,7 @@ import torch
 
 from nasframe.errors import NasframeError, NotSupported
 from nasframe.evaluator import AlphaOptimizer, Cost, ImportanceSettings, WorkReport
-from nasframe.evaluators.training import Diverged, StepRunner, cosine_lr, device_generator, oom_reason
+from nasframe.evaluators.training import Diverged, StepRunner, cosine_lr, device_generator, oom_reason, to_cpu
 from nasframe.multibranch import MultiBranchSpace, MultiBranchSupernet
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def train_importance(
         "active": active,
         "protected": protected,
         "alphas": alpha.detach().cpu().clone(),
-        "adam": _to_cpu(adam.state_dict()),
+        "adam": to_cpu(adam.state_dict()),
         "iteration": first + steps,
         "fresh": False,
         "costs": costs.to_state(),
@@ -272,13 +272,3 @@ def train_importance(
     if not all(math.isfinite(v) for v in metrics.values()):
         raise NasframeError("NSE importance learning produced a non-finite loss; lower strategy.cost_alpha or the lr")
     return WorkReport(Cost(time.perf_counter() - start, steps / spe), metrics, state=report_state)
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

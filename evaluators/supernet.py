@@ -68,6 +68,7 @@ from nasframe.evaluators.training import (
     resolve_deterministic,
     search_data,
     step_settings,
+    to_cpu,
     validate,
 )
 from nasframe.model_stats import count_macs, count_parameters
@@ -638,7 +639,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         report_state = {
             "choices": state["choices"],
             "alphas": {n: a.detach().cpu().clone() for n, a in alphas.items()},
-            "adam": _to_cpu(adam.state_dict()),
+            "adam": to_cpu(adam.state_dict()),
         }
         metrics = {
             "train_loss": stats.mean_loss,
@@ -863,14 +864,3 @@ def supernet_spaces() -> list[str]:
         except NasframeError:  # a broken third-party space must not hide the message being built
             continue
     return found
-
-
-def _to_cpu(obj: Any) -> Any:
-    """An optimizer state_dict with its tensors on the CPU (checkpoints stay device-independent)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

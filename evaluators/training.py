@@ -497,3 +497,14 @@ def evaluation_result(
     if outcome.train_loss is not None:
         metrics["train_loss"] = outcome.train_loss
     return Result("ok", metrics, params=params, macs=macs, cost=cost)
+
+
+def to_cpu(obj: Any) -> Any:
+    """An optimizer state_dict with its tensors on the CPU (checkpoints stay device-independent)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    return obj

@@ -195,6 +195,18 @@ class SearchSpace(ABC, Generic[OptionsT]):
     def check(self, arch: Arch) -> None:
         """Space-specific constraints beyond per-decision choices; raise InvalidArchitecture."""
 
+    def check_buildable(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`arch` if every decision of the unrestricted space holds one of its choices, for `build`:
+        a restriction (`restrict`) only limits what a search proposes, not what can be built."""
+        for d in self.define_decisions():
+            if d.name not in arch:
+                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
+            if arch[d.name] not in d.choices:
+                raise InvalidArchitecture(
+                    f"{d.name}={arch[d.name]!r} is not allowed; choose one of {', '.join(map(str, d.choices))}"
+                )
+        return arch
+
     def size(self) -> int:
         return math.prod(len(d.choices) for d in self.decisions)
 

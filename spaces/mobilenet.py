@@ -166,21 +166,11 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         )
 
     # ---- networks ----------------------------------------------------------------------------------
-    def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Build accepts any member of the unrestricted space (restriction only limits the search)."""
-        for d in self.define_decisions():
-            if d.name not in arch:
-                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
-            if arch[d.name] not in d.choices:
-                allowed = ", ".join(map(str, d.choices))
-                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of {allowed}")
-        return arch
-
     def build(self, arch: Arch, data: DataSpec) -> MBConvNet:
         return MBConvNet(
             self.layout,
             self.slots,
-            self._checked(arch),
+            self.check_buildable(arch),
             data.channels,
             data.num_classes,
             self.options.dropout,

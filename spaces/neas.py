@@ -281,18 +281,8 @@ class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace):
         return out
 
     # ---- networks ------------------------------------------------------------------------------------
-    def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Build accepts any member of the unrestricted space (a restriction only limits the search)."""
-        for d in self.define_decisions():
-            if d.name not in arch:
-                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
-            if arch[d.name] not in d.choices:
-                allowed = ", ".join(map(str, d.choices))
-                raise InvalidArchitecture(f"{d.name}={arch[d.name]!r} is not allowed; choose one of {allowed}")
-        return arch
-
     def build(self, arch: Arch, data: DataSpec) -> EnsembleNet:
-        trunk, members = read_ensemble(self._checked(arch), self.names)
+        trunk, members = read_ensemble(self.check_buildable(arch), self.names)
         return EnsembleNet(self.chain, trunk, members, data.channels, data.num_classes)
 
     def build_supernet(self, data: DataSpec) -> EnsembleSupernet:

@@ -204,21 +204,10 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
         }
 
     # ---- networks ----------------------------------------------------------------------------
-    def _checked(self, arch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Build accepts any member of the unrestricted space (restriction only limits the search)."""
-        for d in self.define_decisions():
-            if d.name not in arch:
-                raise InvalidArchitecture(f"architecture misses decision {d.name!r} of space {self.name!r}")
-            if arch[d.name] not in d.choices:
-                raise InvalidArchitecture(
-                    f"{d.name}={arch[d.name]!r} is not allowed; choose one of {', '.join(map(str, d.choices))}"
-                )
-        return arch
-
     def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:
         """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
         return ShuffleNetV2Net(
-            self.layout_for(data), self._checked(arch), data.channels, data.num_classes, self.options.dropout
+            self.layout_for(data), self.check_buildable(arch), data.channels, data.num_classes, self.options.dropout
         )
 
     def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:
