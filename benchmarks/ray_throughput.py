@@ -71,14 +71,14 @@ def main() -> None:
     p.add_argument("--load", type=int, default=0, help="busy processes running meanwhile (a loaded machine)")
     args = p.parse_args()
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
     import torch
+
+    from nasframe.ray_pool import init_ray, ray_module
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="nf-ray-"))
-    ray.init(num_cpus=max(os.cpu_count() or 1, args.workers), include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR", _temp_dir=str(tmp / "ray"))  # fmt: skip
+    ray = ray_module()
+    init_ray(None, args.workers, temp_dir=str(tmp / "ray"))  # the instance `run.executor: ray` starts
     spinners = [multiprocessing.Process(target=spin, args=(time.time() + 3600,)) for _ in range(args.load)]
     for s in spinners:
         s.start()

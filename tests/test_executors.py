@@ -36,18 +36,24 @@ def outcome_of(cli, argv: list[str], out: Path) -> tuple[list[dict], list[dict],
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory):
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    """The local instance `run.executor: ray` starts (usage stats off, workers at our priority), with
+    four logical CPUs so four one-CPU workers share CI's two cores."""
+    from nasframe.ray_pool import init_ray, ray_module
 
-    ray.init(
-        num_cpus=4,  # logical: four one-CPU workers share CI's two cores
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        _temp_dir=str(tmp_path_factory.mktemp("ray")),
-    )
+    ray = ray_module()
+    assert init_ray(None, 4, temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray
     ray.shutdown()
+
+
+def test_ray_workers_run_at_the_drivers_priority(ray_instance):
+    """Ray's default worker niceness (15) starves evaluations on a shared machine."""
+
+    @ray_instance.remote(num_cpus=1)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray_instance.get(niceness.remote()) == os.nice(0)
 
 
 # ---- the local executor: parallel slots, timeouts -------------------------------------------------------
@@ -221,12 +227,13 @@ def test_an_evaluator_error_in_a_worker_is_one_line(cli, core_toy, tmp_path, ray
 
 
 def test_more_slots_than_the_cluster_has_is_one_line(cli, core_toy, tmp_path, ray_instance):
-    argv = faulty_argv(core_toy, "random", 4, "run.executor=ray", "run.parallel=3", "run.task_cpus=2")
+    cpus = int(ray_instance.cluster_resources()["CPU"])
+    argv = faulty_argv(core_toy, "random", 4, "run.executor=ray", "run.parallel=3", f"run.task_cpus={cpus}")
     code, _, err = cli(*argv, "--out", str(tmp_path / "run"))
     assert code == 2
     assert err.strip().splitlines()[-1] == (
-        "nasframe: error: run.parallel=3 x run.task_cpus=2 needs 6 CPUs but the Ray cluster has 4; "
-        "lower run.parallel or run.task_cpus"
+        f"nasframe: error: run.parallel=3 x run.task_cpus={cpus} needs {3 * cpus} CPUs but the Ray cluster has "
+        f"{cpus}; lower run.parallel or run.task_cpus"
     )
 
 
