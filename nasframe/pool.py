@@ -113,9 +113,6 @@ class EvaluationPool(ABC):
         """Position in `handles` of an evaluation that has finished (waits for one)."""
         return 0
 
-    def cancel(self, handles: Sequence[Any]) -> None:
-        """Give up on submitted evaluations (they stay pending in the run and are resubmitted on resume)."""
-
     def close(self) -> None:
         """Release workers."""
 

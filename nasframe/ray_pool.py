@@ -204,11 +204,6 @@ class RayPool(EvaluationPool):
             self._busy[task.slot] = False
             return result
 
-    def cancel(self, handles: Sequence[Any]) -> None:
-        for task in handles:
-            self._replace_worker(task.slot)  # an actor task cannot be cancelled while it runs
-            self._busy[task.slot] = False
-
     def close(self) -> None:
         for worker in self._workers:
             if worker is not None:

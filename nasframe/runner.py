@@ -629,10 +629,8 @@ class Runner:
                     self._work(request)
                     self._checkpoint()
         finally:
-            if self._window:  # stopped with evaluations in flight: they stay pending, resume submits them again
-                self._pool.cancel([t.handle for t in self._window if t.handle is not None])
-                self._window = []
-            self._pool.close()
+            self._window = []  # evaluations still in flight stay pending: resume submits them again
+            self._pool.close()  # ends them (Ray: kills the workers)
             self._pool = None
 
     def _next_request(self) -> Request | None:
