@@ -93,7 +93,7 @@ class Load:
 # ---- one run of the command ----------------------------------------------------------------------
 def run_command(threads: str, out: Path, timeout: float, extra: list[str]) -> dict:
     """Run the design-card command once as a fresh process; wall and CPU seconds, evaluations, accuracy."""
-    argv = [sys.executable, "-m", "nasframe.cli", *COMMAND, "--out", str(out), "--quiet", *extra]
+    argv = [sys.executable, "-m", "nasframe.app.cli", *COMMAND, "--out", str(out), "--quiet", *extra]
     if threads != "default":
         argv += ["--set", f"run.threads={threads}"]
     start_load = load_average()
@@ -212,8 +212,8 @@ def build_parts(sets: list[str]):
     """The design-card run's space, data and evaluator (with --set overrides), as the runner builds them."""
     import torch
 
-    from nasframe.config import merge_config, resolve
-    from nasframe.runner import build_components
+    from nasframe.search.config import merge_config, resolve
+    from nasframe.search.runner import build_components
 
     cfg = resolve(
         merge_config(
@@ -231,9 +231,10 @@ def profile_mode(args: argparse.Namespace) -> int:
     import torch
 
     import nasframe.evaluators.short_train as st
-    import nasframe.evaluators.training as tr
+    import nasframe.train.step_options as so
+    import nasframe.train.steps as tr
+    from nasframe.common.threads import apply_threads, resolve_threads
     from nasframe.data.augment import BatchTransform
-    from nasframe.threads import apply_threads, resolve_threads
 
     threads = apply_threads(resolve_threads(args.profile_threads))
     parts = build_parts(args.set)
@@ -328,7 +329,7 @@ def profile_mode(args: argparse.Namespace) -> int:
     ) -> float:
         """CPU seconds per training step of `arch` (after one warm-up step), trained as short_train trains."""
         tf = BatchTransform(batches.data.mean, batches.data.std, transform.policy, channels_last=channels_last)
-        with tr.deterministic_mode(deterministic):
+        with so.deterministic_mode(deterministic):
             torch.utils.deterministic.fill_uninitialized_memory = fill
             torch.manual_seed(0)
             model = space.build(arch, spec)
@@ -337,7 +338,7 @@ def profile_mode(args: argparse.Namespace) -> int:
             opt = torch.optim.SGD(
                 model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=True
             )
-            runner = tr.StepRunner(model, opt, tf, tr.step_settings(o, model, torch.device("cpu")), torch.device("cpu"))
+            runner = tr.StepRunner(model, opt, tf, so.step_settings(o, model, torch.device("cpu")), torch.device("cpu"))
             it = batches.train(batch_size)
             runner.run(it, 1, lambda i: o.lr)
             c = time.process_time()

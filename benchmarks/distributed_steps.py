@@ -36,9 +36,9 @@ import torch.multiprocessing as mp
 
 
 def _setup(args: argparse.Namespace, sync_batchnorm: bool = True) -> tuple[Any, Any]:
+    from nasframe.common.options import build_options
+    from nasframe.core.registry import evaluators, spaces
     from nasframe.data import DataOptions, DataSource
-    from nasframe.options import build_options
-    from nasframe.registry import evaluators, spaces
 
     space_cls = spaces.get("nb201")
     space = space_cls(build_options(space_cls.Options, {"C": args.C, "N": args.N}, "space"))
@@ -51,7 +51,7 @@ def _setup(args: argparse.Namespace, sync_batchnorm: bool = True) -> tuple[Any, 
 
 def _evaluator_rate(args: argparse.Namespace, sync_batchnorm: bool = True) -> float:
     """Steps/s of train_paths (the runner's TrainShared piece) in this process's group."""
-    from nasframe.evaluators.training import deterministic_mode
+    from nasframe.train.step_options import deterministic_mode
 
     space, ev = _setup(args, sync_batchnorm)
     torch.manual_seed(0)
@@ -71,7 +71,7 @@ def _loop_rate(args: argparse.Namespace, mode: str) -> float:
     or local_bn (flat, with each process's BatchNorm on its own half batch: what global BatchNorm costs)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from nasframe import distributed
+    from nasframe.common import distributed
 
     space, ev = _setup(args)
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def _loop_rate(args: argparse.Namespace, mode: str) -> float:
 
 
 def _group_main(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
-    from nasframe import distributed
+    from nasframe.common import distributed
 
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

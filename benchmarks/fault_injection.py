@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NASFRAME = [sys.executable, "-m", "nasframe.cli"]
+NASFRAME = [sys.executable, "-m", "nasframe.app.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 # Tiny CPU runs of every built-in strategy: a few seconds each, but every phase of the strategy
@@ -179,8 +179,8 @@ def disk_full_trials(work: Path) -> Counter:
     intact, and a resume after space is freed ends exactly as the uninterrupted run."""
     import torch
 
-    from nasframe import checkpoint
-    from nasframe.cli import main as cli_main
+    from nasframe.app.cli import main as cli_main
+    from nasframe.common import checkpoint
 
     torch.set_num_threads(1)
     toy = ["--plugin", str(ROOT / "tests" / "plugins" / "core_toy.py"), "--strategy", "random", "--space",

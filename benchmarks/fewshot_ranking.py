@@ -44,10 +44,10 @@ def kendall(a: list[float], b: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from nasframe.common.options import build_options
+    from nasframe.core.capabilities import BNRecalibration
+    from nasframe.core.registry import evaluators, spaces
     from nasframe.data import DataOptions, DataSource
-    from nasframe.evaluator import BNRecalibration
-    from nasframe.options import build_options
-    from nasframe.registry import evaluators, spaces
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="fashion_mnist", help="digits is too easy: every cell scores 97-99 %%")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     truth = [float(np.mean(col)) for col in zip(*repeats)]
     print(f"stand-alone: {len(archs)} cells x {args.train_epochs:g} epochs x {args.truth_repeats} seeds in "
           f"{time.perf_counter() - start:.0f} s; val_acc {min(truth):.1f} .. {max(truth):.1f}")  # fmt: skip
-    from nasframe.costs import ArchCosts
+    from nasframe.core.costs import ArchCosts
 
     costs = ArchCosts(space, DataSource(DataOptions(name=args.data, limit=args.limit), seed=0).spec)
     params = [float(costs.params(a)) for a in archs]
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
 def train_cream(ev: Any, space: Any, paths: np.random.Generator, steps: int, warmup: int) -> Any:
     """Cream's supernet training: `warmup` plain uniform steps, then distilled steps with a prioritized
     board of 10 paths (top-1 on the training batch, MACs from the space's additive table)."""
-    from nasframe.board import PrioritizedBoard
-    from nasframe.costs import ArchCosts
+    from nasframe.core.board import PrioritizedBoard
+    from nasframe.core.costs import ArchCosts
 
     ev.train_paths(warmup, lambda: space.sample(paths))
     board = PrioritizedBoard(10, 5.0)

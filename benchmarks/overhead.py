@@ -25,7 +25,8 @@ clock = time.perf_counter
 
 
 def make_space(args):
-    from nasframe.registry import load_plugin, spaces
+    from nasframe.common.plugins import load_plugin
+    from nasframe.core.registry import spaces
 
     if "darts" in spaces.names():
         cls = spaces.get("darts")
@@ -84,7 +85,7 @@ def bare_loop(space, arch, data, args) -> tuple[float, float]:
 
 
 def evaluator_run(space, arch, data, args, model_stats: bool = True) -> tuple[float, float]:
-    from nasframe.registry import evaluators
+    from nasframe.core.registry import evaluators
 
     cls = evaluators.get("short_train")
     # the bare loop does not recalibrate BatchNorm, so neither does the evaluator here

@@ -61,14 +61,16 @@ def sample_archs(space: Any, k: int, rng: np.random.Generator, cells: str) -> li
 def train_curves(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from nasframe.config import parse_set
+    from nasframe.common.device import resolve_device
+    from nasframe.common.options import build_options
+    from nasframe.core.registry import spaces
     from nasframe.data import DataOptions, DataSource
     from nasframe.data.augment import BatchTransform, choose_policy
     from nasframe.data.batches import Batches
-    from nasframe.evaluators.training import StepRunner, StepSettings, cosine_lr, device_generator, validate
-    from nasframe.options import build_options
-    from nasframe.registry import spaces
-    from nasframe.runner import resolve_device
+    from nasframe.search.config import parse_set
+    from nasframe.train.measure import validate
+    from nasframe.train.step_options import StepSettings, device_generator
+    from nasframe.train.steps import StepRunner, cosine_lr
 
     sections: dict[str, dict[str, Any]] = {"space": {}, "data": {"name": args.data}}
     for item in args.set:

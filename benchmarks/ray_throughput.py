@@ -34,12 +34,13 @@ def spin(stop_at: float) -> None:
 
 def run(cfg_sections: dict[str, Any], run_options: dict[str, Any], out: Path) -> tuple[float, float, int]:
     """(wall seconds of the whole run, seconds of the pool's start, evaluations)."""
-    from nasframe import pool
-    from nasframe.config import merge_config
-    from nasframe.runner import Runner
+    from nasframe.search import loop as loop_module
+    from nasframe.search import pool_choice
+    from nasframe.search.config import merge_config
+    from nasframe.search.runner import Runner
 
     started_pool: list[float] = []
-    original = pool.open_pool
+    original = pool_choice.open_pool
 
     def timed_open(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
@@ -50,15 +51,13 @@ def run(cfg_sections: dict[str, Any], run_options: dict[str, Any], out: Path) ->
     cfg = merge_config(cfg_sections, run={"seed": 0, "out": str(out), "progress": False, "tensorboard": False,
                                           "device": "cpu", "threads": 1, **run_options})  # fmt: skip
     runner = Runner.create(cfg, quiet=True)
-    import nasframe.runner as runner_module
-
-    runner_module.open_pool = timed_open  # type: ignore[assignment]
+    loop_module.open_pool = timed_open  # type: ignore[assignment]
     try:
         t0 = time.perf_counter()
         summary = runner.run()
         wall = time.perf_counter() - t0
     finally:
-        runner_module.open_pool = original  # type: ignore[assignment]
+        loop_module.open_pool = original  # type: ignore[assignment]
     return wall, started_pool[0] if started_pool else 0.0, summary.evaluations
 
 
@@ -73,7 +72,7 @@ def main() -> None:
 
     import torch
 
-    from nasframe.ray_pool import init_ray, ray_module
+    from nasframe.search.ray_pool import init_ray, ray_module
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="nf-ray-"))

@@ -22,8 +22,8 @@ def run_once(
     n: int, tensorboard: bool, out: Path, strategy: str = "random", profile: bool = False, options: dict | None = None
 ) -> float:
     """Evaluations per second of one run of `n` evaluations (construction excluded)."""
-    from nasframe.config import merge_config
-    from nasframe.runner import Runner
+    from nasframe.search.config import merge_config
+    from nasframe.search.runner import Runner
 
     cfg = merge_config(
         {
@@ -63,8 +63,8 @@ def breakdown(n: int, strategy: str = "random") -> None:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from nasframe.config import merge_config, resolve
-    from nasframe.runner import build_components
+    from nasframe.search.config import merge_config, resolve
+    from nasframe.search.runner import build_components
 
     cfg = resolve(
         merge_config(

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.C, args.layers, args.images, args.batch_size, args.epochs = 4, 3, 512, 32, 1
 
+    from nasframe.core.registry import spaces
     from nasframe.data import DataOptions, DataSource
     from nasframe.evaluators.supernet import SupernetEvaluator
-    from nasframe.registry import spaces
 
     space_cls = spaces.get("darts")
     space = space_cls(space_cls.Options(supernet_C=args.C, supernet_layers=args.layers))

@@ -1,6 +1,6 @@
 """One supernet single-path training step against the same child trained as a stand-alone network.
 
-Both sides run the same training code (`nasframe.evaluators.training.StepRunner`: augmentation
+Both sides run the same training code (`nasframe.train.steps.StepRunner`: augmentation
 off, SGD, clipping, no host sync per step) on the same batches; they differ only in the network:
 the supernet evaluator's path (with its per-call weight snapshot and the optimizer narrowed to
 the path's parameters) versus `space.build(arch)`. A third line trains the same supernet path
@@ -28,7 +28,8 @@ clock = time.perf_counter
 
 
 def make_space(args):
-    from nasframe.registry import load_plugin, spaces
+    from nasframe.common.plugins import load_plugin
+    from nasframe.core.registry import spaces
 
     if "darts" in spaces.names():
         cls = spaces.get("darts")
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from nasframe.data.augment import AugmentPolicy, BatchTransform
     from nasframe.data.batches import Batches
     from nasframe.evaluators.supernet import SupernetEvaluator
-    from nasframe.evaluators.training import StepRunner, StepSettings
+    from nasframe.train.step_options import StepSettings
+    from nasframe.train.steps import StepRunner
 
     space, arch, label = make_space(args)
     data = DataSource(

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 
 def make_trainer(args: argparse.Namespace, folder: Path):
-    from nasframe.trainer import Trainer, plan_training
+    from nasframe.train.plan import plan_training
+    from nasframe.train.trainer import Trainer
 
     sets = [f"space.C={args.C}", f"space.layers={args.layers}", f"recipe.batch_size={args.batch_size}"]
     sets += [f"recipe.epochs={args.repeats + 1}"]
@@ -74,8 +75,8 @@ class Load:
 
 def measure(args: argparse.Namespace, clock) -> tuple[float, float, float, float, int]:
     """(nasframe best s/step, bare best s/step, best ratio, median pair ratio, steps per epoch)."""
-    from nasframe.evaluators.training import deterministic_mode
-    from nasframe.progress import Progress
+    from nasframe.common.progress import Progress
+    from nasframe.train.step_options import deterministic_mode
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(args, Path(tmp))

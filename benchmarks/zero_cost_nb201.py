@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasframe.costs import ArchCosts
+from nasframe.core.costs import ArchCosts
 from nasframe.data import DataSpec
 from nasframe.evaluators.zero_cost import DATA_FREE, PROXIES, batch_of, score
 from nasframe.spaces.nb201 import NB201Space, load_table

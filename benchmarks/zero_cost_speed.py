@@ -17,11 +17,11 @@ import time
 import numpy as np
 import torch
 
-from nasframe.costs import count_network
+from nasframe.common.options import build_options
+from nasframe.core.costs import count_network
+from nasframe.core.registry import spaces
 from nasframe.data import DataSpec
 from nasframe.evaluators.zero_cost import PROXIES, score
-from nasframe.options import build_options
-from nasframe.registry import spaces
 
 CIFAR = DataSpec("cifar10", 3, 32, 32, 10)
 

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from nasframe.evaluators.training import StepSettings, autocast, classification_loss
+from nasframe.train.step_options import StepSettings, autocast
+from nasframe.train.steps import classification_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 #: alphas (one logit vector per decision) -> the mixed forward's weights, differentiably

@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from nasframe.errors import NasframeError, NotSupported
-from nasframe.evaluator import AlphaOptimizer, Cost, ImportanceSettings, WorkReport
-from nasframe.evaluators.training import Diverged, StepRunner, cosine_lr, device_generator, oom_reason, to_cpu
-from nasframe.multibranch import MultiBranchSpace, MultiBranchSupernet
+from nasframe.common.errors import NasframeError, NotSupported
+from nasframe.core.capabilities import AlphaOptimizer, ImportanceSettings
+from nasframe.core.evaluator import Cost, WorkReport
+from nasframe.core.multibranch import MultiBranchSpace, MultiBranchSupernet
+from nasframe.train.measure import oom_reason, to_cpu
+from nasframe.train.step_options import device_generator
+from nasframe.train.steps import Diverged, StepRunner, cosine_lr
 
 if TYPE_CHECKING:
     from nasframe.evaluators.supernet import SupernetEvaluator

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch, Decision, Supernet
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch, Decision, Supernet
 
 #: a shot's mask: decision name -> the choices that shot owns (decisions not listed: all choices)
 Mask = dict[str, tuple[Any, ...]]

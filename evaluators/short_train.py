@@ -15,30 +15,23 @@ from typing import Any, cast
 
 import torch
 
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.common.options import option
+from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
+from nasframe.core.registry import register_evaluator
+from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.evaluator import Budget, Cost, Evaluator, Result
-from nasframe.evaluators.training import (
-    Scores,
-    StepRunner,
+from nasframe.train.measure import Scores, attempt, evaluation_result, recalibrate_bn, validate
+from nasframe.train.step_options import (
     TrainingOptions,
-    attempt,
-    cosine_lr,
-    count_steps,
     deterministic_mode,
     device_generator,
-    evaluation_result,
-    recalibrate_bn,
     resolve_deterministic,
-    search_data,
     step_settings,
-    validate,
 )
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.options import option
-from nasframe.registry import register_evaluator
-from nasframe.space import Arch, SearchSpace
+from nasframe.train.steps import StepRunner, cosine_lr, count_steps, search_data
 
 
 @dataclass(frozen=True)

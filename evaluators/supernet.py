@@ -24,57 +24,57 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from nasframe import distributed
-from nasframe.angles import angle
-from nasframe.data import DataSource
-from nasframe.data.augment import BatchTransform
-from nasframe.data.batches import Batches
-from nasframe.errors import ConfigError, NasframeError, NotSupported
-from nasframe.evaluator import (
+from nasframe.common import distributed
+from nasframe.common.errors import ConfigError, NasframeError, NotSupported
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.common.options import option
+from nasframe.core.angles import angle
+from nasframe.core.capabilities import (
     AlphaOptimizer,
     AngleMetric,
     BNRecalibration,
     BranchImportance,
-    Budget,
-    Cost,
     Differentiable,
     Distillation,
-    Evaluator,
     ImportanceSettings,
-    Result,
-    WorkReport,
 )
+from nasframe.core.evaluator import Budget, Cost, Evaluator, Result, WorkReport
+from nasframe.core.registry import register_evaluator
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.data import DataSource
+from nasframe.data.augment import BatchTransform
+from nasframe.data.batches import Batches
 from nasframe.evaluators.bilevel import MixedForward, Peekable, first_order, second_order
 from nasframe.evaluators.branch_importance import train_importance
 from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
-from nasframe.evaluators.training import (
-    Diverged,
+from nasframe.train.measure import (
     Failure,
     Scores,
-    StepRunner,
-    StepSettings,
-    TrainingOptions,
-    TrainStats,
     attempt,
-    cosine_lr,
-    count_steps,
-    deterministic_mode,
-    device_generator,
-    distillation_loss,
     evaluation_result,
     free_memory,
     oom_reason,
     recalibrate_bn,
-    resolve_deterministic,
-    search_data,
-    step_settings,
     to_cpu,
     validate,
 )
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.options import option
-from nasframe.registry import register_evaluator
-from nasframe.space import Arch, SearchSpace
+from nasframe.train.step_options import (
+    StepSettings,
+    TrainingOptions,
+    deterministic_mode,
+    device_generator,
+    resolve_deterministic,
+    step_settings,
+)
+from nasframe.train.steps import (
+    Diverged,
+    StepRunner,
+    TrainStats,
+    cosine_lr,
+    count_steps,
+    distillation_loss,
+    search_data,
+)
 
 
 @dataclass(frozen=True)
@@ -854,7 +854,7 @@ def _loss_of_logits(out: Any, y: torch.Tensor) -> torch.Tensor:
 
 def supernet_spaces() -> list[str]:
     """Installed spaces that build a weight-sharing supernet (for messages)."""
-    from nasframe.registry import spaces
+    from nasframe.core.registry import spaces
 
     found = []
     for name in spaces.installed():

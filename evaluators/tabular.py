@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
-from nasframe.evaluator import Budget, Cost, Evaluator, Result, TableLabels, TabularBenchmark
-from nasframe.options import option
-from nasframe.registry import register_evaluator
-from nasframe.space import Arch, SearchSpace, TabularSpace
+from nasframe.common.errors import ConfigError, InvalidArchitecture, NotSupported
+from nasframe.common.options import option
+from nasframe.core.capabilities import TableLabels, TabularBenchmark
+from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
+from nasframe.core.registry import register_evaluator
+from nasframe.core.space import Arch, SearchSpace, TabularSpace
 
 
 @dataclass(frozen=True)

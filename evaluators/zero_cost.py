@@ -20,17 +20,17 @@ from dataclasses import dataclass
 
 import torch
 
-from nasframe.costs import count_network
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import option
+from nasframe.core.costs import count_network
+from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
+from nasframe.core.registry import register_evaluator
+from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource, DataSpec
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.errors import ConfigError
-from nasframe.evaluator import Budget, Cost, Evaluator, Result
 from nasframe.evaluators import proxies
-from nasframe.evaluators.training import free_memory, oom_reason
-from nasframe.options import option
-from nasframe.registry import register_evaluator
-from nasframe.space import Arch, SearchSpace
+from nasframe.train.measure import free_memory, oom_reason
 
 #: every proxy, in the order the docs list them
 PROXIES = ("synflow", "grad_norm", "snip", "grasp", "fisher", "jacov", "naswot", "params", "macs")

@@ -1,7 +1,8 @@
 """nasframe: neural architecture search with pluggable spaces, evaluators and strategies."""
 
-from nasframe.api import build_network, load_model, load_result, resume, run, train
-from nasframe.errors import (
+from nasframe import _moved
+from nasframe.app.api import build_network, load_model, load_result, resume, run, train
+from nasframe.common.errors import (
     CapabilityError,
     ConfigError,
     InvalidArchitecture,
@@ -11,35 +12,26 @@ from nasframe.errors import (
     RegistryError,
     SpaceExhausted,
 )
-from nasframe.evaluator import (
-    AngleMetric,
-    BNRecalibration,
-    Budget,
-    Capability,
-    Cost,
-    Evaluator,
-    Result,
-    SharedWeights,
-    TabularBenchmark,
-    WorkReport,
-)
-from nasframe.options import option
-from nasframe.registry import (
+from nasframe.common.options import option
+from nasframe.common.version import __version__ as __version__
+from nasframe.core.capabilities import AngleMetric, BNRecalibration, Capability, SharedWeights, TabularBenchmark
+from nasframe.core.evaluator import Budget, Cost, Evaluator, Result, WorkReport
+from nasframe.core.registry import (
     create_evaluator,
     create_space,
     create_strategy,
     list_evaluators,
     list_spaces,
     list_strategies,
-    register_dataset,
     register_evaluator,
     register_space,
     register_strategy,
 )
-from nasframe.space import Arch, Decision, SearchSpace, Supernet
-from nasframe.strategy import Strategy, ask_unseen
+from nasframe.core.space import Arch, Decision, SearchSpace, Supernet
+from nasframe.core.strategy import Strategy, ask_unseen
+from nasframe.data.registry import register_dataset
 
-__version__ = "0.1.0"
+_moved.install()  # the 0.1 import paths, for one release (nasframe/_moved.py)
 
 __all__ = [
     "AngleMetric",

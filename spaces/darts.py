@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace
 
 from .darts_genotype import (
     ALIASES,
@@ -137,7 +137,7 @@ class DartsSpace(SearchSpace[DartsOptions]):
                 return self.validate(named[key])
         if stripped.startswith(("Genotype", "(")):
             return self.validate(arch_from_value(parse_genotype_fields(stripped)))
-        from nasframe.loading import parse_value
+        from nasframe.common.loading import parse_value
 
         _, value = parse_value(stripped, "architecture text", InvalidArchitecture)
         if looks_like_genotype(value):

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch
 
 PRIMITIVES: tuple[str, ...] = (
     "none",

@@ -15,9 +15,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch, Decision, Supernet
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch, Decision, Supernet
 
 from .darts_genotype import CELL_TYPES, DECISION_NAMES, EDGES, NODES, PRIMITIVES, decision_name
 from .darts_networks import Backbone, PlannedCell, Variant

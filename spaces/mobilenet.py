@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace
 
 from .mbconv import ZERO, MBConvNet, MBConvSupernet
 from .mobilenet_layouts import (
@@ -126,7 +126,7 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         if text in NAMED_ARCHS and text not in self.named_architectures():
             raise InvalidArchitecture(self._named_hint(text))
         if text.startswith("["):
-            from nasframe.loading import parse_yaml
+            from nasframe.common.loading import parse_yaml
 
             value = parse_yaml(text, "architecture list", InvalidArchitecture)
             if not isinstance(value, list):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from nasframe.errors import ConfigError
+from nasframe.common.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasframe.errors import DataError, InvalidArchitecture
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace, TabularSpace
+from nasframe.common.errors import DataError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Decision, SearchSpace, TabularSpace
 
 if TYPE_CHECKING:
     from torch import nn

@@ -20,9 +20,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch, Decision, Supernet
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch, Decision, Supernet
 
 from .nb201 import EDGE_NAMES, EDGES, OPS
 from .nb201_net import NB201Frame, PlannedCell, ResNetBlock, live_edges, make_op, reads_input

@@ -10,7 +10,7 @@ below the split; the other members' choices there are unused (`canonical` rewrit
 
 Because the ensemble is encoded as ordinary decisions, every strategy searches ensembles unchanged;
 `build` gives the ensemble network (mean of the members' logits; summed member losses in training,
-see `nasframe.space.EnsembleLogits`) and `build_supernet` a K-path supernet. The released models
+see `nasframe.core.space.EnsembleLogits`) and `build_supernet` a K-path supernet. The released models
 are named `neas_s`, `neas_m` and `neas_l` (NEAS-314, -472, -574); the text form also reads
 the released flat tuples (split, K, c_DS, trunk choices, then each member's choices and c_last).
 """
@@ -22,13 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.ensemble import EnsembleSpace
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Choice, Decision, SearchSpace
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Choice, Decision, SearchSpace
 
-from .ensemble import EnsembleSpace
 from .neas_net import SKIP, Chain, EnsembleNames, EnsembleNet, EnsembleSupernet, Layer, read_ensemble
 
 #: the released op order: index i of a NEAS tuple is OPS[i], -1 is skip

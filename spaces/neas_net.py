@@ -23,8 +23,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch, EnsembleLogits, Supernet
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch, EnsembleLogits, Supernet
 
 from .neas_blocks import DepthwiseSeparable, GradDivide, InvertedResidual, MemberHead, conv_bn, init_released
 from .param_index import ParamIndex

@@ -1,7 +1,7 @@
 """NSE's multi-branch search space (Ci et al., "Evolving Search Space for Neural Architecture Search").
 
 A cell may run any subset of its candidate ops at once (reference algorithms-2.md section 11.1). The
-space expresses this through `nasframe.multibranch`: every (cell, op) is a binary gate decision
+space expresses this through `nasframe.core.multibranch`: every (cell, op) is a binary gate decision
 `cellCC.opJJ` (0 off, 1 on), grouped per cell by `branch_cells()`. A cell that keeps its width at
 stride 1 (N) may have no branch (the identity); the others (R, E) need at least one, which `check`
 enforces and `sample` respects by redrawing such a cell.
@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.multibranch import OFF, ON, BranchCell, MultiBranchSpace, arch_of, branches_of
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.multibranch import OFF, ON, BranchCell, MultiBranchSpace, arch_of, branches_of
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace
 
 from .nse_net import NseLayout, NseNet, NseSupernet, gate_name
 from .nse_ops import POOLS

@@ -19,9 +19,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.multibranch import BranchCosts, MultiBranchSupernet
-from nasframe.space import Arch
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.core.multibranch import BranchCosts, MultiBranchSupernet
+from nasframe.core.space import Arch
 
 from .nse_ops import OpSpec, build_op
 from .param_index import ParamIndex

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import option
+from nasframe.core.registry import register_space
+from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.options import option
-from nasframe.registry import register_space
-from nasframe.space import Arch, Decision, SearchSpace
 
 from .shufflenet_blocks import CHOICES, ShuffleLayout, ShuffleNetSupernet, ShuffleNetV2Net
 

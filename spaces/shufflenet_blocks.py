@@ -16,8 +16,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from nasframe.errors import InvalidArchitecture
-from nasframe.space import Arch, Supernet
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.space import Arch, Supernet
 
 from .param_index import ParamIndex
 

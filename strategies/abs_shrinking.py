@@ -25,14 +25,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import AngleMetric, BNRecalibration, Capability, Result, WorkReport
-from nasframe.oneshot import MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared, UniformPaths
-from nasframe.options import build_options, option
-from nasframe.registry import register_strategy, strategies
-from nasframe.space import Arch, Choice, Decision, SearchSpace
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options, option
+from nasframe.core.capabilities import AngleMetric, BNRecalibration, Capability
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.paths import UniformPaths
+from nasframe.core.registry import register_strategy, strategies
+from nasframe.core.requests import MeasureAngles, Request, SaveBaseWeights, ScoreShared, TrainShared
+from nasframe.core.space import Arch, Choice, Decision, SearchSpace
+from nasframe.core.strategy import Strategy, arch_from_pairs, arch_to_pairs
 from nasframe.strategies.angle import drop_global, drop_per_decision, operator_scores, recount, sample_children
-from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 Schedule = Literal["auto", "per_decision", "global"]
 

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import AlphaOptimizer, WorkReport
-from nasframe.options import option
-from nasframe.space import Arch, Decision
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import option
+from nasframe.core.capabilities import AlphaOptimizer
+from nasframe.core.evaluator import WorkReport
+from nasframe.core.space import Arch, Decision
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nasframe.angles import angle  # noqa: F401  (re-exported: ABS code and tests import it from here)
-from nasframe.space import Arch, Choice, Decision
+from nasframe.core.space import Arch, Choice, Decision
 
 Operator = tuple[str, Choice]  # (decision name, choice)
 

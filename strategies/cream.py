@@ -4,7 +4,7 @@ Peng et al., "Cream of the Crop: Distilling Prioritized Paths For One-Shot Neura
 Search" (NeurIPS 2020), as its released supernet trainer runs it (reference algorithms-2.md
 section 9). Single paths drawn uniformly train the shared weights (the code's sampling, whatever
 probabilities its config names); for the first `warmup_epochs` plainly, then with a prioritized
-path board (`nasframe.board.PrioritizedBoard`): every trained path is offered to the board (by its
+path board (`nasframe.core.board.PrioritizedBoard`): every trained path is offered to the board (by its
 top-1 on its own training batch and its MACs), and the board's best path distils into each
 student, (m KD + (2 - m) CE) / 2 with m = 0.5. The answer is the best path on the board (the paper;
 the code has no final selection).
@@ -18,13 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nasframe.board import PrioritizedBoard
-from nasframe.evaluator import BNRecalibration, Distillation, Result, WorkReport
-from nasframe.oneshot import Request, ScoreShared, TrainDistilled, TrainShared, UniformPaths
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
+from nasframe.common.options import option
+from nasframe.core.board import PrioritizedBoard
+from nasframe.core.capabilities import BNRecalibration, Distillation
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.paths import UniformPaths
+from nasframe.core.registry import register_strategy
+from nasframe.core.requests import Request, ScoreShared, TrainDistilled, TrainShared
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 
 @dataclass(frozen=True)

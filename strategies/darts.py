@@ -19,12 +19,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nasframe.evaluator import BNRecalibration, Differentiable, Result, WorkReport
-from nasframe.oneshot import Request, ScoreShared, TrainMixed
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.common.options import option
+from nasframe.core.capabilities import BNRecalibration, Differentiable
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.registry import register_strategy
+from nasframe.core.requests import Request, ScoreShared, TrainMixed
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy
 
 from .alphas import AlphaOptions, ArchitectureWeights
 

@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from nasframe.errors import ConfigError, SpaceExhausted
-from nasframe.evaluator import Result
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, Choice, SearchSpace
-from nasframe.strategy import ProposesAhead, Strategy, arch_to_pairs
+from nasframe.common.errors import ConfigError, SpaceExhausted
+from nasframe.common.options import option
+from nasframe.core.evaluator import Result
+from nasframe.core.registry import register_strategy
+from nasframe.core.space import Arch, Choice, SearchSpace
+from nasframe.core.strategy import ProposesAhead, Strategy, arch_to_pairs
 
 #: what an infeasible result is called (rejected by user constraints before evaluation, at no cost)
 INFEASIBLE = "infeasible"

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import Result
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import option
+from nasframe.core.evaluator import Result
+from nasframe.core.registry import register_strategy
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy
 
 
 @dataclass(frozen=True)

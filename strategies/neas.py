@@ -32,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import BNRecalibration, Result, SharedWeights, WorkReport
-from nasframe.oneshot import Request, ScoreShared, TrainShared, UniformPaths
-from nasframe.options import build_options, option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, Choice, SearchSpace
-from nasframe.spaces.ensemble import EnsembleSpace
-from nasframe.strategies.spos import Spos, SposOptions
-from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options, option
+from nasframe.core.capabilities import BNRecalibration, SharedWeights
+from nasframe.core.ensemble import EnsembleSpace
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.paths import UniformPaths
+from nasframe.core.registry import register_strategy, strategies
+from nasframe.core.requests import Request, ScoreShared, TrainShared
+from nasframe.core.space import Arch, Choice, SearchSpace
+from nasframe.core.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 
 @dataclass(frozen=True)
@@ -155,15 +156,16 @@ class Neas(Strategy[NeasOptions]):
         self.asked = 0  # scores asked in this step
         self.scores: dict[str, float | None] = {}  # arch key -> accuracy (None: failed or infeasible)
         self.steps: list[dict[str, Any]] = []
-        self._search: Spos | None = None
+        self._search: Strategy | None = None
         self._search_seed: int | None = None
 
-    def _spos_options(self) -> SposOptions:
+    def _spos_options(self) -> Any:
+        """SPOS' options for the evolution, SPOS taken by its registered name (a strategy never imports another)."""
         values = {**self.options.evolution, "supernet_epochs": 0}
         values.setdefault("bn_batches", self.options.score_bn_batches)
         values.setdefault("bn_momentum", None)
         values.setdefault("bn_batch_size", None)
-        return build_options(SposOptions, values, "strategy.evolution")
+        return build_options(_spos().Options, values, "strategy.evolution")
 
     # ---- plan and phase ------------------------------------------------------------------------------
     def plan(self) -> str:
@@ -187,10 +189,9 @@ class Neas(Strategy[NeasOptions]):
     def planned_evaluations(self) -> int:
         """The shrinking steps' scores plus the evolution's (more steps if some operator goes unscored)."""
         o = self.options
-        return (
-            self.planned_steps() * o.samples_per_step * (1 + self.ensembles.members)
-            + Spos(self.space, self._evolution_options).planned_evaluations()
-        )
+        evolution = _spos()(self.space, self._evolution_options).planned_evaluations()
+        assert evolution is not None  # SPOS always knows its plan
+        return self.planned_steps() * o.samples_per_step * (1 + self.ensembles.members) + evolution
 
     def planned_training_epochs(self) -> float:
         o = self.options
@@ -232,7 +233,7 @@ class Neas(Strategy[NeasOptions]):
                     return self._training(o.final_epochs, "neas: training the shrunk space", then=_START)
             elif todo == _START:
                 self._search_seed = int(self.rng.integers(2**31 - 1))
-                self._search = Spos(self.current, self._evolution_options, seed=self._search_seed)
+                self._search = _spos()(self.current, self._evolution_options, seed=self._search_seed)
                 self._todo = _SEARCH
             elif todo == _SEARCH:
                 return list(self._require_search().ask())
@@ -331,7 +332,7 @@ class Neas(Strategy[NeasOptions]):
         )
         self.batch, self.scores = [], {}
 
-    def _require_search(self) -> Spos:
+    def _require_search(self) -> Strategy:
         if self._search is None:
             raise RuntimeError("neas: the evolution exists only once shrinking has ended")
         return self._search
@@ -396,5 +397,10 @@ class Neas(Strategy[NeasOptions]):
         self._search_seed = s["search_seed"]
         self._search = None
         if state.get("search") is not None:
-            self._search = Spos(self.current, self._evolution_options, seed=int(self._search_seed))
+            self._search = _spos()(self.current, self._evolution_options, seed=int(self._search_seed))
             self._search.load_state_dict(state["search"])
+
+
+def _spos() -> type[Strategy]:
+    """SPOS' strategy class, found by its registered name."""
+    return strategies.get("spos")

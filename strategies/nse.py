@@ -1,7 +1,7 @@
 """NSE: evolve the search space round by round (Ci et al., "Evolving Search Space for Neural Architecture
 Search"), as its released code runs it (reference algorithms-2.md section 11; docs/strategies/nse.md).
 
-Every cell of a multi-branch space (`nasframe.multibranch`) keeps an active subset of at most K ops and
+Every cell of a multi-branch space (`nasframe.core.multibranch`) keeps an active subset of at most K ops and
 a queue of ops not yet introduced (a random permutation: subset = perm[:K], queue = perm[K:]). A round:
 
 1. `TrainImportance`: the supernet is re-drawn and trained for `epochs` on random multi-branch paths over
@@ -29,14 +29,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import AlphaOptimizer, BNRecalibration, BranchImportance, ImportanceSettings, Result, WorkReport
-from nasframe.multibranch import BranchCosts, MultiBranchSpace, arch_of
-from nasframe.oneshot import Request, ScoreShared, TrainImportance
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import option
+from nasframe.core.capabilities import AlphaOptimizer, BNRecalibration, BranchImportance, ImportanceSettings
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.multibranch import BranchCosts, MultiBranchSpace, arch_of
+from nasframe.core.registry import register_strategy
+from nasframe.core.requests import Request, ScoreShared, TrainImportance
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy
 
 from .nse_rules import Branches, draw_branches, front_union, pareto_efficient, sample_candidates, total_rounds
 from .nse_rules import update_space as refill

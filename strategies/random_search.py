@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasframe.evaluator import Result
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import ProposesAhead, Strategy, ask_unseen
+from nasframe.common.options import option
+from nasframe.core.evaluator import Result
+from nasframe.core.registry import register_strategy
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import ProposesAhead, Strategy, ask_unseen
 
 
 @dataclass(frozen=True)

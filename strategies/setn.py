@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from nasframe.evaluator import BNRecalibration, Differentiable, Result, WorkReport
-from nasframe.oneshot import Request, ScoreShared, TrainMixed, UniformPaths
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
+from nasframe.common.options import option
+from nasframe.core.capabilities import BNRecalibration, Differentiable
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.paths import UniformPaths
+from nasframe.core.registry import register_strategy
+from nasframe.core.requests import Request, ScoreShared, TrainMixed
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 from .alphas import AlphaOptions, ArchitectureWeights
 

@@ -22,13 +22,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nasframe.errors import ConfigError, SpaceExhausted
-from nasframe.evaluator import BNRecalibration, Result, SharedWeights, WorkReport
-from nasframe.oneshot import BinnedPaths, PathSampler, Request, ScoreShared, TrainShared, UniformPaths, restriction_of
-from nasframe.options import option
-from nasframe.registry import register_strategy
-from nasframe.space import Arch, SearchSpace
-from nasframe.strategy import Strategy, arch_from_pairs, arch_to_pairs
+from nasframe.common.errors import ConfigError, SpaceExhausted
+from nasframe.common.options import option
+from nasframe.core.capabilities import BNRecalibration, SharedWeights
+from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.paths import BinnedPaths, PathSampler, UniformPaths, restriction_of
+from nasframe.core.registry import register_strategy
+from nasframe.core.requests import Request, ScoreShared, TrainShared
+from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.strategy import Strategy, arch_from_pairs, arch_to_pairs
 
 #: the reference's FLOPs bins for path sampling: 10M-wide from 290M to 360M MACs at 224x224
 REFERENCE_BINS = tuple(float(x) * 1e6 for x in range(290, 361, 10))

@@ -28,7 +28,7 @@ def run_to_the_end(run_argv: list[str], run_dir: Path) -> None:
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "nasframe.cli", "run", *run_argv, "--out", str(run_dir)]
+    cmd = [sys.executable, "-m", "nasframe.app.cli", "run", *run_argv, "--out", str(run_dir)]
     subprocess.run(cmd, check=True, capture_output=True, env=env)
 
 
@@ -57,7 +57,7 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture
 def core_toy() -> str:
     """Path of the toy plugin (space `core_toy`, evaluator `core_toy_eval`), already loaded."""
-    from nasframe.registry import load_plugin
+    from nasframe.common.plugins import load_plugin
 
     load_plugin(CORE_TOY)
     return CORE_TOY
@@ -74,7 +74,7 @@ def digits():
 @pytest.fixture
 def cli(capsys):
     """Run `nasframe ...` in-process; returns (exit code, stdout, stderr)."""
-    from nasframe.cli import main
+    from nasframe.app.cli import main
 
     def run(*argv: str) -> tuple[int, str, str]:
         code = main([str(a) for a in argv])
@@ -103,7 +103,7 @@ def kill_then_resume(
     import sys
     import time
 
-    cmd = [sys.executable, "-m", "nasframe.cli"]
+    cmd = [sys.executable, "-m", "nasframe.app.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; a shared CI box must not oversubscribe
     proc = subprocess.Popen(
         cmd + ["run", *run_argv, "--out", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from nasframe.errors import CapabilityError, ConfigError, RegistryError
-from nasframe.evaluator import Result, TabularBenchmark
-from nasframe.options import build_options
-from nasframe.registry import load_plugin, register_strategy, spaces
-from nasframe.space import Arch, Decision
+from nasframe.common.errors import CapabilityError, ConfigError, RegistryError
+from nasframe.common.options import build_options
+from nasframe.common.plugins import load_plugin
+from nasframe.core.angles import angle
+from nasframe.core.capabilities import TabularBenchmark
+from nasframe.core.evaluator import Result
+from nasframe.core.registry import register_strategy, spaces
+from nasframe.core.space import Arch, Decision
 from nasframe.strategies.abs_shrinking import AbsShrinking, resolve_schedule
 from nasframe.strategies.angle import (
     ChildSample,
-    angle,
     drop_global,
     drop_per_decision,
     operator_scores,
@@ -387,8 +389,8 @@ class _NeedsTable(RandomSearch):
 
 
 def test_required_capabilities_include_the_base_strategys(fakes, core_toy):
-    from nasframe.evaluator import AngleMetric
-    from nasframe.runner import check_capabilities
+    from nasframe.core.capabilities import AngleMetric
+    from nasframe.search.runner import check_capabilities
 
     options = build_options(AbsShrinking.Options, {"base": "abs_test_tabular_only"}, "strategy")
     assert AbsShrinking.required_capabilities(options) == (AngleMetric, TabularBenchmark)

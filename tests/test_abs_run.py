@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.options import build_options
+from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataOptions, DataSource, DataSpec
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
 from nasframe.testing import InMemoryRun
 
 FAKES = str(Path(__file__).resolve().parent / "plugins" / "abs_fakes.py")
@@ -173,7 +173,7 @@ def test_pooling_edge_adds_c_times_9_elements_of_one_ninth_to_both_vectors(digit
 
 def test_frozen_operator_of_a_real_supernet_is_dropped_first(digits):
     """An op whose weights never move (frozen at initialisation) scores lowest in its decision."""
-    from nasframe.registry import load_plugin
+    from nasframe.common.plugins import load_plugin
     from nasframe.strategies.abs_shrinking import AbsShrinking
 
     load_plugin(str(Path(__file__).resolve().parent / "plugins" / "supernet_toy.py"))

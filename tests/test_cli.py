@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import toy_argv
 
-from nasframe.cli import COMMANDS
+from nasframe.app.cli import COMMANDS
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -65,7 +65,9 @@ def test_bad_yaml_config_is_one_line(cli, tmp_path):
 
 def test_debug_shows_the_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", "--strategy", "nope", "--debug"], capture_output=True, text=True
+        [sys.executable, "-m", "nasframe", "run", "--strategy", "nope", "--debug"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 

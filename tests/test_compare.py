@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nasframe.common.errors import ConfigError, RegistryError
 from nasframe.compare import expected_best_of_n, expected_pick, make_plan, run_comparison
-from nasframe.errors import ConfigError, RegistryError
-from nasframe.registry import evaluators, spaces
+from nasframe.core.registry import evaluators, spaces
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_figure_names_the_run_data_set_for_a_trained_evaluator(tmp_path, saved_f
 
 
 def test_table_labels_follow_the_tabular_fidelity():
-    from nasframe.options import build_options
+    from nasframe.common.options import build_options
 
     cls = evaluators.get("tabular")
     oracle = cls(spaces.get("nb201")(), build_options(cls.Options, {"fidelity": 200, "dataset": "cifar100"}, "e"))

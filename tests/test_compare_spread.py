@@ -15,12 +15,12 @@ from matplotlib.collections import PathCollection
 from matplotlib.patches import PathPatch
 from scipy.stats import mannwhitneyu
 
+from nasframe.common.errors import ConfigError
 from nasframe.compare import make_plan, run_comparison
 from nasframe.compare.execution import RunRecord
 from nasframe.compare.labels import FigureText
 from nasframe.compare.plot import draw_comparison, finals_floor
 from nasframe.compare.statistics import mann_whitney
-from nasframe.errors import ConfigError
 
 
 def read_csv(path: Path) -> list[dict]:

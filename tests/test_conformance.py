@@ -76,8 +76,8 @@ class TestNse(StrategyConformance):
     rounds = 8
 
     def make_space(self):
-        from nasframe.options import build_options
-        from nasframe.registry import spaces
+        from nasframe.common.options import build_options
+        from nasframe.core.registry import spaces
 
         cls = spaces.get("nse")
         return cls(build_options(cls.Options, TINY_NSE, "space"))
@@ -135,7 +135,7 @@ class TestZeroCost(EvaluatorConformance):
 
 
 def test_every_installed_component_is_covered():
-    from nasframe.registry import evaluators, spaces, strategies
+    from nasframe.core.registry import evaluators, spaces, strategies
 
     covered = {c.strategy for c in StrategyConformance.__subclasses__()}
     assert set(strategies.installed()) <= covered
@@ -167,8 +167,8 @@ class TestNeas(StrategyConformance):
     rounds = 20
 
     def make_space(self):
-        from nasframe.options import build_options
-        from nasframe.registry import spaces
+        from nasframe.common.options import build_options
+        from nasframe.core.registry import spaces
 
         cls = spaces.get("neas")
         return cls(build_options(cls.Options, NEAS_TINY, "space"))

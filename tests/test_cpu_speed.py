@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.core.evaluator import Budget
+from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError
-from nasframe.evaluator import Budget
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
 
 TOY = str(Path(__file__).parent / "plugins" / "supernet_toy.py")
 DIGITS = DataSpec("digits", 1, 8, 8, 10)
@@ -43,7 +43,7 @@ def test_darts_auto_size_is_small_for_tiny_inputs_and_darts_search_size_otherwis
 
 def test_short_train_defaults_and_nhwc_on_the_cpu(digits, monkeypatch):
     import nasframe.evaluators.short_train as st
-    from nasframe.registry import load_plugin
+    from nasframe.common.plugins import load_plugin
 
     cls = evaluators.get("short_train")
     assert cls.Options().bn_recalibration_batches == 4 and cls.Options().channels_last
@@ -69,7 +69,7 @@ def test_short_train_defaults_and_nhwc_on_the_cpu(digits, monkeypatch):
 
 
 def test_deterministic_mode_skips_the_compiler_import_and_the_nan_fill(monkeypatch):
-    from nasframe.evaluators.training import deterministic_mode
+    from nasframe.train.step_options import deterministic_mode
 
     monkeypatch.delitem(sys.modules, "torch._inductor", raising=False)  # as in a run that never compiles
     monkeypatch.setattr(

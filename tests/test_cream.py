@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from nasframe.board import PrioritizedBoard
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.core.board import PrioritizedBoard
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.requests import ScoreShared, TrainDistilled, TrainShared, request_from_state
+from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import ConfigError
-from nasframe.evaluators.training import distillation_loss
-from nasframe.oneshot import ScoreShared, TrainDistilled, TrainShared, request_from_state
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.space import Arch
 from nasframe.strategies.cream import Cream
 from nasframe.testing import InMemoryRun, ScriptedSharedWeights, ToySpace
+from nasframe.train.steps import distillation_loss
 
 
 def arch(tag: int) -> Arch:

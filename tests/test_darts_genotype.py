@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nasframe.errors import InvalidArchitecture
+from nasframe.common.errors import InvalidArchitecture
 from nasframe.spaces.darts_genotype import (
     DECISION_NAMES,
     EDGES,

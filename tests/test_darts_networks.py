@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.errors import ConfigError
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.common.options import build_options
+from nasframe.core.registry import spaces
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.options import build_options
-from nasframe.registry import spaces
 from nasframe.spaces.darts_networks import AuxiliaryHead, EvalCell, reduction_cells
 from nasframe.spaces.darts_ops import FactorizedReduce, Zero, drop_path, make_op
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.registry import spaces
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.registry import spaces
 from nasframe.spaces.darts_genotype import DECISION_NAMES, PRIMITIVES, PUBLISHED, Genotype, parse_genotype
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.options import build_options
+from nasframe.core.capabilities import AlphaOptimizer
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.requests import ScoreShared, TrainMixed
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluator import AlphaOptimizer
 from nasframe.evaluators.bilevel import MixedForward, _loss, _plain_settings, first_order, second_order
-from nasframe.oneshot import ScoreShared, TrainMixed
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
 from nasframe.strategies.darts import Darts
 
 
@@ -285,7 +285,7 @@ def test_state_round_trip_and_final_weights(tmp_path):
     s = make_darts(space, epochs=3)
     request = s.ask()[0]
     alphas = {n: a + torch.arange(5.0) for n, a in request.state["alphas"].items()}  # prefer avg_pool_3x3 (last)
-    from nasframe.evaluator import Cost, WorkReport
+    from nasframe.core.evaluator import Cost, WorkReport
 
     s.tell_work(request, WorkReport(Cost(0, 1), {"train_loss": 1.0}, state={**request.state, "alphas": alphas}))
     assert isinstance(s.ask()[0], ScoreShared) and s.most_likely()["1<-0"] == "avg_pool_3x3"

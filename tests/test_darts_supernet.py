@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.options import build_options
+from nasframe.core.registry import spaces
+from nasframe.core.space import Arch, Supernet
 from nasframe.data import DataSpec
-from nasframe.options import build_options
-from nasframe.registry import spaces
-from nasframe.space import Arch, Supernet
 from nasframe.spaces.darts_genotype import DECISION_NAMES, PRIMITIVES
 from nasframe.spaces.darts_supernet import ANGLE_PATHS, DartsSupernet
 

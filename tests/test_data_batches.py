@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nasframe.common.errors import ConfigError
 from nasframe.data import DataOptions, DataSource, DataSpec
 from nasframe.data.augment import AugmentPolicy, BatchTransform, choose_policy, cutout, random_crop, random_flip
 from nasframe.data.batches import Batches
-from nasframe.errors import ConfigError
 
 
 def _images(n=6, c=3, h=5, w=7) -> torch.Tensor:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import DataError
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import DataError
-from nasframe.registry import datasets
+from nasframe.data.registry import datasets
 
 
 # ---- Fashion-MNIST -----------------------------------------------------------------------------

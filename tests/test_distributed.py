@@ -23,9 +23,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from nasframe import distributed
-from nasframe.errors import ConfigError
-from nasframe.rundir import RunDir
+from nasframe.common import distributed
+from nasframe.common.errors import ConfigError
+from nasframe.search import rundir as rundir_module
+from nasframe.search.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 #: float tolerance between a 2-process group and one process with the same global batch
@@ -97,10 +98,10 @@ def _assert_same(a: Any, b: Any, where: str = "", *, exact: bool) -> None:
 
 # ---- the evaluator-level scenarios ----------------------------------------------------------------------------
 def _tiny(space_name: str, **evaluator: Any) -> tuple[Any, Any, Any]:
-    from nasframe.costs import ArchCosts
+    from nasframe.common.options import build_options
+    from nasframe.core.costs import ArchCosts
+    from nasframe.core.registry import evaluators, spaces
     from nasframe.data import DataOptions, DataSource
-    from nasframe.options import build_options
-    from nasframe.registry import evaluators, spaces
 
     space_options = {"nb201": {"C": 4, "N": 1}, "darts": {"supernet_C": 4, "supernet_layers": 2}}[space_name]
     space_cls = spaces.get(space_name)
@@ -125,9 +126,9 @@ def _supernet_state(ev: Any) -> dict[str, torch.Tensor]:
 
 def single_path_scenario() -> dict[str, Any]:
     """Uniform single-path training, distilled (Cream) training, a shared-weight score; a few-shot supernet."""
-    from nasframe.evaluator import BNRecalibration
-    from nasframe.executor import Executor
-    from nasframe.oneshot import ScoreShared, TrainDistilled, TrainShared
+    from nasframe.core.capabilities import BNRecalibration
+    from nasframe.core.requests import ScoreShared, TrainDistilled, TrainShared
+    from nasframe.search.executor import Executor
 
     space, ev, costs = _tiny("nb201")
     executor = Executor(ev, space, costs, seed=5, chunk_epochs=1.0)
@@ -154,9 +155,10 @@ def single_path_scenario() -> dict[str, Any]:
 
 def mixed_scenario() -> dict[str, Any]:
     """DARTS (mixed forward, first then second order) and SETN (single paths): architecture weights."""
-    from nasframe.evaluator import AlphaOptimizer
-    from nasframe.executor import Executor
-    from nasframe.oneshot import TrainMixed, UniformPaths
+    from nasframe.core.capabilities import AlphaOptimizer
+    from nasframe.core.paths import UniformPaths
+    from nasframe.core.requests import TrainMixed
+    from nasframe.search.executor import Executor
     from nasframe.strategies.alphas import ArchitectureWeights
 
     out: dict[str, Any] = {}
@@ -178,9 +180,9 @@ def mixed_scenario() -> dict[str, Any]:
 def per_process_batchnorm_scenario() -> dict[str, Any]:
     """sync_batchnorm false: each process normalises its slice by its own statistics; the running
     statistics are averaged after each piece, so scores stay the same on every process."""
-    from nasframe.evaluator import BNRecalibration
-    from nasframe.executor import Executor
-    from nasframe.oneshot import ScoreShared, TrainShared
+    from nasframe.core.capabilities import BNRecalibration
+    from nasframe.core.requests import ScoreShared, TrainShared
+    from nasframe.search.executor import Executor
 
     space, ev, costs = _tiny("nb201", sync_batchnorm=False)
     executor = Executor(ev, space, costs, seed=5, chunk_epochs=0.5)
@@ -281,7 +283,7 @@ def test_a_single_process_is_untouched():
     p.grad = g[0].clone()
     distributed.average_gradients([p])
     assert torch.equal(p.grad, g[0])
-    assert type(distributed.run_files("somewhere")) is RunDir
+    assert type(rundir_module.run_files("somewhere")) is RunDir
 
 
 def test_synchronised_batchnorm_outside_the_block_is_plain_batchnorm():
@@ -375,9 +377,9 @@ def test_every_write_of_a_run_folder_is_a_no_op_for_other_processes():
         "has_previous_checkpoint",
     }
     public = {n for n in vars(RunDir) if not n.startswith("_") and callable(getattr(RunDir, n))}
-    assert public - reads == set(distributed.FollowerRunDir.WRITES)
-    for name in distributed.FollowerRunDir.WRITES:
-        assert name in vars(distributed.FollowerRunDir), name
+    assert public - reads == set(rundir_module.FollowerRunDir.WRITES)
+    for name in rundir_module.FollowerRunDir.WRITES:
+        assert name in vars(rundir_module.FollowerRunDir), name
 
 
 def test_the_global_batch_must_split_evenly(monkeypatch):
@@ -398,10 +400,10 @@ SPOS = [
 
 
 def torchrun(*argv: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node 2 -m nasframe.cli ...`, one thread per process."""
+    """`torchrun --standalone --nproc_per_node 2 -m nasframe.app.cli ...`, one thread per process."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*cmd, "-m", "nasframe.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([*cmd, "-m", "nasframe.app.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -434,7 +436,7 @@ def test_a_search_under_torchrun_writes_once_resumes_and_matches_one_process(cli
 
 # ---- nasframe train: DistributedDataParallel --------------------------------------------------------------------
 def _training_plan() -> Any:
-    from nasframe.trainer import plan_training
+    from nasframe.train.plan import plan_training
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
     sets = ["space.C=4", "space.N=1", "recipe.epochs=2", "recipe.batch_size=32", "data.limit=256"]
@@ -444,7 +446,7 @@ def _training_plan() -> Any:
 
 def _interrupted_training(folder: Path) -> None:
     """A training folder as a kill after the first of 2 epochs leaves it, written by one process."""
-    from nasframe.trainer import Trainer
+    from nasframe.train.trainer import Trainer
 
     partial = Trainer.create(_training_plan(), folder, device="cpu", tensorboard=False)
     partial.prepare()
@@ -453,7 +455,7 @@ def _interrupted_training(folder: Path) -> None:
 
 
 def _resumed_training(folder: Path) -> dict[str, Any]:
-    from nasframe.trainer import Trainer
+    from nasframe.train.trainer import Trainer
 
     trainer = Trainer.resume(folder, device="cpu", tensorboard=False)
     result = trainer.run()
@@ -474,7 +476,7 @@ def test_training_resumed_on_2_processes_matches_one_process(group, tmp_path):
     training both epochs within float tolerance, and rank 0 wrote the weights and model.json."""
     from safetensors.torch import load_file
 
-    from nasframe.trainer import Trainer
+    from nasframe.train.trainer import Trainer
 
     rank0, rank1 = (r["training"] for r in group)
     _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)

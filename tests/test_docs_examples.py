@@ -224,7 +224,8 @@ def installed_only():
     built-ins loaded meanwhile are kept (their modules are imported once) and whatever a page's
     own plugin registered is dropped.
     """
-    from nasframe.registry import datasets, evaluators, spaces, strategies
+    from nasframe.core.registry import evaluators, spaces, strategies
+    from nasframe.data.registry import datasets
 
     saved = []
     for registry in (strategies, spaces, evaluators, datasets):
@@ -239,7 +240,7 @@ def installed_only():
 
 def run_nasframe(argv: list[str], cwd: Path, monkeypatch) -> tuple[int, str]:
     """`nasframe ...` through the CLI's own main, on the CPU."""
-    from nasframe.cli import main
+    from nasframe.app.cli import main
 
     args = argv[1:]
     if args and args[0] in ("run", "resume"):
@@ -348,6 +349,6 @@ def test_the_venv_nasframe_script_is_this_cli():
     if not script.exists():
         pytest.skip(f"no nasframe script next to {sys.executable}")
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
-    from nasframe import __version__
+    from nasframe.common.version import __version__
 
     assert proc.returncode == 0 and __version__ in proc.stdout + proc.stderr, proc.stderr

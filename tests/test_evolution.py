@@ -13,11 +13,11 @@ import pytest
 import torch
 from scipy import stats
 
-from nasframe.errors import ConfigError, SpaceExhausted
-from nasframe.evaluator import Cost, Result
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.space import Arch
+from nasframe.common.errors import ConfigError, SpaceExhausted
+from nasframe.common.options import build_options
+from nasframe.core.evaluator import Cost, Result
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.space import Arch
 from nasframe.spaces.nb201 import EDGE_NAMES, OPS, NB201Space
 from nasframe.strategies.evolution import EvolutionOptions, Member, RegularizedEvolution
 

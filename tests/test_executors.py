@@ -38,7 +38,7 @@ def outcome_of(cli, argv: list[str], out: Path) -> tuple[list[dict], list[dict],
 def ray_instance(tmp_path_factory):
     """The local instance `run.executor: ray` starts (usage stats off, workers at our priority), with
     four logical CPUs so four one-CPU workers share CI's two cores."""
-    from nasframe.ray_pool import init_ray, ray_module
+    from nasframe.search.ray_pool import init_ray, ray_module
 
     ray = ray_module()
     assert init_ray(None, 4, temp_dir=str(tmp_path_factory.mktemp("ray")))
@@ -82,8 +82,8 @@ def test_asking_ahead_changes_evolution_as_documented(cli, core_toy, tmp_path):
 def test_evolution_counts_outstanding_proposals_toward_the_population(core_toy):
     """P=4: three proposals out and none told -> the 4th is still random; after one result (population 1,
     3 outstanding) the next is a child of that member: one decision changed."""
-    from nasframe.evaluator import Cost, Result
-    from nasframe.registry import spaces, strategies
+    from nasframe.core.evaluator import Cost, Result
+    from nasframe.core.registry import spaces, strategies
 
     space = spaces.get("core_toy")(spaces.get("core_toy").Options(decisions=6, choices=5))
     cls = strategies.get("evolution")
@@ -116,7 +116,7 @@ def test_time_limit_leaves_no_alarm_behind():
     import signal
     import time
 
-    from nasframe.pool import EvaluationTimeout, time_limit
+    from nasframe.search.pool import EvaluationTimeout, time_limit
 
     handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
     with pytest.raises(EvaluationTimeout):

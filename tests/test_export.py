@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasframe.cli import main
+from nasframe.app.cli import main
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
 
@@ -67,7 +67,7 @@ def test_torchscript_round_trip_matches_pytorch(cli, trained, tmp_path):
 
 def test_json_describes_architecture_counts_and_metrics(cli, trained, tmp_path):
     import nasframe
-    from nasframe.model_stats import count_parameters
+    from nasframe.common.model_stats import count_parameters
 
     code, _, err = cli("export", trained, "--format", "json", "--out", tmp_path / "m.json")
     assert code == 0, err

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import ConfigError
 from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
 from nasframe.evaluators.supernet import _loss_of_logits
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
 
 
 def tiny(options: dict | None = None):

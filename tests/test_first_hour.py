@@ -11,7 +11,7 @@ import torch
 from conftest import toy_argv
 
 import nasframe
-from nasframe.checkpoint import RunLock
+from nasframe.common.checkpoint import RunLock
 
 
 def toy(core_toy, *extra):
@@ -230,7 +230,7 @@ def test_a_run_whose_strategy_ran_out_stays_finished(cli, tmp_path):
     resume runs nothing, and a larger budget cannot extend it."""
     from conftest import CORE_TOY
 
-    from nasframe.registry import load_plugin
+    from nasframe.common.plugins import load_plugin
 
     load_plugin(CORE_TOY)
     argv = [

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from nasframe.errors import ConfigError
-from nasframe.evaluator import Result
-from nasframe.space import Arch, Decision, SearchSpace
+from nasframe.common.errors import ConfigError
+from nasframe.core.evaluator import Result
+from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.strategies.mdenas import Mdenas, MdenasOptions, entropies, pairwise_counts, update_probabilities
 
 

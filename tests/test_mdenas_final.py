@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasframe.config import merge_config
-from nasframe.evaluator import Result
-from nasframe.registry import spaces
-from nasframe.runner import Runner
-from nasframe.space import Arch, Decision, SearchSpace
+from nasframe.core.evaluator import Result
+from nasframe.core.registry import spaces
+from nasframe.core.space import Arch, Decision, SearchSpace
+from nasframe.search.config import merge_config
+from nasframe.search.runner import Runner
 from nasframe.strategies.mdenas import Mdenas, MdenasOptions
 
 TOY = str(Path(__file__).resolve().parent / "plugins" / "mdenas_toy.py")
@@ -77,8 +77,8 @@ def test_strategy_hands_the_argmax_as_an_alternative_and_no_weights_in_best_eval
 
 
 def test_final_option_is_checked():
-    from nasframe.errors import ConfigError
-    from nasframe.options import build_options
+    from nasframe.common.errors import ConfigError
+    from nasframe.common.options import build_options
 
     with pytest.raises(ConfigError, match="final"):
         build_options(MdenasOptions, {"final": "best"}, "strategy")

@@ -70,7 +70,7 @@ def test_training_curves_on_digits(bench, tmp_path):
 
 
 def test_the_paper_config_resolves():
-    from nasframe.config import load_yaml, merge_config, resolve
+    from nasframe.search.config import load_yaml, merge_config, resolve
 
     cfg = resolve(merge_config(load_yaml(ROOT / "configs" / "mdenas-darts-cifar10.yaml")))
     assert cfg.names == {"strategy": "mdenas", "space": "darts", "evaluator": "supernet"}

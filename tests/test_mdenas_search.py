@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from nasframe.config import merge_config
-from nasframe.runner import Runner
+from nasframe.search.config import merge_config
+from nasframe.search.runner import Runner
 
 TOY = str(Path(__file__).resolve().parent / "plugins" / "mdenas_toy.py")
 GOOD = 2  # position of 'good' in the toy space's choices (3 decisions x 4 choices)
@@ -204,7 +204,7 @@ def test_darts_supernet_search_killed_with_sigkill_resumes_to_the_identical_resu
         "run.tensorboard=false",
     ]
     subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
+        [sys.executable, "-m", "nasframe.app.cli", "run", *argv, "--out", str(tmp_path / "full")],
         check=True,
         capture_output=True,
     )

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.common.options import build_options
+from nasframe.core.registry import spaces
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.options import build_options
-from nasframe.registry import spaces
 
 IMAGENET = DataSpec("imagenet", 3, 224, 224, 1000)
 CIFAR = DataSpec("cifar10", 3, 32, 32, 10)

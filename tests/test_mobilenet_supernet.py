@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.common.options import build_options
+from nasframe.core.registry import spaces
+from nasframe.core.space import Supernet
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.options import build_options
-from nasframe.registry import spaces
-from nasframe.space import Supernet
 
 SPEC = DataSpec("cifar10", 3, 8, 8, 10)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.common.model_stats import count_parameters
+from nasframe.core.registry import spaces
+from nasframe.core.space import Arch
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.model_stats import count_parameters
-from nasframe.registry import spaces
-from nasframe.space import Arch
 from nasframe.spaces.nb201 import EDGE_NAMES, OPS, TABLE_PATH, NB201Space, cell_string, load_table
 
 # rows 0 and 1 of the benchmark's own table (index order is the benchmark's, not an enumeration)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.common.model_stats import count_parameters
+from nasframe.common.options import build_options
+from nasframe.core.registry import spaces
+from nasframe.core.space import Arch, Supernet
 from nasframe.data import DataOptions, DataSource, DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.model_stats import count_parameters
-from nasframe.options import build_options
-from nasframe.registry import spaces
-from nasframe.space import Arch, Supernet
 from nasframe.spaces.nb201 import EDGE_NAMES, OPS, load_table
 from nasframe.spaces.nb201_net import ResNetBlock, live_edges, reads_input
 from nasframe.spaces.nb201_supernet import NB201Supernet, SearchCell
@@ -301,7 +301,7 @@ def test_angle_terms_repeat_an_edge_once_per_path_and_go_path_by_path():
 
 
 def test_supernet_evaluator_trains_the_path_and_measures_its_angle(digits):
-    from nasframe.registry import evaluators
+    from nasframe.core.registry import evaluators
 
     space = make_space(C=4, N=1)
     cls = evaluators.get("supernet")

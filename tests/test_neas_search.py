@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from nasframe.errors import ConfigError
-from nasframe.oneshot import ScoreShared, TrainShared
-from nasframe.options import build_options
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.core.requests import ScoreShared, TrainShared
 from nasframe.spaces.neas import NeasSpace
 from nasframe.strategies.neas import Neas, ScoredEnsemble, diversity_scores, lowest_per_layer
 from nasframe.testing import InMemoryRun, ScriptedSharedWeights, ToySpace
@@ -202,7 +202,7 @@ def test_kill_9_resumes_to_the_identical_result(tmp_path, log, after, before):
 def test_the_example_config_resolves_and_its_budget_covers_the_plan():
     from pathlib import Path
 
-    from nasframe.config import load_yaml, merge_config, resolve
+    from nasframe.search.config import load_yaml, merge_config, resolve
 
     path = Path(__file__).resolve().parent.parent / "configs" / "neas-digits.yaml"
     cfg = resolve(merge_config(load_yaml(path)))
@@ -213,7 +213,7 @@ def test_the_example_config_resolves_and_its_budget_covers_the_plan():
 
 
 def test_shrinking_ends_when_every_score_of_a_step_failed():
-    from nasframe.evaluator import Result
+    from nasframe.core.evaluator import Result
 
     space = tiny_space()
     strategy = Neas(space, build_options(Neas.Options, TINY_STRATEGY, "strategy"), seed=0)

@@ -12,14 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasframe.common.errors import InvalidArchitecture
+from nasframe.common.options import build_options
+from nasframe.core.space import EnsembleLogits
 from nasframe.data import DataSpec
-from nasframe.errors import InvalidArchitecture
-from nasframe.evaluators.training import StepSettings, classification_loss
-from nasframe.options import build_options
-from nasframe.space import EnsembleLogits
 from nasframe.spaces.neas import RELEASED, NeasSpace
 from nasframe.spaces.neas_blocks import GradDivide
 from nasframe.spaces.neas_net import parse_op
+from nasframe.train.step_options import StepSettings
+from nasframe.train.steps import classification_loss
 
 #: reference 10.6: split, K, the shared choices (c_DS omitted) and the member paths (c_last included)
 DECODED = {

@@ -12,9 +12,15 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.options import build_options
+from nasframe.core.capabilities import AlphaOptimizer, ImportanceSettings
+from nasframe.core.evaluator import Result
+from nasframe.core.multibranch import arch_of, branches_of
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.requests import ScoreShared, TrainImportance, request_from_state
+from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.evaluator import AlphaOptimizer, ImportanceSettings, Result
 from nasframe.evaluators.branch_importance import (
     clean_space,
     cost_penalty,
@@ -25,11 +31,6 @@ from nasframe.evaluators.branch_importance import (
     string_probability,
     two_samples,
 )
-from nasframe.multibranch import arch_of, branches_of
-from nasframe.oneshot import ScoreShared, TrainImportance, request_from_state
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.space import Arch
 from nasframe.spaces.nse_net import cell_output, straight_through
 from nasframe.strategies.nse import Nse
 from nasframe.strategies.nse_rules import (
@@ -255,7 +256,7 @@ def test_inspect_reproduces_the_released_counts(cli, name, params, macs):
 
 
 def test_costs_of_the_supernet_add_up_to_the_stand_alone_counts():
-    from nasframe.model_stats import count_macs, count_parameters
+    from nasframe.common.model_stats import count_macs, count_parameters
 
     space = nse_space()
     spec = DataSource(DataOptions(name="digits"), seed=0).spec
@@ -440,7 +441,7 @@ def test_previous_front_loses_exact_ties_to_new_architectures():
     s = strategy(space, seed=0, k=3, samples=1, extra_samples=0, bn_batches=0)
     cells = space.branch_cells()
     old, new = [[0], [1], [1], [1], [1]], [[2], [1], [1], [1], [1]]
-    from nasframe.multibranch import BranchCosts
+    from nasframe.core.multibranch import BranchCosts
 
     flat = tuple(tuple(1e6 for _ in range(19)) for _ in cells)
     s.costs = BranchCosts(0.0, 0.0, flat, flat)

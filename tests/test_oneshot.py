@@ -13,36 +13,34 @@ import pytest
 import torch
 
 from nasframe import Strategy, register_strategy
-from nasframe.config import merge_config
-from nasframe.costs import ArchCosts
-from nasframe.data import DataOptions, DataSource
-from nasframe.errors import CapabilityError, NotSupported
-from nasframe.evaluator import (
+from nasframe.common.errors import CapabilityError, NotSupported
+from nasframe.common.options import build_options
+from nasframe.common.plugins import load_plugin
+from nasframe.core.capabilities import (
     AngleMetric,
     BNRecalibration,
     BranchImportance,
-    Budget,
     Differentiable,
     Distillation,
-    Evaluator,
     SharedWeights,
 )
-from nasframe.oneshot import (
-    BinnedPaths,
-    CategoricalPaths,
+from nasframe.core.costs import ArchCosts
+from nasframe.core.evaluator import Budget, Evaluator
+from nasframe.core.paths import BinnedPaths, CategoricalPaths, UniformPaths
+from nasframe.core.registry import spaces, strategies
+from nasframe.core.requests import (
     Evaluate,
     MeasureAngles,
     SaveBaseWeights,
     ScoreShared,
     TrainShared,
-    UniformPaths,
     as_request,
     request_from_state,
 )
-from nasframe.options import build_options
-from nasframe.registry import load_plugin, spaces, strategies
-from nasframe.runner import Runner
-from nasframe.space import Arch
+from nasframe.core.space import Arch
+from nasframe.data import DataOptions, DataSource
+from nasframe.search.config import merge_config
+from nasframe.search.runner import Runner
 
 FAKES = str(Path(__file__).resolve().parent / "plugins" / "abs_fakes.py")
 
@@ -293,7 +291,7 @@ def toy_cfg(out: Path, plugin: str, **constraints) -> dict:
 
 
 def test_infeasible_architectures_cost_nothing_and_are_told(core_toy, tmp_path):
-    from nasframe.runner import Runner as R
+    from nasframe.search.runner import Runner as R
 
     told = []
     original = strategies.get("random").tell
@@ -469,8 +467,8 @@ def test_no_strategy_calls_an_evaluator_or_seeds_a_global_rng(name, fakes, tmp_p
 
 
 def test_capability_classes_are_checked_by_subclassing_not_by_probing():
-    from nasframe.evaluator import capabilities_of
-    from nasframe.registry import evaluators
+    from nasframe.core.capabilities import capabilities_of
+    from nasframe.core.registry import evaluators
 
     assert capabilities_of(evaluators.get("supernet")) == [
         SharedWeights,

@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from nasframe.config import merge_config, parse_set, resolve
-from nasframe.errors import ConfigError
-from nasframe.options import build_options, describe_options, option
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options, describe_options, option
+from nasframe.search.config import merge_config, parse_set, resolve
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def test_plugin_example_runs_as_written(tmp_path):
     (tmp_path / "my_strategy.py").write_text(code)
     assert argv[0] == "nasframe"
     proc = subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", *argv[1:], "--out", "run", "--quiet"],
+        [sys.executable, "-m", "nasframe.app.cli", *argv[1:], "--out", "run", "--quiet"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

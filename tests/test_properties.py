@@ -32,9 +32,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from nasframe.cli import main  # noqa: E402
-from nasframe.config import SECTIONS, load_yaml, merge_config, parse_set, resolve  # noqa: E402
-from nasframe.errors import NasframeError  # noqa: E402
+from nasframe.app.cli import main  # noqa: E402
+from nasframe.common.errors import NasframeError  # noqa: E402
+from nasframe.search.config import SECTIONS, load_yaml, merge_config, parse_set, resolve  # noqa: E402
 
 settings.register_profile(
     "ci",
@@ -108,10 +108,11 @@ def _fresh(scratch: Path, name: str) -> Path:
 def _option_keys() -> dict[str, list[str]]:
     import dataclasses
 
-    from nasframe.config import RunOptions
-    from nasframe.constraints import ConstraintOptions
+    from nasframe.common.plugins import load_plugin
+    from nasframe.core.registry import evaluators, spaces, strategies
     from nasframe.data import DataOptions
-    from nasframe.registry import evaluators, load_plugin, spaces, strategies
+    from nasframe.search.config import RunOptions
+    from nasframe.search.constraints import ConstraintOptions
 
     load_plugin(CORE_TOY)
     names = {
@@ -225,8 +226,9 @@ def test_the_cli_runs_or_exits_2_on_any_set(scratch, items):
 
 # ---- architecture texts -----------------------------------------------------------------------------------------
 def _space(name: str):
-    from nasframe.options import build_options
-    from nasframe.registry import load_plugin, spaces
+    from nasframe.common.options import build_options
+    from nasframe.common.plugins import load_plugin
+    from nasframe.core.registry import spaces
 
     load_plugin(CORE_TOY)
     cls = spaces.get(name)

@@ -8,8 +8,9 @@ import textwrap
 
 import pytest
 
-from nasframe.errors import PluginLoadError, RegistryError
-from nasframe.registry import Registry, load_plugin, strategies
+from nasframe.common.errors import PluginLoadError, RegistryError
+from nasframe.common.plugins import Registry, load_plugin
+from nasframe.core.registry import strategies
 
 
 def test_unknown_name_lists_known_and_closest():
@@ -23,7 +24,7 @@ def test_unknown_name_lists_known_and_closest():
 
 def test_names_come_from_entry_points_without_importing():
     code = (
-        "import sys; from nasframe.registry import strategies, spaces, evaluators; "
+        "import sys; from nasframe.core.registry import strategies, spaces, evaluators; "
         "n = strategies.names(); s = spaces.names(); e = evaluators.names(); "
         "print(sorted(m for m in sys.modules if m.startswith(('nasframe.strategies.', 'nasframe.spaces.', "
         "'nasframe.evaluators.')))); print(n)"
@@ -82,7 +83,7 @@ def test_entry_point_plugin_from_installed_package(tmp_path, core_toy):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-nas\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[nasframe.strategies]\nfirst_choice = thirdparty_nas\n")
     out = tmp_path / "run"
-    env_code = "import sys; from nasframe.cli import main; sys.exit(main(sys.argv[1:]))"
+    env_code = "import sys; from nasframe.app.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
         [
             sys.executable,

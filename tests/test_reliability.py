@@ -18,12 +18,12 @@ import pytest
 import torch
 from conftest import toy_argv
 
-from nasframe.checkpoint import RunLock
-from nasframe.config import merge_config
-from nasframe.errors import ConfigError, InvalidArchitecture, RunDirError
-from nasframe.options import build_options, option
-from nasframe.rundir import RunDir
-from nasframe.runner import Runner
+from nasframe.common.checkpoint import RunLock
+from nasframe.common.errors import ConfigError, InvalidArchitecture, RunDirError
+from nasframe.common.options import build_options, option
+from nasframe.search.config import merge_config
+from nasframe.search.rundir import RunDir
+from nasframe.search.runner import Runner
 
 
 def toy_cfg(out: Path | None, plugin: str, **run) -> dict:
@@ -74,7 +74,7 @@ def test_a_run_refused_by_the_lock_leaves_the_other_runs_files(tmp_path, core_to
 
 
 def test_default_folders_of_runs_started_in_the_same_second_differ(tmp_path, core_toy, monkeypatch):
-    import nasframe.runner as runner_module
+    import nasframe.search.runner as runner_module
 
     class Frozen:
         @staticmethod
@@ -99,7 +99,7 @@ def test_two_runs_started_at_once_on_one_out_exactly_one_proceeds(tmp_path, core
             [
                 sys.executable,
                 "-m",
-                "nasframe.cli",
+                "nasframe.app.cli",
                 *toy_argv(core_toy, "--budget", 4, "--seed", seed, "--out", out),
                 "--set",
                 "evaluator.sleep=0.05",
@@ -341,8 +341,8 @@ def test_a_config_beyond_the_bounds_is_one_line(cli, tmp_path, text, message):
 
 
 def test_architecture_text_beyond_the_bounds_is_one_error():
-    from nasframe.loading import MAX_VALUE_CHARS
-    from nasframe.registry import spaces
+    from nasframe.common.loading import MAX_VALUE_CHARS
+    from nasframe.core.registry import spaces
 
     space = spaces.get("nb201")(build_options(spaces.get("nb201").Options, {}, "space"))
     for text, message in [

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from nasframe.checkpoint import RunLock
-from nasframe.config import merge_config
-from nasframe.errors import CapabilityError, RunDirError
-from nasframe.runner import Runner
+from nasframe.common.checkpoint import RunLock
+from nasframe.common.errors import CapabilityError, RunDirError
+from nasframe.search.config import merge_config
+from nasframe.search.runner import Runner
 
 
 def toy_cfg(out: Path, plugin: str, **run) -> dict:
@@ -88,7 +88,8 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, core_toy):
 def test_second_process_cannot_use_a_run_dir_in_use(tmp_path, core_toy):
     runner = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=2))
     (tmp_path / "r").mkdir()
-    code = f"from nasframe.checkpoint import RunLock; lk = RunLock({str(tmp_path / 'r')!r}).acquire(); print('locked')"
+    folder = str(tmp_path / "r")
+    code = f"from nasframe.common.checkpoint import RunLock; lk = RunLock({folder!r}).acquire(); print('locked')"
     holder = subprocess.Popen(
         [sys.executable, "-c", code + "; import time; time.sleep(30)"], stdout=subprocess.PIPE, text=True
     )
@@ -161,7 +162,7 @@ def test_resume_after_kill_9_gives_the_identical_result(tmp_path, core_toy):
         "run.checkpoint_every=2",
     ]
     subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *args, "--out", str(tmp_path / "full")],
+        [sys.executable, "-m", "nasframe.app.cli", "run", *args, "--out", str(tmp_path / "full")],
         check=True,
         capture_output=True,
     )

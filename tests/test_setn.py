@@ -14,16 +14,18 @@ import pytest
 import torch
 
 import nasframe.strategies.alphas as alphas_module
+from nasframe.common.options import build_options
+from nasframe.core.capabilities import AlphaOptimizer
+from nasframe.core.evaluator import Cost, Result
+from nasframe.core.paths import UniformPaths
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.requests import ScoreShared, TrainMixed
+from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluator import AlphaOptimizer, Cost, Result
-from nasframe.evaluators.training import cosine_lr
-from nasframe.oneshot import ScoreShared, TrainMixed, UniformPaths
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.space import Arch
 from nasframe.strategies.alphas import ArchitectureWeights
 from nasframe.strategies.setn import Setn
 from nasframe.testing import InMemoryRun, ScriptedSharedWeights
+from nasframe.train.steps import cosine_lr
 
 
 def nb201():
@@ -153,7 +155,7 @@ def test_single_path_weight_steps_and_alpha_steps_touch_only_their_own(frozen):
 
 
 def test_second_order_refuses_nesterov_in_one_line():
-    from nasframe.errors import NotSupported
+    from nasframe.common.errors import NotSupported
 
     space, ev = tiny_supernet()
     w = ArchitectureWeights(space.decisions, 1e-3, np.random.default_rng(0), "setn")

@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.plugins import load_plugin
+from nasframe.core.capabilities import capabilities_of
+from nasframe.core.evaluator import Budget
+from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluator import Budget, capabilities_of
-from nasframe.registry import evaluators, load_plugin, spaces
 
 TOY = str(Path(__file__).parent / "plugins" / "supernet_toy.py")
 ARCH = {"layer0": "conv3x3", "layer1": "conv5x5", "layer2": "identity"}
@@ -91,7 +93,7 @@ def test_nan_loss_fails_with_the_step_and_the_search_goes_on(space, digits, monk
 
 
 def test_finiteness_is_checked_every_k_steps_not_every_step(space, digits, monkeypatch):
-    import nasframe.evaluators.training as training
+    import nasframe.train.steps as training
 
     calls = []
     real = training._raise_if_nonfinite
@@ -121,7 +123,8 @@ def test_out_of_memory_is_a_failed_result(space, digits, monkeypatch):
 
 
 def test_auxiliary_head_loss_is_weighted():
-    from nasframe.evaluators.training import StepSettings, classification_loss
+    from nasframe.train.step_options import StepSettings
+    from nasframe.train.steps import classification_loss
 
     y = torch.tensor([1, 2])
     logits = torch.zeros(2, 10)
@@ -132,7 +135,7 @@ def test_auxiliary_head_loss_is_weighted():
 
 
 def test_cosine_schedule_values():
-    from nasframe.evaluators.training import cosine_lr
+    from nasframe.train.steps import cosine_lr
 
     assert cosine_lr(0, 100, 0.1) == pytest.approx(0.1)
     assert cosine_lr(50, 100, 0.1) == pytest.approx(0.05)
@@ -152,7 +155,7 @@ def test_darts_space_on_digits():
     r = ev.evaluate(arch)
     assert r.ok, r.reason
     reference = space.build(arch, data.spec)
-    from nasframe.model_stats import count_macs, count_parameters
+    from nasframe.common.model_stats import count_macs, count_parameters
 
     assert r.params == count_parameters(reference) and r.macs == count_macs(reference, (1, 8, 8))
     assert 0 <= r.metrics["val_acc"] <= 100 and r.cost.epochs == 2.0

@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.common.options import build_options
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.space import Supernet
 from nasframe.data import DataSpec
-from nasframe.errors import ConfigError, InvalidArchitecture
-from nasframe.model_stats import count_macs, count_parameters
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.space import Supernet
 from nasframe.spaces.shufflenet_blocks import split_shuffled
 
 CHOICES = ("shuffle3x3", "shuffle5x5", "shuffle7x7", "xception")

@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.common.plugins import load_plugin
+from nasframe.core.capabilities import BNRecalibration
+from nasframe.core.evaluator import Cost, Result
+from nasframe.core.paths import BinnedPaths, UniformPaths
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.requests import ScoreShared, TrainShared
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import ConfigError
-from nasframe.evaluator import BNRecalibration, Cost, Result
-from nasframe.oneshot import BinnedPaths, ScoreShared, TrainShared, UniformPaths
-from nasframe.options import build_options
-from nasframe.registry import evaluators, load_plugin, spaces
 from nasframe.strategies.spos import REFERENCE_BINS, Spos
 from nasframe.testing import InMemoryRun
 
@@ -463,7 +466,7 @@ def test_kill_9_in_either_phase_resumes_to_the_identical_result(tmp_path, phase)
     ]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, "-m", "nasframe.cli", "run", *argv, "--out", str(tmp_path / "full")],
+        [sys.executable, "-m", "nasframe.app.cli", "run", *argv, "--out", str(tmp_path / "full")],
         check=True,
         capture_output=True,
         env=env,
@@ -490,7 +493,7 @@ def test_kill_9_in_either_phase_resumes_to_the_identical_result(tmp_path, phase)
 
 def test_no_scored_architecture_breaks_a_tight_mac_cap(fakes, tmp_path, cli):
     """S2's FLOPs cap is the run's constraint: nothing over it is ever scored, and rejections happen."""
-    from nasframe.costs import ArchCosts
+    from nasframe.core.costs import ArchCosts
 
     shuffle = SPACES["shufflenet"]
     space = make_space(

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasframe.evaluator import Cost, Result
-from nasframe.options import build_options
-from nasframe.registry import strategies
+from nasframe.common.options import build_options
+from nasframe.core.evaluator import Cost, Result
+from nasframe.core.registry import strategies
 
 STRATEGIES = [n for n in strategies.installed() if not strategies.get(n).requires]
 
@@ -42,7 +42,7 @@ def drive(strategy, steps, start=0):
 
 @pytest.fixture
 def space(core_toy):
-    from nasframe.registry import spaces
+    from nasframe.core.registry import spaces
 
     cls = spaces.get("core_toy")
     return cls(build_options(cls.Options, {"decisions": 5, "choices": 4}, "space"))

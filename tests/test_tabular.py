@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from nasframe.config import merge_config
-from nasframe.errors import ConfigError, InvalidArchitecture, NotSupported
-from nasframe.evaluator import TabularBenchmark, capabilities_of
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
-from nasframe.runner import Runner
-from nasframe.space import Arch
+from nasframe.common.errors import ConfigError, InvalidArchitecture, NotSupported
+from nasframe.common.options import build_options
+from nasframe.core.capabilities import TabularBenchmark, capabilities_of
+from nasframe.core.registry import evaluators, spaces
+from nasframe.core.space import Arch
+from nasframe.search.config import merge_config
+from nasframe.search.runner import Runner
 
 ROW0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
 

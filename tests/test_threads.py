@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from nasframe.errors import ConfigError
-from nasframe.threads import apply_threads, resolve_threads
+from nasframe.common.errors import ConfigError
+from nasframe.common.threads import apply_threads, resolve_threads
 
 
 def test_auto_is_one_thread_unless_omp_num_threads_says_otherwise(monkeypatch):
@@ -35,7 +35,7 @@ def test_apply_sets_both_pools_once_and_later_calls_change_only_intra_op():
     # a fresh interpreter, whose inter-op pool has no size yet; the second call's inter-op size is
     # refused by torch (the pool has its size by then) and apply_threads leaves it
     code = (
-        "from nasframe.threads import apply_threads\n"
+        "from nasframe.common.threads import apply_threads\n"
         "a = apply_threads(1); b = apply_threads(2)\n"
         "print(a.intra_op, a.inter_op, b.intra_op, b.inter_op)"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasframe.cli import main
+from nasframe.app.cli import main
 
 #: space options that make each space's network tiny (the sizes other tests use)
 TINY_SPACES: dict[str, list[str]] = {
@@ -48,7 +48,7 @@ def darts_run(tmp_path_factory) -> Path:
 
 
 def test_named_recipes_carry_the_reference_numbers():
-    from nasframe.recipes import make_recipe
+    from nasframe.train.recipes import make_recipe
 
     darts = make_recipe("darts-cifar")  # reference section 4.6
     assert (darts.epochs, darts.batch_size, darts.lr, darts.momentum, darts.weight_decay) == (600, 96, 0.025, 0.9, 3e-4)
@@ -61,8 +61,8 @@ def test_named_recipes_carry_the_reference_numbers():
 
 
 def test_learning_rate_schedules_by_hand():
-    from nasframe.recipes import make_recipe
-    from nasframe.trainer import learning_rate
+    from nasframe.train.recipes import make_recipe
+    from nasframe.train.trainer import learning_rate
 
     cosine = make_recipe("quick", {"lr": 0.1, "lr_min": 0.0})
     assert learning_rate(cosine, 0, 100, 10) == pytest.approx(0.1)
@@ -120,7 +120,7 @@ def test_recipe_needing_drop_path_is_refused_where_the_network_has_none(cli, tmp
 
 
 def test_darts_cifar_recipe_trains_with_auxiliary_head_and_drop_path(cli, tmp_path):
-    from nasframe.trainer import read_plan
+    from nasframe.train.plan import read_plan
 
     out = tmp_path / "t"
     code, stdout, err = cli("train", "--space", "darts", "--arch", "DARTS_V2", "--recipe", "darts-cifar",
@@ -193,10 +193,10 @@ def _train_argv(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_bit_identical_weights(tmp_path):
-    from nasframe.checkpoint import load_checkpoint
+    from nasframe.common.checkpoint import load_checkpoint
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "nasframe.cli"]
+    cmd = [sys.executable, "-m", "nasframe.app.cli"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + _train_argv(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
@@ -237,7 +237,7 @@ def test_streaming_data_is_refused_in_one_line(cli, tmp_path):
 def test_docs_recipe_table_matches_the_recipes():
     import dataclasses
 
-    from nasframe.recipes import Recipe, make_recipe, recipe_names
+    from nasframe.train.recipes import Recipe, make_recipe, recipe_names
 
     page = (Path(__file__).resolve().parent.parent / "docs" / "train-export.md").read_text()
     header = next(line for line in page.splitlines() if line.startswith("| option |"))
@@ -252,7 +252,7 @@ def test_docs_recipe_table_matches_the_recipes():
 def test_a_runs_derived_architecture_is_the_one_trained(cli, darts_run, tmp_path):
     import shutil
 
-    from nasframe.registry import spaces
+    from nasframe.core.registry import spaces
 
     run = tmp_path / "derived"
     shutil.copytree(darts_run, run)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import build_options
+from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataOptions, DataSource
-from nasframe.errors import ConfigError
 from nasframe.evaluators import proxies
-from nasframe.options import build_options
-from nasframe.registry import evaluators, spaces
 
 
 def linear_net(*sizes: int, bias: bool = False, seed: int = 0) -> nn.Sequential:

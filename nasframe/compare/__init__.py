@@ -3,11 +3,11 @@
 One job per module: `plan` (config and flags -> Plan), `execution` (create, resume or skip each
 run and read it back), `statistics` (analytic random-search reference, summaries over seeds),
 `labels` (what the numbers are, in words), `writers` (csv, Markdown, TensorBoard), `plot`
-(curves.png), `comparison` (plan to files) and `command` (the CLI). Nothing here imports torch
+(curves.png) and `comparison` (plan to files); the command line lives in
+`nasframe.app.commands.compare`. Nothing here imports torch
 at import time, so `nasframe --help` stays fast.
 """
 
-from nasframe.compare.command import CompareCommand
 from nasframe.compare.comparison import Comparison, run_comparison
 from nasframe.compare.execution import RunRecord, read_run, run_one
 from nasframe.compare.plan import Plan, RunSpec, StrategyEntry, make_plan, parse_seeds, parse_strategies
@@ -21,7 +21,6 @@ from nasframe.compare.statistics import (
 )
 
 __all__ = [
-    "CompareCommand",
     "Comparison",
     "Plan",
     "Reference",

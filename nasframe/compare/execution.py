@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nasframe.common.errors import ConfigError, RunDirError
 from nasframe.compare.plan import SECTIONS, Plan, RunSpec
-from nasframe.errors import ConfigError, RunDirError
 
 if TYPE_CHECKING:
-    from nasframe.rundir import RunDir, RunResult
+    from nasframe.search.records import RunResult
+    from nasframe.search.rundir import RunDir
 
-# nasframe.rundir and nasframe.runner import torch: they are imported inside functions.
+# nasframe.search.rundir and nasframe.search.runner import torch: they are imported inside functions.
 
 #: run options that may differ between the first and a later invocation (they do not change results)
 IGNORED_RUN_KEYS = ("out", "progress", "tensorboard", "device", "checkpoint_every", "checkpoint_seconds", "runs_root")
@@ -40,7 +41,7 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def check_same_config(spec: RunSpec, files: RunDir) -> None:
     """A run directory left by an earlier invocation must have been made with the same settings."""
-    from nasframe.config import resolve
+    from nasframe.search.config import resolve
 
     stored = _comparable(files.read_config())
     wanted = _comparable(resolve(spec.cfg).to_dict())
@@ -56,8 +57,8 @@ def check_same_config(spec: RunSpec, files: RunDir) -> None:
 
 def run_one(spec: RunSpec) -> str:
     """Create, resume or skip one run; returns what happened ('ran', 'resumed' or 'done')."""
-    from nasframe.rundir import RunDir
-    from nasframe.runner import Runner
+    from nasframe.search.rundir import RunDir
+    from nasframe.search.runner import Runner
 
     files = RunDir(spec.path)
     if not files.holds_run():
@@ -129,7 +130,7 @@ def final_accuracy(result: RunResult) -> tuple[float | None, str | None]:
 
 def read_run(spec: RunSpec, budget: int) -> RunRecord:
     """The summary's view of one finished run (best.json and history.jsonl through RunDir)."""
-    from nasframe.rundir import RunDir
+    from nasframe.search.rundir import RunDir
 
     files = RunDir(spec.path)
     result = files.read_result()
@@ -196,8 +197,8 @@ def _run_in_worker(spec: RunSpec, cwd: str, threads: int) -> tuple[str, float]:
 def _executed_on_ray(specs: list[RunSpec], executor: ExecutorChoice) -> Iterator[tuple[int, str, float]]:
     """Up to `parallel` runs at a time as Ray tasks. A task whose worker dies is run once more
     (Ray's own retry); the run directory's checkpoint makes that retry a resume."""
-    from nasframe.ray_pool import init_ray, ray_module
-    from nasframe.threads import resolve_threads
+    from nasframe.common.threads import resolve_threads
+    from nasframe.search.ray_pool import init_ray, ray_module
 
     ray = ray_module()
     started_ray = init_ray(executor.address, executor.parallel)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nasframe.compare.execution import RunRecord
     from nasframe.compare.plan import Plan
-    from nasframe.evaluator import TabularBenchmark
+    from nasframe.core.capabilities import TabularBenchmark
 
 
 @dataclass(frozen=True)

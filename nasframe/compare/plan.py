@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasframe.errors import ConfigError
+from nasframe.common.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nasframe.config import ResolvedConfig
+    from nasframe.search.config import ResolvedConfig
 
-# nasframe.config (and through it torch) is imported inside functions: `nasframe --help` stays fast.
+# nasframe.search.config (and through it torch) is imported inside functions: `nasframe --help` stays fast.
 SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
 #: keys of a compare YAML file besides the run sections
 COMPARE_KEYS = ("strategies", "seeds", "budget", "out")
@@ -77,7 +77,7 @@ class Plan:
 
     def runs(self) -> list[RunSpec]:
         """Seed-major order, so an interrupted comparison has every strategy at similar seed counts."""
-        from nasframe.config import merge_config
+        from nasframe.search.config import merge_config
 
         specs = []
         for seed in self.seeds:
@@ -91,7 +91,7 @@ class Plan:
 
     def resolved(self) -> ResolvedConfig:
         """The checked config of the first run (space, evaluator and data are the same for all)."""
-        from nasframe.config import resolve
+        from nasframe.search.config import resolve
 
         return resolve(self.runs()[0].cfg)
 
@@ -186,7 +186,8 @@ def _check_labels(labels: list[str]) -> None:
 def check_strategy_names(entries: Sequence[StrategyEntry], plugins: Sequence[str]) -> None:
     """Every listed strategy must be registered (after the config's plugins are loaded); a misspelt
     name fails with the registry's did-you-mean, whichever position it has in the list."""
-    from nasframe.registry import load_plugin, strategies
+    from nasframe.common.plugins import load_plugin
+    from nasframe.core.registry import strategies
 
     for plugin in plugins:
         load_plugin(plugin)
@@ -254,7 +255,7 @@ def _check_budget(budget: Any) -> int:
 def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> list[str]:
     """Put `LABEL.key=value` items into that strategy's options (`LABEL.budget=N`: its own budget);
     return the items for every run."""
-    from nasframe.config import parse_set
+    from nasframe.search.config import parse_set
 
     by_label = {e.label: e for e in entries}
     common: list[str] = []
@@ -276,7 +277,7 @@ def _base_config(
     raw: dict[str, Any], names: dict[str, str | None], sets: list[str], data: str | None, plugins: Sequence[str]
 ) -> dict[str, Any]:
     """The run sections every run shares; compare's own run keys and strategy options are refused here."""
-    from nasframe.config import merge_config
+    from nasframe.search.config import merge_config
 
     base = merge_config(raw, names=names, sets=sets)
     if data:
@@ -296,7 +297,7 @@ def _base_config(
 
 def _default_folder(base: dict[str, Any]) -> Path:
     """runs/compare-<time>-<space> (run.runs_root may move it)."""
-    from nasframe.config import DEFAULT_NAMES, RunOptions
+    from nasframe.search.config import DEFAULT_NAMES, RunOptions
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_root = base["run"].get("runs_root", RunOptions.runs_root)
@@ -305,7 +306,7 @@ def _default_folder(base: dict[str, Any]) -> Path:
 
 def _check_runs(plan: Plan) -> None:
     """Resolve the first seed's run of every strategy: unknown options fail now, not after half the runs."""
-    from nasframe.config import resolve
+    from nasframe.search.config import resolve
 
     for spec in plan.runs()[: len(plan.strategies)]:
         resolve(spec.cfg)

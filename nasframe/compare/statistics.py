@@ -23,7 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from nasframe.compare.execution import RunRecord
     from nasframe.compare.plan import Plan
-    from nasframe.evaluator import TabularBenchmark
+    from nasframe.core.capabilities import TabularBenchmark
 
 #: shares of the budget at which the summary reports the best-so-far search accuracy
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -98,8 +98,8 @@ class Reference:
 
 def open_table(plan: Plan) -> TabularBenchmark | None:
     """The comparison's evaluator when it declares a table of every architecture, else None."""
-    from nasframe.evaluator import TabularBenchmark
-    from nasframe.registry import evaluators, spaces
+    from nasframe.core.capabilities import TabularBenchmark
+    from nasframe.core.registry import evaluators, spaces
 
     cfg = plan.resolved()
     ev_cls = evaluators.get(cfg.names["evaluator"])

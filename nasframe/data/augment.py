@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nasframe.common.errors import ConfigError
 from nasframe.data.base import DataSpec
-from nasframe.errors import ConfigError
 
 #: values of the evaluators' `augment` option
 AUGMENT_CHOICES = ("auto", "none", "flip", "crop", "crop_flip")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from nasframe.options import option
+from nasframe.common.options import option
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class DataSource:
     """Lazy handle on the run's data: the spec is cheap, tensors load on first use."""
 
     def __init__(self, options: DataOptions, seed: int, device: torch.device | str = "cpu"):
-        from nasframe.registry import datasets
+        from nasframe.data.registry import datasets
 
         self.options = options
         self.seed = seed

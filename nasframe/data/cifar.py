@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
-from nasframe.errors import DataError
-from nasframe.registry import register_dataset
+from nasframe.data.registry import register_dataset
 
 
 def _numpy_global(module: str, name: str) -> Any:

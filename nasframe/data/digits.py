@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nasframe.data.base import Dataset, DataSpec, RawData
-from nasframe.registry import register_dataset
+from nasframe.data.registry import register_dataset
 
 
 @register_dataset("digits")

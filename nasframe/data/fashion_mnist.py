@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
-from nasframe.errors import DataError
-from nasframe.registry import register_dataset
+from nasframe.data.registry import register_dataset
 
 #: where Debian's `dataset-fashion-mnist` package puts the gzip IDX files
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"

@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
 from nasframe.data.batches import StreamingData
-from nasframe.errors import DataError
-from nasframe.registry import register_dataset
+from nasframe.data.registry import register_dataset
 
 IMAGE_SIZE = 224
 RESIZE = 256  # validation: resize the short side, then centre-crop IMAGE_SIZE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nasframe.data.base import Dataset, DataSpec, RawData
-from nasframe.registry import register_dataset
+from nasframe.data.registry import register_dataset
 
 
 @register_dataset("synthetic")

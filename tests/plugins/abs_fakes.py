@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from nasframe import Arch, Decision, Evaluator, Result, SearchSpace, option, register_evaluator, register_space
-from nasframe.evaluator import AngleMetric, BranchImportance, Cost, Differentiable, Distillation, WorkReport
+from nasframe.core.capabilities import AngleMetric, BranchImportance, Differentiable, Distillation
+from nasframe.core.evaluator import Cost, WorkReport
 from nasframe.testing import scripted_importance_round
 
 EMPTY = ("zero", "none")
@@ -140,7 +141,7 @@ class FakeWeightSharing(Evaluator, AngleMetric, Differentiable, Distillation, Br
         )
 
     def path_angles(self, archs) -> list[float]:
-        from nasframe.angles import angle
+        from nasframe.core.angles import angle
 
         return [float(angle(*self.path_vectors(a))) for a in archs]
 

@@ -23,7 +23,7 @@ from nasframe import (
     register_evaluator,
     register_space,
 )
-from nasframe.evaluator import Cost
+from nasframe.core.evaluator import Cost
 
 
 @dataclass(frozen=True)

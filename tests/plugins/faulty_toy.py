@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from nasframe import Arch, Evaluator, Result, option, register_evaluator
-from nasframe.errors import ConfigError
-from nasframe.evaluator import Cost
+from nasframe.common.errors import ConfigError
+from nasframe.core.evaluator import Cost
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Loaded with `--plugin tests/plugins/supernet_toy.py` (or `load_plugin`). Each of `layers`
 decisions picks conv3x3, conv5x5, avg_pool or identity between a fixed stem and a linear head.
-The supernet implements the whole `nasframe.space.Supernet` contract, the angle terms included
+The supernet implements the whole `nasframe.core.space.Supernet` contract, the angle terms included
 (a pooling op contributes a constant 1/9 tensor, identity contributes nothing, as in ABS).
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nasframe import Arch, Decision, SearchSpace, option, register_space
-from nasframe.space import Supernet
+from nasframe.core.space import Supernet
 
 CHOICES = ("conv3x3", "conv5x5", "avg_pool", "identity")
 

@@ -1,0 +1,7 @@
+"""`python -m nasframe ...` is the `nasframe` command."""
+
+import sys
+
+from nasframe.app.cli import main
+
+sys.exit(main())

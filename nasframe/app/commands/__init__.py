@@ -1,0 +1,1 @@
+"""The commands of the `nasframe` command line, one module each (see `nasframe.app.cli`)."""

@@ -1,0 +1,141 @@
+"""`nasframe run` and `nasframe resume`: start a search, or continue one from its checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from nasframe.app import flags
+from nasframe.app.console import fmt, is_writer, say
+
+
+def build_config(args: argparse.Namespace, run_flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge --config, component flags, run flags and --set items into one config mapping."""
+    from nasframe.search.config import load_yaml, merge_config
+
+    base = load_yaml(args.config) if getattr(args, "config", None) else {}
+    names = {k: getattr(args, k, None) for k in ("strategy", "space", "evaluator")}
+    cfg = merge_config(base, names=names, sets=getattr(args, "set", []), run=run_flags or {})
+    if getattr(args, "data", None):
+        cfg["data"]["name"] = args.data
+    cfg["plugins"] = list(cfg.get("plugins", [])) + list(getattr(args, "plugin", []))
+    return cfg
+
+
+class RunCommand:
+    """Run a search: nasframe run --strategy S --space P --evaluator E."""
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--strategy", help="search strategy (nasframe list strategies); default mdenas")
+        flags.add_components(p)
+        flags.add_config(p)
+        p.add_argument("--seed", type=flags.non_negative_int, help="run seed (default 0)")
+        p.add_argument("--out", metavar="DIR", help="run directory (default runs/<time>-<names>)")
+        flags.add_device(p)
+        flags.add_executor(p)
+        flags.add_budget(p)
+        flags.add_quiet(p)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from nasframe.search.runner import Runner
+
+        run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget,
+                     "executor": args.executor, "address": args.address}  # fmt: skip
+        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
+        say(f"run directory: {runner.run_dir}")
+        return execute(runner)
+
+
+class ResumeCommand:
+    """Continue a killed or interrupted run from its last checkpoint (or extend a finished one)."""
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        from nasframe.search.config import RESUME_SETTABLE
+
+        p.add_argument("run_dir", metavar="RUN_DIR")
+        flags.add_device(p, "override the run's device")
+        flags.add_executor(p)
+        flags.add_budget(p, "raise the evaluation budget (extends a finished run)")
+        allowed = ", ".join(f"{s}.{k}" for s, keys in RESUME_SETTABLE.items() for k in sorted(keys))
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help=f"change a setting that cannot alter results so far: {allowed}",
+        )
+        flags.add_quiet(p)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from nasframe.search.runner import Runner
+
+        overrides = {"device": args.device, "max_evaluations": args.budget, "executor": args.executor,
+                     "address": args.address}  # fmt: skip
+        runner = Runner.resume(
+            args.run_dir, overrides=overrides, sets=args.set, quiet=args.quiet, command=args.command_line
+        )
+        say(f"resuming {runner.run_dir}")
+        return execute(runner)
+
+
+def execute(runner: Any) -> int:
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
+        return 130
+    if not is_writer():
+        return 0
+    if not summary.ran:
+        hint = " Raise --budget to extend it." if summary.stopped_because == "max_evaluations" else ""
+        say(f"nothing to do: {runner.run_dir} already finished ({summary.stopped_because}); nothing ran.{hint}")
+    if summary.result is not None:
+        print_result(summary.result, summary.run_dir)
+    return 0
+
+
+def print_result(result: Any, run_dir: Path) -> None:
+    from nasframe.core.costs import format_count
+
+    print(f"run: {run_dir}")
+    print(
+        f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
+        + (f"  (rejected by constraints: {result.infeasible})" if result.infeasible else "")
+    )
+    cost, work = result.cost, result.work
+    shared = f" (supernet work {work['seconds']:.1f} s, {work['epochs']:g} epochs)" if work.get("requests") else ""
+    print(
+        f"cost: {cost['seconds']:.1f} s computing{shared}, {cost['epochs']:g} epochs in all, "
+        f"{cost['wall_seconds']:.1f} s wall"
+    )
+    be = result.best_evaluated
+    if be:
+        print(f"best evaluated: #{be['index']} val_acc={fmt((be.get('metrics') or {}).get('val_acc'))}")
+    final = result.final
+    if final is None:
+        print("final architecture: none (nothing was evaluated successfully)")
+    else:
+        values = dict(final.metrics or {})
+        if final.final_evaluation and final.final_evaluation.get("status") == "ok":
+            values.update({f"final {k}": v for k, v in final.final_evaluation["metrics"].items()})
+        values.update(final.held_out)
+        line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
+        print(f"final architecture ({final.source}): {line or '(not evaluated)'}")
+        if final.answer != "arch":
+            print(f"  the answer is the space's derivation ({final.answer}); its numbers follow")
+        if final.params is not None:
+            print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
+        for key, value in final.export.items():
+            if isinstance(value, (str, int, float)):
+                print(f"  {key}: {value}")
+    for name, alt in result.alternatives.items():
+        values = {**(alt.get("metrics") or {}), **(alt.get("held_out") or {})}
+        line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
+        seen = "evaluated during the search" if alt.get("evaluated") else "never evaluated during the search"
+        print(f"alternative {name}: {seen}" + (f"; {line}" if line else ""))
+    print(f"details: {run_dir / 'best.json'}")

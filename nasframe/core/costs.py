@@ -1,0 +1,145 @@
+"""Parameter and MAC counts of architectures, as the run's constraints and samplers need them.
+
+Counts are those of the stand-alone network (`space.build`) at the run's input size, taken on the
+meta device (shapes only: no memory, no arithmetic) when the network allows it. Every distinct
+architecture is counted once (cached). Spaces whose counts add up over decisions (each decision's
+choice adds a fixed amount, whatever the others chose) may declare `additive_costs = True`: the
+first lookup then builds a table of per-choice contributions, checks it against direct counts of
+a few random architectures, and answers every later lookup in microseconds — what a sampler that
+draws hundreds of paths per training step (SPOS' FLOPs bins) needs. The table costs one count per
+choice, so it is built only when asked for (`prepare_table`) or once as many architectures were
+counted one by one as the table would take.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from nasframe.common.errors import NotSupported
+from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.core.space import Arch, Choice, SearchSpace
+from nasframe.data import DataSpec
+
+#: random architectures a new additive table is checked against
+ADDITIVE_CHECKS = 3
+
+
+class ArchCosts:
+    """Cached (params, MACs) of the stand-alone networks of one space at one input size."""
+
+    def __init__(self, space: SearchSpace, spec: DataSpec):
+        self.space = space
+        self.spec = spec
+        self._cache: dict[Arch, tuple[int, int]] = {}
+        self._table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]] | None = None
+        self._use_table = space.additive_costs
+
+    def params(self, arch: Arch) -> int:
+        return self.counts(arch)[0]
+
+    def macs(self, arch: Arch) -> int:
+        return self.counts(arch)[1]
+
+    def counts(self, arch: Arch) -> tuple[int, int]:
+        """(parameters, MACs) of `arch`'s stand-alone network."""
+        if self._table is not None:
+            return _lookup(self._table, arch)
+        found = self._cache.get(arch)
+        if found is None:
+            if self._use_table and len(self._cache) >= self._table_size():
+                return _lookup(self._build_table(), arch)
+            found = self._cache[arch] = self.count_directly(arch)
+        return found
+
+    def prepare_table(self) -> bool:
+        """Build the additive table now if the space declares one; True when lookups are now fast."""
+        if self._table is None and self._use_table:
+            self._build_table()
+        return self._table is not None
+
+    def _table_size(self) -> int:
+        return sum(len(d.choices) for d in self.space.define_decisions())
+
+    def count_directly(self, arch: Arch) -> tuple[int, int]:
+        """Build the network (on the meta device when possible) and count it."""
+        params, macs = count_network(self.space, arch, self.spec)
+        assert macs is not None
+        return params, macs
+
+    def smallest(self) -> tuple[int, int] | None:
+        """Lower bounds (params, MACs) over the whole space, when the space's counts are additive."""
+        if not self.prepare_table():
+            return None
+        assert self._table is not None
+        base_p, base_m, contrib = self._table
+        p, m = base_p, base_m
+        for d in self.space.decisions:
+            p += min(contrib[(d.name, c)][0] for c in d.choices)
+            m += min(contrib[(d.name, c)][1] for c in d.choices)
+        return p, m
+
+    def _build_table(self) -> tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]]:
+        """Per-choice contributions relative to a reference architecture (every decision at its
+        first choice of the full space), then a check on random architectures."""
+        full = self.space.define_decisions()
+        reference = Arch([(d.name, d.choices[0]) for d in full])
+        ref_p, ref_m = self.count_directly(reference)
+        contrib: dict[tuple[str, Choice], tuple[int, int]] = {}
+        for d in full:
+            contrib[(d.name, d.choices[0])] = (0, 0)
+            for c in d.choices[1:]:
+                p, m = self.count_directly(reference.replace(**{d.name: c}))
+                contrib[(d.name, c)] = (p - ref_p, m - ref_m)
+        table = (ref_p, ref_m, contrib)
+        rng = np.random.default_rng(0)
+        for _ in range(ADDITIVE_CHECKS):
+            arch = Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in full])
+            if _lookup(table, arch) != self.count_directly(arch):
+                self._use_table = False  # the space's declaration is wrong: count every architecture
+                raise NotSupported(
+                    f"space {self.space.name!r} declares additive_costs but its counts do not "
+                    f"add up over decisions (checked on {arch!r}); remove the declaration"
+                )
+        self._table = table
+        return table
+
+
+def count_network(space: SearchSpace, arch: Arch, spec: DataSpec, with_macs: bool = True) -> tuple[int, int | None]:
+    """Parameters and (unless `with_macs` is False) MACs of `arch`'s stand-alone network, built on the
+    meta device (shapes only: fast, no memory) when its ops allow it, else on the CPU."""
+    try:
+        with torch.device("meta"):
+            model = space.build(arch, spec)
+    except (RuntimeError, NotImplementedError, TypeError):  # an op without a meta kernel
+        model = space.build(arch, spec)
+    try:
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
+    except (RuntimeError, NotImplementedError, TypeError):
+        model = space.build(arch, spec)
+        return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
+
+
+def _lookup(table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]], arch: Arch) -> tuple[int, int]:
+    base_p, base_m, contrib = table
+    p, m = base_p, base_m
+    for item in arch.items():
+        dp, dm = contrib[item]
+        p += dp
+        m += dm
+    return p, m
+
+
+def format_count(value: float) -> str:
+    """1234567 -> '1,234,567 (1.23M)'."""
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{int(value):,}"
+    return text + (f" ({value / 1e6:.2f}M)" if abs(value) >= 1e6 else "")
+
+
+def describe_limits(limits: Sequence[tuple[str, float | None]]) -> str:
+    return ", ".join(f"{name}={format_count(v)}" for name, v in limits if v is not None)

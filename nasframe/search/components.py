@@ -1,0 +1,73 @@
+"""Assembling a run: space, data, evaluator, strategy, costs and constraints from a resolved config.
+
+Capabilities are checked here, when the run is built, so a strategy whose requests the evaluator
+cannot execute fails before any folder is written or any work is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nasframe.common.errors import CapabilityError, NasframeError
+from nasframe.core.capabilities import Capability, capability_names
+from nasframe.core.costs import ArchCosts
+from nasframe.core.evaluator import Evaluator
+from nasframe.core.registry import evaluators
+from nasframe.core.space import SearchSpace
+from nasframe.core.strategy import Strategy
+from nasframe.data import DataSource
+from nasframe.search.config import ResolvedConfig
+from nasframe.search.constraints import Constraints
+
+
+@dataclass
+class Components:
+    """The parts of one run, built once per process (the Ray workers build their own)."""
+
+    space: SearchSpace
+    evaluator: Evaluator
+    strategy: Strategy
+    data: DataSource
+    costs: ArchCosts
+    constraints: Constraints | None
+
+
+def check_capabilities(
+    strategy_name: str, evaluator_name: str, needed: tuple[type[Capability], ...], ev_cls: type | None = None
+) -> None:
+    """Refuse a strategy whose requests the evaluator cannot execute, naming evaluators that can."""
+    ev_cls = ev_cls or evaluators.get(evaluator_name)
+    missing = [c for c in needed if not issubclass(ev_cls, c)]
+    if not missing:
+        return
+    offering = []
+    for name in evaluators.names():
+        try:
+            if all(issubclass(evaluators.get(name), c) for c in missing):
+                offering.append(name)
+        except NasframeError:  # a broken third-party evaluator must not hide the message we are building
+            continue
+    raise CapabilityError(
+        f"strategy {strategy_name!r} needs an evaluator with {', '.join(capability_names(missing))}; "
+        f"{evaluator_name!r} has none. Evaluators that offer it: {', '.join(offering) or '(none)'}"
+    )
+
+
+def build_components(config: ResolvedConfig, device: torch.device) -> Components:
+    """Construct space, data handle, evaluator and strategy, checking capabilities at build time."""
+    seed = config.options["run"].seed
+    st_cls, ev_cls, sp_cls = config.strategy_class, config.evaluator_class, config.space_class
+    needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
+    check_capabilities(config.names["strategy"], config.names["evaluator"], needed, ev_cls)
+    space = sp_cls(config.options["space"])
+    data = DataSource(config.options["data"], seed=seed, device=device)
+    evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
+    strategy = st_cls(space, config.options["strategy"], seed=seed)
+    costs = ArchCosts(space, data.spec)
+    limits = config.options["constraints"]
+    constraints = Constraints(limits, costs) if limits.active else None
+    if constraints is not None:
+        constraints.check_space()
+    return Components(space, evaluator, strategy, data, costs, constraints)

@@ -1,0 +1,109 @@
+"""Resource constraints every strategy obeys: the `constraints:` section of a run.
+
+The runner checks each proposed architecture before it is evaluated, through the stand-alone
+network's counts at the run's input size (`nasframe.core.costs.ArchCosts`: cached, on the meta
+device). An architecture over a limit costs no evaluation: it is told to the strategy with status
+"infeasible" and the strategy is asked again. A strategy that keeps proposing infeasible
+architectures stops the run with an error after `max_rejections` in a row, and a space whose
+smallest architecture already breaks a limit is refused before anything runs (when the space's
+counts are additive, so the smallest is known).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasframe.common.errors import ConfigError
+from nasframe.common.options import option
+from nasframe.core.costs import ArchCosts, format_count
+from nasframe.core.evaluator import Result
+from nasframe.core.space import Arch
+
+
+@dataclass(frozen=True)
+class ConstraintOptions:
+    """The `constraints:` section (all limits off by default)."""
+
+    max_params: int | None = option(
+        None, "largest parameter count of an evaluated architecture (stand-alone network; null: no limit)", min=1
+    )
+    max_macs: int | None = option(
+        None,
+        "largest multiply-accumulate count for one image at the data set's input "
+        "size (SPOS: 330e6 at 224x224; null: no limit)",
+        min=1,
+    )
+    max_rejections: int = option(
+        1000, "architectures in a row the limits may reject before the run stops with an error", min=1
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.max_params is not None or self.max_macs is not None
+
+
+class ConstraintError(ConfigError):
+    """The strategy cannot find an architecture within the limits."""
+
+
+class Constraints:
+    """Checks architectures against the limits; keeps the smallest rejected counts for messages."""
+
+    def __init__(self, options: ConstraintOptions, costs: ArchCosts):
+        self.options = options
+        self.costs = costs
+        self.smallest_rejected: tuple[int, int] | None = None
+
+    def check_space(self) -> None:
+        """Refuse limits that no architecture of the space can meet (when that is known cheaply)."""
+        low = self.costs.smallest() if self.options.active else None
+        if low is None:
+            return
+        p, m = low
+        o = self.options
+        for name, unit, value, limit in (
+            ("max_params", "parameters", p, o.max_params),
+            ("max_macs", "MACs", m, o.max_macs),
+        ):
+            if limit is not None and value > limit:
+                raise ConstraintError(
+                    f"constraints.{name}={format_count(limit)}: no architecture of space "
+                    f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
+                    f"{unit} at the data set's input size"
+                )
+
+    def check(self, arch: Arch) -> Result | None:
+        """None when `arch` is within the limits, else the "infeasible" result to tell the strategy."""
+        o = self.options
+        if not o.active:
+            return None
+        params, macs = self.costs.counts(arch)
+        over = [
+            f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
+            for name, name_of, value, limit in (
+                ("params", "max_params", params, o.max_params),
+                ("MACs", "max_macs", macs, o.max_macs),
+            )
+            if limit is not None and value > limit
+        ]
+        if not over:
+            return None
+        if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
+            self.smallest_rejected = (params, macs)
+        return Result.infeasible("; ".join(over), params=params, macs=macs)
+
+    def give_up_message(self, strategy: str, streak: int) -> str:
+        o = self.options
+        limits = ", ".join(
+            f"constraints.{k}={format_count(v)}"
+            for k, v in (("max_params", o.max_params), ("max_macs", o.max_macs))
+            if v is not None
+        )
+        low = ""
+        if self.smallest_rejected is not None:
+            p, m = self.smallest_rejected
+            low = f"; the smallest rejected had {format_count(p)} params and {format_count(m)} MACs"
+        return (
+            f"strategy {strategy!r} proposed {streak} architectures in a row over the limits ({limits}){low}; "
+            f"loosen the limits or raise constraints.max_rejections"
+        )

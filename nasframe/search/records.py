@@ -1,0 +1,310 @@
+"""The records of a run folder: one evaluation (`EvaluationRecord`), one piece of work
+(`WorkRecord`), and the run's result (`RunResult` with its `FinalArch`), each checked field by field
+when read, so a damaged or foreign file fails with one line naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasframe.common.errors import RunDirError
+
+#: version of the folder layout and records; bump when a reader of the old one would misread
+FORMAT = 2
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe plain data: numpy/torch values become Python numbers and lists, NaN/inf None."""
+    import numpy as np
+
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray) or type(obj).__name__ == "Tensor":
+        return _plain(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _need(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise RunDirError(f"{where}: missing field {key!r}")
+    value = d[key]
+    if not isinstance(value, kinds):
+        raise RunDirError(
+            f"{where}: field {key!r} is {type(value).__name__}, expected {' or '.join(k.__name__ for k in kinds)}"
+        )
+    return value
+
+
+def _notes(d: Mapping[str, Any], where: str) -> list[str]:
+    """The optional `notes` field: a list of one-line strings."""
+    notes = d.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise RunDirError(f"{where}: field 'notes' must be a list of strings")
+    return list(notes)
+
+
+def _json_record(line: str, where: str) -> dict[str, Any]:
+    """One line of a .jsonl log as a mapping, or a one-line RunDirError naming the file and line."""
+    from nasframe.common.loading import parse_json
+
+    try:
+        d = parse_json(line, where, RunDirError)
+    except RunDirError as exc:
+        raise RunDirError(str(exc).replace(f"{where}: not valid JSON", f"{where}: not a JSON record")) from None
+    if not isinstance(d, dict):
+        raise RunDirError(f"{where}: not a JSON record (got {type(d).__name__})")
+    return d
+
+
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+_OPT_DICT = (dict, type(None))
+
+
+def _optional(d: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    """An optional field: None when absent, else of one of `kinds`."""
+    return _need(d, key, (*kinds, type(None)), where) if key in d else None
+
+
+def _numbers(d: Mapping[str, Any], key: str, where: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A mapping field whose `required` entries are numbers (what readers format with :g or :.1f)."""
+    value = _need(d, key, (dict,), where)
+    for name in required:
+        if not isinstance(value.get(name), _NUM) or isinstance(value.get(name), bool):
+            raise RunDirError(f"{where}: field {key!r} lacks the number {name!r}")
+    return value
+
+
+#: best.json's fields and their types (checked before any reader formats them)
+_RESULT_FIELDS: dict[str, tuple[type, ...]] = {
+    "strategy": (str,),
+    "space": (str,),
+    "evaluator": (str,),
+    "data": (str,),
+    "seed": (int,),
+    "evaluations": (int,),
+    "stopped_because": (str,),
+    "final": _OPT_DICT,
+    "best_evaluated": _OPT_DICT,
+    "alternatives": (dict,),
+    "infeasible": (int,),
+    "work": (dict,),
+    "data_split": _OPT_DICT,
+    "produced_by": _OPT_DICT,
+}
+_FINAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "arch": (dict,),
+    "source": (str,),
+    "metrics": _OPT_DICT,
+    "answer": (str,),
+    "params": (int, type(None)),
+    "macs": (int, type(None)),
+    "final_evaluation": _OPT_DICT,
+    "held_out": (dict,),
+    "export": (dict,),
+    "evaluated": (bool, type(None)),
+}
+
+
+def _check_result(d: dict[str, Any], where: str) -> None:
+    """best.json's fields have the types its readers (show, compare, export, train) rely on."""
+    for key, kinds in _RESULT_FIELDS.items():
+        if key in d:
+            _need(d, key, kinds, where)
+    _numbers(d, "cost", where, ("seconds", "epochs", "wall_seconds"))
+    if isinstance(d.get("work"), dict) and d["work"].get("requests"):
+        _numbers(d, "work", where, ("seconds", "epochs"))
+    final = d.get("final")
+    if isinstance(final, dict):
+        for key, kinds in _FINAL_FIELDS.items():
+            if key in final:
+                _need(final, key, kinds, f"{where} field 'final'")
+        end = final.get("final_evaluation")
+        if isinstance(end, dict) and end.get("status") == "ok":
+            _need(end, "metrics", (dict,), f"{where} field 'final.final_evaluation'")
+    best = d.get("best_evaluated")
+    if isinstance(best, dict):
+        _need(best, "index", (int,), f"{where} field 'best_evaluated'")
+        _need(best, "metrics", _OPT_DICT, f"{where} field 'best_evaluated'")
+    for name, alt in d.get("alternatives", {}).items():
+        if not isinstance(alt, dict):
+            raise RunDirError(f"{where}: alternative {name!r} is not a mapping")
+        for key in ("metrics", "held_out"):
+            if key in alt:
+                _need(alt, key, _OPT_DICT, f"{where} alternative {name!r}")
+
+
+@dataclass
+class EvaluationRecord:
+    """One line of history.jsonl: an evaluated (or failed) architecture."""
+
+    index: int
+    arch: dict[str, Any]
+    status: str
+    metrics: dict[str, float]
+    params: int | None
+    macs: int | None
+    cost: dict[str, float]
+    reason: str | None
+    best_val_acc: float | None
+    time: float
+    phase: str = "search"
+    strategy: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def val_acc(self) -> float | None:
+        value = self.metrics.get("val_acc") if self.status == "ok" else None
+        return float(value) if isinstance(value, _NUM) else None
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if d["strategy"] is None:
+            del d["strategy"]
+        if not d["notes"]:
+            del d["notes"]
+        return json.dumps(_plain(d))
+
+    @classmethod
+    def from_json(cls, line: str, where: str) -> EvaluationRecord:
+        d = _json_record(line, where)
+        return cls(
+            index=_need(d, "index", (int,), where),
+            arch=_need(d, "arch", (dict,), where),
+            status=_need(d, "status", (str,), where),
+            metrics=_need(d, "metrics", (dict,), where),
+            params=_need(d, "params", (int, type(None)), where),
+            macs=_need(d, "macs", (int, type(None)), where),
+            cost=_need(d, "cost", (dict,), where),
+            reason=_need(d, "reason", (str, type(None)), where),
+            best_val_acc=_need(d, "best_val_acc", _OPT_NUM, where),
+            time=_need(d, "time", _NUM, where),
+            phase=str(d.get("phase", "search")),
+            strategy=_optional(d, "strategy", (dict,), where),
+            notes=_notes(d, where),
+        )
+
+
+@dataclass
+class WorkRecord:
+    """One line of work.jsonl: a chunk of supernet training or a measurement."""
+
+    work: int
+    chunk: int
+    kind: str
+    phase: str
+    epochs: float
+    cost: dict[str, float]
+    metrics: dict[str, float]
+    time: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if not d["notes"]:
+            del d["notes"]
+        return json.dumps(_plain(d))
+
+    @classmethod
+    def from_json(cls, line: str, where: str) -> WorkRecord:
+        d = _json_record(line, where)
+        return cls(
+            work=_need(d, "work", (int,), where),
+            chunk=_need(d, "chunk", (int,), where),
+            kind=_need(d, "kind", (str,), where),
+            phase=_need(d, "phase", (str,), where),
+            epochs=_need(d, "epochs", _NUM, where),
+            cost=_need(d, "cost", (dict,), where),
+            metrics=_need(d, "metrics", (dict,), where),
+            time=_need(d, "time", _NUM, where),
+            notes=_notes(d, where),
+        )
+
+
+@dataclass
+class FinalArch:
+    """The architecture a run returns, with what is known of it."""
+
+    arch: dict[str, Any]
+    source: str  # "strategy" (its own answer) or "best evaluated"
+    metrics: dict[str, float] | None  # of the answer's evaluation during the search, if it was evaluated
+    #: which architecture the counts, the final evaluation and the held-out metrics describe:
+    #: "arch", or "export.derived_arch" (the space's derivation from the strategy's weights)
+    answer: str = "arch"
+    params: int | None = None
+    macs: int | None = None
+    final_evaluation: dict[str, Any] | None = None  # one evaluation at the end (run.final_evaluation)
+    held_out: dict[str, float] = field(default_factory=dict)
+    export: dict[str, Any] = field(default_factory=dict)
+    #: whether the answer was evaluated (successfully) during the search, i.e. `metrics` is set;
+    #: None in files written before this field existed
+    evaluated: bool | None = None
+
+
+@dataclass
+class RunResult:
+    """best.json: what a finished run found and what it cost."""
+
+    strategy: str
+    space: str
+    evaluator: str
+    data: str
+    seed: int
+    evaluations: int
+    stopped_because: str
+    cost: dict[str, float]
+    final: FinalArch | None
+    best_evaluated: dict[str, Any] | None
+    #: other answers the strategy could have given (`Strategy.final_alternatives`, e.g. MDENAS'
+    #: argmax), by name: {arch, evaluated, metrics, held_out}
+    alternatives: dict[str, Any] = field(default_factory=dict)
+    infeasible: int = 0
+    work: dict[str, float] = field(default_factory=dict)
+    data_split: dict[str, Any] | None = None
+    produced_by: dict[str, Any] | None = None
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> RunResult:
+        if not isinstance(d, dict):
+            raise RunDirError(f"{where}: not a run result (got {type(d).__name__})")
+        if d.get("format") != FORMAT:
+            raise RunDirError(
+                f"{where}: written in run-directory format {d.get('format', 1)}; this nasframe reads format {FORMAT}"
+            )
+        _check_result(d, where)
+        final = d.get("final")
+        fin = None
+        if final is not None:
+            if not isinstance(final, dict):
+                raise RunDirError(f"{where}: field 'final' is not a mapping")
+            try:
+                fin = FinalArch(**final)
+            except TypeError as exc:
+                raise RunDirError(f"{where}: field 'final' is malformed ({exc})") from None
+        try:
+            return cls(**{**d, "final": fin})
+        except TypeError as exc:
+            raise RunDirError(f"{where}: malformed ({exc})") from None
+
+
+def message_without_path(exc: Exception, path: Path) -> str:
+    """An error's message without the file name it starts with (the caller names the file)."""
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{path}:"):
+        text = text.removeprefix(prefix)
+    return text

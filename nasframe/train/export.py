@@ -1,0 +1,198 @@
+"""Load a trained (or a run's untrained) network and export it: `nasframe export` and `nasframe.load_model`.
+
+A training folder (`nasframe train`'s, with model.json and model.safetensors) gives the trained network; a
+run folder (best.json) gives the run's answer with fresh weights, which is said in one line. ONNX and
+TorchScript files are checked before they are reported: the exported file is loaded back (ONNX by
+onnxruntime) and its outputs compared with PyTorch's on the same seeded inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasframe.common.checkpoint import atomic_write_json
+from nasframe.common.errors import ConfigError, NotSupported, RunDirError
+
+FORMATS = ("onnx", "torchscript", "json")
+#: default file names inside the folder (not model.json: a training folder's own description)
+_DEFAULT_NAME = {"onnx": "model.onnx", "torchscript": "model.pt", "json": "architecture.json"}
+#: images in the batch the exported files are checked on
+CHECK_BATCH = 2
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode and what is known about it."""
+
+    model: nn.Module
+    trained: bool
+    input_shape: tuple[int, ...]
+    info: dict[str, Any] = field(default_factory=dict)  # space, arch, export, recipe, metrics, counts
+
+
+def load_model(folder: str | Path) -> LoadedModel:
+    """The network of a training folder (its trained weights) or of a run folder (untrained)."""
+    from nasframe.train.plan import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model
+    from nasframe.train.weights import load_weights
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunDirError(f"{folder}: no such folder")
+    if (folder / TRAIN_JSON).exists():
+        if not (folder / MODEL_JSON).exists() or not (folder / WEIGHTS).exists():
+            raise RunDirError(
+                f"{folder}: the training has not finished (no {WEIGHTS}); continue it with: "
+                f"nasframe train --resume {folder}"
+            )
+        from nasframe.common.loading import load_json
+
+        meta = load_json(folder / MODEL_JSON, "", RunDirError)
+        plan = TrainPlan.from_dict(meta, str(folder / MODEL_JSON))
+        model, _, spec = build_model(plan)
+        load_weights(model, folder / WEIGHTS)
+        model.eval()
+        info = {k: meta.get(k) for k in ("space", "space_options", "arch", "arch_source", "export", "params", "macs")}
+        info.update(recipe_name=plan.recipe_name, recipe=plan.recipe, metrics=meta.get("metrics"))
+        return LoadedModel(model, True, spec.input_shape, info)
+    if (folder / "best.json").exists() or (folder / "run.json").exists():
+        return _run_model(folder)
+    raise RunDirError(f"{folder}: neither a training folder ({TRAIN_JSON}) nor a run folder (best.json)")
+
+
+def _run_model(folder: Path) -> LoadedModel:
+    from nasframe.common.model_stats import count_macs, count_parameters
+    from nasframe.data import DataSource
+    from nasframe.search.answer import answer_of, network_of_run
+    from nasframe.search.config import merge_config, resolve
+    from nasframe.search.rundir import RunDir
+
+    files = RunDir(folder)
+    files.require_run()
+    if not files.is_finished():
+        raise RunDirError(f"{folder}: the run has not finished (no best.json); resume it first")
+    result = files.read_result()
+    arch, where = answer_of(result)
+    config = resolve(merge_config(files.read_config()))
+    space = config.space_class(config.options["space"])
+    spec = DataSource(config.options["data"], seed=0).spec
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = network_of_run(folder)
+    model.eval()
+    checked = space.validate(arch)
+    info = {
+        "space": config.names["space"],
+        "arch": checked.to_dict(),
+        "arch_source": f"{folder / 'best.json'}: {where}",
+        "export": space.export(checked),
+        "params": count_parameters(model),
+        "macs": count_macs(model, spec.input_shape),
+    }
+    return LoadedModel(model, False, spec.input_shape, info)
+
+
+def _check_input(loaded: LoadedModel) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(CHECK_BATCH, *loaded.input_shape, generator=gen)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def export_onnx(loaded: LoadedModel, path: Path) -> float:
+    """Write an ONNX file (dynamic batch size) and return the largest absolute difference between
+    onnxruntime's and PyTorch's logits on a seeded batch."""
+    import warnings
+
+    import numpy as np
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime
+    except ImportError:
+        raise NotSupported(
+            "export: ONNX needs the onnx and onnxruntime packages: pip install 'nasframe[export]'"
+        ) from None
+
+    x = _check_input(loaded)
+    model = loaded.model.eval()
+    with torch.no_grad():
+        expected = _logits(model(x)).numpy()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+            torch.onnx.export(
+                model,
+                (x,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"images": x.numpy()})[0]
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return float(np.abs(got - expected).max())
+
+
+def export_torchscript(loaded: LoadedModel, path: Path) -> float:
+    """Trace the network to TorchScript, load the file back and return the largest absolute difference
+    of its logits from the original's on a seeded batch."""
+    import warnings
+
+    x = _check_input(loaded)
+    model = loaded.model.eval()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch announces TorchScript's deprecation per call
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: the
+            # exported file is for the input size it was traced at, which the comparison below checks
+            expected = _logits(model(x))
+            traced = torch.jit.trace(model, (x,), check_trace=False)
+            torch.jit.save(traced, str(tmp))
+            reloaded = torch.jit.load(str(tmp), map_location="cpu")
+            got = _logits(reloaded(x))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return float((got - expected).abs().max())
+
+
+def export_json(loaded: LoadedModel, path: Path) -> None:
+    """Architecture, the space's own export (e.g. the DARTS genotype text), counts, and for a trained
+    network its recipe and test metrics."""
+    atomic_write_json(path, {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info})
+
+
+def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, LoadedModel, float | None]:
+    """Export the network of `folder` as `fmt`; returns the file, the model and (ONNX, TorchScript) the
+    largest absolute output difference of the file from PyTorch."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    loaded = load_model(folder)
+    path = Path(out) if out is not None else Path(folder) / _DEFAULT_NAME[fmt]
+    if path.is_dir():
+        raise ConfigError(f"export: --out {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"export: the folder of --out {path} does not exist")
+    if fmt == "json":
+        export_json(loaded, path)
+        return path, loaded, None
+    try:
+        diff = export_onnx(loaded, path) if fmt == "onnx" else export_torchscript(loaded, path)
+    except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise NotSupported(f"export: this network cannot be exported to {fmt}: {first}") from None
+    return path, loaded, diff
