@@ -88,7 +88,7 @@ class RunOptions:
     threads: int | Literal["auto"] = option(
         "auto",
         "CPU threads of torch's intra- and inter-op pools; auto: 1, or "
-        "OMP_NUM_THREADS when set (see nasframe/threads.py)",
+        "OMP_NUM_THREADS when set (see nasframe/common/threads.py)",
         min=1,
     )
     executor: Literal["local", "ray"] = option(

@@ -109,7 +109,7 @@ class StepRunner:
 
     `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
     batch, with the step's gradients and the logged losses averaged over the processes and the
-    model's synchronised BatchNorms on global statistics (nasframe/distributed.py). Without a
+    model's synchronised BatchNorms on global statistics (nasframe/common/distributed.py). Without a
     process group it changes nothing.
     """
 

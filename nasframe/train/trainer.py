@@ -195,7 +195,7 @@ class Trainer:
             amp=r.amp and self.cuda,
         )
         self.network = self.model
-        if distributed.active():  # the global batch split over the processes (nasframe/distributed.py)
+        if distributed.active():  # the global batch split over the processes (nasframe/common/distributed.py)
             from torch.nn.parallel import DistributedDataParallel
 
             distributed.check_batch(min(r.batch_size, int(self.data.train_x.shape[0])), "recipe.batch_size")
