@@ -82,8 +82,10 @@ class _MovedModule(types.ModuleType):
             raise AttributeError(attr)
         for home in self.__homes:
             module = importlib.import_module(home)
-            if hasattr(module, attr):
+            try:
                 return getattr(module, attr)
+            except AttributeError:  # not in this home: the next one
+                continue
         raise AttributeError(f"module {self.__name__!r} (moved to {', '.join(self.__homes)}) has no attribute {attr!r}")
 
     def __dir__(self) -> list[str]:
