@@ -60,6 +60,9 @@ MOVED: dict[str, tuple[str, ...]] = {
     "nasframe.recipes": ("nasframe.train.recipes",),
     "nasframe.export": ("nasframe.train.export",),
     "nasframe.evaluators.training": ("nasframe.train.steps", "nasframe.train.step_options", "nasframe.train.measure"),
+    "nasframe.evaluators.bilevel": ("nasframe.evaluators.supernet.differentiable",),
+    "nasframe.evaluators.branch_importance": ("nasframe.evaluators.supernet.branch_importance",),
+    "nasframe.evaluators.fewshot": ("nasframe.evaluators.supernet.fewshot",),
     "nasframe.cli": ("nasframe.app.cli", "nasframe.search.answer"),
     "nasframe.api": ("nasframe.app.api",),
     "nasframe.flags": ("nasframe.app.flags", "nasframe.search.config"),
@@ -79,8 +82,10 @@ class _MovedModule(types.ModuleType):
             raise AttributeError(attr)
         for home in self.__homes:
             module = importlib.import_module(home)
-            if hasattr(module, attr):
+            try:
                 return getattr(module, attr)
+            except AttributeError:  # not in this home: the next one
+                continue
         raise AttributeError(f"module {self.__name__!r} (moved to {', '.join(self.__homes)}) has no attribute {attr!r}")
 
     def __dir__(self) -> list[str]:

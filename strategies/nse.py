@@ -7,7 +7,7 @@ a queue of ops not yet introduced (a random permutation: subset = perm[:K], queu
 1. `TrainImportance`: the supernet is re-drawn and trained for `epochs` on random multi-branch paths over
    the active ops, while per-op importance logits learn from search-val batches with the two-sample
    estimator and a cost penalty, and ops whose logit falls below the drop threshold are pruned
-   (`BranchImportance`; evaluators/branch_importance.py);
+   (`BranchImportance`; evaluators/supernet/branch_importance.py);
 2. `samples` distinct architectures are drawn from the learned probabilities with their cost in the
    window (target - drift, target + drift), plus `extra_samples` just below it;
 3. each of them, and after round 0 each architecture of the previous Pareto front, is scored with the
@@ -42,7 +42,7 @@ from nasframe.core.strategy import Strategy
 from .nse_rules import Branches, draw_branches, front_union, pareto_efficient, sample_candidates, total_rounds
 from .nse_rules import update_space as refill
 
-#: NSE's op probability from its importance logit (evaluators/branch_importance.py `importance`)
+#: NSE's op probability from its importance logit (evaluators/supernet/branch_importance.py `importance`)
 P_SCALE, P_FLOOR = 0.999, 5e-4
 #: the released code adds 1e-10 to a previous front architecture's -top-1, so a new one wins an exact tie
 PREVIOUS_TIE = 1e-10

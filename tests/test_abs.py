@@ -390,7 +390,7 @@ class _NeedsTable(RandomSearch):
 
 def test_required_capabilities_include_the_base_strategys(fakes, core_toy):
     from nasframe.core.capabilities import AngleMetric
-    from nasframe.search.runner import check_capabilities
+    from nasframe.search.components import check_capabilities
 
     options = build_options(AbsShrinking.Options, {"base": "abs_test_tabular_only"}, "strategy")
     assert AbsShrinking.required_capabilities(options) == (AngleMetric, TabularBenchmark)

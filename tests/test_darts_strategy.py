@@ -16,7 +16,7 @@ from nasframe.core.capabilities import AlphaOptimizer
 from nasframe.core.registry import evaluators, spaces
 from nasframe.core.requests import ScoreShared, TrainMixed
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluators.bilevel import MixedForward, _loss, _plain_settings, first_order, second_order
+from nasframe.evaluators.supernet.differentiable import MixedForward, _loss, _plain_settings, first_order, second_order
 from nasframe.strategies.darts import Darts
 
 

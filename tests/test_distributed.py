@@ -114,10 +114,11 @@ def _tiny(space_name: str, **evaluator: Any) -> tuple[Any, Any, Any]:
 
 def _train(executor: Any, request: Any, work: int) -> Any:
     """A training request piece by piece, as the runner executes it; its final report."""
-    progress = executor.start_training(request, work)
-    while progress["done"] < progress["steps"]:
-        _, progress = executor.train_piece(request, work, progress)
-    return executor.training_report(progress)
+    progress = executor.start_work(request, work)
+    report = None
+    while not progress.finished:
+        report, progress = executor.work_piece(request, work, progress)
+    return executor.work_report(request, progress, report)
 
 
 def _supernet_state(ev: Any) -> dict[str, torch.Tensor]:

@@ -15,8 +15,12 @@ from nasframe.common.errors import ConfigError
 from nasframe.common.options import build_options
 from nasframe.core.registry import evaluators, spaces
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
-from nasframe.evaluators.supernet import _loss_of_logits
+from nasframe.evaluators.supernet.fewshot import (
+    FewShotSupernet,
+    _loss_of_logits,
+    gradient_distances,
+    partition_min_within,
+)
 
 
 def tiny(options: dict | None = None):

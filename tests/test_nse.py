@@ -21,7 +21,7 @@ from nasframe.core.registry import evaluators, spaces
 from nasframe.core.requests import ScoreShared, TrainImportance, request_from_state
 from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
-from nasframe.evaluators.branch_importance import (
+from nasframe.evaluators.supernet.branch_importance import (
     clean_space,
     cost_penalty,
     estimator_weights,

@@ -159,7 +159,7 @@ class StepRunner:
             for i in range(steps):
                 params = params_for(i) if params_for is not None else self.all_params
                 x, y = next(batches)
-                out, loss = self._step(i, x, y, params, lr_at(i), generator, loss_for)
+                out, y, loss = self._step(i, x, y, params, lr_at(i), generator, loss_for)
                 losses[i] = loss.detach()
                 if after_step is not None:
                     after_step(i, out, y)
@@ -185,8 +185,9 @@ class StepRunner:
         lr: float,
         generator: torch.Generator | None,
         loss_for: Callable[[int, torch.Tensor, Any, torch.Tensor], torch.Tensor] | None,
-    ) -> tuple[Any, torch.Tensor]:
-        """One SGD step that updates `params` alone; the model's output and the loss."""
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """One SGD step that updates `params` alone; the model's output, the labels it was scored
+        against (under torchrun: this process's slice of the global batch) and the loss."""
         s, parallel = self.settings, self.data_parallel
         group = self.optimizer.param_groups[0]  # looked up per step: Optimizer.load_state_dict replaces the groups
         x = self.transform.train(x, generator)
@@ -209,7 +210,7 @@ class StepRunner:
             group["params"] = self.all_params
         for p in params:
             p.grad = None
-        return out, loss
+        return out, y, loss
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:

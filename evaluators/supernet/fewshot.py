@@ -9,25 +9,29 @@ pieces, kept here:
 - `FewShotSupernet`, a `Supernet` over sub-supernets ("shots") with a mask per shot; every
   architecture belongs to exactly one shot and is routed to it, so strategies never know;
 - `gradient_distances`: the gradient-matching distance between a decision's choices;
-- `partition_min_within`: the two-group partition with the least within-group distance.
-
-The supernet evaluator decides when to split (`few_shot`, `split_epochs`) and moves the
-optimizer's state and the base weights from a parent to its children.
+- `partition_min_within`: the two-group partition with the least within-group distance;
+- `FewShotSplitting`, the supernet evaluator's part that decides when to split (`few_shot`,
+  `split_epochs`), moves the optimizer's state and the base weights from a parent to its
+  children, and keeps the sub-supernets in the checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from nasframe.common.errors import InvalidArchitecture
-from nasframe.core.space import Arch, Decision, Supernet
+from nasframe.common.errors import ConfigError, InvalidArchitecture
+from nasframe.core.space import Arch, Decision, SearchSpace, Supernet
+from nasframe.data import DataSource
+from nasframe.evaluators.supernet.options import SupernetOptions
+from nasframe.evaluators.supernet.shared import SharedSupernet
 
 #: a shot's mask: decision name -> the choices that shot owns (decisions not listed: all choices)
 Mask = dict[str, tuple[Any, ...]]
@@ -173,25 +177,8 @@ def gradient_distances(
             x, y = next(batches)
             path = net.sample_in(shot, rng)
             archs = [Arch([(n, c if n == decision.name else v) for n, v in path.items()]) for c in choices]
-            names = [set(net.path_parameter_names(a)) for a in archs]
-            shared = [n for n in params if all(n in s for s in names)]
-            grads = []
-            for arch in archs:
-                net.set_path(arch)
-                used = [params[n] for n in shared]
-                loss = loss_of(net(x), y)
-                got = torch.autograd.grad(loss, used, allow_unused=True)
-                grads.append(
-                    torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(got, used)])
-                    if used
-                    else torch.zeros(1, device=x.device)
-                )
-            g = torch.stack(grads).double()
-            norms = g.norm(dim=1)
-            cos = (g @ g.T) / (norms[:, None] * norms[None, :] + 1e-6)
-            distance = 1.0 - cos
-            distance.fill_diagonal_(0.0)  # a choice's distance to itself (the eps would leave 1e-6 / |g|^2)
-            total += distance.cpu().numpy()
+            g = _choice_gradients(net, archs, params, x, y, loss_of)
+            total += _cosine_distances(g).cpu().numpy()
     finally:
         with torch.no_grad():
             for b, value in buffers:
@@ -200,6 +187,40 @@ def gradient_distances(
         if previous is not None:  # the path that was running before the measurement runs again
             net.set_path(previous)
     return total / max(1, repeats)
+
+
+def _choice_gradients(
+    net: FewShotSupernet,
+    archs: Sequence[Arch],
+    params: Mapping[str, nn.Parameter],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_of: Callable[[Any, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """One row per architecture: the gradient of its loss on (x, y) over the parameters all of `archs` use."""
+    names = [set(net.path_parameter_names(a)) for a in archs]
+    shared = [n for n in params if all(n in s for s in names)]
+    grads = []
+    for arch in archs:
+        net.set_path(arch)
+        used = [params[n] for n in shared]
+        loss = loss_of(net(x), y)
+        got = torch.autograd.grad(loss, used, allow_unused=True)
+        grads.append(
+            torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(got, used)])
+            if used
+            else torch.zeros(1, device=x.device)
+        )
+    return torch.stack(grads).double()
+
+
+def _cosine_distances(g: torch.Tensor) -> torch.Tensor:
+    """1 - cos between the rows of `g` (1e-6 added to the denominator), 0 on the diagonal."""
+    norms = g.norm(dim=1)
+    cos = (g @ g.T) / (norms[:, None] * norms[None, :] + 1e-6)
+    distance = 1.0 - cos
+    distance.fill_diagonal_(0.0)  # a choice's distance to itself (the eps would leave 1e-6 / |g|^2)
+    return distance
 
 
 def partition_min_within(distances: np.ndarray) -> tuple[list[list[int]], float, float]:
@@ -231,3 +252,144 @@ def partition_min_within(distances: np.ndarray) -> tuple[list[list[int]], float,
 
 def _within(d: np.ndarray, group: list[int]) -> float:
     return float(sum(d[a, b] for a, b in itertools.combinations(group, 2)))
+
+
+def _loss_of_logits(out: Any, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a supernet's logits (the first output when it also returns auxiliary logits)."""
+    logits = out[0] if isinstance(out, tuple) else out
+    return torch.nn.functional.cross_entropy(logits.float(), y)
+
+
+class FewShotSplitting(SharedSupernet):
+    """The supernet evaluator's few-shot part: with `evaluator.few_shot` on, the supernet is a
+    `FewShotSupernet` whose sub-supernets all split once at each of `split_epochs` (between two
+    training steps, see `SharedSupernet._train`); the children inherit their parent's weights, momentum
+    and base weights, and the checkpoint records the layout."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        options: SupernetOptions | None = None,
+        *,
+        data: DataSource | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(space, options, data=data, device=device)
+        names = [d.name for d in space.decisions]
+        wanted = self.options.split_decisions
+        if wanted is not None and (not wanted or any(n not in names for n in wanted)):
+            bad = [n for n in wanted if n not in names]
+            what = f"unknown decision(s) {', '.join(map(repr, bad))}" if bad else "an empty list"
+            raise ConfigError(
+                f"evaluator.split_decisions: {what}; give null (all) or names among {', '.join(names[:8])}"
+                f"{', ...' if len(names) > 8 else ''}"
+            )
+        #: split points passed, and what each split did
+        self.splits_done = 0
+        self.splits: list[dict[str, Any]] = []
+
+    def _wrap_supernet(self, net: torch.nn.Module) -> torch.nn.Module:
+        return FewShotSupernet(net, self.space.decisions) if self.options.few_shot != "none" else net
+
+    def _steps_to_split(self) -> float:
+        """Steps until the next split point (0: due now; inf: none left or few-shot off)."""
+        o = self.options
+        if o.few_shot == "none" or self.splits_done >= len(o.split_epochs):
+            return math.inf
+        at = round(sorted(o.split_epochs)[self.splits_done] * self._steps_per_epoch())
+        return max(0, at - self.step)
+
+    def _split_all(self, generator: torch.Generator | None) -> None:
+        """Split every sub-supernet once (GM-NAS splits each of them at every split point)."""
+        net = cast(FewShotSupernet, self.supernet)
+        epoch = sorted(self.options.split_epochs)[self.splits_done]
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))  # seeded by the runner's piece seed
+        for shot in reversed(range(len(net.masks))):  # children are inserted after their parent
+            choice = self._choose_split(net, shot, generator, rng)
+            if choice is None:
+                continue
+            decision, groups, within, cross = choice
+            source = net.split(shot, decision, groups)
+            self._inherit(source)
+            record = {"epoch": epoch, "sub_supernet": shot, "decision": decision, "groups": groups}
+            if within is not None:
+                record |= {"within": within, "cross": cross}
+            self.splits.append(record)
+            detail = "" if within is None else f" (within-group distance {within:.4f}, cross-group {cross:.4f})"
+            self._notes.append(
+                f"epoch {epoch:g}: sub-supernet {shot} split on {decision} into "
+                f"{' | '.join(','.join(map(str, g)) for g in groups)}{detail}; {len(net.masks)} sub-supernets"
+            )
+        self.splits_done += 1
+
+    def _choose_split(
+        self, net: FewShotSupernet, shot: int, generator: torch.Generator | None, rng: np.random.Generator
+    ) -> tuple[str, list[list[Any]], float | None, float | None] | None:
+        o = self.options
+        wanted = o.split_decisions or [d.name for d in self.space.decisions]
+        by_name = {d.name: d for d in self.space.decisions}
+        candidates = [
+            by_name[n] for n in wanted if n not in net.masks[shot] and len(net.owned_choices(shot, by_name[n])) > 1
+        ]
+        if not candidates:
+            return None
+        if o.few_shot == "exhaustive":
+            d = candidates[0]
+            return d.name, [[c] for c in net.owned_choices(shot, d)], None, None
+        batches, transform = self._data()
+        stream = ((transform.train(x, generator), y) for x, y in batches.stream("train", o.batch_size, generator))
+        best: tuple[float, str, list[list[Any]], float, float] | None = None
+        for d in candidates:
+            distances = gradient_distances(net, shot, d, stream, o.split_batches, rng, _loss_of_logits)
+            groups, within, cross = partition_min_within(distances)
+            key = within if o.split_select == "min_within" else -cross
+            if best is None or key < best[0]:
+                choices = net.owned_choices(shot, d)
+                best = (key, d.name, [[choices[i] for i in g] for g in groups], within, cross)
+        assert best is not None
+        return best[1], best[2], best[3], best[4]
+
+    def _inherit(self, source: Callable[[str], str]) -> None:
+        """After a split: a new optimizer over the children's parameters, each child's momentum and
+        base weights copied from the parameter it was copied from (GM-NAS' children inherit weights
+        and optimizer state)."""
+        old_params, old_state = self._params, cast(torch.optim.SGD, self.optimizer).state
+        self._new_optimizer()
+        state = cast(torch.optim.SGD, self.optimizer).state
+        for name, p in self._params.items():
+            buf = old_state.get(old_params[source(name)], {}).get("momentum_buffer")
+            if buf is not None:
+                state[p]["momentum_buffer"] = buf.clone()
+        self._set_base({name: self.base[source(name)].clone() for name in self._params})
+
+    def _shot_metrics(self) -> dict[str, float]:
+        if self.options.few_shot == "none":
+            return {}
+        return {"sub_supernets": float(len(cast(FewShotSupernet, self.supernet).masks))}
+
+    def _few_shot_state(self) -> dict[str, Any] | None:
+        if not isinstance(self.supernet, FewShotSupernet):
+            return None
+        return {
+            "layout": self.supernet.layout(),
+            "splits_done": self.splits_done,
+            "splits": list(self.splits),
+            "split_epochs": sorted(self.options.split_epochs),
+        }
+
+    def _load_few_shot(self, few_shot: dict[str, Any] | None) -> None:
+        if few_shot is not None:
+            if not isinstance(self.supernet, FewShotSupernet):
+                raise ConfigError(
+                    "the checkpoint holds a few-shot supernet; resume with the evaluator.few_shot it was started with"
+                )
+            if [float(e) for e in few_shot["split_epochs"]] != sorted(self.options.split_epochs):
+                raise ConfigError(
+                    f"the checkpoint's supernet splits at epochs {few_shot['split_epochs']}; resume with that "
+                    f"evaluator.split_epochs"
+                )
+            self.supernet.restore_layout(few_shot["layout"])
+            self._new_optimizer()
+            self.splits_done, self.splits = int(few_shot["splits_done"]), list(few_shot["splits"])
+        elif isinstance(self.supernet, FewShotSupernet):
+            raise ConfigError("the checkpoint holds a one-shot supernet; resume without evaluator.few_shot")
