@@ -231,8 +231,8 @@ def profile_mode(args: argparse.Namespace) -> int:
     import torch
 
     import nasframe.evaluators.short_train as st
-    import nasframe.train.step_options as so
-    import nasframe.train.steps as tr
+    import nasframe.training.step_options as so
+    import nasframe.training.steps as tr
     from nasframe.common.threads import apply_threads, resolve_threads
     from nasframe.data.augment import BatchTransform
 

@@ -51,7 +51,7 @@ def _setup(args: argparse.Namespace, sync_batchnorm: bool = True) -> tuple[Any, 
 
 def _evaluator_rate(args: argparse.Namespace, sync_batchnorm: bool = True) -> float:
     """Steps/s of train_paths (the runner's TrainShared piece) in this process's group."""
-    from nasframe.train.step_options import deterministic_mode
+    from nasframe.training.step_options import deterministic_mode
 
     space, ev = _setup(args, sync_batchnorm)
     torch.manual_seed(0)

@@ -68,9 +68,9 @@ def train_curves(args: argparse.Namespace) -> dict[str, Any]:
     from nasframe.data.augment import BatchTransform, choose_policy
     from nasframe.data.batches import Batches
     from nasframe.search.config import parse_set
-    from nasframe.train.measure import validate
-    from nasframe.train.step_options import StepSettings, device_generator
-    from nasframe.train.steps import StepRunner, cosine_lr
+    from nasframe.training.measure import validate
+    from nasframe.training.step_options import StepSettings, device_generator
+    from nasframe.training.steps import StepRunner, cosine_lr
 
     sections: dict[str, dict[str, Any]] = {"space": {}, "data": {"name": args.data}}
     for item in args.set:

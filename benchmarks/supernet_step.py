@@ -1,6 +1,6 @@
 """One supernet single-path training step against the same child trained as a stand-alone network.
 
-Both sides run the same training code (`nasframe.train.steps.StepRunner`: augmentation
+Both sides run the same training code (`nasframe.training.steps.StepRunner`: augmentation
 off, SGD, clipping, no host sync per step) on the same batches; they differ only in the network:
 the supernet evaluator's path (with its per-call weight snapshot and the optimizer narrowed to
 the path's parameters) versus `space.build(arch)`. A third line trains the same supernet path
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from nasframe.data.augment import AugmentPolicy, BatchTransform
     from nasframe.data.batches import Batches
     from nasframe.evaluators.supernet import SupernetEvaluator
-    from nasframe.train.step_options import StepSettings
-    from nasframe.train.steps import StepRunner
+    from nasframe.training.step_options import StepSettings
+    from nasframe.training.steps import StepRunner
 
     space, arch, label = make_space(args)
     data = DataSource(

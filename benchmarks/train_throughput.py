@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 
 def make_trainer(args: argparse.Namespace, folder: Path):
-    from nasframe.train.plan import plan_training
-    from nasframe.train.trainer import Trainer
+    from nasframe.training.plan import plan_training
+    from nasframe.training.trainer import Trainer
 
     sets = [f"space.C={args.C}", f"space.layers={args.layers}", f"recipe.batch_size={args.batch_size}"]
     sets += [f"recipe.epochs={args.repeats + 1}"]
@@ -76,7 +76,7 @@ class Load:
 def measure(args: argparse.Namespace, clock) -> tuple[float, float, float, float, int]:
     """(nasframe best s/step, bare best s/step, best ratio, median pair ratio, steps per epoch)."""
     from nasframe.common.progress import Progress
-    from nasframe.train.step_options import deterministic_mode
+    from nasframe.training.step_options import deterministic_mode
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(args, Path(tmp))

@@ -23,15 +23,15 @@ from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.train.measure import Scores, attempt, evaluation_result, recalibrate_bn, validate
-from nasframe.train.step_options import (
+from nasframe.training.measure import Scores, attempt, evaluation_result, recalibrate_bn, validate
+from nasframe.training.step_options import (
     TrainingOptions,
     deterministic_mode,
     device_generator,
     resolve_deterministic,
     step_settings,
 )
-from nasframe.train.steps import StepRunner, cosine_lr, count_steps, search_data
+from nasframe.training.steps import StepRunner, cosine_lr, count_steps, search_data
 
 
 @dataclass(frozen=True)

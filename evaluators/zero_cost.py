@@ -30,7 +30,7 @@ from nasframe.data import DataSource, DataSpec
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
 from nasframe.evaluators import proxies
-from nasframe.train.measure import free_memory, oom_reason
+from nasframe.training.measure import free_memory, oom_reason
 
 #: every proxy, in the order the docs list them
 PROXIES = ("synflow", "grad_norm", "snip", "grasp", "fisher", "jacov", "naswot", "params", "macs")

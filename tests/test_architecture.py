@@ -68,8 +68,8 @@ def test_the_layout_has_no_flat_module_left_behind():
         ("nasframe.oneshot", "UniformPaths", "nasframe.core.paths"),
         ("nasframe.runner", "Runner", "nasframe.search.runner"),
         ("nasframe.runner", "resolve_device", "nasframe.common.device"),
-        ("nasframe.evaluators.training", "StepRunner", "nasframe.train.steps"),
-        ("nasframe.evaluators.training", "TrainingOptions", "nasframe.train.step_options"),
+        ("nasframe.evaluators.training", "StepRunner", "nasframe.training.steps"),
+        ("nasframe.evaluators.training", "TrainingOptions", "nasframe.training.step_options"),
         ("nasframe.spaces.ensemble", "EnsembleSpace", "nasframe.core.ensemble"),
         ("nasframe.cli", "main", "nasframe.app.cli"),
         ("nasframe.evaluators.bilevel", "second_order", "nasframe.evaluators.supernet.differentiable"),
@@ -90,3 +90,14 @@ def test_an_unknown_name_on_an_old_path_is_an_attribute_error_naming_the_new_pla
         module = importlib.import_module("nasframe.config")
     with pytest.raises(AttributeError, match=r"moved to nasframe\.search\.config.*no attribute 'nope'"):
         module.nope  # noqa: B018
+
+
+def test_the_training_layer_leaves_nasframe_train_the_api_function():
+    """A subpackage named like a public function would replace it on `import nasframe.<name>.x`."""
+    import nasframe
+    import nasframe.training.trainer  # noqa: F401
+
+    assert callable(nasframe.train) and nasframe.train.__module__ == "nasframe.app.api"
+    public = set(nasframe.__all__)
+    layers = {p.name for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert public & layers == set()

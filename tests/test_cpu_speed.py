@@ -69,7 +69,7 @@ def test_short_train_defaults_and_nhwc_on_the_cpu(digits, monkeypatch):
 
 
 def test_deterministic_mode_skips_the_compiler_import_and_the_nan_fill(monkeypatch):
-    from nasframe.train.step_options import deterministic_mode
+    from nasframe.training.step_options import deterministic_mode
 
     monkeypatch.delitem(sys.modules, "torch._inductor", raising=False)  # as in a run that never compiles
     monkeypatch.setattr(

@@ -20,7 +20,7 @@ from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
 from nasframe.strategies.cream import Cream
 from nasframe.testing import InMemoryRun, ScriptedSharedWeights, ToySpace
-from nasframe.train.steps import distillation_loss
+from nasframe.training.steps import distillation_loss
 
 
 def arch(tag: int) -> Arch:

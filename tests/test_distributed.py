@@ -437,7 +437,7 @@ def test_a_search_under_torchrun_writes_once_resumes_and_matches_one_process(cli
 
 # ---- nasframe train: DistributedDataParallel --------------------------------------------------------------------
 def _training_plan() -> Any:
-    from nasframe.train.plan import plan_training
+    from nasframe.training.plan import plan_training
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
     sets = ["space.C=4", "space.N=1", "recipe.epochs=2", "recipe.batch_size=32", "data.limit=256"]
@@ -447,7 +447,7 @@ def _training_plan() -> Any:
 
 def _interrupted_training(folder: Path) -> None:
     """A training folder as a kill after the first of 2 epochs leaves it, written by one process."""
-    from nasframe.train.trainer import Trainer
+    from nasframe.training.trainer import Trainer
 
     partial = Trainer.create(_training_plan(), folder, device="cpu", tensorboard=False)
     partial.prepare()
@@ -456,7 +456,7 @@ def _interrupted_training(folder: Path) -> None:
 
 
 def _resumed_training(folder: Path) -> dict[str, Any]:
-    from nasframe.train.trainer import Trainer
+    from nasframe.training.trainer import Trainer
 
     trainer = Trainer.resume(folder, device="cpu", tensorboard=False)
     result = trainer.run()
@@ -477,7 +477,7 @@ def test_training_resumed_on_2_processes_matches_one_process(group, tmp_path):
     training both epochs within float tolerance, and rank 0 wrote the weights and model.json."""
     from safetensors.torch import load_file
 
-    from nasframe.train.trainer import Trainer
+    from nasframe.training.trainer import Trainer
 
     rank0, rank1 = (r["training"] for r in group)
     _assert_same(rank0, rank1, "rank0 vs rank1", exact=True)

@@ -19,8 +19,8 @@ from nasframe.data import DataSpec
 from nasframe.spaces.neas import RELEASED, NeasSpace
 from nasframe.spaces.neas_blocks import GradDivide
 from nasframe.spaces.neas_net import parse_op
-from nasframe.train.step_options import StepSettings
-from nasframe.train.steps import classification_loss
+from nasframe.training.step_options import StepSettings
+from nasframe.training.steps import classification_loss
 
 #: reference 10.6: split, K, the shared choices (c_DS omitted) and the member paths (c_last included)
 DECODED = {

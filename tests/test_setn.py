@@ -25,7 +25,7 @@ from nasframe.data import DataOptions, DataSource
 from nasframe.strategies.alphas import ArchitectureWeights
 from nasframe.strategies.setn import Setn
 from nasframe.testing import InMemoryRun, ScriptedSharedWeights
-from nasframe.train.steps import cosine_lr
+from nasframe.training.steps import cosine_lr
 
 
 def nb201():

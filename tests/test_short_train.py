@@ -93,7 +93,7 @@ def test_nan_loss_fails_with_the_step_and_the_search_goes_on(space, digits, monk
 
 
 def test_finiteness_is_checked_every_k_steps_not_every_step(space, digits, monkeypatch):
-    import nasframe.train.steps as training
+    import nasframe.training.steps as training
 
     calls = []
     real = training._raise_if_nonfinite
@@ -123,8 +123,8 @@ def test_out_of_memory_is_a_failed_result(space, digits, monkeypatch):
 
 
 def test_auxiliary_head_loss_is_weighted():
-    from nasframe.train.step_options import StepSettings
-    from nasframe.train.steps import classification_loss
+    from nasframe.training.step_options import StepSettings
+    from nasframe.training.steps import classification_loss
 
     y = torch.tensor([1, 2])
     logits = torch.zeros(2, 10)
@@ -135,7 +135,7 @@ def test_auxiliary_head_loss_is_weighted():
 
 
 def test_cosine_schedule_values():
-    from nasframe.train.steps import cosine_lr
+    from nasframe.training.steps import cosine_lr
 
     assert cosine_lr(0, 100, 0.1) == pytest.approx(0.1)
     assert cosine_lr(50, 100, 0.1) == pytest.approx(0.05)

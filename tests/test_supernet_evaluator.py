@@ -26,7 +26,7 @@ from nasframe.core.evaluator import Budget
 from nasframe.core.registry import evaluators, spaces
 from nasframe.core.space import Arch
 from nasframe.data import DataOptions, DataSource
-from nasframe.train.steps import cosine_lr
+from nasframe.training.steps import cosine_lr
 
 TOY = str(Path(__file__).parent / "plugins" / "supernet_toy.py")
 
@@ -226,7 +226,7 @@ def test_out_of_memory_is_a_failed_result(space, digits):
 
 def test_bn_recalibration_reestimates_only_the_path(space, digits):
     from nasframe.data.augment import BatchTransform
-    from nasframe.train.measure import recalibrate_bn
+    from nasframe.training.measure import recalibrate_bn
 
     class Holder(nn.Module):  # a path (net) and an op off the path (unused)
         def __init__(self):

@@ -48,7 +48,7 @@ def darts_run(tmp_path_factory) -> Path:
 
 
 def test_named_recipes_carry_the_reference_numbers():
-    from nasframe.train.recipes import make_recipe
+    from nasframe.training.recipes import make_recipe
 
     darts = make_recipe("darts-cifar")  # reference section 4.6
     assert (darts.epochs, darts.batch_size, darts.lr, darts.momentum, darts.weight_decay) == (600, 96, 0.025, 0.9, 3e-4)
@@ -61,8 +61,8 @@ def test_named_recipes_carry_the_reference_numbers():
 
 
 def test_learning_rate_schedules_by_hand():
-    from nasframe.train.recipes import make_recipe
-    from nasframe.train.trainer import learning_rate
+    from nasframe.training.recipes import make_recipe
+    from nasframe.training.trainer import learning_rate
 
     cosine = make_recipe("quick", {"lr": 0.1, "lr_min": 0.0})
     assert learning_rate(cosine, 0, 100, 10) == pytest.approx(0.1)
@@ -120,7 +120,7 @@ def test_recipe_needing_drop_path_is_refused_where_the_network_has_none(cli, tmp
 
 
 def test_darts_cifar_recipe_trains_with_auxiliary_head_and_drop_path(cli, tmp_path):
-    from nasframe.train.plan import read_plan
+    from nasframe.training.plan import read_plan
 
     out = tmp_path / "t"
     code, stdout, err = cli("train", "--space", "darts", "--arch", "DARTS_V2", "--recipe", "darts-cifar",
@@ -237,7 +237,7 @@ def test_streaming_data_is_refused_in_one_line(cli, tmp_path):
 def test_docs_recipe_table_matches_the_recipes():
     import dataclasses
 
-    from nasframe.train.recipes import Recipe, make_recipe, recipe_names
+    from nasframe.training.recipes import Recipe, make_recipe, recipe_names
 
     page = (Path(__file__).resolve().parent.parent / "docs" / "train-export.md").read_text()
     header = next(line for line in page.splitlines() if line.startswith("| option |"))

@@ -32,9 +32,9 @@ from nasframe.core.capabilities import AlphaOptimizer, BranchImportance, Importa
 from nasframe.core.evaluator import Cost, WorkReport
 from nasframe.core.multibranch import MultiBranchSpace, MultiBranchSupernet
 from nasframe.evaluators.supernet.shared import SharedSupernet
-from nasframe.train.measure import oom_reason, to_cpu
-from nasframe.train.step_options import deterministic_mode, device_generator, resolve_deterministic
-from nasframe.train.steps import Diverged, StepRunner, TrainStats, cosine_lr
+from nasframe.training.measure import oom_reason, to_cpu
+from nasframe.training.step_options import deterministic_mode, device_generator, resolve_deterministic
+from nasframe.training.steps import Diverged, StepRunner, TrainStats, cosine_lr
 
 P_SCALE, P_FLOOR = 0.999, 5e-4
 

@@ -32,15 +32,15 @@ from nasframe.core.evaluator import Cost, WorkReport
 from nasframe.core.space import Arch
 from nasframe.evaluators.supernet.fewshot import FewShotSupernet
 from nasframe.evaluators.supernet.shared import SharedSupernet
-from nasframe.train.measure import to_cpu
-from nasframe.train.step_options import (
+from nasframe.training.measure import to_cpu
+from nasframe.training.step_options import (
     StepSettings,
     autocast,
     deterministic_mode,
     device_generator,
     resolve_deterministic,
 )
-from nasframe.train.steps import StepRunner, classification_loss
+from nasframe.training.steps import StepRunner, classification_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 #: alphas (one logit vector per decision) -> the mixed forward's weights, differentiably

@@ -14,8 +14,8 @@ from nasframe.core.capabilities import Distillation
 from nasframe.core.evaluator import WorkReport
 from nasframe.core.space import Arch
 from nasframe.evaluators.supernet.shared import SharedSupernet, diverged_error
-from nasframe.train.step_options import deterministic_mode, resolve_deterministic
-from nasframe.train.steps import Diverged, distillation_loss
+from nasframe.training.step_options import deterministic_mode, resolve_deterministic
+from nasframe.training.steps import Diverged, distillation_loss
 
 
 class SupernetDistillation(SharedSupernet, Distillation):

@@ -9,7 +9,7 @@ from typing import Literal
 
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
-from nasframe.train.step_options import TrainingOptions
+from nasframe.training.step_options import TrainingOptions
 
 
 @dataclass(frozen=True)

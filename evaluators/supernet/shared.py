@@ -27,7 +27,7 @@ from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
 from nasframe.evaluators.supernet.options import SupernetOptions
-from nasframe.train.measure import (
+from nasframe.training.measure import (
     Failure,
     Scores,
     attempt,
@@ -37,14 +37,14 @@ from nasframe.train.measure import (
     recalibrate_bn,
     validate,
 )
-from nasframe.train.step_options import (
+from nasframe.training.step_options import (
     StepSettings,
     deterministic_mode,
     device_generator,
     resolve_deterministic,
     step_settings,
 )
-from nasframe.train.steps import Diverged, StepRunner, TrainStats, cosine_lr, count_steps, search_data
+from nasframe.training.steps import Diverged, StepRunner, TrainStats, cosine_lr, count_steps, search_data
 
 
 class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
@@ -95,7 +95,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         batches, transform = self._data()
         o = self.options
         net = cast(torch.nn.Module, self.space.build_supernet(batches.spec)).to(self.device)
-        if o.channels_last:  # CPU too: batches are NHWC there as well (nasframe/train/steps.py)
+        if o.channels_last:  # CPU too: batches are NHWC there as well (nasframe/training/steps.py)
             net = net.to(memory_format=torch.channels_last)
         net = self._wrap_supernet(net)
         if distributed.active():  # torchrun: one global batch over the processes (nasframe/common/distributed.py)

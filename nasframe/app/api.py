@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from nasframe.search.records import RunResult
-    from nasframe.train.trainer import TrainResult
+    from nasframe.training.trainer import TrainResult
 
 
 def run(
@@ -91,8 +91,8 @@ def train(
     `section.key=value` overrides (sections recipe, space, data); or continue a killed training (`resume`).
     The folder `out` gets the final weights (model.safetensors) and model.json beside them."""
     from nasframe.common.errors import ConfigError
-    from nasframe.train.plan import plan_training
-    from nasframe.train.trainer import Trainer
+    from nasframe.training.plan import plan_training
+    from nasframe.training.trainer import Trainer
 
     options: dict[str, Any] = {"device": device, "quiet": quiet, "tensorboard": tensorboard}
     if resume is not None:
@@ -108,6 +108,6 @@ def train(
 def load_model(folder: str | os.PathLike) -> nn.Module:
     """The network of a training folder with its trained weights (or, for a run folder, the run's
     answer untrained), in eval mode."""
-    from nasframe.train.export import load_model as load
+    from nasframe.training.export import load_model as load
 
     return load(Path(folder)).model

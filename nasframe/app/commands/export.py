@@ -12,7 +12,7 @@ class ExportCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        from nasframe.train.export import FORMATS
+        from nasframe.training.export import FORMATS
 
         p.add_argument("folder", metavar="RUN_DIR|TRAIN_DIR")
         p.add_argument("--format", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
@@ -22,7 +22,7 @@ class ExportCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.train.export import export
+        from nasframe.training.export import export
 
         path, loaded, diff = export(args.folder, args.format, args.out)
         if not loaded.trained:

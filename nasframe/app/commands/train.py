@@ -14,7 +14,7 @@ class TrainCommand:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        from nasframe.train.recipes import describe_recipe, recipe_names
+        from nasframe.training.recipes import describe_recipe, recipe_names
 
         p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a finished run: train its final architecture")
         p.add_argument("--space", help="search space of --arch (instead of RUN_DIR)")
@@ -38,8 +38,8 @@ class TrainCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.train.plan import plan_training
-        from nasframe.train.trainer import Trainer
+        from nasframe.training.plan import plan_training
+        from nasframe.training.trainer import Trainer
 
         options = {"device": args.device or "auto", "quiet": args.quiet, "tensorboard": not args.no_tensorboard}
         if args.resume:

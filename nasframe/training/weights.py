@@ -8,7 +8,7 @@ from torch import nn
 
 from nasframe.common.checkpoint import atomic_write_bytes
 from nasframe.common.errors import RunDirError
-from nasframe.train.plan import FORMAT, MODEL_JSON
+from nasframe.training.plan import FORMAT, MODEL_JSON
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

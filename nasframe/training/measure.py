@@ -17,8 +17,8 @@ from torch import nn
 from nasframe.common.errors import DataError
 from nasframe.core.evaluator import Cost, Result
 from nasframe.data.augment import BatchTransform
-from nasframe.train.step_options import autocast
-from nasframe.train.steps import Diverged
+from nasframe.training.step_options import autocast
+from nasframe.training.steps import Diverged
 
 
 def free_memory(device: torch.device) -> None:

@@ -1,4 +1,4 @@
-"""Train one architecture from scratch with a named recipe: `nasframe train` and `nasframe.train`.
+"""Train one architecture from scratch with a named recipe: `nasframe train` and `nasframe.training`.
 
 A training folder holds
 - `train.json`: what is trained (space, its options, the architecture and where it came from, the recipe,
@@ -33,7 +33,7 @@ from nasframe.common.checkpoint import RunLock, atomic_write_json, load_checkpoi
 from nasframe.common.device import resolve_device
 from nasframe.common.errors import ConfigError, NasframeError, RunDirError
 from nasframe.data.augment import BatchTransform, choose_policy
-from nasframe.train.plan import (
+from nasframe.training.plan import (
     FORMAT,
     MODEL_JSON,
     TENSORBOARD,
@@ -45,11 +45,11 @@ from nasframe.train.plan import (
     plan_training,
     read_plan,
 )
-from nasframe.train.recipes import Recipe
-from nasframe.train.step_options import StepSettings, autocast, deterministic_mode
-from nasframe.train.steps import classification_loss
-from nasframe.train.train_test import load_train_test
-from nasframe.train.weights import save_weights
+from nasframe.training.recipes import Recipe
+from nasframe.training.step_options import StepSettings, autocast, deterministic_mode
+from nasframe.training.steps import classification_loss
+from nasframe.training.train_test import load_train_test
+from nasframe.training.weights import save_weights
 
 
 class TrainingDiverged(NasframeError):

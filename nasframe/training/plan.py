@@ -15,7 +15,7 @@ from torch import nn
 from nasframe.common.errors import ConfigError, NotSupported, RunDirError
 from nasframe.common.options import build_options, options_to_dict
 from nasframe.data import DataOptions, DataSpec
-from nasframe.train.recipes import Recipe, make_recipe, recipe_from_dict, recipe_to_dict
+from nasframe.training.recipes import Recipe, make_recipe, recipe_from_dict, recipe_to_dict
 
 if TYPE_CHECKING:
     from nasframe.core.space import Arch, SearchSpace

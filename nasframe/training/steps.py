@@ -25,7 +25,7 @@ from nasframe.core.space import EnsembleLogits
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform, choose_policy
 from nasframe.data.batches import Batches
-from nasframe.train.step_options import StepSettings, TrainingOptions, autocast
+from nasframe.training.step_options import StepSettings, TrainingOptions, autocast
 
 
 def distillation_loss(

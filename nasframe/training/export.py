@@ -37,8 +37,8 @@ class LoadedModel:
 
 def load_model(folder: str | Path) -> LoadedModel:
     """The network of a training folder (its trained weights) or of a run folder (untrained)."""
-    from nasframe.train.plan import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model
-    from nasframe.train.weights import load_weights
+    from nasframe.training.plan import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model
+    from nasframe.training.weights import load_weights
 
     folder = Path(folder)
     if not folder.is_dir():
