@@ -106,6 +106,8 @@ def second_order(
     buffers of the weight optimizer (missing ones count as zero); `xi` is the current weight lr;
     the difference step is eps = fd_scale / |grad_w' L_val| (DARTS: 0.01). On networks with ReLU and
     max pooling, 0.01 can step over kinks: the tests measure how far that is from the exact gradient.
+    BatchNorm running statistics take in the train batch at w, w+ and w-, never the val batch at w'
+    (the reference evaluates that on an unrolled copy of the network).
     """
     settings = _plain_settings()
     named = [(n, p) for n, p in model.named_parameters()]
@@ -123,9 +125,12 @@ def second_order(
         if buf is not None:
             step = step + momentum * buf
         unrolled.append((p.detach() - xi * step).requires_grad_(True))
-    # grad of L_val at w' with respect to alpha and to w'
+    # grad of L_val at w' with respect to alpha and to w', on an unrolled copy as DARTS' code runs it: the
+    # copy's buffers (BatchNorm running statistics) start as the shared ones and take in the val batch, so
+    # the shared statistics see only the train batches (at w, w+ and w-), as in the reference
     model.weights = to_weights(alphas)
-    val_loss = _loss(model, *val, settings, params=dict(zip(names_w, unrolled)))
+    copy_buffers = {n: b.clone() for n, b in model.named_buffers()}
+    val_loss = _loss(model, *val, settings, params={**dict(zip(names_w, unrolled)), **copy_buffers})
     grads = torch.autograd.grad(val_loss, a + unrolled, allow_unused=True)
     d_alpha = [torch.zeros_like(x) if g is None else g for x, g in zip(a, grads[: len(a)])]
     d_w = [torch.zeros_like(x) if g is None else g for x, g in zip(unrolled, grads[len(a) :])]
