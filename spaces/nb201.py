@@ -111,7 +111,8 @@ class NB201Options:
     supernet_conv_bias: bool = option(
         False,
         "give the supernet cells' convs a bias, as the benchmark's search code does (bias=not affine): "
-        "6,720 more parameters at C=16, which the affine-free BN that follows cancels",
+        "6,720 more parameters at C=16, which the affine-free BN that follows cancels in training (the "
+        "benchmark's search weights load into either supernet: nb201_search_weights folds the biases)",
     )
 
 
