@@ -99,11 +99,13 @@ def second_order(
     weight_decay: float,
     momentum_buffers: Mapping[str, torch.Tensor],
     fd_scale: float = 0.01,
+    decay_1d: bool = True,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """DARTS' unrolled gradient with its finite-difference Hessian-vector product, and the val loss.
 
     `momentum_buffers` maps parameter names (as in `model.named_parameters()`) to the SGD momentum
     buffers of the weight optimizer (missing ones count as zero); `xi` is the current weight lr;
+    `decay_1d` False exempts 1-D parameters from the weight decay, as the weight step then does;
     the difference step is eps = fd_scale / |grad_w' L_val| (DARTS: 0.01). On networks with ReLU and
     max pooling, 0.01 can step over kinks: the tests measure how far that is from the exact gradient.
     BatchNorm running statistics take in the train batch at w, w+ and w-, never the val batch at w'
@@ -121,7 +123,8 @@ def second_order(
     unrolled = []
     for (name, p), g in zip(named, g_train):
         buf = momentum_buffers.get(name)
-        step = (torch.zeros_like(p) if g is None else g) + weight_decay * p.detach()
+        decay = weight_decay if decay_1d or p.dim() > 1 else 0.0
+        step = (torch.zeros_like(p) if g is None else g) + decay * p.detach()
         if buf is not None:
             step = step + momentum * buf
         unrolled.append((p.detach() - xi * step).requires_grad_(True))

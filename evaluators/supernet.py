@@ -609,6 +609,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                         o.momentum,
                         o.weight_decay,
                         self._momentum_buffers(),
+                        decay_1d=o.decay_1d,
                     )
                 else:
                     grads, loss = first_order(mixed, alphas, to_weights, batch_val)

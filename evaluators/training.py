@@ -47,6 +47,11 @@ class TrainingOptions:
     lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
     momentum: float = option(0.9, "SGD momentum", min=0, max=1)
     weight_decay: float = option(3e-4, "SGD weight decay (L2) on the parameters being trained", min=0)
+    decay_1d: bool = option(
+        True,
+        "weight decay on 1-D parameters too (biases, BatchNorm scales and shifts); false: only on weights of two "
+        "or more dimensions, as Cream's trainer (timm's filter_bias_and_bn) does",
+    )
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
     auxiliary_weight: float = option(
         0.4,
@@ -85,6 +90,8 @@ class StepSettings:
 
     grad_clip: float | None = 5.0
     auxiliary_weight: float = 0.4
+    #: False: the optimizer's weight decay reaches only parameters of two or more dimensions
+    decay_1d: bool = True
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast; only ever switched on for CUDA
     check_every: int = 50
@@ -126,6 +133,7 @@ def step_settings(options: TrainingOptions, model: nn.Module, device: torch.devi
     return StepSettings(
         grad_clip=options.grad_clip,
         auxiliary_weight=getattr(model, "auxiliary_weight", options.auxiliary_weight),
+        decay_1d=options.decay_1d,
         label_smoothing=options.label_smoothing,
         amp=options.amp and device.type == "cuda",
         check_every=options.check_every,
@@ -261,6 +269,10 @@ class StepRunner:
     path). The optimizer's single group is narrowed to them for that step, so everything else
     gets no update at all: no momentum, no weight decay, no new optimizer state.
 
+    With `settings.decay_1d` False, the step adds the group's weight decay to the gradients of the
+    parameters of two or more dimensions itself (after clipping, where SGD adds it) and runs the
+    optimizer without decay: the update of a two-group optimizer that exempts 1-D parameters.
+
     `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
     batch, with the step's gradients and the logged losses averaged over the processes and the
     model's synchronised BatchNorms on global statistics (nasframe/distributed.py). Without a
@@ -330,10 +342,15 @@ class StepRunner:
                     torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
                 group["lr"] = lr_at(i)
                 group["params"] = params
+                decay = group.get("weight_decay", 0.0)
+                if decay and not s.decay_1d:
+                    _decay_nd(params, decay)
+                    group["weight_decay"] = 0.0
                 try:
                     opt.step()
                 finally:
                     group["params"] = self.all_params
+                    group["weight_decay"] = decay
                 for p in params:
                     p.grad = None
                 losses[i] = loss.detach()
@@ -351,6 +368,14 @@ class StepRunner:
             return TrainStats(0, float("nan"))
         last = losses[max(0, steps - (window or steps)) : steps]
         return TrainStats(steps, float(last.mean()))
+
+
+@torch.no_grad()
+def _decay_nd(params: Sequence[torch.Tensor], decay: float) -> None:
+    """grad += decay * p for the parameters of two or more dimensions that have a gradient."""
+    for p in params:
+        if p.grad is not None and p.dim() > 1:
+            p.grad.add_(p, alpha=decay)
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:
