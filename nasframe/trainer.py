@@ -150,9 +150,10 @@ def plan_training(
         space_name, data_values = space, {}
         text, source = _arch_text(arch)
         # a named architecture may need options of its own (e.g. its layout), beneath the user's --set values
-        space_values = dict(spaces.get(space).options_for_arch(text) or {}) if isinstance(arch, str) else {}
-        space_values.update(by_section["space"])
         given = spaces.get(space)
+        name = given.published_name(text) or text
+        space_values = dict(given.options_for_arch(name) or {}) if isinstance(arch, str) else {}
+        space_values.update(by_section["space"])
         chosen = given(build_options(given.Options, space_values, "space")).parse_arch(text).to_dict()
     cls = spaces.get(space_name)
     if data is not None:

@@ -191,6 +191,11 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
     def named_architectures(self) -> dict[str, Arch]:
         return {"resnet": Arch(list(zip(EDGE_NAMES, parse_cell_string(RESNET_CELL))))}
 
+    @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """The benchmark's ResNet cell (its other 15,624 cells have indices, not names)."""
+        return {"resnet": ()}
+
     def parse_arch(self, text: str) -> Arch:
         """A cell string (`|nor_conv_3x3~0|+|...|`), a benchmark index, a name, or a JSON mapping."""
         stripped = text.strip()
