@@ -372,10 +372,11 @@ class StepRunner:
 
 @torch.no_grad()
 def _decay_nd(params: Sequence[torch.Tensor], decay: float) -> None:
-    """grad += decay * p for the parameters of two or more dimensions that have a gradient."""
-    for p in params:
-        if p.grad is not None and p.dim() > 1:
-            p.grad.add_(p, alpha=decay)
+    """grad += decay * p for the parameters of two or more dimensions that have a gradient (one fused
+    launch on CUDA, as SGD's own foreach path adds its decay)."""
+    decayed = [p for p in params if p.grad is not None and p.dim() > 1]
+    if decayed:
+        torch._foreach_add_([cast(torch.Tensor, p.grad) for p in decayed], decayed, alpha=decay)
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:
