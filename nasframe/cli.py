@@ -347,7 +347,7 @@ def _inspect_space(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     from nasframe.registry import spaces
 
     cls = spaces.get(args.space)
-    name = cls.published_name(args.arch) or args.arch if args.arch else None
+    name = (cls.published_name(args.arch) or args.arch) if args.arch else None
     values: dict[str, Any] = dict(cls.options_for_arch(name) or {}) if name else {}
     for item in args.set:
         section, key, value = parse_set(item)
