@@ -111,7 +111,8 @@ class NB201Options:
     supernet_conv_bias: bool = option(
         False,
         "give the supernet cells' convs a bias, as the benchmark's search code does (bias=not affine): "
-        "6,720 more parameters at C=16, which the affine-free BN that follows cancels",
+        "6,720 more parameters at C=16, which the affine-free BN that follows cancels in training (the "
+        "benchmark's search weights load into either supernet: nb201_search_weights folds the biases)",
     )
 
 
@@ -189,6 +190,11 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
     # ---- text forms ----------------------------------------------------------------------------
     def named_architectures(self) -> dict[str, Arch]:
         return {"resnet": Arch(list(zip(EDGE_NAMES, parse_cell_string(RESNET_CELL))))}
+
+    @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """The benchmark's ResNet cell (its other 15,624 cells have indices, not names)."""
+        return {"resnet": ()}
 
     def parse_arch(self, text: str) -> Arch:
         """A cell string (`|nor_conv_3x3~0|+|...|`), a benchmark index, a name, or a JSON mapping."""

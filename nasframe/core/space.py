@@ -19,6 +19,7 @@ import numpy as np
 
 from nasframe.common.errors import InvalidArchitecture, NotSupported
 from nasframe.common.options import NoOptions
+from nasframe.core.arch_names import NameIndex
 
 if TYPE_CHECKING:
     import torch
@@ -251,6 +252,50 @@ class SearchSpace(ABC, Generic[OptionsT]):
         return {}
 
     @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """Every published architecture the space can name under some options, keyed as
+        `named_architectures` keys it, with other spellings that name it where they differ by more than
+        case and separators (a paper's `ProxylessNAS-GPU` for `proxyless_gpu`). `nasframe list` and
+        `inspect` show them; which are defined under given options is `named_architectures`' answer."""
+        return {}
+
+    def architecture_names(self) -> dict[str, tuple[str, ...]]:
+        """`published_names` and whatever else `named_architectures` holds under these options."""
+        names = dict(self.published_names())
+        for name in self.named_architectures():
+            names.setdefault(name, ())
+        return names
+
+    @classmethod
+    def published_name(cls, text: str) -> str | None:
+        """The published name `text` spells (case and separators ignored, other spellings accepted), or None;
+        for looking up `options_for_arch` before the space is built."""
+        return NameIndex(cls.published_names()).resolve(text)
+
+    def arch_by_name(self, text: str) -> Arch | None:
+        """The architecture `text` names, in any spelling `published_name` accepts; None when it names none.
+        A name defined only under other options is refused with `name_unavailable`."""
+        name = NameIndex(self.architecture_names()).resolve(text)
+        if name is None:
+            return None
+        named = self.named_architectures()
+        if name not in named:
+            raise InvalidArchitecture(self.name_unavailable(name))
+        return named[name]
+
+    def name_unavailable(self, name: str) -> str:
+        """Why the published architecture `name` is not defined under these options, and how to get it."""
+        sets = " ".join(f"--set space.{k}={_option_text(v)}" for k, v in (self.options_for_arch(name) or {}).items())
+        return f"architecture {name!r} is not defined under these options of space {self.name!r}" + (
+            f"; add {sets}" if sets else ""
+        )
+
+    def name_suggestion(self, text: str) -> str:
+        """ "; did you mean 'NAME'?" when `text` looks like a misspelt architecture name, else "" (for errors)."""
+        near = NameIndex(self.architecture_names()).nearest(text)
+        return f"; did you mean {near!r}?" if near is not None else ""
+
+    @classmethod
     def options_for_arch(cls, name: str) -> dict[str, Any] | None:
         """Space options a named architecture needs (e.g. its own layout), or None.
 
@@ -259,19 +304,19 @@ class SearchSpace(ABC, Generic[OptionsT]):
         return None
 
     def parse_arch(self, text: str) -> Arch:
-        """Turn a name, a JSON/YAML mapping, or a space-specific text form into an Arch."""
-        named = self.named_architectures()
-        if text in named:
-            return named[text]
+        """Turn a name (any spelling `arch_by_name` accepts), a JSON/YAML mapping, or a space-specific text
+        form into an Arch."""
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
         from nasframe.common.loading import parse_value
 
         _, value = parse_value(text, "architecture text", InvalidArchitecture)
         if isinstance(value, Mapping):
             return self.validate(value)
-        known = ", ".join(named) or "(none)"
-        raise InvalidArchitecture(
-            f"cannot read architecture {text[:60]!r}: give a named architecture ({known}) or a JSON mapping"
-        )
+        names = ", ".join(self.architecture_names())
+        forms = f"a named architecture ({names}) or a JSON mapping" if names else "a JSON mapping"
+        raise InvalidArchitecture(f"cannot read architecture {text[:60]!r}: give {forms}{self.name_suggestion(text)}")
 
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """Extra, space-specific description of a final architecture for best.json.
@@ -343,6 +388,11 @@ class Supernet(ABC):
         """Weighted forward over all choices (`weights[decision]` aligned with its choices), for
         differentiable strategies."""
         raise NotSupported(f"{type(self).__name__} has no weighted mixed forward")
+
+
+def _option_text(value: Any) -> str:
+    """An option value as `--set` takes it (YAML): strings bare, the rest as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def _abbrev(items: Sequence[str], n: int = 6) -> str:

@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +106,10 @@ class StepRunner:
     `params_for(i)` may pick, before step i, the only parameters that step updates (a supernet
     path). The optimizer's single group is narrowed to them for that step, so everything else
     gets no update at all: no momentum, no weight decay, no new optimizer state.
+
+    With `settings.decay_1d` False, the step adds the group's weight decay to the gradients of the
+    parameters of two or more dimensions itself (after clipping, where SGD adds it) and runs the
+    optimizer without decay: the update of a two-group optimizer that exempts 1-D parameters.
 
     `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
     batch, with the step's gradients and the logged losses averaged over the processes and the
@@ -204,13 +208,27 @@ class StepRunner:
             torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
         group["lr"] = lr
         group["params"] = params
+        decay = group.get("weight_decay", 0.0)
+        if decay and not s.decay_1d:
+            _decay_nd(params, decay)
+            group["weight_decay"] = 0.0
         try:
             self.optimizer.step()
         finally:
             group["params"] = self.all_params
+            group["weight_decay"] = decay
         for p in params:
             p.grad = None
         return out, y, loss
+
+
+@torch.no_grad()
+def _decay_nd(params: Sequence[torch.Tensor], decay: float) -> None:
+    """grad += decay * p for the parameters of two or more dimensions that have a gradient (one fused
+    launch on CUDA, as SGD's own foreach path adds its decay)."""
+    decayed = [p for p in params if p.grad is not None and p.dim() > 1]
+    if decayed:
+        torch._foreach_add_([cast(torch.Tensor, p.grad) for p in decayed], decayed, alpha=decay)
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:
