@@ -36,6 +36,7 @@ from nasframe.evaluator import (
     BNRecalibration,
     BranchImportance,
     Budget,
+    Capability,
     Cost,
     Differentiable,
     Distillation,
@@ -47,6 +48,7 @@ from nasframe.evaluator import (
 from nasframe.evaluators.bilevel import MixedForward, Peekable, first_order, second_order
 from nasframe.evaluators.branch_importance import train_importance
 from nasframe.evaluators.fewshot import FewShotSupernet, gradient_distances, partition_min_within
+from nasframe.evaluators.sliced import SlicedPath, keep_unused_statistics, path_parameters, slice_vectors
 from nasframe.evaluators.training import (
     Diverged,
     Failure,
@@ -74,7 +76,7 @@ from nasframe.evaluators.training import (
 from nasframe.model_stats import count_macs, count_parameters
 from nasframe.options import option
 from nasframe.registry import register_evaluator
-from nasframe.space import Arch, SearchSpace
+from nasframe.space import Arch, ParamSlice, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
     ):
         super().__init__(space, options, data=data, device=device)
         if not space.supports_supernet:  # refused when the run is built, before anything trains
-            raise NotSupported(
-                f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())}"
-                f" (or evaluate each architecture on its own with short_train and a multi-trial strategy)"
-            )
+            raise NotSupported(_no_supernet(space))
         names = [d.name for d in space.decisions]
         wanted = self.options.split_decisions
         if wanted is not None and (not wanted or any(n not in names for n in wanted)):
@@ -179,6 +178,23 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         self.splits_done = 0
         self.splits: list[dict[str, Any]] = []
         self._notes: list[str] = []
+
+    @classmethod
+    def check_space(cls, space: SearchSpace, needed: Sequence[type[Capability]]) -> None:
+        """Refuse, when the run is built, a space whose supernet lacks what the strategy's requests need:
+        a supernet at all, its angle terms (ABS) or its mixed forward (DARTS, SETN), naming what to add."""
+        if not space.supports_supernet:
+            raise NotSupported(_no_supernet(space))
+        for capability, extra, users in (
+            (AngleMetric, "angle_terms", "ABS' angle metric"),
+            (Differentiable, "forward_mixed", "a differentiable search (DARTS, SETN)"),
+        ):
+            if any(issubclass(c, capability) for c in needed) and extra not in space.supernet_extras:
+                raise NotSupported(
+                    f"{users} needs the supernet's {extra}, which space {space.name!r} does not declare: implement "
+                    f"Supernet.{extra} and add {extra!r} to the space's supernet_extras (e.g. supernet_extras = "
+                    f"frozenset({{{extra!r}}}))"
+                )
 
     # ---- construction ------------------------------------------------------------------------
     @property
@@ -239,13 +255,10 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         total, o = self._schedule_steps(), self.options
         return lambda i: cosine_lr(first + i, total, o.lr, o.lr_min)
 
-    def path_params(self, arch: Arch) -> list[torch.nn.Parameter]:
-        """The parameters `arch`'s path trains, in the supernet's own order."""
-        names = self.supernet.path_parameter_names(arch)
-        try:
-            return [self._params[n] for n in names]
-        except KeyError as exc:
-            raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
+    def path_params(self, arch: Arch) -> list[torch.nn.Parameter] | SlicedPath:
+        """The parameters `arch`'s path trains, in the supernet's own order (with the parts of them it uses,
+        where it uses parts: hook, evaluators/sliced.py)."""
+        return path_parameters(self.supernet, arch, self._params)
 
     # ---- training ----------------------------------------------------------------------------
     def _train(
@@ -429,7 +442,7 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             stats = self._train(steps, lambda i: params, lambda: params)
         else:  # a split on the way moves the path into a child sub-supernet: route it every step
 
-            def params_for(i: int) -> list[torch.nn.Parameter]:
+            def params_for(i: int) -> Sequence[torch.Tensor]:
                 self.supernet.set_path(arch)
                 return self.path_params(arch)
 
@@ -437,15 +450,16 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
             self.supernet.set_path(arch)
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
-            recalibrate_bn(
-                self.supernet,
-                batches.train(o.batch_size, generator),
-                transform,
-                o.bn_recalibration_batches,
-                self.device,
-                self._settings().amp,
-                generator,
-            )
+            with keep_unused_statistics(self.supernet, arch):  # hook: sliced BatchNorms (evaluators/sliced.py)
+                recalibrate_bn(
+                    self.supernet,
+                    batches.train(o.batch_size, generator),
+                    transform,
+                    o.bn_recalibration_batches,
+                    self.device,
+                    self._settings().amp,
+                    generator,
+                )
         val_acc, val_loss = validate(
             self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
         )
@@ -719,16 +733,17 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
                 if recalibration is not None and recalibration.batches > 0:
                     generator = device_generator(self.device)
                     size = recalibration.batch_size or o.batch_size
-                    recalibrate_bn(
-                        self.supernet,
-                        batches.train(size, generator),
-                        transform,
-                        recalibration.batches,
-                        self.device,
-                        self._settings().amp,
-                        generator,
-                        momentum=recalibration.momentum,
-                    )
+                    with keep_unused_statistics(self.supernet, arch):  # hook: sliced BatchNorms (evaluators/sliced.py)
+                        recalibrate_bn(
+                            self.supernet,
+                            batches.train(size, generator),
+                            transform,
+                            recalibration.batches,
+                            self.device,
+                            self._settings().amp,
+                            generator,
+                            momentum=recalibration.momentum,
+                        )
                 val_acc, val_loss = validate(
                     self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
                 )
@@ -760,7 +775,11 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         base, current = [], []
         flat = self._flat
         for term in self.supernet.angle_terms(arch):
-            if isinstance(term, str):
+            if isinstance(term, ParamSlice):  # hook: part of a parameter (evaluators/sliced.py)
+                part_base, part_now = slice_vectors(term, self.base, self._params)
+                base.append(part_base)
+                current.append(part_now)
+            elif isinstance(term, str):
                 entry = flat.get(term)
                 if entry is None:
                     raise NotSupported(f"angle term names unknown parameter {term!r}")
@@ -850,6 +869,15 @@ def _loss_of_logits(out: Any, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of a supernet's logits (the first output when it also returns auxiliary logits)."""
     logits = out[0] if isinstance(out, tuple) else out
     return torch.nn.functional.cross_entropy(logits.float(), y)
+
+
+def _no_supernet(space: SearchSpace) -> str:
+    return (
+        f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())} "
+        f"(a space offers one by implementing build_supernet(data) and setting supports_supernet = True on its "
+        f"class, as nasframe.nn.ModelSpace does; or evaluate each architecture on its own with short_train and a "
+        f"multi-trial strategy)"
+    )
 
 
 def supernet_spaces() -> list[str]:

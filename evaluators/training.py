@@ -27,6 +27,7 @@ from nasframe.data.augment import AUGMENT_CHOICES, BatchTransform, choose_policy
 from nasframe.data.batches import Batches
 from nasframe.errors import ConfigError, DataError
 from nasframe.evaluator import Budget, Cost, Result
+from nasframe.evaluators.sliced import SlicedPath
 from nasframe.options import option
 from nasframe.space import EnsembleLogits
 
@@ -259,7 +260,9 @@ class StepRunner:
 
     `params_for(i)` may pick, before step i, the only parameters that step updates (a supernet
     path). The optimizer's single group is narrowed to them for that step, so everything else
-    gets no update at all: no momentum, no weight decay, no new optimizer state.
+    gets no update at all: no momentum, no weight decay, no new optimizer state. A path that uses
+    parts of parameters (`evaluators.sliced.SlicedPath`) takes its own step, which leaves the rest
+    of those parameters and of their momentum buffers untouched too.
 
     `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
     batch, with the step's gradients and the logged losses averaged over the processes and the
@@ -329,11 +332,14 @@ class StepRunner:
                 if s.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
                 group["lr"] = lr_at(i)
-                group["params"] = params
-                try:
-                    opt.step()
-                finally:
-                    group["params"] = self.all_params
+                if isinstance(params, SlicedPath):  # hook: a path using parts of parameters (evaluators/sliced.py)
+                    params.step(opt, self.all_params)
+                else:
+                    group["params"] = params
+                    try:
+                        opt.step()
+                    finally:
+                        group["params"] = self.all_params
                 for p in params:
                     p.grad = None
                 losses[i] = loss.detach()

@@ -1,5 +1,7 @@
 """nasframe: neural architecture search with pluggable spaces, evaluators and strategies."""
 
+from typing import Any
+
 from nasframe.api import build_network, load_model, load_result, resume, run, train
 from nasframe.errors import (
     CapabilityError,
@@ -31,6 +33,7 @@ from nasframe.registry import (
     list_evaluators,
     list_spaces,
     list_strategies,
+    load_plugin,
     register_dataset,
     register_evaluator,
     register_space,
@@ -38,6 +41,15 @@ from nasframe.registry import (
 )
 from nasframe.space import Arch, Decision, SearchSpace, Supernet
 from nasframe.strategy import Strategy, ask_unseen
+
+
+def model_space(name: str, factory: Any = None, **kwargs: Any) -> Any:
+    """Register a PyTorch module class (or factory) written with `nasframe.nn` mutables as the search space
+    `name` (see `nasframe.nn.model_space`; imported on first use, so `import nasframe` stays light)."""
+    from nasframe.nn.space import model_space as register
+
+    return register(name, factory, **kwargs)
+
 
 __version__ = "0.1.0"
 
@@ -72,6 +84,8 @@ __all__ = [
     "list_evaluators",
     "list_spaces",
     "list_strategies",
+    "load_plugin",
+    "model_space",
     "option",
     "register_dataset",
     "register_evaluator",

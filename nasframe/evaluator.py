@@ -220,6 +220,12 @@ class Evaluator(ABC, Generic[OptionsT]):
         self.data = data
         self.device: torch.device = torch.device(device)
 
+    @classmethod
+    def check_space(cls, space: SearchSpace, needed: Sequence[type[Capability]]) -> None:
+        """Refuse (raise a NasframeError naming what the space must add) a space on which this evaluator
+        cannot offer the capabilities `needed` by the run's strategy. Called when a run is built, before
+        anything is written or trained. Default: every space is fine."""
+
     @abstractmethod
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
         """Measure `arch`. Expected failures (NaN loss, out of memory) return Result.failed."""

@@ -1,0 +1,215 @@
+"""`ModelSpace`: a PyTorch module with mutables, as a registered `SearchSpace`.
+
+`nasframe.model_space("my_net", MyNet)` registers a space whose decisions are the labels `MyNet.__init__`
+creates (in the order it first uses them), whose `build(arch, data)` constructs `MyNet` once more with every
+mutable resolved to the plain layer the architecture chooses, and whose `build_supernet(data)` constructs it
+with every choice held (`ModelSupernet`). The factory is called with the run's `DataSpec` (and the space's
+options, when the space declares an options dataclass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from nasframe.data import DataSpec
+from nasframe.nn.context import Frame, building
+from nasframe.nn.layers import MutableLayer
+from nasframe.nn.supernet import ModelSupernet
+from nasframe.nn.values import ModelSpaceError
+from nasframe.options import NoOptions
+from nasframe.registry import register_space
+from nasframe.space import Arch, Choice, Decision, SearchSpace
+
+#: the data spec decisions are read with (a model space's decisions must not depend on the data set)
+_DISCOVERY = DataSpec("model-space", 3, 32, 32, 10)
+
+
+class ModelSpace(SearchSpace[Any]):
+    """A search space defined by a PyTorch module whose `__init__` uses `nasframe.nn` mutables.
+
+    Subclasses (made by `model_space`) set `factory`: a module class or a function taking the data spec
+    (and the options, when `takes_options`). Decisions come from the labels, in first-use order; the
+    stand-alone network is the module built for one architecture (plain torch layers only); the supernet
+    shares weights by slicing and runs every strategy (single path, angle terms, mixed forward).
+    """
+
+    factory: ClassVar[Callable[..., nn.Module]]
+    takes_options: ClassVar[bool] = False
+    supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
+
+    def __init__(self, options: Any = None):
+        super().__init__(options)
+        frame = Frame("supernet")
+        net = self._construct(frame, _DISCOVERY, meta=True)
+        if not frame.labels:
+            raise ModelSpaceError(
+                f"model space {self.name!r}: {self._factory_name()} creates no choice; use nasframe.nn.choice, "
+                f"LayerChoice, InputChoice or Repeat in its __init__"
+            )
+        self._found: dict[str, tuple[Choice, ...]] = dict(frame.labels)
+        #: why a mixed forward (DARTS, SETN) cannot run this space's supernet (None: it can)
+        self.not_mixable: str | None = None
+        for name, m in net.named_modules():
+            if isinstance(m, MutableLayer) and m.not_mixable:
+                self.not_mixable = f"{name}: {m.not_mixable}"
+                self.supernet_extras = frozenset({"angle_terms"})
+                break
+
+    def _factory_name(self) -> str:
+        return getattr(self.factory, "__qualname__", repr(self.factory))
+
+    def _construct(self, frame: Frame, data: DataSpec, *, meta: bool = False) -> nn.Module:
+        """Call the factory inside `frame` (on the meta device when `meta`: shapes only, no memory; on the
+        current device when the factory does something the meta device cannot)."""
+        factory = type(self).factory
+        args: tuple[Any, ...] = (data, self.options) if self.takes_options else (data,)
+        try:
+            with building(frame), torch.device("meta") if meta else contextlib.nullcontext():
+                net = factory(*args)
+        except (RuntimeError, NotImplementedError) as exc:
+            if not meta:
+                raise
+            frame.labels.clear()
+            with building(frame):
+                net = factory(*args)
+            del exc
+        if not isinstance(net, nn.Module):
+            raise ModelSpaceError(
+                f"model space {self.name!r}: {self._factory_name()} returned a {type(net).__name__}, not an nn.Module"
+            )
+        return net
+
+    # ---- decisions ---------------------------------------------------------------------------------------
+    def define_decisions(self) -> list[Decision]:
+        return [Decision(label, values) for label, values in self._found.items()]
+
+    def decision_groups(self) -> list[list[str]]:
+        """Labels grouped by family, the text before their last "." ("block2.kernel" and "block2.width" form
+        one group, "depth" its own): a mutating strategy picks a family uniformly, then one of its labels, so
+        every block mutates equally often whatever the number of its choices."""
+        families: dict[str, list[str]] = {}
+        for d in self.decisions:
+            families.setdefault(d.name.rsplit(".", 1)[0], []).append(d.name)
+        return list(families.values())
+
+    # ---- networks ----------------------------------------------------------------------------------------
+    def build(self, arch: Arch, data: DataSpec) -> nn.Module:
+        """The module of `arch`: the factory's module with every mutable replaced by the plain layer chosen."""
+        arch = Arch(self.check_buildable(arch))
+        return self._construct(Frame("frozen", arch=arch, expected=self._found), data)
+
+    def build_supernet(self, data: DataSpec) -> ModelSupernet:
+        """The factory's module with every choice held, as a `ModelSupernet` (after a check on the meta device
+        that the smallest and largest paths run and give logits of the right shape)."""
+        self._check_paths(data)
+        frame = Frame("supernet", expected=self._found)
+        net = self._construct(frame, data)
+        self._same_decisions(frame)
+        return ModelSupernet(net, frame.shared, self.define_decisions(), lambda arch: self.build(arch, data))
+
+    def _same_decisions(self, frame: Frame) -> None:
+        missing = [label for label in self._found if label not in frame.labels]
+        if missing:
+            raise ModelSpaceError(
+                f"model space {self.name!r}: decision {missing[0]!r} was not created for this data set: the "
+                f"decisions of a model space must not depend on the data set"
+            )
+
+    def _check_paths(self, data: DataSpec) -> None:
+        """Run the first-choice and last-choice paths (and the mixed forward) on the meta device, so widths that
+        do not fit are reported, naming the layer, before any training."""
+        frame = Frame("supernet", expected=self._found)
+        net = self._construct(frame, data, meta=True)
+        if next(net.parameters(), torch.zeros(0)).device.type != "meta":
+            return  # built on the CPU: the factory needs real tensors, so the check would cost a real forward
+        self._same_decisions(frame)
+        supernet = ModelSupernet(net, frame.shared, self.define_decisions())
+        decisions = self.define_decisions()
+        x = torch.zeros(2, *data.input_shape, device="meta")
+
+        def path(arch: Arch) -> Callable[[], Any]:
+            def run() -> Any:
+                supernet.set_path(arch)
+                return supernet(x)
+
+            return run
+
+        runs: list[tuple[str, Callable[[], Any]]] = []
+        for which in (0, -1):
+            arch = Arch([(d.name, d.choices[which]) for d in decisions])
+            runs.append((f"the path {dict(arch)}", path(arch)))
+        if "forward_mixed" in self.supernet_extras:
+            uniform = {d.name: torch.full((len(d.choices),), 1.0 / len(d.choices), device="meta") for d in decisions}
+            runs.append(("the mixed forward", lambda: supernet.forward_mixed(x, uniform)))
+        supernet.eval()  # train-mode BatchNorm would refuse single values per channel after pooling
+        for what, run in runs:
+            try:
+                with torch.no_grad():
+                    out = run()
+            except (RuntimeError, NotImplementedError) as exc:
+                text = str(exc)
+                if "meta" in text.lower():
+                    return  # an op without a meta kernel: nothing more can be checked here
+                first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+                raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {first}") from None
+            logits = out[0] if isinstance(out, (tuple, list)) else out
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise ModelSpaceError(
+                    f"model space {self.name!r}: {what} returns {shape} for a batch of 2, expected logits of shape "
+                    f"(2, {data.num_classes})"
+                )
+
+
+def model_space(
+    name: str,
+    factory: Callable[..., nn.Module] | None = None,
+    *,
+    options: type | None = None,
+    additive_costs: bool = False,
+    reference_data: str = "digits",
+) -> Any:
+    """Register the module class (or factory) `factory` as the search space `name` and return the space class.
+
+    `factory(data)` builds the model for the run's `DataSpec` (`factory(data, options)` when an `options`
+    dataclass of `nasframe.option` fields is given: `--set space.<field>=...`). `additive_costs=True`
+    declares that each decision adds a fixed number of parameters and MACs whatever the others chose (checked
+    on random architectures when the table is built), so constraints and FLOPs-binned sampling answer from a
+    table. Without `factory`, a decorator: `@nasframe.model_space("my_net")` above the class registers it
+    and leaves it as it is.
+    """
+    if factory is None:
+
+        def register(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+            model_space(name, f, options=options, additive_costs=additive_costs, reference_data=reference_data)
+            return f
+
+        return register
+    if not callable(factory):
+        raise ModelSpaceError(f"model_space({name!r}, ...): expected a module class or a factory, got {factory!r}")
+    what = getattr(factory, "__qualname__", repr(factory))
+    doc = (getattr(factory, "__doc__", None) or "").strip()
+    class_name = "ModelSpace_" + re.sub(r"\W", "_", name)
+    cls = type(
+        class_name,
+        (ModelSpace,),
+        {
+            "__doc__": doc.splitlines()[0] if doc else f"Model space of {what} (nasframe.nn mutables).",
+            "__module__": getattr(factory, "__module__", __name__),
+            "__qualname__": class_name,
+            "factory": staticmethod(factory),
+            "takes_options": options is not None,
+            "Options": options or NoOptions,
+            "additive_costs": additive_costs,
+            "reference_data": reference_data,
+        },
+    )
+    register_space(name)(cls)
+    return cls
