@@ -191,9 +191,8 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
         ):
             if any(issubclass(c, capability) for c in needed) and extra not in space.supernet_extras:
                 raise NotSupported(
-                    f"{users} needs the supernet's {extra}, which space {space.name!r} does not declare: implement "
-                    f"Supernet.{extra} and add {extra!r} to the space's supernet_extras (e.g. supernet_extras = "
-                    f"frozenset({{{extra!r}}}))"
+                    f"{users} needs the supernet's {extra}, which space {space.name!r} does not declare: "
+                    f"{space.supernet_extra_hint(extra)}"
                 )
 
     # ---- construction ------------------------------------------------------------------------

@@ -300,6 +300,10 @@ class SearchSpace(ABC, Generic[OptionsT]):
         """A weight-sharing network holding every choice (see `Supernet`)."""
         raise NotSupported(f"space {self.name!r} has no weight-sharing supernet")
 
+    def supernet_extra_hint(self, extra: str) -> str:
+        """What to do about a `supernet_extras` entry the space lacks (the end of the refusal's message)."""
+        return f"implement Supernet.{extra} and add {extra!r} to the space's supernet_extras"
+
 
 class TabularSpace(ABC):
     """Space capability: a benchmark table holds every architecture's measured accuracy.

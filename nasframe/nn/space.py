@@ -28,6 +28,8 @@ from nasframe.space import Arch, Choice, Decision, SearchSpace
 
 #: the data spec decisions are read with (a model space's decisions must not depend on the data set)
 _DISCOVERY = DataSpec("model-space", 3, 32, 32, 10)
+#: decisions moved one at a time in the check of a new supernet's paths
+_CHECKED_DECISIONS = 64
 
 
 class ModelSpace(SearchSpace[Any]):
@@ -61,6 +63,11 @@ class ModelSpace(SearchSpace[Any]):
                 self.not_mixable = f"{name}: {m.not_mixable}"
                 self.supernet_extras = frozenset({"angle_terms"})
                 break
+
+    def supernet_extra_hint(self, extra: str) -> str:
+        if extra == "forward_mixed" and self.not_mixable:
+            return f"its supernet cannot mix {self.not_mixable}"
+        return super().supernet_extra_hint(extra)
 
     def _factory_name(self) -> str:
         return getattr(self.factory, "__qualname__", repr(self.factory))
@@ -123,8 +130,9 @@ class ModelSpace(SearchSpace[Any]):
             )
 
     def _check_paths(self, data: DataSpec) -> None:
-        """Run the first-choice and last-choice paths (and the mixed forward) on the meta device, so widths that
-        do not fit are reported, naming the layer, before any training."""
+        """Run some paths (every decision at its first choice, at its last, and each decision in turn at its
+        last with the others at their first) and the mixed forward on the meta device, so widths that do not
+        fit are reported, naming the layer, before any training."""
         frame = Frame("supernet", expected=self._found)
         net = self._construct(frame, data, meta=True)
         if next(net.parameters(), torch.zeros(0)).device.type != "meta":
@@ -141,10 +149,10 @@ class ModelSpace(SearchSpace[Any]):
 
             return run
 
-        runs: list[tuple[str, Callable[[], Any]]] = []
-        for which in (0, -1):
-            arch = Arch([(d.name, d.choices[which]) for d in decisions])
-            runs.append((f"the path {dict(arch)}", path(arch)))
+        first = Arch([(d.name, d.choices[0]) for d in decisions])
+        paths = [first, Arch([(d.name, d.choices[-1]) for d in decisions])]
+        paths += [first.replace(**{d.name: d.choices[-1]}) for d in decisions[:_CHECKED_DECISIONS]]
+        runs = [(f"the path {dict(arch)}", path(arch)) for arch in dict.fromkeys(paths)]
         if "forward_mixed" in self.supernet_extras:
             uniform = {d.name: torch.full((len(d.choices),), 1.0 / len(d.choices), device="meta") for d in decisions}
             runs.append(("the mixed forward", lambda: supernet.forward_mixed(x, uniform)))
@@ -153,6 +161,8 @@ class ModelSpace(SearchSpace[Any]):
             try:
                 with torch.no_grad():
                     out = run()
+            except ModelSpaceError as exc:
+                raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {exc}") from None
             except (RuntimeError, NotImplementedError) as exc:
                 text = str(exc)
                 if "meta" in text.lower():
