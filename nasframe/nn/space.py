@@ -28,7 +28,7 @@ from nasframe.space import Arch, Choice, Decision, SearchSpace
 
 #: the data spec decisions are read with (a model space's decisions must not depend on the data set)
 _DISCOVERY = DataSpec("model-space", 3, 32, 32, 10)
-#: decisions moved one at a time in the check of a new supernet's paths
+#: decisions moved one at a time in the check of a new supernet's paths (one forward of one image each)
 _CHECKED_DECISIONS = 64
 
 
@@ -113,34 +113,31 @@ class ModelSpace(SearchSpace[Any]):
         return self._construct(Frame("frozen", arch=arch, expected=self._found), data)
 
     def build_supernet(self, data: DataSpec) -> ModelSupernet:
-        """The factory's module with every choice held, as a `ModelSupernet` (after a check on the meta device
-        that the smallest and largest paths run and give logits of the right shape)."""
-        self._check_paths(data)
+        """The factory's module with every choice held, as a `ModelSupernet` (after a check that some paths and
+        the mixed forward run and give logits of the right shape: `_check_paths`)."""
         frame = Frame("supernet", expected=self._found)
         net = self._construct(frame, data)
-        self._same_decisions(frame)
-        return ModelSupernet(net, frame.shared, self.define_decisions(), lambda arch: self.build(arch, data))
-
-    def _same_decisions(self, frame: Frame) -> None:
         missing = [label for label in self._found if label not in frame.labels]
         if missing:
             raise ModelSpaceError(
                 f"model space {self.name!r}: decision {missing[0]!r} was not created for this data set: the "
                 f"decisions of a model space must not depend on the data set"
             )
+        supernet = ModelSupernet(net, frame.shared, self.define_decisions(), lambda arch: self.build(arch, data))
+        self._check_paths(supernet, data)
+        return supernet
 
-    def _check_paths(self, data: DataSpec) -> None:
-        """Run some paths (every decision at its first choice, at its last, and each decision in turn at its
-        last with the others at their first) and the mixed forward on the meta device, so widths that do not
-        fit are reported, naming the layer, before any training."""
-        frame = Frame("supernet", expected=self._found)
-        net = self._construct(frame, data, meta=True)
-        if next(net.parameters(), torch.zeros(0)).device.type != "meta":
-            return  # built on the CPU: the factory needs real tensors, so the check would cost a real forward
-        self._same_decisions(frame)
-        supernet = ModelSupernet(net, frame.shared, self.define_decisions())
+    def _check_paths(self, supernet: ModelSupernet, data: DataSpec) -> None:
+        """Run one image through some paths (every decision at its first choice, at its last, and each decision
+        in turn at its last with the others at their first) and through the mixed forward, in eval mode without
+        gradients (no statistics change, no random number is drawn), so widths that do not fit are reported,
+        naming the layer, when the supernet is built rather than at a first training step."""
         decisions = self.define_decisions()
-        x = torch.zeros(2, *data.input_shape, device="meta")
+        first = Arch([(d.name, d.choices[0]) for d in decisions])
+        paths = [first, Arch([(d.name, d.choices[-1]) for d in decisions])]
+        paths += [first.replace(**{d.name: d.choices[-1]}) for d in decisions[:_CHECKED_DECISIONS]]
+        device = next(supernet.parameters(), torch.zeros(0)).device
+        x = torch.zeros(1, *data.input_shape, device=device)
 
         def path(arch: Arch) -> Callable[[], Any]:
             def run() -> Any:
@@ -149,33 +146,33 @@ class ModelSpace(SearchSpace[Any]):
 
             return run
 
-        first = Arch([(d.name, d.choices[0]) for d in decisions])
-        paths = [first, Arch([(d.name, d.choices[-1]) for d in decisions])]
-        paths += [first.replace(**{d.name: d.choices[-1]}) for d in decisions[:_CHECKED_DECISIONS]]
         runs = [(f"the path {dict(arch)}", path(arch)) for arch in dict.fromkeys(paths)]
         if "forward_mixed" in self.supernet_extras:
-            uniform = {d.name: torch.full((len(d.choices),), 1.0 / len(d.choices), device="meta") for d in decisions}
+            uniform = {d.name: torch.full((len(d.choices),), 1.0 / len(d.choices), device=device) for d in decisions}
             runs.append(("the mixed forward", lambda: supernet.forward_mixed(x, uniform)))
-        supernet.eval()  # train-mode BatchNorm would refuse single values per channel after pooling
-        for what, run in runs:
-            try:
-                with torch.no_grad():
-                    out = run()
-            except ModelSpaceError as exc:
-                raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {exc}") from None
-            except (RuntimeError, NotImplementedError) as exc:
-                text = str(exc)
-                if "meta" in text.lower():
-                    return  # an op without a meta kernel: nothing more can be checked here
-                first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-                raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {first}") from None
-            logits = out[0] if isinstance(out, (tuple, list)) else out
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise ModelSpaceError(
-                    f"model space {self.name!r}: {what} returns {shape} for a batch of 2, expected logits of shape "
-                    f"(2, {data.num_classes})"
-                )
+        was_training = supernet.training
+        supernet.eval()
+        try:
+            for what, run in runs:
+                try:
+                    with torch.no_grad():
+                        out = run()
+                except ModelSpaceError as exc:
+                    raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {exc}") from None
+                except RuntimeError as exc:  # torch's own shape errors, from plain layers
+                    text = str(exc).strip()
+                    first_line = text.splitlines()[0] if text else type(exc).__name__
+                    raise ModelSpaceError(f"model space {self.name!r}: {what} fails: {first_line}") from None
+                logits = out[0] if isinstance(out, (tuple, list)) else out
+                if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, data.num_classes):
+                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                    raise ModelSpaceError(
+                        f"model space {self.name!r}: {what} returns {shape} for one image, expected logits of shape "
+                        f"(1, {data.num_classes})"
+                    )
+        finally:
+            supernet.train(was_training)
+            supernet.forget_path()
 
 
 def model_space(

@@ -131,6 +131,10 @@ class ModelSupernet(nn.Module, Supernet):
             m.activate(arch)
         self._path = arch
 
+    def forget_path(self) -> None:
+        """No path is selected any more (`forward` needs `set_path` again)."""
+        self._path = None
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._path is None:
             raise RuntimeError("ModelSupernet.forward needs set_path(arch) first (or use forward_mixed)")
