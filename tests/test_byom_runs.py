@@ -122,9 +122,9 @@ def test_inspect_counts_a_users_architecture(cli):
 
 @pytest.mark.slow
 def test_compare_runs_strategies_on_a_users_model(cli, tmp_path):
-    sets = ["--set", "evaluator.epochs=0.1", "--set", "data.limit=200"]
+    sets = ["--seeds", "1", "--budget", "2", "--set", "evaluator.epochs=0.1", "--set", "data.limit=200"]
     code, out, err = cli("compare", "--plugin", TOY, "--strategies", "random,evolution", "--space", "byom_toy",
-                         "--evaluator", "short_train", "--seeds", "1", "--budget", "2", *sets, "--out", tmp_path / "cmp")  # fmt: skip
+                         "--evaluator", "short_train", *sets, "--out", tmp_path / "cmp")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "cmp" / "summary.csv").exists()
 
