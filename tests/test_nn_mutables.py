@@ -451,3 +451,68 @@ class TestNetConformance(SpaceConformance):
         if "test_nn_conformance_net" not in spaces.names():
             nasframe.model_space("test_nn_conformance_net", Net)
         return super().make_space()
+
+
+# ---- dead code of a path (nasframe/nn/pruning.py) ------------------------------------------------------------------
+class ZeroCell(nn.Module):
+    """A two-node cell whose edges may be zero: with `out` zero, node 1 (and edge `a`) feed nothing."""
+
+    def __init__(self, data):
+        super().__init__()
+        ops = lambda: {"conv": nn.Conv2d(4, 4, 3, padding=1), "skip": nn.Identity(), "none": nas.Zero()}  # noqa: E731
+        self.stem = nn.Conv2d(data.channels, 4, 1)
+        self.a, self.b, self.out = (nas.LayerChoice(ops(), label=n) for n in ("a", "b", "out"))
+        self.head = nn.Linear(4, data.num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        node1 = self.a(x)
+        node2 = self.b(x) + self.out(node1)
+        return self.head(node2.mean((2, 3)))
+
+
+def test_a_path_skips_its_zero_edges_and_what_only_feeds_them_with_the_same_results():
+    s = space_of(ZeroCell)
+    torch.manual_seed(0)
+    sup = s.build_supernet(SPEC)
+    calls: list[str] = []
+    for name in ("a", "b", "out"):
+        getattr(sup.net, name).register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    x = torch.randn(2, 1, 8, 8)
+    for values in itertools.product(*(d.choices for d in s.decisions)):
+        arch = Arch(zip([d.name for d in s.decisions], values))
+        sup.set_path(arch)
+        calls.clear()
+        pruned = sup(x)
+        pruned.sum().backward()
+        grads = {n: None if p.grad is None else p.grad.clone() for n, p in sup.named_parameters()}
+        sup.zero_grad(set_to_none=True)
+        ran = list(calls)
+        full = sup.net(x)  # the user's own forward: every edge
+        full.sum().backward()
+        torch.testing.assert_close(pruned, full, rtol=0, atol=0)
+        for n, p in sup.named_parameters():
+            assert (grads[n] is None) == (p.grad is None) and (p.grad is None or torch.equal(grads[n], p.grad)), n
+        sup.zero_grad(set_to_none=True)
+        dead = arch["out"] == "none"
+        expected = ["b"] if dead else ["a", "b", "out"]
+        if arch["b"] == "none" and not dead:
+            expected = ["a", "out"]
+        if dead and arch["b"] == "none":
+            expected = ["b"]  # node 2 is all zeros: the first zero edge stands for it
+        assert ran == expected, (arch, ran)
+
+
+def test_a_module_that_cannot_be_traced_keeps_its_own_forward():
+    class Untraceable(ZeroCell):
+        def forward(self, x):
+            x = self.stem(x)
+            if x.sum() > 0:  # control flow on a tensor value: torch.fx cannot trace it
+                x = x * 1.0
+            return self.head((self.b(x) + self.out(self.a(x))).mean((2, 3)))
+
+    s = space_of(Untraceable)
+    sup = s.build_supernet(SPEC)
+    assert sup._pruner.graph is None
+    sup.set_path(Arch({"a": "conv", "b": "none", "out": "none"}))
+    assert sup._run is sup.net and sup(torch.randn(2, 1, 8, 8)).shape == (2, 10)

@@ -29,6 +29,7 @@ supernet (`ModelSupernet`) on which every built-in strategy runs.
 from nasframe.nn.choices import ChosenInputs, InputChoice, LayerChoice, Repeat
 from nasframe.nn.context import choice
 from nasframe.nn.layers import BatchNorm2d, Conv2d, Linear, MutableLayer
+from nasframe.nn.pruning import Zero
 from nasframe.nn.space import ModelSpace, model_space
 from nasframe.nn.supernet import ModelSupernet
 from nasframe.nn.values import Categorical, Expr, ModelSpaceError, Value
@@ -52,6 +53,7 @@ __all__ = [
     "MutableLayer",
     "Repeat",
     "Value",
+    "Zero",
     "choice",
     "model_space",
 ]

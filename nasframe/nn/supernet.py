@@ -21,6 +21,7 @@ from nasframe.errors import InvalidArchitecture
 from nasframe.nn.choices import InputChoice, LayerChoice, Repeat
 from nasframe.nn.context import Shared
 from nasframe.nn.layers import MutableLayer
+from nasframe.nn.pruning import PathPruner
 from nasframe.space import Arch, Choice, Decision, Index, ParamSlice, Supernet
 
 #: paths whose slices are kept (uniform sampling over a large space rarely repeats one: a bounded cache)
@@ -113,6 +114,9 @@ class ModelSupernet(nn.Module, Supernet):
         self._dims = {name: p.dim() for name, p in self.named_parameters()}
         self._paths: dict[Arch, tuple[dict[str, Index | None], dict[str, Index]]] = {}
         self._path: Arch | None = None
+        #: the forward of the current path: `net`, or a traced copy without its dead code (nasframe/nn/pruning.py)
+        self._pruner = PathPruner(net)
+        object.__setattr__(self, "_run", net)  # a plain reference, not a registered submodule
 
     # ---- single path ----------------------------------------------------------------------------------
     def _checked(self, arch: Mapping[str, Any]) -> Arch:
@@ -127,8 +131,10 @@ class ModelSupernet(nn.Module, Supernet):
 
     def set_path(self, arch: Arch) -> None:
         arch = self._checked(arch)
+        chosen = arch.to_dict()  # dict lookups: an Arch looks a decision up by scanning its items
         for m in self._mutables:
-            m.activate(arch)
+            m.activate(chosen)
+        object.__setattr__(self, "_run", self._pruner.forward_for_path(chosen))
         self._path = arch
 
     def forget_path(self) -> None:
@@ -138,15 +144,14 @@ class ModelSupernet(nn.Module, Supernet):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._path is None:
             raise RuntimeError("ModelSupernet.forward needs set_path(arch) first (or use forward_mixed)")
-        return self.net(*args, **kwargs)
+        return self._run(*args, **kwargs)
 
     def _slices(self, arch: Arch) -> tuple[dict[str, Index | None], dict[str, Index]]:
         found = self._paths.get(arch)
         if found is None:
-            arch = self._checked(arch)
             params: dict[str, Index | None] = {}
             buffers: dict[str, Index] = {}
-            _collect(self._scope, arch, params, buffers)
+            _collect(self._scope, self._checked(arch).to_dict(), params, buffers)
             if len(self._paths) >= _CACHED_PATHS:
                 self._paths.clear()
             found = self._paths[arch] = (params, buffers)

@@ -25,33 +25,33 @@ EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 class ModelNB201Options:
     C: int = nasframe.option(16, "channels of the first stage", min=1)
     N: int = nasframe.option(5, "cells per stage", min=1)
+    affine: bool = nasframe.option(True, "cell BatchNorms with affine parameters (false: the benchmark's search cells)")
 
 
-def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, affine: bool = True) -> nn.Sequential:
     return nn.Sequential(
-        nn.ReLU(), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out)
+        nn.ReLU(),
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine),
     )
 
 
-class Zero(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
-
-
-def op(name: str, c: int) -> nn.Module:
+def op(name: str, c: int, affine: bool) -> nn.Module:
     return {
-        "none": lambda: Zero(),
+        "none": lambda: nas.Zero(),
         "skip_connect": lambda: nn.Identity(),
-        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1),
-        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3),
+        "nor_conv_1x1": lambda: relu_conv_bn(c, c, 1, affine=affine),
+        "nor_conv_3x3": lambda: relu_conv_bn(c, c, 3, affine=affine),
         "avg_pool_3x3": lambda: nn.AvgPool2d(3, 1, 1, count_include_pad=False),
     }[name]()
 
 
 class Cell(nn.Module):
-    def __init__(self, c: int):
+    def __init__(self, c: int, affine: bool = True):
         super().__init__()
-        self.edges = nn.ModuleList(nas.LayerChoice({o: op(o, c) for o in OPS}, label=f"{i}<-{j}") for i, j in EDGES)
+        self.edges = nn.ModuleList(
+            nas.LayerChoice({o: op(o, c, affine) for o in OPS}, label=f"{i}<-{j}") for i, j in EDGES
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.edges
@@ -83,7 +83,7 @@ class NB201Model(nn.Module):
             if stage:
                 layers.append(Reduction(c, 2 * c))
                 c *= 2
-            layers += [Cell(c) for _ in range(options.N)]
+            layers += [Cell(c, options.affine) for _ in range(options.N)]
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
