@@ -110,11 +110,11 @@ class PathPruner:
             elif node.op == "call_function" and node.target in _ADDS and len(node.args) == 2 and not node.kwargs:
                 a, b = node.args
                 if a in zero and b in zero:
-                    zero[node] = zero[a]  # type: ignore[index]
+                    zero[node] = zero[a]
                 elif a in zero:
-                    node.replace_all_uses_with(b)  # type: ignore[arg-type]
+                    node.replace_all_uses_with(b)
                 elif b in zero:
-                    node.replace_all_uses_with(a)  # type: ignore[arg-type]
+                    node.replace_all_uses_with(a)
         for node, standing in zero.items():
             if node is not standing and node.users:
                 node.replace_all_uses_with(standing)

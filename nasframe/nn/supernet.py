@@ -91,6 +91,8 @@ class ModelSupernet(nn.Module, Supernet):
     are the user's, under `net.`; a `LayerChoice`'s candidates under their value, `Repeat`'s blocks under
     their index)."""
 
+    _run: Callable[..., Any]
+
     def __init__(
         self,
         net: nn.Module,
