@@ -13,6 +13,7 @@ median over adjacent pairs. `--busy N` repeats the measurement with N busy proce
     .venv/bin/python benchmarks/byom_supernet_step.py                      # C=16 N=5, 3x32x32, batch 64, 1 thread
     .venv/bin/python benchmarks/byom_supernet_step.py --busy 2             # idle, then with two busy processes
     .venv/bin/python benchmarks/byom_supernet_step.py --busy 2 --clock cpu # the same in CPU time
+    .venv/bin/python benchmarks/byom_supernet_step.py --unpruned           # without skipping dead code
     .venv/bin/python benchmarks/byom_supernet_step.py --C 4 --N 1 --steps 2 --repeats 2   # a quick look
 """
 
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per side (alternating)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--busy", type=int, default=0, help="also measure with this many busy processes")
+    p.add_argument("--warm", type=int, default=400, help="paths set on each side before timing (fills the caches)")
+    p.add_argument(
+        "--unpruned",
+        action="store_true",
+        help="run the model space's supernet without skipping a path's dead code (nasframe/nn/pruning.py)",
+    )
     p.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         ev._build()
         evaluators[name] = ev
+    if args.unpruned:  # every path runs the user's own forward: zero edges added, dead nodes computed
+        evaluators["nasframe.nn model_nb201"].supernet._pruner.graph = None
 
     def timed(name: str, seed: int) -> float:
         ev = evaluators[name]
@@ -105,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"NAS-Bench-201 supernet, C={args.C} N={args.N}, synthetic 3x{args.size}x{args.size}, batch {args.batch_size}, "
         f"{args.threads} thread(s); train_paths with a new uniform path every step; {args.steps} steps x "
         f"{args.repeats} runs per side; {args.clock} clock; {_cpus()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        + ("; model space unpruned" if args.unpruned else "")
     )
     # steady state: the model space's supernet builds one pruned graph per pattern of zero edges a path selects
     # (NAS-Bench-201: 2^6 = 64 patterns, once each; nasframe/nn/pruning.py); visit them all before timing
