@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,11 @@ def busy(n: int) -> Iterator[None]:
         for p in procs:
             p.kill()
             p.wait()
+
+
+def _exit_on_sigterm() -> None:
+    """A terminated benchmark still stops its busy processes (the `busy` block's `finally`)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         help="wall time, or this process's CPU time (steadier on a busy machine; one thread)",
     )
     args = p.parse_args(argv)
+    _exit_on_sigterm()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
 

@@ -162,3 +162,31 @@ def test_a_killed_spos_on_a_users_model_resumes_to_the_identical_result(tmp_path
     run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=2, log="work.jsonl", before_lines=1)
     assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")
+
+
+def test_a_wrong_model_is_refused_in_one_line_before_the_run_folder_is_made(cli, tmp_path):
+    plugin = tmp_path / "bad_model.py"
+    plugin.write_text(
+        "import nasframe\nfrom torch import nn\nfrom nasframe import nn as nas\n\n\n"
+        "class Bad(nn.Module):\n"
+        "    def __init__(self, data):\n"
+        "        super().__init__()\n"
+        "        self.a = nas.Conv2d(data.channels, nas.choice('width', [4, 8]), 3)\n"
+        "        self.b = nas.Conv2d(nas.choice('width', [4, 16]), 4, 3)\n\n\n"
+        "nasframe.model_space('bad_model', Bad)\n"
+    )
+    out = tmp_path / "r"
+    code, _, err = cli("run", "--plugin", plugin, "--space", "bad_model", "--strategy", "random", "--quiet",
+                       "--out", out)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and not out.exists()
+    assert "label 'width' is used with values [4, 8] and [4, 16]: one label is one decision" in err
+
+
+def test_few_shot_splitting_copies_a_users_supernet(cli, tmp_path):
+    out = tmp_path / "fewshot"
+    code, _, err = cli("run", "--strategy", "spos", *BASE, *STRATEGIES["spos"], "--set", "strategy.supernet_epochs=2",
+                       "--set", "evaluator.few_shot=exhaustive", "--set", "evaluator.split_epochs=[1]",
+                       "--set", "evaluator.split_decisions=[width]", "--out", out)  # fmt: skip
+    assert code == 0, err
+    work = read_jsonl(out / "work.jsonl")
+    assert work[-1]["metrics"]["sub_supernets"] == 2.0
