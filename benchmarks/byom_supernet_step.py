@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for _ in range(400):
             evaluators[name].supernet.set_path(Arch(hand.sample(rng).to_dict()))
-    patterns = len(evaluators[names[1]].supernet._pruner._cache)
+    patterns = 0 if args.unpruned else len(evaluators[names[1]].supernet._pruner._cache)
     print(
         f"warm-up: 400 paths set on each side, {patterns} pruned graphs built ({time.process_time() - start:.1f} s CPU)"
     )

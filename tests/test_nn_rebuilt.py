@@ -71,6 +71,7 @@ def counts(net: nn.Module) -> tuple[int, int]:
     return count_parameters(net), count_macs(net, SPEC.input_shape)
 
 
+@pytest.mark.slow
 def test_the_rebuilt_spaces_count_through_the_costs_path_and_their_additive_tables():
     """One architecture each through `nasframe.costs` (meta-device construction), and the additive tables the
     rebuilds declare, checked by `ArchCosts` against direct counts."""
@@ -82,7 +83,7 @@ def test_the_rebuilt_spaces_count_through_the_costs_path_and_their_additive_tabl
     assert table.prepare_table() and table.counts(Arch(arch.to_dict())) == count_network(
         make("nb201", **small), arch, SPEC
     )
-    tiny = {**MOBILENET_ZERO, "custom_layout": {"blocks": [1, 2, 1, 1, 1, 1]}}
+    tiny = {**MOBILENET_ZERO, "custom_layout": {"blocks": [1, 2, 1, 1, 1, 1]}, "kernels": [3, 5]}
     mobile = ArchCosts(make("model_mobilenet", **tiny), SPEC)
     assert mobile.prepare_table()
     ref = make("mobilenet", **tiny)
