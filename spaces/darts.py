@@ -112,6 +112,7 @@ class DartsSpace(SearchSpace[DartsOptions]):
     Options = DartsOptions
     reference_data = "cifar10"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     training_extras = frozenset({"drop_path", "auxiliary"})
 
     def define_decisions(self) -> list[Decision]:

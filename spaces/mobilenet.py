@@ -70,6 +70,7 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
     Options = MobileNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     additive_costs = True
 
     def __init__(self, options: MobileNetOptions | None = None):

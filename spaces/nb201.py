@@ -124,6 +124,7 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
     reference_data = "cifar10"
     additive_costs = True
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
 
     def __init__(self, options: NB201Options | None = None):
         super().__init__(options)

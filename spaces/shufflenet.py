@@ -95,6 +95,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
     Options = ShuffleNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     additive_costs = True
 
     def __init__(self, options: ShuffleNetOptions | None = None):
