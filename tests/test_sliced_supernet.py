@@ -1,4 +1,4 @@
-"""A supernet contract that knows slices (evaluators/sliced.py and its hooks in the supernet evaluator).
+"""A supernet contract that knows slices (nasframe/training/sliced.py and its hooks in the supernet evaluator).
 
 The reference is SPOS (algorithms.md 3.2, S3): parameters off the sampled path get no momentum or
 weight-decay update. Here the unit is a part of a parameter: after a wide path's step, a narrow path's
@@ -245,3 +245,21 @@ def test_a_model_space_that_cannot_mix_is_refused_by_darts_naming_the_layer(cli,
     assert code == 2 and not out.exists()
     assert "a differentiable search (DARTS, SETN) needs the supernet's forward_mixed" in err
     assert "its supernet cannot mix conv: its stride is a choice" in err
+
+
+def test_a_sliced_step_without_1d_decay_decays_only_the_parts_of_weights_of_two_or_more_dimensions():
+    """`evaluator.decay_1d: false` on a sliced path: with zero gradients, a step moves the used part of a 2-D
+    weight by -lr * decay * w and leaves the 1-D parts (and every unused part) exactly as they were."""
+    weight = nn.Parameter(torch.randn(6, 4))
+    bias = nn.Parameter(torch.randn(6))
+    for p in (weight, bias):
+        p.grad = torch.zeros_like(p)
+    before_w, before_b = weight.detach().clone(), bias.detach().clone()
+    opt = torch.optim.SGD([weight, bias], lr=0.5, momentum=0.0, weight_decay=0.1)
+    path = SlicedPath([weight, bias], [(slice(0, 3), slice(None)), (slice(0, 3),)])
+    path.step(opt, [weight, bias], decay_1d=False)
+    expected = before_w.clone()
+    expected[:3] = before_w[:3].add(torch.zeros(3, 4).add(before_w[:3], alpha=0.1), alpha=-0.5)  # SGD's own order
+    assert torch.equal(weight.detach(), expected)
+    assert torch.equal(bias.detach(), before_b)
+    assert opt.param_groups[0]["weight_decay"] == 0.1  # restored for the next step

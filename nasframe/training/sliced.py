@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim.sgd import sgd
@@ -48,11 +48,24 @@ class SlicedPath(list[torch.Tensor]):  # a list of parameters, as every consumer
         self.parts = [(p, i) for p, i in zip(params, indices) if i is not None]
 
     @torch.no_grad()
-    def step(self, optimizer: torch.optim.Optimizer, all_params: list[torch.Tensor]) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, all_params: list[torch.Tensor], *, decay_1d: bool = True) -> None:
         """One SGD step at the group's current settings: the whole parameters through `optimizer.step()`
         with its group narrowed to them (as for any path), the parts through torch's functional SGD on
         views. A part's momentum buffer is created as zeros over the whole tensor the first time: with
-        no dampening, a zero buffer's first update equals torch's first-step copy of the gradient."""
+        no dampening, a zero buffer's first update equals torch's first-step copy of the gradient.
+        `decay_1d` False: the weight decay reaches only parameters of two or more dimensions (added to
+        their gradients here, the optimizer running without decay), as for a whole path."""
+        group = optimizer.param_groups[0]
+        decay = float(group.get("weight_decay", 0.0))
+        if decay and not decay_1d:
+            add_decay_nd(self, decay)
+            group["weight_decay"] = 0.0
+        try:
+            self._step(optimizer, all_params)
+        finally:
+            group["weight_decay"] = decay
+
+    def _step(self, optimizer: torch.optim.Optimizer, all_params: list[torch.Tensor]) -> None:
         group = optimizer.param_groups[0]
         if self.whole:
             group["params"] = self.whole
@@ -144,3 +157,12 @@ def slice_vectors(
     if term.name not in base or term.name not in params:
         raise NotSupported(f"angle term names unknown parameter {term.name!r}")
     return base[term.name][term.part].reshape(-1), params[term.name].detach()[term.part].reshape(-1)
+
+
+@torch.no_grad()
+def add_decay_nd(params: Sequence[torch.Tensor], decay: float) -> None:
+    """grad += decay * p for the parameters of two or more dimensions that have a gradient (one fused
+    launch on CUDA, as SGD's own foreach path adds its decay): weight decay that exempts 1-D parameters."""
+    decayed = [p for p in params if p.grad is not None and p.dim() > 1]
+    if decayed:
+        torch._foreach_add_([cast(torch.Tensor, p.grad) for p in decayed], decayed, alpha=decay)

@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from nasframe.core.space import EnsembleLogits
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform, choose_policy
 from nasframe.data.batches import Batches
-from nasframe.training.sliced import SlicedPath
+from nasframe.training.sliced import SlicedPath, add_decay_nd
 from nasframe.training.step_options import StepSettings, TrainingOptions, autocast
 
 
@@ -211,7 +211,7 @@ class StepRunner:
             torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
         group["lr"] = lr
         if isinstance(params, SlicedPath):  # a path using parts of parameters (nasframe/training/sliced.py)
-            params.step(self.optimizer, self.all_params)
+            params.step(self.optimizer, self.all_params, decay_1d=s.decay_1d)
         else:
             self._optimizer_step(params, group)
         for p in params:
@@ -223,22 +223,13 @@ class StepRunner:
         group["params"] = params
         decay = group.get("weight_decay", 0.0)
         if decay and not self.settings.decay_1d:
-            _decay_nd(params, decay)
+            add_decay_nd(params, decay)
             group["weight_decay"] = 0.0
         try:
             self.optimizer.step()
         finally:
             group["params"] = self.all_params
             group["weight_decay"] = decay
-
-
-@torch.no_grad()
-def _decay_nd(params: Sequence[torch.Tensor], decay: float) -> None:
-    """grad += decay * p for the parameters of two or more dimensions that have a gradient (one fused
-    launch on CUDA, as SGD's own foreach path adds its decay)."""
-    decayed = [p for p in params if p.grad is not None and p.dim() > 1]
-    if decayed:
-        torch._foreach_add_([cast(torch.Tensor, p.grad) for p in decayed], decayed, alpha=decay)
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:
