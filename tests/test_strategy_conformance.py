@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from nasframe.evaluator import Cost, Result
+from nasframe.oneshot import as_request
 from nasframe.options import build_options
 from nasframe.registry import strategies
 
@@ -33,7 +34,8 @@ def drive(strategy, steps, start=0):
     for i in range(start, start + steps):
         if strategy.done:
             break
-        for arch in strategy.ask():
+        for item in strategy.ask():
+            arch = as_request(item).arch  # an Arch, or an Evaluate request (multi-fidelity strategies)
             strategy.space.validate(arch)
             strategy.tell(arch, score(arch, i))
             seen.append(arch)
