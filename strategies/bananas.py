@@ -57,14 +57,16 @@ class BananasOptions:
         "auto", "path: BANANAS' path encoding (needs a cell space: nb201); onehot: one feature per choice; auto"
     )
     path_length: int | None = option(
-        None, "longest paths encoded (null: all; the code keeps nb201's paths of up to 2 steps)", min=1
+        2, "longest paths encoded (null: all; 2 is the code's truncation on nb201: the 30 paths of 1-2 steps)", min=1
     )
     members: int = option(5, "networks in the predictor ensemble (paper: 5)", min=1)
-    layers: int = option(10, "hidden layers of each network (paper: 10)", min=1)
+    layers: int = option(3, "hidden layers of each network (paper: 10; 3 by default for speed, see the docs)", min=1)
     width: int = option(20, "units per hidden layer (paper: 20)", min=1)
     lr: float = option(0.01, "Adam learning rate (paper: 0.01)", min=0)
-    epochs: int = option(150, "training epochs per iteration (code: 150)", min=1)
-    batch_size: int = option(32, "mini-batch size of the predictor's training (code: 32)", min=1)
+    epochs: int = option(20, "training epochs per iteration (code: 150; 20 by default for speed, see the docs)", min=1)
+    batch_size: int | None = option(
+        None, "mini-batch size of the predictor's training (code: 32; null: the whole history as one batch)", min=1
+    )
     continue_epochs: int | None = option(
         None,
         "after the first iteration, keep the ensemble and train it this many more epochs on the grown history "
@@ -89,6 +91,7 @@ class Bananas(Strategy[BananasOptions]):
             members=o.members, layers=o.layers, width=o.width, lr=o.lr, epochs=o.epochs, batch_size=o.batch_size
         )
         self._mutable = [d for d in space.decisions if len(d.choices) > 1]
+        self._sizes = [len(d.choices) for d in self._mutable]
         if not self._mutable:
             raise ConfigError(f"bananas: no decision of space {space.name!r} has more than one allowed choice")
         d = len(space.decisions)
@@ -99,6 +102,7 @@ class Bananas(Strategy[BananasOptions]):
         self.train_error: float | None = None
         self.best: tuple[Arch, float] | None = None
         self.model: EnsembleMLP | None = None  # kept between iterations only with continue_epochs
+        self._rows: dict[str, np.ndarray] = {}  # encodings of evaluated architectures (a cache, not state)
 
     # ---- ask / tell ---------------------------------------------------------------------------------
     def ask(self) -> list[Arch]:
@@ -130,15 +134,22 @@ class Bananas(Strategy[BananasOptions]):
             f"({len(self.proposed)} evaluated; the space holds {self.space.size()})"
         )
 
-    def mutate(self, parent: Arch) -> Arch:
-        """`parent` with each mutable decision changed, with probability `mutation_prob`, to another choice."""
-        changes = {}
-        for d in self._mutable:
-            if self.rng.random() < self.mutation_prob:
-                current = d.choices.index(parent[d.name])
-                k = int(self.rng.integers(len(d.choices) - 1))
-                changes[d.name] = d.choices[k if k < current else k + 1]
-        return parent.replace(**changes) if changes else parent
+    def mutations(self, parent: Arch, count: int) -> list[Arch]:
+        """`count` mutations of `parent`: each changes every mutable decision with probability `mutation_prob`
+        to another choice, uniform over the other choices (a mutation may change nothing). The draws for all
+        `count` come from two calls to the RNG."""
+        flips = self.rng.random((count, len(self._mutable))) < self.mutation_prob
+        shifts = self.rng.integers(1, self._sizes, size=(count, len(self._mutable)))  # 1 .. choices - 1
+        current = [d.choices.index(parent[d.name]) for d in self._mutable]
+        out = []
+        for flip_row, shift_row in zip(flips.tolist(), shifts.tolist()):
+            changes = {
+                d.name: d.choices[(i + shift) % len(d.choices)]
+                for d, i, flip, shift in zip(self._mutable, current, flip_row, shift_row)
+                if flip
+            }
+            out.append(parent.replace(**changes) if changes else parent)
+        return out
 
     def candidates(self, ranked: list[Arch]) -> list[Arch]:
         """Distinct unseen mutations: `candidates` mutation draws of the best architecture, then as many of the
@@ -150,8 +161,7 @@ class Bananas(Strategy[BananasOptions]):
         for parent in ranked[: o.parents]:
             if len(out) >= o.candidates:
                 break
-            for _ in range(o.candidates):
-                child = self.mutate(parent)
+            for child in self.mutations(parent, o.candidates):
                 key = child.key()
                 if key not in self.proposed and key not in keys:
                     keys.add(key)
@@ -161,7 +171,7 @@ class Bananas(Strategy[BananasOptions]):
     def fit_and_predict(self, data: list[tuple[Arch, float]], candidates: list[Arch]) -> np.ndarray:
         """Train a fresh ensemble on (architecture, accuracy) pairs; each member's prediction for every
         candidate, (members, candidates)."""
-        x = self.encoder.encode([a for a, _ in data])
+        x = self._encoded([a for a, _ in data])
         y = np.array([v for _, v in data])
         model, epochs = self.model, self.options.continue_epochs
         if model is None or epochs is None:
@@ -170,6 +180,13 @@ class Bananas(Strategy[BananasOptions]):
         if self.options.continue_epochs is not None:
             self.model = model
         return model.predict(self.encoder.encode(candidates))
+
+    def _encoded(self, archs: list[Arch]) -> np.ndarray:
+        """The encodings of evaluated architectures, each computed once (the history is encoded every iteration)."""
+        todo = [a for a in archs if a.key() not in self._rows]
+        for arch, row in zip(todo, self.encoder.encode(todo)):
+            self._rows[arch.key()] = row
+        return np.stack([self._rows[a.key()] for a in archs])
 
     def acquisition_order(self, predictions: np.ndarray) -> np.ndarray:
         """Candidate positions, best first, by the acquisition function (higher accuracy is better)."""

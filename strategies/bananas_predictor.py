@@ -34,7 +34,7 @@ class PredictorSettings:
     width: int = 20
     lr: float = 0.01
     epochs: int = 150
-    batch_size: int = 32
+    batch_size: int | None = 32  # None: the whole training set as one batch
     betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-7  # Keras' Adam epsilon
 
@@ -121,8 +121,9 @@ class EnsembleMLP:
         n = len(y)
         for _ in range(s.epochs if epochs is None else epochs):
             order = rng.permuted(np.broadcast_to(np.arange(n), (s.members, n)), axis=1)
-            for start in range(0, n, s.batch_size):
-                rows = order[:, start : start + s.batch_size]
+            size = n if s.batch_size is None else s.batch_size
+            for start in range(0, n, size):
+                rows = order[:, start : start + size]
                 self.loss_and_gradients(x[rows], y[rows])
                 self.adam_step()
         return float(np.abs(self.predict(x) - y).mean())

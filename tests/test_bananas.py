@@ -121,7 +121,7 @@ def test_candidates_mutate_the_best_first_and_are_new_and_distinct():
     assert not {a.key() for a in cands} & s.proposed
     from_best = [a for a in cands if sum(a[k] != ranked[0][k] for k in a) <= 2]
     assert len(from_best) > 50  # most are one or two edits from the best architecture
-    changed = [sum(s.mutate(ranked[0])[k] != ranked[0][k] for k in ranked[0]) for _ in range(4000)]
+    changed = [sum(m[k] != ranked[0][k] for k in m) for m in s.mutations(ranked[0], 4000)]
     assert np.mean(changed) == pytest.approx(6 * 0.25, abs=0.05)
 
 
