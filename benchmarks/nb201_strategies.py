@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--budgets", default="100,200,500", help="evaluations, comma-separated (default 100,200,500)")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated (default all three)")
     p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help=f"labels: {', '.join(STRATEGIES)}")
-    p.add_argument("--mf-epochs", type=float, default=40000.0, help="epoch budget of the multi-fidelity table (0: skip)")
+    p.add_argument(
+        "--mf-epochs", type=float, default=40000.0, help="epoch budget of the multi-fidelity table (0: skip)"
+    )
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--check", type=int, default=2, help="seeds re-run at the smallest budget to check the prefix rule")
     p.add_argument("--out", help="folder for the run directories (default: a temporary folder, removed)")

@@ -63,6 +63,7 @@ class LocalSearch(Strategy[LocalSearchOptions]):
         self.starts: list[Arch] = []  # random architectures of the current restart, in order
         self.climbs = 0  # restarts so far (the first climb counts)
         self.moves = 0  # moves of the current climb
+        self.exhausted = False  # random draws found too few unseen architectures for a full restart
         self.best: tuple[Arch, float] | None = None  # the best of the whole history (first maximum)
 
     # ---- the neighbourhood --------------------------------------------------------------------------
@@ -74,16 +75,20 @@ class LocalSearch(Strategy[LocalSearchOptions]):
 
     # ---- ask / tell ---------------------------------------------------------------------------------
     def ask(self) -> list[Arch]:
-        """The unevaluated part of the current neighbourhood (move `best`), its next unevaluated
-        neighbour (move `first`), or the next random start."""
+        """The random starts of a climb (all at once), then the unevaluated part of the current
+        neighbourhood (move `best`) or its next unevaluated neighbour (move `first`)."""
         for _ in range(len(self.scores) + 2):
             if self.center is None:
-                if len(self.starts) < self.options.initial:
-                    arch = self._unseen_random()
-                    self.starts.append(arch)
-                    return [arch]
+                if len(self.starts) < self.options.initial and not self.exhausted:
+                    fresh = self._fresh_starts(self.options.initial - len(self.starts))
+                    self.starts.extend(fresh)
+                    return fresh
                 if any(a.key() not in self.scores for a in self.starts):
                     return []  # a start is still out (only when asked before everything was told)
+                if not self.starts:
+                    raise SpaceExhausted(
+                        f"local_search: every architecture of the space was evaluated ({len(self.scores)})"
+                    )
                 self._climb_from(max(self.starts, key=lambda a: self.scores[a.key()]))
                 continue
             todo = [a for a in self.neighbours if a.key() not in self.proposed]
@@ -95,6 +100,18 @@ class LocalSearch(Strategy[LocalSearchOptions]):
                 return []
             self._step()
         raise AssertionError("local search found nothing to propose")  # every pass above proposes or moves
+
+    def _fresh_starts(self, count: int) -> list[Arch]:
+        """Up to `count` unseen random architectures; fewer (at least one) when the space runs out."""
+        fresh: list[Arch] = []
+        try:
+            for _ in range(count):
+                fresh.append(self._unseen_random())
+        except SpaceExhausted:
+            if not fresh:
+                raise
+            self.exhausted = True  # climb from what was found; the next restart gives up
+        return fresh
 
     def _unseen_random(self) -> Arch:
         for _ in range(self.options.max_tries):
@@ -127,6 +144,11 @@ class LocalSearch(Strategy[LocalSearchOptions]):
             self._move_to(best)
         else:
             self.center, self.neighbours, self.starts = None, [], []
+            if self.exhausted:
+                raise SpaceExhausted(
+                    f"local_search: random draws find no unseen architecture to restart from ({len(self.scores)} "
+                    "evaluated)"
+                )
 
     def tell(self, arch: Arch, result: Result) -> None:
         """Record the result. With move `first`, an improving neighbour becomes the centre at once."""
@@ -173,6 +195,7 @@ class LocalSearch(Strategy[LocalSearchOptions]):
             "starts": [arch_to_pairs(a) for a in self.starts],
             "climbs": self.climbs,
             "moves": self.moves,
+            "exhausted": self.exhausted,
             "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
         }
 
@@ -189,5 +212,6 @@ class LocalSearch(Strategy[LocalSearchOptions]):
         self.neighbours = [a for a in (arch_from_pairs(p) for p in state["neighbours"]) if a is not None]
         self.starts = [a for a in (arch_from_pairs(p) for p in state["starts"]) if a is not None]
         self.climbs, self.moves = int(state["climbs"]), int(state["moves"])
+        self.exhausted = bool(state.get("exhausted", False))
         best = state["best"]
         self.best = None if best is None else (Arch([tuple(p) for p in best[0]]), float(best[1]))

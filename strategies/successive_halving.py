@@ -154,7 +154,7 @@ class SuccessiveHalving(Strategy[HalvingOptions]):
             spent += count * self.rungs[i]
             count = keep(count, self.options.eta)
         return (
-            f"{self.name}: rungs of {rungs} epochs (eta {self.options.eta:g}); its widest round evaluates "
+            f"rungs of {rungs} epochs (eta {self.options.eta:g}); its widest round evaluates "
             f"{' -> '.join(counts)} architectures for {spent:g} epochs; give the budget in epochs (run.max_epochs)"
         )
 

@@ -65,18 +65,19 @@ def test_best_move_evaluates_the_whole_neighbourhood_then_moves_to_its_best():
 
 
 def test_climbs_to_the_optimum_then_restarts_and_never_repeats_until_the_space_is_used_up():
-    space = ToySpace(decisions=2, choices=3)
-    s = make(space, seed=4, initial=2)
+    space = ToySpace(decisions=3, choices=3)  # 27 architectures
+    s = make(space, seed=0, initial=2)
     seen: list[tuple[Arch, bool]] = []  # (architecture, proposed while climbing)
     with pytest.raises(SpaceExhausted):
-        for _ in range(50):
-            climbing = s.center is not None
-            for a in s.ask():
-                seen.append((a, climbing or s.center is not None))
+        for _ in range(100):
+            proposed = s.ask()
+            climbing = s.center is not None  # starts are proposed with no centre, neighbours around one
+            for a in proposed:
+                seen.append((a, climbing))
                 s.tell(a, ok(score(a)))
     archs = [a for a, _ in seen]
-    assert len(archs) == 9 and len({a.key() for a in archs}) == 9  # every architecture once, then exhausted
-    optimum = Arch([("d0", "op2"), ("d1", "op2")])
+    assert len(archs) == 27 and len({a.key() for a in archs}) == 27  # every architecture once, then exhausted
+    optimum = Arch([("d0", "op2"), ("d1", "op2"), ("d2", "op2")])
     assert s.final() == optimum
     # on an additive landscape the first climb ends at the global optimum: it is found before the restart
     first_climb = next(i for i, (_, climbing) in enumerate(seen) if climbing)
@@ -103,7 +104,8 @@ def test_first_move_leaves_as_soon_as_a_neighbour_improves():
 def test_failed_starts_rank_last_and_are_not_proposed_again():
     space = ToySpace(decisions=2, choices=3)
     s = make(space, seed=2, initial=3)
-    starts = s.ask() + s.ask() + s.ask()
+    starts = s.ask()
+    assert len(starts) == 3
     s.tell(starts[0], Result.failed("scripted"))
     s.tell(starts[1], Result.infeasible("over a limit"))
     s.tell(starts[2], ok(score(starts[2])))
