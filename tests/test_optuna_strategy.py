@@ -152,3 +152,14 @@ def test_kill_9_mid_search_resumes_to_the_identical_result(tmp_path, core_toy):
     run_to_the_end(argv, tmp_path / "full")
     kill_then_resume([*argv, "--set", "evaluator.sleep=0.15"], tmp_path / "killed", after_lines=7)
     assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")
+
+
+def test_set_reaches_one_key_of_a_mapping_option_and_keeps_the_others():
+    from nasframe.config import merge_config
+
+    base = {"strategy": {"name": "optuna", "sampler_options": {"n_startup_trials": 5, "gamma": None}}}
+    cfg = merge_config(base, sets=["strategy.sampler_options.n_startup_trials=20", "strategy.sampler_options.seed=1"])
+    assert cfg["strategy"]["sampler_options"] == {"n_startup_trials": 20, "gamma": None, "seed": 1}
+    assert base["strategy"]["sampler_options"]["n_startup_trials"] == 5  # the caller's mapping is not changed
+    with pytest.raises(ConfigError, match="'sampler' holds 'tpe', not a mapping"):
+        merge_config({"strategy": {"sampler": "tpe"}}, sets=["strategy.sampler.x=1"])
