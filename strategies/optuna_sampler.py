@@ -97,14 +97,18 @@ def check_plain_options(cls: type, given: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def quiet(optuna: Any) -> Iterator[None]:
-    """Silence Optuna's per-trial log lines and experimental-feature warnings for the duration of a call
-    (the runner logs every evaluation itself); Optuna's verbosity is restored afterwards."""
+def quiet(optuna: Any, experimental: bool = False) -> Iterator[None]:
+    """Silence Optuna's per-trial log lines for the duration of a call (the runner logs every evaluation
+    itself), and with `experimental` its experimental-feature warnings (emitted when a sampler is built);
+    Optuna's verbosity is restored afterwards. Cheap: it runs around every ask and tell."""
     before = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if experimental:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                yield
+        else:
             yield
     finally:
         optuna.logging.set_verbosity(before)
@@ -143,7 +147,7 @@ class OptunaSampler(Strategy[OptunaOptions]):
         optuna = self.optuna
         cls = getattr(optuna.samplers, SAMPLERS[self.options.sampler])
         check_plain_options(cls, self.options.sampler_options)
-        with quiet(optuna):
+        with quiet(optuna, experimental=True):
             try:
                 sampler = cls(seed=self.sampler_seed, **self.options.sampler_options)
             except (TypeError, ValueError) as exc:
