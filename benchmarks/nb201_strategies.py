@@ -77,10 +77,9 @@ def plan_runs(out: Path, dataset: str, label: str, seeds: Sequence[int], budget:
     name, options = STRATEGIES[label]
     if label in PER_BUDGET and name == "mdenas":
         options = {**options, "epochs": budget}
-    config = {"strategies": {label: {"name": name, **options}}}
+    config = {"strategies": {label: {"name": name, **options}}, "seeds": list(seeds)}
     return make_plan(
         config,
-        seeds=",".join(map(str, seeds)),
         budget=budget,
         out=str(out / dataset / f"{label}-{budget}"),
         names={"space": "nb201", "evaluator": "tabular"},
@@ -223,9 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sets = [f"evaluator.dataset={dataset}", f"run.max_epochs={args.mf_epochs:g}", "run.tensorboard=false"]
                 sets += [f"evaluator.{k}={v}" for k, v in ev_options.items()]
                 folder = out / "mf" / dataset / label.split(" ")[0] / ("oracle" if ev_options else "12")
-                config = {"strategies": {label.split(" ")[0]: {"name": name, **options}}}
+                config = {"strategies": {label.split(" ")[0]: {"name": name, **options}}, "seeds": list(seeds)}
                 specs_by[(dataset, label)] = make_plan(
-                    config, seeds=",".join(map(str, seeds)), budget=10**6, out=str(folder),
+                    config, budget=10**6, out=str(folder),
                     names={"space": "nb201", "evaluator": "tabular"}, sets=sets,
                 ).runs()  # fmt: skip
         run_all([s for specs in specs_by.values() for s in specs], args.workers)
