@@ -150,7 +150,10 @@ def test_the_answer_trains_and_exports_to_onnx_checked_by_onnxruntime(cli, tmp_p
 # ---- kill -9 and resume: the identical end ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_killed_evolution_on_a_users_model_resumes_to_the_identical_result(tmp_path):
-    argv = ["--strategy", "evolution", *BASE, *SHORT_TRAIN, "--budget", "8", "--set", "strategy.population=3"]
+    # a checkpoint after every evaluation: the default (every 30 s) can leave none before a loaded
+    # machine's run ends, and then there is nothing to kill it after
+    argv = ["--strategy", "evolution", *BASE, *SHORT_TRAIN, "--budget", "8", "--set", "strategy.population=3",
+            "--set", "run.checkpoint_every=1"]  # fmt: skip
     run_to_the_end(argv, tmp_path / "full")
     kill_then_resume(argv, tmp_path / "killed", after_lines=3)
     assert run_outcome(tmp_path / "killed") == run_outcome(tmp_path / "full")
