@@ -60,6 +60,10 @@ def _type_name(tp: Any) -> str:
 
 
 _SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+#: the largest integer an option takes: the 64-bit integers torch, numpy and the OS calls take
+INT_LIMIT = 2**63 - 1
+#: the largest float an option takes: float32's, as torch computes with most of them in float32
+FLOAT_LIMIT = 3.4028234663852886e38
 #: longer number texts are not read as numbers (Python refuses int() of more than 4300 digits)
 _MAX_NUMBER_CHARS = 400
 
@@ -170,23 +174,39 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
         raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
     if tp is str:
         if isinstance(value, str):
-            return value
+            return _checked_text(value, key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {_short(value)}")
     if isinstance(value, str):
         value = _number(value)
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise ConfigError(f"{key}: {_short(value)} is beyond the 64-bit integers nasframe's code takes")
+            return value
         raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if finite and not math.isfinite(value):
             raise ConfigError(f"{key}: {_short(value)} is not a finite number (use null for 'no limit')")
+        if math.isfinite(value) and abs(value) > FLOAT_LIMIT:
+            raise ConfigError(f"{key}: {_short(value)} is beyond the float32 range torch computes in (3.4e38)")
         return float(value)
     raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+
+
+def _checked_text(value: str, key: str) -> str:
+    """`value` unless it holds half of a UTF-16 surrogate pair (YAML's `"\\udcff"`, or a file name that
+    is not UTF-8): such text cannot be written to the run's files."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{key}: {_short(value)} is not valid text (character {exc.start} is a lone surrogate)"
+        ) from None
+    return value
 
 
 def _check_range(value: Any, meta: Mapping, key: str) -> None:
