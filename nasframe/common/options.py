@@ -144,6 +144,8 @@ def _coerce_union(value: Any, tp: Any, key: str, finite: bool = True) -> Any:
             continue
         try:
             return _coerce(value, member, key, finite)
+        except _Definite:
+            raise
         except ConfigError as exc:
             if "not a finite number" in str(exc):
                 raise
@@ -185,27 +187,33 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > INT_LIMIT:
-                raise ConfigError(f"{key}: {_short(value)} is beyond the 64-bit integers nasframe's code takes")
+                raise _Definite(f"{key}: {_short(value)} is beyond the 64-bit integers nasframe's code takes")
             return value
         raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if finite and not math.isfinite(value):
             raise ConfigError(f"{key}: {_short(value)} is not a finite number (use null for 'no limit')")
         if math.isfinite(value) and abs(value) > FLOAT_LIMIT:
-            raise ConfigError(f"{key}: {_short(value)} is beyond the float32 range torch computes in (3.4e38)")
+            raise _Definite(f"{key}: {_short(value)} is beyond the float32 range torch computes in (3.4e38)")
         return float(value)
     raise ConfigError(f"{key}: expected a number, got {_short(value)}")
 
 
+class _Definite(ConfigError):
+    """A refusal that holds whichever member of a union the value is read as (a number beyond what
+    the code takes, text that is not text): `_coerce_union` lets it through rather than trying on."""
+
+
 def _checked_text(value: str, key: str) -> str:
-    """`value` unless it holds half of a UTF-16 surrogate pair (YAML's `"\\udcff"`, or a file name that
-    is not UTF-8): such text cannot be written to the run's files."""
+    """`value` unless it holds half of a UTF-16 surrogate pair (a file name that is not UTF-8, whose
+    bytes Python carries as surrogates, or YAML's `"\\udcff"`): such text cannot be written to the
+    run's files."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ConfigError(
-            f"{key}: {_short(value)} is not valid text (character {exc.start} is a lone surrogate)"
-        ) from None
+        code = ord(value[exc.start])
+        what = f"UTF-8 (byte {code - 0xDC00:#04x})" if 0xDC80 <= code <= 0xDCFF else "text (a lone surrogate)"
+        raise _Definite(f"{key}: {_short(value)} is not valid {what}") from None
     return value
 
 
