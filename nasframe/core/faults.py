@@ -40,13 +40,20 @@ def component_name(component: Any) -> str:
 
 
 def _component_of(frame: Any) -> Any:
-    """The component whose method `frame` runs (its first argument), or None."""
+    """The component whose own method `frame` runs (self, or cls, is its first argument and the code is
+    that of the method of this name on its class), or None: a function that merely takes a component
+    as its first argument is nasframe's, not the component's."""
     code = frame.f_code
     if not code.co_argcount:
         return None
     first = frame.f_locals.get(code.co_varnames[0])
-    for base, _ in COMPONENTS:
-        if isinstance(first, base) or (isinstance(first, type) and issubclass(first, base)):
+    cls = first if isinstance(first, type) else type(first)
+    if not any(issubclass(cls, base) for base, _ in COMPONENTS):
+        return None
+    for klass in cls.__mro__:
+        member = vars(klass).get(code.co_name)
+        member = getattr(member, "__func__", None) or getattr(member, "fget", None) or member
+        if getattr(member, "__code__", None) is code:
             return first
     return None
 

@@ -251,8 +251,9 @@ class Runner:
         if not distributed.is_writer():
             apply_threads(self._threads())
             return self._run_locked()
-        claim = self.files.claim(self.identity, adopt=self.resuming)
-        claim.made_folder |= self._made_folder
+        claim = None if self.resuming else self.files.claim(self.identity)  # the marker first
+        if claim is not None:
+            claim.made_folder |= self._made_folder
         discarded = False
         try:
             with self.files.lock():
@@ -262,7 +263,7 @@ class Runner:
                     apply_threads(self._threads())  # before any training work; see nasframe/common/threads.py
                     return self._run_locked()
                 except (Exception, SystemExit):
-                    if self._wrote_files and self._nothing_recorded():
+                    if claim is not None and self._wrote_files and self._nothing_recorded():
                         claim.undo(RunDir.NEW_RUN_FILES)
                         discarded = True
                     raise
@@ -281,7 +282,7 @@ class Runner:
                 )
             raise fault from exc
         finally:
-            if discarded:
+            if claim is not None and discarded:
                 claim.remove_folder_if_made()  # only if nothing else is in it
 
     def _run_locked(self) -> RunSummary:
@@ -319,6 +320,8 @@ class Runner:
         found = read_checkpoint(self.files, self.config.names, _note)
         if found is not None:
             self.load_state_dict(*found)
+        if self.files.expected_run()[0] is None:  # made before markers existed: from now on this run's
+            self.files.claim(self.identity, adopt=True)
         fell_back = found is not None and found[1].name == RunDir.PREVIOUS_CHECKPOINT
         if self.state.finished:
             reason = self._finished_reason()
