@@ -1,6 +1,9 @@
-"""Fault injection: kill -9 at random points of tiny runs of every built-in strategy and of `compare`,
-then resume, and check that the result is identical to the uninterrupted run's; a full disk while
-checkpointing; and the property sweep over generated inputs (tests/test_properties.py).
+"""Fault injection: kill -9 at random points of tiny runs of every built-in strategy, of `compare` and of
+`nasframe train`, then resume, and check that the result is identical to the uninterrupted run's;
+SIGINT and SIGTERM at random points of run, resume, train and compare (one line, exit 130 or 143, then
+the same end); a full disk while checkpointing; and the property sweep over generated inputs
+(tests/test_properties.py: configs, --set items, architecture texts, damaged run folders, checkpoints,
+output folders' contents, plugin faults, streams).
 
     python benchmarks/fault_injection.py                      # everything, the figures of docs/reliability.md
     python benchmarks/fault_injection.py --kills 3 --strategies random,abs --no-properties
@@ -63,6 +66,8 @@ RUNS: dict[str, list[str]] = {
 }  # fmt: skip
 COMPARE = ["compare", "--strategies", "random,evolution,mdenas", "--seeds", "2", "--budget", "12",
            "--space", "nb201", "--evaluator", "tabular", "--no-plot", "--no-tensorboard"]  # fmt: skip
+TRAIN = ["train", "--space", "nb201", "--arch", "resnet", "--set", "space.C=4", "--set", "space.N=1", "--set",
+         "recipe.epochs=4", "--set", "data.limit=320", "--set", "recipe.batch_size=32", "--quiet"]  # fmt: skip
 
 
 # ---- one run, one kill ---------------------------------------------------------------------------------------------
@@ -169,6 +174,126 @@ def compare_trials(kills: int, rng: random.Random, work: Path) -> Counter:
         counts["identical" if compare_outcome(folder) == expected else "DIFFERENT"] += 1
         shutil.rmtree(folder, ignore_errors=True)
     print(f"compare: reference {seconds:.1f} s; {dict(counts)}", flush=True)
+    return counts
+
+
+# ---- nasframe train -------------------------------------------------------------------------------------------------
+def train_outcome(folder: Path) -> tuple:
+    """What a resumed training must reproduce: the weights, bit for bit, and the test metrics."""
+    meta = json.loads((folder / "model.json").read_text())
+    return (folder / "model.safetensors").read_bytes(), meta["metrics"], meta["epochs"]
+
+
+def train_kill_trials(kills: int, rng: random.Random, work: Path) -> Counter:
+    """`nasframe train` killed with SIGKILL at a random time (and, every other trial, just after its weights
+    appear: the moment between model.safetensors and the completion marker model.json), then continued with
+    `train --resume` (or the same command when the kill came before train.json): the same weights."""
+    reference = work / "train-reference"
+    started = time.perf_counter()
+    subprocess.run([*NASFRAME, *TRAIN, "--out", str(reference)], check=True, capture_output=True, env=ENV)
+    seconds = time.perf_counter() - started
+    expected = train_outcome(reference)
+    counts: Counter = Counter()
+    for k in range(kills):
+        folder = work / f"train-kill-{k}"
+        proc = subprocess.Popen([*NASFRAME, *TRAIN, "--out", str(folder)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
+        if k % 2:  # at the weights: the end state must be "continue" or "finished", never neither
+            while proc.poll() is None and not (folder / "model.safetensors").exists():
+                time.sleep(0.001)
+        else:
+            time.sleep(rng.uniform(0.2, seconds))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            counts["killed"] += 1
+        proc.wait()
+        if (folder / "model.json").exists():
+            counts["finished before the kill" if proc.returncode == 0 else "killed after model.json"] += 1
+        else:
+            cmd = [*NASFRAME, "train", "--resume", str(folder), "--quiet"]
+            if not (folder / "train.json").exists():
+                cmd = [*NASFRAME, *TRAIN, "--out", str(folder)]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+            if done.returncode != 0:
+                counts["NOT CLEAN"] += 1
+                print(f"  train kill {k}: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+        counts["identical" if train_outcome(folder) == expected else "DIFFERENT"] += 1
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"train: reference {seconds:.1f} s; {dict(counts)}", flush=True)
+    return counts
+
+
+# ---- SIGINT and SIGTERM ---------------------------------------------------------------------------------------------
+def _stopped_cleanly(proc: subprocess.Popen, sig: int) -> bool:
+    """Exit 130 (SIGINT) or 143 (SIGTERM), no traceback, one last line saying how to continue."""
+    _, err = proc.communicate()
+    if proc.returncode == 0:
+        return True  # it finished before the signal came
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    word = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    code = 130 if sig == signal.SIGINT else 143
+    clean = proc.returncode == code and "Traceback" not in err and word in last
+    if not clean:
+        print(f"  {signal.Signals(sig).name}: exit {proc.returncode}, last line {last[:300]!r}")
+    return clean
+
+
+def signal_trials(kills: int, rng: random.Random, work: Path) -> Counter:
+    """SIGINT or SIGTERM at a random time of `run`, `resume` (of a run stopped before), `train` and
+    `compare`: one line and exit 130/143, then resume (or the same command) to the uninterrupted end."""
+    argv = RUNS["random"]
+    reference = work / "signal-run-reference"
+    seconds = run_through(argv, reference)
+    expected = outcome(reference)
+    train_ref = work / "signal-train-reference"
+    subprocess.run([*NASFRAME, *TRAIN, "--out", str(train_ref)], check=True, capture_output=True, env=ENV)
+    counts: Counter = Counter()
+    for k in range(kills):
+        command = ["run", "resume", "train", "compare"][k % 4]
+        sig = rng.choice([signal.SIGINT, signal.SIGTERM])
+        folder = work / f"signal-{k}"
+        if command == "train":
+            cmd = [*NASFRAME, *TRAIN, "--out", str(folder)]
+        elif command == "compare":
+            cmd = [*NASFRAME, *COMPARE, "--out", str(folder)]
+        else:
+            cmd = [*NASFRAME, "run", *argv, "--out", str(folder)]
+        if command == "resume":  # stopped once already: the signal comes during the resume
+            kill_at = log_lines(reference) // 2
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+            while proc.poll() is None and log_lines(folder) < kill_at:
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            cmd = [*NASFRAME, "resume", str(folder), "--quiet"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+        time.sleep(rng.uniform(0.3, max(0.4, seconds)))
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        clean = _stopped_cleanly(proc, sig)
+        if command == "train":
+            again = [*NASFRAME, "train", "--resume", str(folder), "--quiet"]
+            if not (folder / "train.json").exists():
+                again = cmd
+            elif (folder / "model.json").exists():
+                again = []
+        elif command == "compare":
+            again = cmd
+        else:
+            again = [*NASFRAME, "resume", str(folder), "--quiet"] if (folder / "config.yaml").exists() else cmd
+        if again:
+            done = subprocess.run(again, capture_output=True, text=True, env=ENV)
+            if done.returncode != 0:
+                print(f"  {command} again: {done.stderr.strip().splitlines()[-1:]}")
+            clean = clean and done.returncode == 0
+        if command == "train":
+            clean = clean and train_outcome(folder) == train_outcome(train_ref)
+        elif command != "compare":
+            clean = clean and outcome(folder) == expected
+        counts["clean" if clean else "NOT CLEAN"] += 1
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"SIGINT/SIGTERM of run, resume, train, compare: {dict(counts)}", flush=True)
     return counts
 
 
@@ -325,19 +450,28 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--examples", type=int, default=1000, help="property sweep: examples per property")
     parser.add_argument("--thread-kills", type=int, default=4, help="kills of a 2-thread run resumed on 1 (default 4)")
+    parser.add_argument("--train-kills", type=int, default=10, help="kills of `nasframe train` (default 10)")
+    parser.add_argument("--signal-kills", type=int, default=12, help="SIGINT/SIGTERM trials (default 12)")
+    parser.add_argument("--no-disk", action="store_true", help="skip the full-disk trials")
     parser.add_argument("--no-properties", action="store_true", help="skip the property sweep")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="nasframe-faults-"))
     failures = 0
     try:
-        for name in args.strategies.split(","):
+        for name in args.strategies.split(",") if args.kills else []:
             counts = kill_trials(name, args.kills, rng, work)
             failures += counts["DIFFERENT"]
         if args.compare_kills:
             failures += compare_trials(args.compare_kills, rng, work)["DIFFERENT"]
-        failures += disk_full_trials(work)["NOT CLEAN"]
-        failures += disk_full_tmpfs_trials(work)["NOT CLEAN"]
+        if args.train_kills:
+            counts = train_kill_trials(args.train_kills, rng, work)
+            failures += counts["DIFFERENT"] + counts["NOT CLEAN"]
+        if args.signal_kills:
+            failures += signal_trials(args.signal_kills, rng, work)["NOT CLEAN"]
+        if not args.no_disk:
+            failures += disk_full_trials(work)["NOT CLEAN"]
+            failures += disk_full_tmpfs_trials(work)["NOT CLEAN"]
         if args.thread_kills:
             failures += threads_trials(args.thread_kills, rng, work)["DIFFERENT"]
         if not args.no_properties:

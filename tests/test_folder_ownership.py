@@ -140,7 +140,7 @@ def test_a_checkpoint_copied_from_another_run_is_set_aside_and_the_run_ends_as_i
     cli, core_toy, tmp_path, monkeypatch
 ):
     toy_run(cli, core_toy, tmp_path / "full")
-    toy_run(cli, core_toy, tmp_path / "other", "--set", "evaluator.noise=0.7")  # same components, other settings
+    interrupted(cli, core_toy, tmp_path / "other", monkeypatch, 4, "--seed", 3)  # same components and point, other seed
     run = tmp_path / "r"
     interrupted(cli, core_toy, run, monkeypatch)
     foreign = (tmp_path / "other" / "checkpoint.pt").read_bytes()

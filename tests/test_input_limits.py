@@ -182,7 +182,8 @@ def test_a_training_checkpoint_of_another_training_is_refused(cli, core_toy, tmp
             "train", "--plugin", core_toy, *TRAIN, "--set", f"recipe.seed={seed}", "--out", tmp_path / name
         )
         assert code == 0, err
-    (tmp_path / "a" / "model.json").unlink()
+    for name in ("model.json", "model.safetensors"):  # as if killed before its end
+        (tmp_path / "a" / name).unlink()
     shutil.copy(tmp_path / "b" / "checkpoint.pt", tmp_path / "a" / "checkpoint.pt")
     code, _, err = cli("train", "--resume", tmp_path / "a", "--quiet", "--plugin", core_toy)
     assert code == 2 and "checkpoint.pt: written by another training" in one_line(err)

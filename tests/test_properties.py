@@ -3,9 +3,15 @@
 Generated inputs: config YAML (structured and fragment soup, and raw bytes), `--set` items,
 architecture texts of every built-in space (mutations of valid genotype, cell, list and JSON forms,
 and free text), damage to a finished run folder (cut, flipped, replaced or removed files, garbage
-lines) and checkpoints of the wrong structure. The property: the call returns, or raises a
-`NasframeError`; through the CLI, exit 0, or exit 2 whose last stderr line is one
-`nasframe: error: ...` line, and never a traceback.
+lines, records repeated or out of order, files of another run), checkpoints of the wrong structure,
+the contents of an output folder (nasframe's file names and others, any bytes, markers of any kind
+and identity), faults inside plugins (an exception, `sys.exit`, an interrupt or a wrong answer from
+any method of a strategy, space or evaluator) and streams where a file is expected (pipes, FIFOs
+nobody writes to, devices, folders). The property: the call returns, or raises a `NasframeError`;
+through the CLI, exit 0, or exit 2 whose last stderr line is one `nasframe: error: ...` line (130
+after an interrupt), and never a traceback; a folder that is not the command's own is left exactly
+as it was; a run stopped by a plugin fault, resumed without it, ends as if it never had it; nothing
+blocks.
 
 Profiles: `ci` (the default: a few dozen seeded examples per property, well under a minute) and
 `sweep` (NASFRAME_HYPOTHESIS_PROFILE=sweep, thousands; benchmarks/fault_injection.py runs it). With
@@ -303,6 +309,10 @@ def finished_run(scratch) -> Path:
     run = scratch / "finished"
     code, err = cli("setup", "run", *TOY, "--budget", 4, "--out", run, *QUIET, "--set", "run.checkpoint_every=1")
     assert code == 0, err
+    other = scratch / "other-run"  # what the "foreign" damage copies from
+    code, err = cli("setup", "run", *TOY, "--budget", 4, "--out", other, *QUIET, "--set", "run.checkpoint_every=1",
+                    "--seed", 7)  # fmt: skip
+    assert code == 0, err
     return run
 
 
@@ -330,6 +340,19 @@ def _damage(folder: Path, name: str, how: str, where: float, payload: bytes) -> 
         path.write_bytes(b"\n".join(lines))
     elif how == "json":
         path.write_text(json.dumps(_json_value(payload)))
+    elif how in ("duplicate_line", "swap_lines"):  # a record repeated, or two records out of order
+        lines = data.splitlines(keepends=True)
+        if len(lines) >= 2:
+            k = min(int(where * (len(lines) - 1)), len(lines) - 2)
+            if how == "duplicate_line":
+                lines.insert(k, lines[k])
+            else:
+                lines[k], lines[k + 1] = lines[k + 1], lines[k]
+            path.write_bytes(b"".join(lines))
+    elif how == "foreign":  # the same file of another run (same components, another seed)
+        other = folder.parent / "other-run" / name
+        if other.exists():
+            path.write_bytes(other.read_bytes())
 
 
 def _json_value(payload: bytes) -> object:
@@ -341,7 +364,20 @@ def _json_value(payload: bytes) -> object:
 damages = st.lists(
     st.tuples(
         st.sampled_from(RUN_FILES),
-        st.sampled_from(["remove", "truncate", "flip", "insert", "append", "replace_line", "json"]),
+        st.sampled_from(
+            [
+                "remove",
+                "truncate",
+                "flip",
+                "insert",
+                "append",
+                "replace_line",
+                "json",
+                "duplicate_line",
+                "swap_lines",
+                "foreign",
+            ]
+        ),  # fmt: skip
         st.floats(0, 1),
         st.binary(max_size=40)
         | st.sampled_from([b"garbage\n", b'{"index": 3, "arch": {"d0"', b"\xff\xfe", b"9" * 5000]),
