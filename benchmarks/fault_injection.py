@@ -225,17 +225,19 @@ def train_kill_trials(kills: int, rng: random.Random, work: Path) -> Counter:
 
 
 # ---- SIGINT and SIGTERM ---------------------------------------------------------------------------------------------
-def _stopped_cleanly(proc: subprocess.Popen, sig: int) -> bool:
-    """Exit 130 (SIGINT) or 143 (SIGTERM), no traceback, one last line saying how to continue."""
+def _stopped_cleanly(proc: subprocess.Popen, sig: int, done: Path) -> bool:
+    """Exit 130 (SIGINT) or 143 (SIGTERM), no traceback, one last line saying how to continue. A command
+    whose work was complete (`done` exists) when the signal came may also end by it: Python's own
+    handler is back once the command has returned, for the last milliseconds of the process."""
     _, err = proc.communicate()
-    if proc.returncode == 0:
+    if proc.returncode == 0 or (proc.returncode == -sig and done.exists()):
         return True  # it finished before the signal came
     last = err.strip().splitlines()[-1] if err.strip() else ""
     word = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
     code = 130 if sig == signal.SIGINT else 143
     clean = proc.returncode == code and "Traceback" not in err and word in last
     if not clean:
-        print(f"  {signal.Signals(sig).name}: exit {proc.returncode}, last line {last[:300]!r}")
+        print(f"  {signal.Signals(sig).name}: exit {proc.returncode}, last line {last[:300]!r}", flush=True)
     return clean
 
 
@@ -268,10 +270,14 @@ def signal_trials(kills: int, rng: random.Random, work: Path) -> Counter:
             proc.wait()
             cmd = [*NASFRAME, "resume", str(folder), "--quiet"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-        time.sleep(rng.uniform(0.3, max(0.4, seconds)))
+        lock = "*/seed-*/.lock" if command == "compare" else ".lock"  # held while it works: it has started
+        while proc.poll() is None and not any(folder.glob(lock)):
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, seconds / 2))
         if proc.poll() is None:
             proc.send_signal(sig)
-        clean = _stopped_cleanly(proc, sig)
+        end = {"train": "model.json", "compare": "runs.csv"}.get(command, "best.json")
+        clean = _stopped_cleanly(proc, sig, folder / end)
         if command == "train":
             again = [*NASFRAME, "train", "--resume", str(folder), "--quiet"]
             if not (folder / "train.json").exists():

@@ -360,6 +360,18 @@ class RunDir:
     def lock(self) -> RunLock:
         return RunLock(self.path)
 
+    def disk_full_message(self, exc: OSError, evaluations: int) -> str:
+        """The one line of a run stopped by a full disk: what is intact (the last checkpoint, covering
+        `evaluations`) and how to go on."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        if self.has_checkpoint():
+            n = f"{evaluations} evaluation{'' if evaluations == 1 else 's'}"
+            kept = f"its last checkpoint ({n}) and logs are intact"
+            then = f"free some space, then `nasframe resume {self.path}`"
+        else:
+            kept, then = "nothing was checkpointed yet", "free some space and run it again"
+        return f"{self.path}: the disk is full{where}; the run stopped: {kept}; {then}"
+
 
 def _out_of_place(record: EvaluationRecord, position: int, run: str | None, strict: bool) -> str | None:
     """Why `record` cannot be the history's record number `position` of the run `run`, or None."""

@@ -269,17 +269,14 @@ class Runner:
                     raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise RunDirError(self._disk_full_message(exc)) from None
+                raise RunDirError(self.files.disk_full_message(exc, self._last_ckpt[0])) from None
             raise
         except (Exception, SystemExit) as exc:
             fault = exc if isinstance(exc, PluginError) else fault_of(exc)
             if fault is None:
                 raise
             if not discarded and self.files.has_checkpoint():
-                n = self._last_ckpt[0]
-                fault = PluginError(
-                    f"{fault}; the run's last checkpoint is intact ({n} evaluation{'' if n == 1 else 's'})"
-                )
+                fault = PluginError(f"{fault}; the run's last checkpoint is intact ({_count(self._last_ckpt[0])})")
             raise fault from exc
         finally:
             if claim is not None and discarded:
@@ -387,16 +384,6 @@ class Runner:
         return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result, ran=ran)
 
     # ---- the folder ------------------------------------------------------------------------------
-    def _disk_full_message(self, exc: OSError) -> str:
-        where = f" ({exc.filename})" if exc.filename else ""
-        if self.files.has_checkpoint():
-            n = self._last_ckpt[0]
-            kept = f"its last checkpoint ({n} evaluation{'' if n == 1 else 's'}) and logs are intact"
-            then = f"free some space, then `nasframe resume {self.run_dir}`"
-        else:
-            kept, then = "nothing was checkpointed yet", "free some space and run it again"
-        return f"{self.run_dir}: the disk is full{where}; the run stopped: {kept}; {then}"
-
     def _threads(self) -> int:
         """The CPU thread count of this session: `run.threads`, except that a resumed run whose
         setting is `auto` continues with the count it recorded, since the count changes how float
@@ -488,6 +475,10 @@ class Runner:
         if stage is None:
             return True
         return stage == "executing" and not self.parts.evaluator.holds_state
+
+
+def _count(n: int) -> str:
+    return f"{n} evaluation{'' if n == 1 else 's'}"
 
 
 def _holds_run_message(run_dir: Path) -> str:
