@@ -229,6 +229,24 @@ def test_an_evaluator_error_in_a_worker_is_one_line(cli, core_toy, tmp_path, ray
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("fault", "line"),
+    [
+        ("bug_on", "evaluate() raised ValueError: scripted bug on c1"),
+        ("exit_on", "evaluate() called sys.exit('scripted exit on c1')"),
+    ],
+)
+def test_a_plugin_fault_in_a_worker_is_the_same_one_line(cli, core_toy, tmp_path, ray_instance, fault, line):
+    """An evaluator's bug or sys.exit inside a Ray worker reads as in this process: one line naming the
+    evaluator and its method, exit 2; not a Ray traceback, and not a worker lost and retried."""
+    argv = faulty_argv(core_toy, "random", 10, "run.executor=ray", f"evaluator.{fault}=c1")
+    code, _, err = cli(*argv, "--out", str(tmp_path / "run"))
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nasframe: error: evaluator 'faulty_toy_eval': " + line), last
+    assert "Traceback" not in err
+
+
 def test_more_slots_than_the_cluster_has_is_one_line(cli, core_toy, tmp_path, ray_instance):
     cpus = int(ray_instance.cluster_resources()["CPU"])
     argv = faulty_argv(core_toy, "random", 4, "run.executor=ray", "run.parallel=3", f"run.task_cpus={cpus}")
