@@ -1,12 +1,15 @@
 """Fault injection: kill -9 at random points of tiny runs of every built-in strategy, of `compare` and of
 `nasframe train`, then resume, and check that the result is identical to the uninterrupted run's;
 SIGINT and SIGTERM at random points of run, resume, train and compare (one line, exit 130 or 143, then
-the same end); a full disk while checkpointing; and the property sweep over generated inputs
+the same end); `export` killed (also mid-write) or run twice at once on one --out (the file whole, no
+temporary file left); a full disk while checkpointing; and the property sweep over generated inputs
 (tests/test_properties.py: configs, --set items, architecture texts, damaged run folders, checkpoints,
 output folders' contents, plugin faults, streams).
 
     python benchmarks/fault_injection.py                      # everything, the figures of docs/reliability.md
     python benchmarks/fault_injection.py --kills 3 --strategies random,abs --no-properties
+    python benchmarks/fault_injection.py --kills 0 --compare-kills 0 --thread-kills 0 --no-disk \
+        --examples 300 --properties "folder or plugin_fault or stream or damaged"     # the second pass's classes
 
 Each kill trial: the uninterrupted reference run of the strategy (once per strategy), then the same
 command killed with SIGKILL once its logs hold a random number of lines (drawn from the reference's
@@ -316,6 +319,78 @@ def signal_trials(kills: int, rng: random.Random, work: Path) -> Counter:
     return counts
 
 
+# ---- exports -----------------------------------------------------------------------------------------------------
+def _export_complete(path: Path, fmt: str) -> bool:
+    """The exported file is whole: it loads and runs (a cut file does not)."""
+    import torch
+
+    try:
+        if fmt == "onnx":
+            import onnxruntime
+
+            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        else:
+            torch.jit.load(str(path), map_location="cpu")
+    except Exception:
+        return False
+    return True
+
+
+def export_trials(trials: int, rng: random.Random, work: Path) -> Counter:
+    """`nasframe export` of a finished training: killed with SIGKILL at a random time (every other kill
+    just as its temporary file appears: mid-write), then run again; or two exports started at once to
+    one --out. Clean: exit 0 in the end, the file whole, no temporary file left in the folder."""
+    folder = work / "export-train"
+    subprocess.run([*NASFRAME, *TRAIN, "--out", str(folder)], check=True, capture_output=True, env=ENV)
+    counts: Counter = Counter()
+    seconds: dict[str, float] = {}
+    for fmt in ("torchscript", "onnx"):
+        started = time.perf_counter()
+        ref = work / f"export-reference.{fmt}"
+        subprocess.run([*NASFRAME, "export", str(folder), "--format", fmt, "--out", str(ref)], check=True,
+                       capture_output=True, env=ENV)  # fmt: skip
+        seconds[fmt] = time.perf_counter() - started
+    for k in range(trials):
+        fmt = ("torchscript", "onnx")[(k // 3) % 2]
+        where = work / f"export-{k}"
+        where.mkdir()
+        out = where / "model.out"
+        cmd = [*NASFRAME, "export", str(folder), "--format", fmt, "--out", str(out)]
+        codes = []
+        if k % 3 == 2:  # two at once
+            procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+                     for _ in range(2)]  # fmt: skip
+            codes = [p.wait() for p in procs]
+            counts["two at once"] += 1
+        else:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+            if k % 3 == 1:  # mid-write: the moment its temporary file exists
+                while proc.poll() is None and not any(p.name.endswith(".tmp") for p in where.iterdir()):
+                    time.sleep(0.0005)
+            else:
+                time.sleep(rng.uniform(0.0, seconds[fmt]))
+            killed = proc.poll() is None
+            if killed:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            counts["killed mid-write" if k % 3 == 1 and killed else "killed" if killed else "finished first"] += 1
+            left = sorted(p.name for p in where.iterdir() if p.name != "model.out")
+            if left:
+                counts["temporary file after the kill"] += 1
+            if out.exists() and not _export_complete(out, fmt):
+                counts["PARTIAL FILE after the kill"] += 1
+                print(f"  export kill {k}: a partial {out.name}", flush=True)
+            codes = [subprocess.run(cmd, capture_output=True, env=ENV).returncode]
+        left = sorted(p.name for p in where.iterdir() if p.name != "model.out")
+        clean = all(c == 0 for c in codes) and not left and _export_complete(out, fmt)
+        if not clean:
+            print(f"  export {k} ({fmt}): exit {codes}, left {left}", flush=True)
+        counts["clean" if clean else "NOT CLEAN"] += 1
+        shutil.rmtree(where, ignore_errors=True)
+    print(f"export ({', '.join(f'{f} {s:.1f} s' for f, s in seconds.items())}): {dict(counts)}", flush=True)
+    return counts
+
+
 # ---- a full disk -------------------------------------------------------------------------------------------------
 def disk_full_trials(work: Path) -> Counter:
     """ENOSPC while writing a checkpoint (injected at the n-th checkpoint write) and while appending
@@ -441,13 +516,14 @@ def threads_trials(kills: int, rng: random.Random, work: Path) -> Counter:
 
 
 # ---- the property sweep ------------------------------------------------------------------------------------------
-def property_sweep(examples: int, work: Path) -> Counter:
+def property_sweep(examples: int, work: Path, select: str = "") -> Counter:
     log = work / "properties.log"
     env = {**ENV, "NASFRAME_HYPOTHESIS_PROFILE": "sweep", "NASFRAME_HYPOTHESIS_EXAMPLES": str(examples),
            "NASFRAME_PROPERTY_LOG": str(log)}  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_properties.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_properties.py"),
+         *(["-k", select] if select else [])],
         capture_output=True, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     counts = Counter(line.strip() for line in log.read_text().splitlines()) if log.exists() else Counter()
@@ -471,8 +547,10 @@ def main() -> int:
     parser.add_argument("--thread-kills", type=int, default=4, help="kills of a 2-thread run resumed on 1 (default 4)")
     parser.add_argument("--train-kills", type=int, default=10, help="kills of `nasframe train` (default 10)")
     parser.add_argument("--signal-kills", type=int, default=12, help="SIGINT/SIGTERM trials (default 12)")
+    parser.add_argument("--export-kills", type=int, default=9, help="export trials (default 9)")
     parser.add_argument("--no-disk", action="store_true", help="skip the full-disk trials")
     parser.add_argument("--no-properties", action="store_true", help="skip the property sweep")
+    parser.add_argument("--properties", default="", metavar="EXPR", help="only the properties pytest -k EXPR selects")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="nasframe-faults-"))
@@ -488,13 +566,16 @@ def main() -> int:
             failures += counts["DIFFERENT"] + counts["NOT CLEAN"]
         if args.signal_kills:
             failures += signal_trials(args.signal_kills, rng, work)["NOT CLEAN"]
+        if args.export_kills:
+            counts = export_trials(args.export_kills, rng, work)
+            failures += counts["NOT CLEAN"] + counts["PARTIAL FILE after the kill"]
         if not args.no_disk:
             failures += disk_full_trials(work)["NOT CLEAN"]
             failures += disk_full_tmpfs_trials(work)["NOT CLEAN"]
         if args.thread_kills:
             failures += threads_trials(args.thread_kills, rng, work)["DIFFERENT"]
         if not args.no_properties:
-            failures += property_sweep(args.examples, work)["FAILED"]
+            failures += property_sweep(args.examples, work, args.properties)["FAILED"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("all identical and clean" if not failures else f"{failures} FAILURES")

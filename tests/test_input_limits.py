@@ -4,6 +4,7 @@ valid UTF-8 refused in one line; and the end of a training, an export and a SIGT
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -232,3 +233,30 @@ def test_an_export_checks_the_file_in_memory_and_writes_it_once(cli, core_toy, t
     code, _, err = cli("export", tmp_path / "t", "--format", "torchscript", "--out", tmp_path / "m.pt")
     assert code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+def test_an_export_removes_what_an_export_killed_mid_write_left_and_nothing_else(cli, core_toy, tmp_path):
+    """A SIGKILL between the temporary file and its rename leaves the file (no cleanup can run); the next
+    export removes it: a tagged file of a process of this machine that is gone. A live writer's file, another
+    machine's and a user's file of a similar name stay."""
+    import socket
+
+    from nasframe.common.checkpoint import _writer_tag
+
+    code, _, err = cli("train", "--plugin", core_toy, *TRAIN, "--out", tmp_path / "t")
+    assert code == 0, err
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".m.json.{host}-{gone.pid}.abc123.tmp"
+    kept = [
+        tmp_path / f".m.json.{_writer_tag()}.def456.tmp",  # a live writer (this process)
+        tmp_path / f".m.json.other-host-{gone.pid}.ghi789.tmp",  # another machine's
+        tmp_path / ".m.json.mine.tmp",  # not a tagged file
+    ]
+    for path in [stale, *kept]:
+        path.write_text("partial")
+    code, _, err = cli("export", tmp_path / "t", "--format", "json", "--out", tmp_path / "m.json")
+    assert code == 0, err
+    assert not stale.exists() and all(path.exists() for path in kept)
+    assert json.loads((tmp_path / "m.json").read_text())["trained"] is True

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import socket
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -32,14 +34,50 @@ def plain_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def _writer_tag() -> str:
+    """This process, as named in its temporary files: `host-pid`."""
+    return f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+
+
+def _writer_is_gone(tag: str) -> bool:
+    """True when `tag` names a process of this machine that no longer runs."""
+    host, _, pid = tag.rpartition("-")
+    if host != socket.gethostname().replace("/", "_") or not pid.isdigit():
+        return False  # another machine's (a shared file system) or not ours: left alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's)
+    return False
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files that writers of `path` killed mid-write (SIGKILL: no cleanup ran) left
+    beside it: only tagged ones (`atomic_write_bytes(..., tagged=True)`) whose process on this machine is
+    gone, so a concurrent writer's file is never touched."""
+    start = f".{path.name}."
+    for entry in path.parent.glob(f"{glob.escape(start)}*.tmp"):
+        tag = entry.name[len(start) : -len(".tmp")].rpartition(".")[0]
+        if tag and _writer_is_gone(tag):
+            entry.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, tagged: bool = False) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`.
 
     The file gets the mode a plain `open` would give it (0666 less the umask), not mkstemp's 0600,
-    so colleagues on a shared machine read run files as the user's umask intends.
+    so colleagues on a shared machine read run files as the user's umask intends. `tagged`: the
+    temporary file's name says which process wrote it, and those of writers killed before are removed
+    first (for files written outside any folder nasframe owns, such as an export's `--out`).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}."
+    if tagged:
+        remove_stale_temporaries(path)
+        prefix += f"{_writer_tag()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as fh:
@@ -52,12 +90,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, tagged: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), tagged=tagged)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, tagged: bool = False) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", tagged=tagged)
 
 
 def _json_default(obj: Any) -> Any:

@@ -143,7 +143,8 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
         )
     session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.numpy()})[0]
-    atomic_write_bytes(path, buf.getvalue())  # a temporary file of its own, renamed: two exports never collide
+    # a temporary file of its own, renamed: two exports never collide; one killed before leaves none behind
+    atomic_write_bytes(path, buf.getvalue(), tagged=True)
     return float(np.abs(got - expected).max())
 
 
@@ -165,14 +166,15 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
         buf.seek(0)
         reloaded = torch.jit.load(buf, map_location="cpu")
         got = _logits(reloaded(x))
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), tagged=True)
     return float((got - expected).abs().max())
 
 
 def export_json(loaded: LoadedModel, path: Path) -> None:
     """Architecture, the space's own export (e.g. the DARTS genotype text), counts, and for a trained
     network its recipe and test metrics."""
-    atomic_write_json(path, {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info})
+    info = {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info}
+    atomic_write_json(path, info, tagged=True)
 
 
 def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, LoadedModel, float | None]:
