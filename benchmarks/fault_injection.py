@@ -322,9 +322,12 @@ def signal_trials(kills: int, rng: random.Random, work: Path) -> Counter:
 # ---- exports -----------------------------------------------------------------------------------------------------
 def _export_complete(path: Path, fmt: str) -> bool:
     """The exported file is whole: it loads and runs (a cut file does not)."""
+    import warnings
+
     import torch
 
     try:
+        warnings.simplefilter("ignore", FutureWarning)  # torch announces TorchScript's deprecation
         if fmt == "onnx":
             import onnxruntime
 

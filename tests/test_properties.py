@@ -537,29 +537,34 @@ FAULT_METHODS = {
 }
 
 
-def _wrong_answers() -> dict[str, dict]:
-    """The fault plugin's wrong answers by method (loaded once, as the runs load it: it registers once)."""
+def _fault_plugin():
+    """The fault plugin as the runs load it (loaded once: it registers its components once)."""
     import sys
 
     from nasframe.common.plugins import load_plugin
 
     os.environ.pop("NASFRAME_FAULT", None)
     load_plugin(FAULT_TOY)
-    return sys.modules["nasframe_plugin_fault_toy"].WRONG
+    return sys.modules["nasframe_plugin_fault_toy"]
 
 
-WRONG = _wrong_answers()
+FAULT_PLUGIN = _fault_plugin()
+WRONG = FAULT_PLUGIN.WRONG
 RAISED = {"raise": "exception", "exit0": "sys.exit", "exit": "sys.exit", "interrupt": "interrupt"}
 NOT_FINITE = ("nan", "inf", "nan-cost", "negative-cost")
 
 
 @st.composite
 def plugin_fault(draw) -> str:
-    """`component.method:kind:n`: the n-th call raises, exits, is interrupted or gives back a wrong answer
-    that method can give (n is often 1: some methods are called once)."""
-    component = draw(st.sampled_from(sorted(FAULT_METHODS)))
-    method = draw(st.sampled_from(FAULT_METHODS[component]))
-    kind = draw(st.sampled_from([*RAISED, *WRONG.get(method, {})]))
+    """`component.method:kind:n`: the n-th call raises, exits, is interrupted, gives back a non-finite or
+    negative value or another wrong answer (each class as likely; n is often 1: some methods run once)."""
+    where = [(c, m) for c in sorted(FAULT_METHODS) for m in FAULT_METHODS[c]]
+    kinds = {
+        **{name: [(c, m, k) for c, m in where for k in RAISED if RAISED[k] == name] for name in set(RAISED.values())},
+        "non-finite": [(c, m, k) for c, m in where for k in WRONG.get(m, {}) if k in NOT_FINITE],
+        "wrong": [(c, m, k) for c, m in where for k in WRONG.get(m, {}) if k not in NOT_FINITE],
+    }
+    component, method, kind = draw(st.sampled_from(kinds[draw(st.sampled_from(sorted(kinds)))]))
     return f"{component}.{method}:{kind}:{draw(st.just(1) | st.integers(1, 6))}"
 
 
@@ -589,6 +594,7 @@ def _outcome(run: Path) -> tuple:
 @given(fault=plugin_fault())
 def test_a_plugin_fault_is_one_line_and_the_run_then_resumes_to_the_same_end(scratch, fault_reference, fault):
     run = _fresh(scratch, "fault")
+    FAULT_PLUGIN.INJECTED.clear()
     os.environ["NASFRAME_FAULT"] = fault
     try:
         out, err = io.StringIO(), io.StringIO()
@@ -605,8 +611,10 @@ def test_a_plugin_fault_is_one_line_and_the_run_then_resumes_to_the_same_end(scr
         assert last.startswith("nasframe: error: ") and "\n" not in last.strip(), text
         if "called sys.exit" in last or "raised ValueError" in last:
             assert f"{component} 'fault_" in last and f"{method}()" in last, (fault, last)
-    _log("plugin-fault-method", fault.split(":")[0])
-    _log(f"plugin-fault {_fault_class(fault)}", {0: "worked", 2: "exit2", 130: "interrupted"}[code])
+    came = fault in FAULT_PLUGIN.INJECTED  # else the n-th call never came: an ordinary run
+    _log("plugin-fault-method", fault.split(":")[0] + ("" if came else " (not reached)"))
+    outcome = {0: "worked", 2: "exit2", 130: "interrupted"}[code] if came else "not-reached"
+    _log(f"plugin-fault {_fault_class(fault)}", outcome)
     if code != 0 and (run / "config.yaml").exists():  # without the fault it ends as if it never had one
         resumed = cli("plugin-fault-resume", "resume", run, "--quiet")[0]
         assert resumed == 0 and _outcome(run) == fault_reference, fault

@@ -54,6 +54,10 @@ WRONG: dict[str, dict[str, Any]] = {
 }
 
 
+#: the faults injected in this process, in order (the property sweep counts a fault only where it came)
+INJECTED: list[str] = []
+
+
 def _spec() -> tuple[str, str, int] | None:
     spec = os.environ.get("NASFRAME_FAULT", "")
     parts = spec.split(":")
@@ -91,6 +95,8 @@ class Faulty:
         hit = spec is not None and spec[0] == f"{self.component}.{method}" and self._calls()[method] == spec[2]
         if hit and spec is not None:
             kind = spec[1]
+            if kind in ("raise", "exit0", "exit", "interrupt") or kind in WRONG.get(method, {}):
+                INJECTED.append(f"{spec[0]}:{kind}:{spec[2]}")
             if kind == "raise":
                 raise ValueError(f"injected fault in {method}")
             if kind == "exit0":
