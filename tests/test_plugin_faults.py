@@ -100,6 +100,8 @@ def test_sys_exit_inside_a_run_is_exit_2_and_the_run_resumes_to_the_same_end(
         ("space.validate:raise:3", "space 'fault_space': validate() raised ValueError: injected fault in validate"),
         ("strategy.ask:garbage:2", "strategy 'fault_random': ask() returned NoneType; expected an Arch"),
         ("strategy.ask:outside:2", "strategy 'fault_random': ask() proposed an architecture outside the space"),
+        ("strategy.ask:none:2", "strategy 'fault_random': ask() returned NoneType, not a list"),  # not "done"
+        ("evaluator.final_metrics:nan:1", "final_metrics() returned metric 'test_acc' = nan (held-out metrics are"),
     ],
 )
 def test_a_fault_inside_a_plugin_is_one_line_and_the_run_resumes_to_the_same_end(

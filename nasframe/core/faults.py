@@ -108,7 +108,9 @@ def _cost_problem(cost: Any) -> str | None:
     return None
 
 
-def _metrics_problem(metrics: Any, finite: bool) -> str | None:
+def _metrics_problem(
+    metrics: Any, finite: bool, why: str = "an ok result's metrics are finite; return Result.failed instead"
+) -> str | None:
     if type(metrics) is not dict:
         return f"metrics of type {type(metrics).__name__}, not a mapping"
     for key, value in metrics.items():
@@ -116,7 +118,7 @@ def _metrics_problem(metrics: Any, finite: bool) -> str | None:
         if type(key) is not str or number is None:
             return f"metric {key!r:.40} = {value!r:.40} (metrics are numbers, by name)"
         if finite and not math.isfinite(number):
-            return f"metric {key!r:.40} = {number} (an ok result's metrics are finite; return Result.failed instead)"
+            return f"metric {key!r:.40} = {number} ({why})"
     return None
 
 
@@ -197,7 +199,7 @@ def check_work(report: Any, evaluator: Any, method: str) -> WorkReport:
 
 def check_metrics(metrics: Any, component: Any, method: str) -> dict[str, float]:
     """`metrics` (held-out metrics, say) when they are finite numbers by name; else one PluginError."""
-    problem = _metrics_problem(metrics, finite=True)
+    problem = _metrics_problem(metrics, finite=True, why="held-out metrics are finite numbers")
     if problem is not None:
         raise PluginError(f"{component_name(component)}: {method}() returned {problem}")
     return metrics

@@ -122,6 +122,8 @@ class SearchLoop:
                 s.stopped_because = f"space_exhausted: {exc}"
                 self.stage = None
                 return None
+            if items is None:  # not an empty answer: a strategy that forgot to return one
+                self._admitted(items)
             if not items:
                 s.stopped_because = "strategy_done"
                 self.stage = None
@@ -218,6 +220,8 @@ class SearchLoop:
         except SpaceExhausted:
             items = []
         self.stage = None
+        if items is None:
+            self._admitted(items)
         if not items:
             s.ahead_refused = True
             return False

@@ -147,7 +147,7 @@ def component_state(component: Any, name: str) -> Any:
     if problem is not None:
         raise PluginError(
             f"{name}: state_dict() holds something a checkpoint cannot hold at {problem}: plain data "
-            f"(dict, list, str, numbers) and tensors only; the last checkpoint is kept"
+            f"(dict, list, str, numbers) and tensors only"
         )
     return state
 
