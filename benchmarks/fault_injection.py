@@ -9,7 +9,7 @@ output folders' contents, plugin faults, streams).
     python benchmarks/fault_injection.py                      # everything, the figures of docs/reliability.md
     python benchmarks/fault_injection.py --kills 3 --strategies random,abs --no-properties
     python benchmarks/fault_injection.py --kills 0 --compare-kills 0 --thread-kills 0 --no-disk \
-        --examples 300 --properties "folder or plugin_fault or stream or damaged"     # the second pass's classes
+        --examples 300 --properties "folder_that_is_not or plugin_fault or stream or damaged"  # second pass
 
 Each kill trial: the uninterrupted reference run of the strategy (once per strategy), then the same
 command killed with SIGKILL once its logs hold a random number of lines (drawn from the reference's
