@@ -33,14 +33,15 @@ def run_to_the_end(run_argv: list[str], run_dir: Path) -> None:
 
 
 def run_outcome(run_dir: Path) -> tuple[list[dict], list[dict], dict]:
-    """What a resumed run must reproduce: history.jsonl and work.jsonl without times and costs, and
-    best.json's `final` and `best_evaluated`."""
+    """What a resumed run must reproduce: history.jsonl and work.jsonl without times, costs and the run
+    identity (which differs where only speed settings do, such as a test evaluator's `sleep`; the
+    ownership tests check it), and best.json's `final` and `best_evaluated`."""
     import json
 
     def logged(name: str) -> list[dict]:
         path = Path(run_dir) / name
         records = read_jsonl(path) if path.exists() else []
-        return [{k: v for k, v in r.items() if k not in ("time", "cost")} for r in records]
+        return [{k: v for k, v in r.items() if k not in ("time", "cost", "run")} for r in records]
 
     best = json.loads((Path(run_dir) / "best.json").read_text())
     final = {k: v for k, v in best["final"].items() if k != "final_evaluation"}

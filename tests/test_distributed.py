@@ -376,6 +376,10 @@ def test_every_write_of_a_run_folder_is_a_no_op_for_other_processes():
         "readable_evaluations",
         "intact_history_lines",
         "has_previous_checkpoint",
+        "owner",
+        "check_owner",
+        "expected_run",
+        "disk_full_message",
     }
     public = {n for n in vars(RunDir) if not n.startswith("_") and callable(getattr(RunDir, n))}
     assert public - reads == set(rundir_module.FollowerRunDir.WRITES)

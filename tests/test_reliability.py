@@ -63,12 +63,15 @@ def test_a_runner_created_before_another_took_the_folder_does_not_overwrite_it(t
 
 def test_a_run_refused_by_the_lock_leaves_the_other_runs_files(tmp_path, core_toy):
     first = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=3))
-    second = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=3, seed=2))
+    same = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=3))
+    other = Runner.create(toy_cfg(tmp_path / "r", core_toy, max_evaluations=3, seed=2))
     first.run()
     (tmp_path / "r" / "best.json").unlink()  # as if the first were still running
     with RunLock(tmp_path / "r"):
         with pytest.raises(RunDirError, match="is in use by pid"):
-            second.run()
+            same.run()
+        with pytest.raises(RunDirError, match="already holds a run with other settings"):  # its marker: first
+            other.run()
         assert (tmp_path / "r" / "config.yaml").exists() and (tmp_path / "r" / "checkpoint.pt").exists()
     assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) == 3
 

@@ -21,5 +21,15 @@ def is_writer() -> bool:
     return distributed.is_writer()
 
 
+def interrupted(exc: KeyboardInterrupt, then: str) -> int:
+    """Say that the command stopped on Ctrl-C (or a KeyboardInterrupt from a plugin) or on SIGTERM, and
+    `then` how to continue; the exit code: 130, or 143 for SIGTERM."""
+    from nasframe.common.errors import Terminated
+
+    term = isinstance(exc, Terminated)
+    say(f"{'terminated (SIGTERM)' if term else 'interrupted'}; {then}")
+    return 143 if term else 130
+
+
 def fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

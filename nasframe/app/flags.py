@@ -20,6 +20,8 @@ def int_at_least(lowest: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < lowest:
             raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
+        if value > 2**63 - 1:  # what the options these flags set take (nasframe.common.options.INT_LIMIT)
+            raise argparse.ArgumentTypeError(f"must be at most {2**63 - 1}, got {value}")
         return value
 
     return parse

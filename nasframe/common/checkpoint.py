@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import socket
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +29,57 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def plain_file_mode() -> int:
+    """The mode a plain `open` gives a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
+
+
+def _writer_tag() -> str:
+    """This process, as named in its temporary files: `host-pid`."""
+    return f"{socket.gethostname().replace('/', '_')}-{os.getpid()}"
+
+
+def _writer_is_gone(tag: str) -> bool:
+    """True when `tag` names a process of this machine that no longer runs."""
+    host, _, pid = tag.rpartition("-")
+    if host != socket.gethostname().replace("/", "_") or not pid.isdigit():
+        return False  # another machine's (a shared file system) or not ours: left alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's)
+    return False
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files that writers of `path` killed mid-write (SIGKILL: no cleanup ran) left
+    beside it: only tagged ones (`atomic_write_bytes(..., tagged=True)`) whose process on this machine is
+    gone, so a concurrent writer's file is never touched."""
+    start = f".{path.name}."
+    for entry in path.parent.glob(f"{glob.escape(start)}*.tmp"):
+        tag = entry.name[len(start) : -len(".tmp")].rpartition(".")[0]
+        if tag and _writer_is_gone(tag):
+            entry.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, tagged: bool = False) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`.
 
     The file gets the mode a plain `open` would give it (0666 less the umask), not mkstemp's 0600,
-    so colleagues on a shared machine read run files as the user's umask intends.
+    so colleagues on a shared machine read run files as the user's umask intends. `tagged`: the
+    temporary file's name says which process wrote it, and those of writers killed before are removed
+    first (for files written outside any folder nasframe owns, such as an export's `--out`).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}."
+    if tagged:
+        remove_stale_temporaries(path)
+        prefix += f"{_writer_tag()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -46,12 +90,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, *, tagged: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), tagged=tagged)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, tagged: bool = False) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", tagged=tagged)
 
 
 def _json_default(obj: Any) -> Any:
@@ -64,6 +108,52 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+#: values torch's weights-only reader always takes back
+_PLAIN = (str, bytes, int, float, complex, bool, type(None))
+#: containers it takes back (their contents are checked one by one)
+_CONTAINERS = (dict, OrderedDict, list, tuple, set, frozenset)
+
+
+def unsavable(value: Any) -> str | None:
+    """Where in `value` there is something a checkpoint cannot hold, i.e. that torch's weights-only
+    reader would refuse when the run resumes (a numpy value, an object of the component's own): e.g.
+    "['best'] (numpy.float64)". None when all of it reads back.
+
+    Containers, plain values and tensors are checked by type; anything else by saving and reading
+    back that one value, so the answer is torch's own.
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    seen: set[int] = set()
+    while stack:
+        node, where = stack.pop()
+        kind = type(node)
+        if kind in _PLAIN or isinstance(node, (torch.Tensor, torch.Size, torch.dtype, torch.device)):
+            continue
+        if isinstance(node, (dict, list, tuple, set, frozenset)) and id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(node, dict):
+                stack.extend((v, f"{where}[{k!r:.40}]") for k, v in node.items())
+                stack.extend((k, f"{where} key {k!r:.40}") for k in node if type(k) not in _PLAIN)
+            else:
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+            if kind in _CONTAINERS:
+                continue
+        if not _reads_back(node):
+            return f"{where or 'the state'} ({kind.__module__}.{kind.__qualname__})"
+    return None
+
+
+def _reads_back(value: Any) -> bool:
+    buf = io.BytesIO()
+    try:
+        torch.save(value, buf)
+        buf.seek(0)
+        torch.load(buf, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure to save or read back means a checkpoint cannot hold it
+        return False
+    return True
 
 
 def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -115,18 +205,21 @@ class RunLock:
     def holder(run_dir: str | os.PathLike) -> str | None:
         """'pid N' of the process working in `run_dir` now, or None when nobody holds the lock."""
         import fcntl
+        import stat
 
         path = Path(run_dir) / LOCK
-        try:
-            fh = open(path)
+        try:  # without blocking: a FIFO in its place must not hang `show`
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             return None
-        with fh:
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                return fh.read().strip() or "another process"
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                return fh.read(200).decode("utf-8", "replace").strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return None
 
     def __init__(self, run_dir: str | os.PathLike):

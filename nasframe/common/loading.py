@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
 #: longest architecture text or `--set` value accepted on the command line
 MAX_VALUE_CHARS = 1_000_000
+#: the largest checkpoint or weights file read (a regular file is read up to its size; this bounds the rest)
+MAX_TORCH_BYTES = 1 << 40
 
 
 def _first_line(exc: BaseException) -> str:
@@ -47,28 +51,132 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
-def read_text(
-    path: str | os.PathLike, what: str, error: type[NasframeError] = ConfigError, max_bytes: int = MAX_TEXT_BYTES
-) -> str:
-    """The UTF-8 text of `path`; `what` names its kind in messages ("config file", "--arch-file"),
-    or is empty where the path says enough (run-folder files)."""
-    p = Path(path)
-    label = f"{what} {p}" if what else str(p)
+def _kind_of(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _open_checked(p: Path, label: str, error: type[NasframeError], streams: bool, missing: str) -> tuple[int, bool]:
+    """An open descriptor of `p` and whether it is a pipe; devices, sockets, folders (and pipes unless
+    `streams`) refused in one line. Opened without blocking, so a FIFO nobody writes to cannot hang."""
     try:
-        if not p.exists():
-            raise error(f"{what} {str(p)!r} does not exist" if what else f"{p} does not exist")
-        if p.is_dir():
-            raise error(f"{label} is a folder, not a file")
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise error(f"{label}: {size:,} bytes is more than such a file can sensibly be ({max_bytes:,} at most)")
-        data = p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(missing) from None
     except OSError as exc:
         raise error(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    mode = os.fstat(fd).st_mode
+    pipe = stat.S_ISFIFO(mode)
+    if stat.S_ISREG(mode) or (pipe and streams):
+        os.set_blocking(fd, True)
+        return fd, pipe
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise error(f"{label} is a folder, not a file")
+    raise error(f"{label} is {_kind_of(mode)}, not a file; give a regular file")
+
+
+def read_bytes(
+    path: str | os.PathLike,
+    what: str,
+    error: type[NasframeError] = ConfigError,
+    max_bytes: int = MAX_TEXT_BYTES,
+    *,
+    streams: bool = False,
+) -> bytes:
+    """The bytes of `path`, read with a limit: never more than `max_bytes`, whatever size the file
+    system reports. A pipe (`--config <(...)`, a FIFO) is read up to the limit when `streams` allows
+    it and refused otherwise; devices (`/dev/zero`, a terminal) and sockets are always refused."""
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    missing = f"{what} {str(p)!r} does not exist" if what else f"{p} does not exist"
+    fd, pipe = _open_checked(p, label, error, streams, missing)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                size = os.fstat(fd).st_size if not pipe else 0
+                said = f"{size:,} bytes is" if size > max_bytes else f"more than {max_bytes:,} bytes is"
+                raise error(f"{label}: {said} more than such a file can sensibly be ({max_bytes:,} at most)")
+    except OSError as exc:
+        raise error(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        os.close(fd)
+    if pipe and not total:
+        raise error(f"{label}: the pipe gave no data (nothing wrote to it)")
+    return b"".join(chunks)
+
+
+def read_text(
+    path: str | os.PathLike,
+    what: str,
+    error: type[NasframeError] = ConfigError,
+    max_bytes: int = MAX_TEXT_BYTES,
+    *,
+    streams: bool = False,
+) -> str:
+    """The UTF-8 text of `path` (read with `read_bytes`'s limit); `what` names its kind in messages
+    ("config file", "--arch-file"), or is empty where the path says enough (run-folder files)."""
+    p = Path(path)
+    label = f"{what} {p}" if what else str(p)
+    data = read_bytes(p, what, error, max_bytes, streams=streams)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{label}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})") from None
+
+
+def read_lines(
+    path: str | os.PathLike, error: type[NasframeError] = RunDirError, max_line: int = MAX_TEXT_BYTES
+) -> Iterator[tuple[int, str]]:
+    """(number, line) of a text log (history.jsonl, work.jsonl), each line kept with its newline (the
+    last one may lack it: cut by a kill). Only a regular file is read, and no line longer than
+    `max_line` characters: a FIFO or a device in its place is one line, not a hang."""
+    p = Path(path)
+    fd, _ = _open_checked(p, str(p), error, False, f"{p} does not exist")
+    with open(fd, encoding="utf-8", errors="replace", closefd=True) as fh:
+        number = 0
+        while True:
+            try:
+                line = fh.readline(max_line + 1)
+            except OSError as exc:
+                raise error(f"{p}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+            if not line:
+                return
+            number += 1
+            if len(line) > max_line:
+                raise error(f"{p} line {number}: longer than {max_line:,} characters; the file is damaged")
+            yield number, line
+
+
+def check_text_path(path: str | os.PathLike, what: str, error: type[NasframeError] = ConfigError) -> Path:
+    """`path` when it is valid text. A name that is not valid UTF-8 (Python carries its bytes as
+    surrogates) cannot be written into the records and logs that name it, so it is refused in one
+    line before anything is written."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = os.fsencode(text[exc.start : exc.end])
+        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise error(
+            f"{what} {shown}: the name is not valid UTF-8 (byte {raw[0]:#04x}); nasframe records paths as text: "
+            f"use a UTF-8 name"
+        ) from None
+    return Path(text)
 
 
 def check_structure(value: Any, where: str, error: type[NasframeError] = ConfigError) -> Any:
@@ -128,8 +236,10 @@ def parse_json(text: str, where: str, error: type[NasframeError] = ConfigError) 
     return check_structure(value, where, error)
 
 
-def load_yaml(path: str | os.PathLike, what: str, error: type[NasframeError] = ConfigError) -> Any:
-    return parse_yaml(read_text(path, what, error), str(path), error)
+def load_yaml(
+    path: str | os.PathLike, what: str, error: type[NasframeError] = ConfigError, *, streams: bool = False
+) -> Any:
+    return parse_yaml(read_text(path, what, error, streams=streams), str(path), error)
 
 
 def load_json(path: str | os.PathLike, what: str, error: type[NasframeError] = RunDirError) -> Any:
@@ -161,12 +271,9 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint", error: type[Na
     import torch
 
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{p}: no {what}") from None
-    except OSError as exc:
-        raise error(f"{p}: {what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not p.exists():
+        raise error(f"{p}: no {what}")
+    data = read_bytes(p, "", error, MAX_TORCH_BYTES)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:

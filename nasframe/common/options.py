@@ -60,6 +60,10 @@ def _type_name(tp: Any) -> str:
 
 
 _SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+#: the largest integer an option takes: the 64-bit integers torch, numpy and the OS calls take
+INT_LIMIT = 2**63 - 1
+#: the largest float an option takes: float32's, as torch computes with most of them in float32
+FLOAT_LIMIT = 3.4028234663852886e38
 #: longer number texts are not read as numbers (Python refuses int() of more than 4300 digits)
 _MAX_NUMBER_CHARS = 400
 
@@ -140,6 +144,8 @@ def _coerce_union(value: Any, tp: Any, key: str, finite: bool = True) -> Any:
             continue
         try:
             return _coerce(value, member, key, finite)
+        except _Definite:
+            raise
         except ConfigError as exc:
             if "not a finite number" in str(exc):
                 raise
@@ -170,23 +176,45 @@ def _coerce_scalar(value: Any, tp: type, key: str, finite: bool = True) -> Any:
         raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
     if tp is str:
         if isinstance(value, str):
-            return value
+            return _checked_text(value, key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}: expected a string, got {_short(value)}")
     if isinstance(value, str):
         value = _number(value)
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise _Definite(f"{key}: {_short(value)} is beyond the 64-bit integers nasframe's code takes")
+            return value
         raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if finite and not math.isfinite(value):
             raise ConfigError(f"{key}: {_short(value)} is not a finite number (use null for 'no limit')")
+        if math.isfinite(value) and abs(value) > FLOAT_LIMIT:
+            raise _Definite(f"{key}: {_short(value)} is beyond the float32 range torch computes in (3.4e38)")
         return float(value)
     raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+
+
+class _Definite(ConfigError):
+    """A refusal that holds whichever member of a union the value is read as (a number beyond what
+    the code takes, text that is not text): `_coerce_union` lets it through rather than trying on."""
+
+
+def _checked_text(value: str, key: str) -> str:
+    """`value` unless it holds half of a UTF-16 surrogate pair (a file name that is not UTF-8, whose
+    bytes Python carries as surrogates, or YAML's `"\\udcff"`): such text cannot be written to the
+    run's files."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        what = f"UTF-8 (byte {code - 0xDC00:#04x})" if 0xDC80 <= code <= 0xDCFF else "text (a lone surrogate)"
+        raise _Definite(f"{key}: {_short(value)} is not valid {what}") from None
+    return value
 
 
 def _check_range(value: Any, meta: Mapping, key: str) -> None:

@@ -74,10 +74,10 @@ class Registry(Generic[T]):
             raise RegistryError(f"unknown {self.kind} {name!r}{hint} known: {', '.join(known) or '(none)'}")
         try:
             loaded = ep.load()
-        except Exception as exc:  # a broken plugin must not look like a nasframe bug
+        except (Exception, SystemExit) as exc:  # a broken plugin must not look like a nasframe bug (or end it)
             dist = f" (package {ep.dist.name})" if ep.dist is not None else ""
             raise PluginLoadError(
-                f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: {type(exc).__name__}: {exc}"
+                f"{self.kind} {name!r} from entry point {ep.value}{dist} failed to import: {_failure(exc)}"
             ) from exc
         if name not in self._items and isinstance(loaded, type):
             self.add(name, loaded)  # entry point naming a class that did not use our decorator
@@ -135,6 +135,14 @@ def load_plugin(spec: str) -> None:
             raise PluginLoadError(
                 f"plugin module {spec!r} not found; give an importable module or a .py file path"
             ) from exc
-        raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        raise PluginLoadError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginLoadError(f"plugin {spec!r} failed to import: {_failure(exc)}") from exc
+    except (Exception, SystemExit) as exc:  # sys.exit() while importing must not end nasframe with its status
+        raise PluginLoadError(f"plugin {spec!r} failed to import: {_failure(exc)}") from exc
+
+
+def _failure(exc: BaseException) -> str:
+    """An import's failure on one line: `ValueError: message`, or `it called sys.exit(...)`."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r:.80})"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__

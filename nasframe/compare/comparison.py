@@ -38,6 +38,8 @@ from nasframe.compare.writers import (
 #: the files `run_comparison` writes into the comparison folder (and curves.png, tensorboard/ when asked)
 SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV = "summary.csv", "summary.md", "runs.csv", "pairs.csv"
 FIGURE = "curves.png"
+#: version of the comparison folder's layout (its marker records it)
+FORMAT = 1
 
 
 @dataclass
@@ -62,8 +64,14 @@ def run_comparison(
     executor: ExecutorChoice | None = None,
 ) -> Comparison:
     """Run (or resume, or skip) every strategy x seed, then write the summary, curves and logs."""
+    from nasframe.common.loading import check_text_path
+    from nasframe.common.ownership import COMPARISON, Owner, claim_folder
+
     started = time.perf_counter()
-    plan.out.mkdir(parents=True, exist_ok=True)
+    # the marker first: a search run, a training or the user's own files in --out are refused untouched;
+    # a comparison folder made before markers existed is continued (and marked)
+    owner = Owner(COMPARISON, FORMAT, plan.identity())
+    claim_folder(check_text_path(plan.out, "--out"), owner, adopt=True)
     records, actions = execute_runs(plan, say or (lambda msg: None), executor)
     table = open_table(plan)
     budgets = sorted({plan.budget_of(e.label) for e in plan.strategies})

@@ -89,6 +89,21 @@ class Plan:
                 specs.append(RunSpec(entry.label, seed, path, cfg))
         return specs
 
+    def identity(self) -> str:
+        """The comparison's identity (its folder's marker): a hash of what its runs are compared on
+        (space, evaluator, data, constraints, the run settings they share), not of the strategies,
+        seeds and budget, which a later invocation on the same folder may extend."""
+        from nasframe.common.ownership import identity_of
+        from nasframe.search.config import RESUME_SETTABLE
+
+        settings = self.resolved().to_dict()
+        for section in ("plugins", "strategy"):
+            settings.pop(section, None)
+        for section, keys in RESUME_SETTABLE.items():
+            for key in keys | (set(OWNED_RUN_KEYS) | {"runs_root"} if section == "run" else set()):
+                settings[section].pop(key, None)
+        return identity_of(settings)
+
     def resolved(self) -> ResolvedConfig:
         """The checked config of the first run (space, evaluator and data are the same for all)."""
         from nasframe.search.config import resolve

@@ -38,7 +38,7 @@ class DataOptions:
     )
     limit: int | None = option(None, "use only this many train images (seeded subset), for quick runs", min=2)
     download: bool = option(False, "download when the files are missing and the machine is online")
-    workers: int = option(8, "streaming data sets only (imagenet): DataLoader worker processes", min=0)
+    workers: int = option(8, "streaming data sets only (imagenet): DataLoader worker processes", min=0, max=1024)
     synthetic_shape: list[int] = option(default_factory=lambda: [3, 32, 32], help="synthetic only: image shape C,H,W")
     synthetic_size: int = option(1024, "synthetic only: number of train images", min=2)
     synthetic_classes: int = option(10, "synthetic only: number of classes", min=2)

@@ -38,7 +38,7 @@ def arch_text_from_file(path: str) -> tuple[str, str | None]:
     from nasframe.common.loading import parse_json, read_text
 
     p = Path(path)
-    text = read_text(p, "--arch-file", ConfigError)
+    text = read_text(p, "--arch-file", ConfigError, streams=True)
     if p.suffix != ".json":
         return text, None
     data = parse_json(text, f"--arch-file {path}", ConfigError)

@@ -90,6 +90,7 @@ class RunOptions:
         "CPU threads of torch's intra- and inter-op pools; auto: 1, or "
         "OMP_NUM_THREADS when set (see nasframe/common/threads.py)",
         min=1,
+        max=4096,
     )
     executor: Literal["local", "ray"] = option(
         "local",
@@ -111,15 +112,19 @@ class RunOptions:
     task_cpus: float = option(1.0, "ray: CPUs reserved for each evaluation", min=0)
     task_gpus: float = option(0.0, "ray: GPUs reserved for each evaluation (fractions share a GPU)", min=0)
     evaluation_timeout_s: float | None = option(
-        None, "stop an evaluation after this many seconds and record it as failed (null: no limit)", min=0.001
+        None,
+        "stop an evaluation after this many seconds and record it as failed (null: no limit)",
+        min=0.001,
+        max=1e9,  # the OS's interval timer takes no more (about 31 years)
     )
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A config file as a mapping (empty for an empty file); every problem is one ConfigError line."""
+def load_yaml(path: str | Path, *, streams: bool = True) -> dict[str, Any]:
+    """A config file as a mapping (empty for an empty file); every problem is one ConfigError line.
+    A pipe (`--config <(...)`) is read with the same limit as a file unless `streams` is False."""
     from nasframe.common.loading import load_yaml as load
 
-    data = load(path, "config file", ConfigError)
+    data = load(path, "config file", ConfigError, streams=streams)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -288,6 +293,27 @@ def _absolute_if_path(spec: str) -> str:
     if spec.endswith(".py") or os.sep in spec:
         return os.path.abspath(spec)
     return spec
+
+
+#: run settings outside RESUME_SETTABLE that do not change results either: where the run folder is
+_PLACE = {"out", "runs_root"}
+
+
+def run_identity(config: ResolvedConfig) -> str:
+    """A run's identity: a hash of the resolved settings that decide its results, the seed among them.
+
+    Left out are where the run lives (`run.out`, `run.runs_root`, the plugins' paths) and every setting
+    `resume --set` may change (`RESUME_SETTABLE`: device, budgets, progress, executor, ...), so that a
+    resumed or extended run keeps its identity; any other setting gives another identity.
+    """
+    from nasframe.common.ownership import identity_of
+
+    settings = config.to_dict()
+    settings.pop("plugins", None)
+    for section, keys in RESUME_SETTABLE.items():
+        for key in keys | (_PLACE if section == "run" else set()):
+            settings[section].pop(key, None)
+    return identity_of(settings)
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from nasframe.core.board import PrioritizedBoard
 from nasframe.core.capabilities import AngleMetric, BranchImportance, Differentiable, Distillation, SharedWeights
 from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Cost, Evaluator, Result, WorkReport
+from nasframe.core.faults import check_result, check_work
 from nasframe.core.requests import (
     Evaluate,
     MeasureAngles,
@@ -157,7 +158,7 @@ class Executor:
         if self.evaluator.uses_torch_rng or request.needs is not None:  # shared weights always draw
             torch.manual_seed(evaluation_seed(self.seed, index))
         start = time.perf_counter()
-        result = measure(self, request)
+        result = check_result(measure(self, request), self.evaluator, _METHODS[type(request)])
         if result.status not in ("ok", "failed"):
             result = Result.failed(f"evaluator returned status {result.status!r}", result.cost)
         if result.cost.seconds == 0.0:
@@ -200,7 +201,7 @@ class Executor:
             next_path = (lambda: draw(rng)) if draw is not None else None
         torch.manual_seed(work_seed(self.seed, work, progress.piece))
         start = time.perf_counter()
-        report = handler.call(self, request, steps, progress, next_path)
+        report = check_work(handler.call(self, request, steps, progress, next_path), self.evaluator, handler.method)
         if report.cost.seconds == 0.0:
             report.cost.seconds = time.perf_counter() - start
         updated = replace(
@@ -281,6 +282,7 @@ class Executor:
         report = cast(Distillation, self.evaluator).train_distilled(
             steps, next_path, board.teacher, observe, request.label_smoothing
         )
+        check_work(report, self.evaluator, "train_distilled")
         report.state = board.to_state()
         report.metrics = {**report.metrics, "board_entries": float(entered), "board_size": float(len(board.entries))}
         if board.entries:
@@ -295,6 +297,8 @@ class WorkHandler:
 
     call: PieceCall
     trains: bool
+    #: the evaluator's method the call makes (named when what it returns is wrong)
+    method: str
     threaded_state: Callable[[Any], dict[str, Any] | None] = lambda request: None
 
 
@@ -303,15 +307,17 @@ _EVALUATIONS: dict[type[Request], Callable[[Executor, Any], Result]] = {
     Evaluate: Executor._evaluate_own,
     ScoreShared: Executor._score_shared,
 }
+#: evaluation request kinds -> the evaluator's method that call makes
+_METHODS: dict[type[Request], str] = {Evaluate: "evaluate", ScoreShared: "score_path"}
 
 #: work request kinds -> their handler
 _WORK: dict[type[Request], WorkHandler] = {
-    SaveBaseWeights: WorkHandler(Executor._save_base_weights, trains=False),
-    MeasureAngles: WorkHandler(Executor._measure_angles, trains=False),
-    TrainShared: WorkHandler(Executor._train_shared, trains=True),
-    TrainDistilled: WorkHandler(Executor._train_distilled, trains=True, threaded_state=lambda r: r.board),
-    TrainMixed: WorkHandler(Executor._train_mixed, trains=True, threaded_state=lambda r: r.state),
-    TrainImportance: WorkHandler(Executor._train_importance, trains=True, threaded_state=lambda r: r.state),
+    SaveBaseWeights: WorkHandler(Executor._save_base_weights, False, "save_base_weights"),
+    MeasureAngles: WorkHandler(Executor._measure_angles, False, "path_angles"),
+    TrainShared: WorkHandler(Executor._train_shared, True, "train_paths"),
+    TrainDistilled: WorkHandler(Executor._train_distilled, True, "train_distilled", lambda r: r.board),
+    TrainMixed: WorkHandler(Executor._train_mixed, True, "train_mixed", lambda r: r.state),
+    TrainImportance: WorkHandler(Executor._train_importance, True, "train_importance", lambda r: r.state),
 }
 
 

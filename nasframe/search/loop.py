@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 
 from nasframe.common import distributed
-from nasframe.common.errors import CapabilityError, SpaceExhausted
+from nasframe.common.errors import CapabilityError, ConfigError, InvalidArchitecture, PluginError, SpaceExhausted
 from nasframe.common.progress import Stopwatch
 from nasframe.core.capabilities import Capability
 from nasframe.core.evaluator import Cost, Result, WorkReport
@@ -64,6 +64,8 @@ class SearchLoop:
             parts.strategy.required_capabilities(parts.strategy.options)
         )
         self.stage: str | None = None
+        #: the run's identity, carried by every history record
+        self.identity: str | None = None
         self._pool: EvaluationPool | None = None
         self._window: list[Ticket] = []  # evaluations handed to the pool: always a prefix of state.pending
 
@@ -120,11 +122,13 @@ class SearchLoop:
                 s.stopped_because = f"space_exhausted: {exc}"
                 self.stage = None
                 return None
+            if items is None:  # not an empty answer: a strategy that forgot to return one
+                self._admitted(items)
             if not items:
                 s.stopped_because = "strategy_done"
                 self.stage = None
                 return None
-            s.pending = [self.admit(as_request(item)) for item in items]
+            s.pending = self._admitted(items)
             s.ahead_refused = False
             self.stage = None
         return s.pending[0]
@@ -216,11 +220,34 @@ class SearchLoop:
         except SpaceExhausted:
             items = []
         self.stage = None
+        if items is None:
+            self._admitted(items)
         if not items:
             s.ahead_refused = True
             return False
-        s.pending.extend(self.admit(as_request(item)) for item in items)
+        s.pending.extend(self._admitted(items))
         return True
+
+    def _admitted(self, items: Any) -> list[Request]:
+        """The requests of `ask()`'s answer, each admitted; what is wrong with one names the strategy."""
+        name = self.config.names["strategy"]
+        try:
+            answer = list(items)
+        except TypeError:
+            raise PluginError(f"strategy {name!r}: ask() returned {type(items).__name__}, not a list") from None
+        admitted = []
+        for item in answer:
+            try:
+                request = as_request(item)
+            except ConfigError as exc:
+                raise PluginError(f"strategy {name!r}: {exc}") from None
+            try:
+                admitted.append(self.admit(request))
+            except InvalidArchitecture as exc:
+                raise InvalidArchitecture(
+                    f"strategy {name!r}: ask() proposed an architecture outside the space: {exc}"
+                ) from None
+        return admitted
 
     def _next_to_tell(self) -> int:
         """The window position told next: the oldest, or the first finished (`tell_order: completion`)."""
@@ -257,6 +284,7 @@ class SearchLoop:
             phase=self.parts.strategy.phase,
             strategy=extra or None,
             notes=list(result.notes),
+            run=self.identity,
         )
         self.logs.evaluation(record, result, extra, improved)
 

@@ -1,10 +1,12 @@
 """The loop's state and the checkpoint format: what a run must restore to continue exactly.
 
-A checkpoint (`checkpoint.pt`, format `CHECKPOINT_VERSION`) holds the components' names, the loop
-state (plain data), the strategy's and the evaluator's state. Reading one checks its version, its
-parts, every loop field's type and the names against config.yaml, each problem one `RunDirError`
-naming the file; `read_checkpoint` falls back to the checkpoint before when the newest cannot be
-used, setting aside (never deleting) what it could not use.
+A checkpoint (`checkpoint.pt`, format `CHECKPOINT_VERSION`) holds the components' names, the run's
+identity (`run`, the hash in the folder's `nasframe.json`; absent in checkpoints written before
+identities existed), the loop state (plain data), the strategy's and the evaluator's state. Nothing is
+written that torch's weights-only reader would refuse (`component_state`). Reading one checks its
+version, its parts, every loop field's type, its identity against the folder's and the names against
+config.yaml, each problem one `RunDirError` naming the file; `read_checkpoint` falls back to the
+checkpoint before when the newest cannot be used, setting aside (never deleting) what it could not use.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasframe.common.errors import RunDirError
+from nasframe.common.checkpoint import unsavable
+from nasframe.common.errors import PluginError, RunDirError
 from nasframe.common.options import cut
 from nasframe.core.requests import Request, request_from_state
 from nasframe.search.executor import WorkProgress
@@ -136,6 +139,28 @@ def check_names(state: dict[str, Any], names: Mapping[str, str], where: Path) ->
             )
 
 
+def component_state(component: Any, name: str) -> Any:
+    """`component.state_dict()`, refused in one line (naming the component) when a checkpoint cannot
+    hold it: a checkpoint nobody can read back must never replace the last good one."""
+    state = component.state_dict()
+    problem = unsavable(state)
+    if problem is not None:
+        raise PluginError(
+            f"{name}: state_dict() holds something a checkpoint cannot hold at {problem}: plain data "
+            f"(dict, list, str, numbers) and tensors only"
+        )
+    return state
+
+
+def _foreign(data: dict[str, Any], files: RunDir, path: Path) -> str | None:
+    """Why a checkpoint is not this run's (its identity is another), or None."""
+    run, strict = files.expected_run()
+    written = data.get("run")
+    if run is None or written == run or (written is None and not strict):
+        return None
+    return f"{path}: written by another run (identity {cut(repr(written), 40)}; this run's is {run})"
+
+
 def read_checkpoint(
     files: RunDir, names: Mapping[str, str], note: Callable[[str], None]
 ) -> tuple[dict[str, Any], Path] | None:
@@ -155,6 +180,10 @@ def read_checkpoint(
             loop = checked_loop_state(data, path)
         except RunDirError as exc:
             problems.append(str(exc))
+            continue
+        foreign = _foreign(data, files, path)
+        if foreign is not None:
+            problems.append(foreign)
             continue
         check_names(data, names, path)  # an edited config.yaml is no damage to fall back from
         _, problem = files.intact_history_lines(loop.evaluations)

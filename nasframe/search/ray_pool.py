@@ -48,7 +48,15 @@ class EvaluationWorker:
         return os.getpid()
 
     def evaluate(self, request: Evaluation, index: int) -> Result:
-        return self.executor.evaluate(request, index)
+        try:
+            return self.executor.evaluate(request, index)
+        except (Exception, SystemExit) as exc:  # named here, where the traceback still shows the component
+            from nasframe.core.faults import fault_of
+
+            fault = fault_of(exc)
+            if fault is None:
+                raise
+            raise fault from None
 
 
 @dataclass

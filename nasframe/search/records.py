@@ -162,6 +162,8 @@ class EvaluationRecord:
     phase: str = "search"
     strategy: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: the identity of the run that wrote the record (None in records written before identities existed)
+    run: str | None = None
 
     @property
     def val_acc(self) -> float | None:
@@ -174,6 +176,8 @@ class EvaluationRecord:
             del d["strategy"]
         if not d["notes"]:
             del d["notes"]
+        if d["run"] is None:
+            del d["run"]
         return json.dumps(_plain(d))
 
     @classmethod
@@ -193,6 +197,7 @@ class EvaluationRecord:
             phase=str(d.get("phase", "search")),
             strategy=_optional(d, "strategy", (dict,), where),
             notes=_notes(d, where),
+            run=_optional(d, "run", (str,), where),
         )
 
 
@@ -277,6 +282,12 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
+
+    @property
+    def run(self) -> str | None:
+        """The identity of the run that wrote it (`produced_by.run`; None before identities existed)."""
+        value = (self.produced_by or {}).get("run")
+        return value if isinstance(value, str) else None
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> RunResult:

@@ -12,6 +12,7 @@ import torch
 
 from nasframe.common.errors import CapabilityError, NasframeError
 from nasframe.common.progress import Stopwatch
+from nasframe.core.faults import check_metrics
 from nasframe.core.requests import Evaluation, Request, as_request
 from nasframe.core.space import Arch
 from nasframe.search.components import Components
@@ -89,7 +90,7 @@ class ResultWriter:
                 "arch": target.to_dict(),
                 "evaluated": rec is not None,
                 "metrics": rec.metrics if rec else None,
-                "held_out": parts.evaluator.final_metrics(target),
+                "held_out": check_metrics(parts.evaluator.final_metrics(target), parts.evaluator, "final_metrics"),
             }
         return out
 
@@ -121,7 +122,7 @@ class ResultWriter:
             params=params,
             macs=macs,
             final_evaluation=final_eval,
-            held_out=parts.evaluator.final_metrics(answer),
+            held_out=check_metrics(parts.evaluator.final_metrics(answer), parts.evaluator, "final_metrics"),
             export=export,
             evaluated=evaluated is not None,
         )

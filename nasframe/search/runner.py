@@ -28,17 +28,34 @@ import torch
 
 from nasframe.common import distributed
 from nasframe.common.device import resolve_device
-from nasframe.common.errors import ConfigError, NasframeError, RunDirError
+from nasframe.common.errors import ConfigError, NasframeError, PluginError, RunDirError
+from nasframe.common.loading import check_text_path
 from nasframe.common.options import cut
 from nasframe.common.progress import Stopwatch
 from nasframe.common.threads import apply_threads, resolve_threads
 from nasframe.core.capabilities import SharedWeights
+from nasframe.core.faults import component_name, fault_of
 from nasframe.search.components import Components, build_components
-from nasframe.search.config import RESUME_SETTABLE, ResolvedConfig, dump_yaml, merge_config, parse_set, resolve
+from nasframe.search.config import (
+    RESUME_SETTABLE,
+    ResolvedConfig,
+    dump_yaml,
+    merge_config,
+    parse_set,
+    resolve,
+    run_identity,
+)
 from nasframe.search.executor import Executor
 from nasframe.search.logs import RunLogs, say
 from nasframe.search.loop import SearchLoop
-from nasframe.search.loop_state import CHECKPOINT_VERSION, LoopState, check_names, checked_loop_state, read_checkpoint
+from nasframe.search.loop_state import (
+    CHECKPOINT_VERSION,
+    LoopState,
+    check_names,
+    checked_loop_state,
+    component_state,
+    read_checkpoint,
+)
 from nasframe.search.records import RunResult
 from nasframe.search.result import ResultWriter
 from nasframe.search.rundir import RunDir, provenance, run_files
@@ -66,7 +83,7 @@ class Runner:
         command: list[str] | None = None,
     ):
         self.config = config
-        self.files = run_files(run_dir)  # under torchrun, rank 0 alone writes
+        self.files = run_files(check_text_path(run_dir, "run folder"))  # under torchrun, rank 0 alone writes
         self.run_dir = self.files.path
         self.resuming = resume
         self.quiet = quiet or not distributed.is_writer()
@@ -75,7 +92,15 @@ class Runner:
         self.budget_changed = False  # set by resume when they change a budget
         self.run_opts = config.options["run"]
         self.device = resolve_device(self.run_opts.device)
-        self.parts: Components = build_components(config, self.device)
+        #: the hash of what decides this run's results; its records and checkpoints carry it
+        self.identity = run_identity(config)
+        try:
+            self.parts: Components = build_components(config, self.device)
+        except (Exception, SystemExit) as exc:  # a component's constructor: one line naming it
+            fault = fault_of(exc)
+            if fault is None:
+                raise
+            raise fault from exc
         p = self.parts
         self.executor = Executor(p.evaluator, p.space, p.costs, self.run_opts.seed, self.run_opts.work_chunk_epochs)
         self.state = LoopState()
@@ -87,7 +112,9 @@ class Runner:
         self._wrote_files = False  # this Runner wrote a new run's files (only then may a failure remove them)
 
     def _new_loop(self) -> SearchLoop:
-        return SearchLoop(self.config, self.parts, self.executor, self.state, self.logs, self._clock, self._checkpoint)
+        loop = SearchLoop(self.config, self.parts, self.executor, self.state, self.logs, self._clock, self._checkpoint)
+        loop.identity = self.identity
+        return loop
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -102,6 +129,7 @@ class Runner:
                 raise RunDirError(f"--out {run_dir} is a file, not a folder; give a new folder for the run")
             if RunDir(run_dir).holds_run():  # early, friendly; `run` checks again under the lock
                 raise RunDirError(_holds_run_message(run_dir))
+            RunDir(check_text_path(run_dir, "--out")).check_owner(run_identity(config))  # nothing written yet
             return cls(config, run_dir, quiet=quiet, command=command)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{config.names['strategy']}-{config.names['space']}-{config.names['evaluator']}"
@@ -159,6 +187,10 @@ class Runner:
         cfg = merge_config(files.read_config(), run=overrides or {}, sets=sets or [])
         cfg["run"]["out"] = str(files.path)
         runner = cls(resolve(cfg), files.path, resume=True, quiet=quiet, command=command)
+        recorded, _ = files.expected_run()
+        if recorded is not None:  # the identity the run was started with (computed again only for older folders)
+            runner.identity = recorded
+            runner.loop.identity = recorded
         changed = {
             (sec, k)
             for sec in ("run", "data")
@@ -172,12 +204,14 @@ class Runner:
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         self.state.elapsed = self._clock()
+        p = self.parts
         return {
             "version": CHECKPOINT_VERSION,
             "names": dict(self.config.names),
+            "run": self.identity,
             "loop": self.state.to_state(),
-            "strategy": self.parts.strategy.state_dict(),
-            "evaluator": self.parts.evaluator.state_dict(),
+            "strategy": component_state(p.strategy, component_name(p.strategy)),
+            "evaluator": component_state(p.evaluator, component_name(p.evaluator)),
         }
 
     def load_state_dict(self, state: Any, source: Path | None = None) -> None:
@@ -204,19 +238,22 @@ class Runner:
     def run(self) -> RunSummary:
         """Search until the budget or the strategy ends, then write best.json.
 
-        On every exit path the logs are closed, the evaluator is closed, and the last consistent
-        state is checkpointed. A new run that fails before recording anything (a missing data
-        root, say) removes the files it created, so the same command can simply be run again.
-        Whether the folder already holds a run is decided under the folder's lock, so of two runs
-        started at once on one --out exactly one proceeds. A full disk stops the run with one line;
-        the files written before stay as they were.
+        The folder's marker comes first (`RunDir.claim`: a folder holding anything but this run is
+        refused before anything is written). On every exit path the logs are closed, the evaluator is
+        closed, and the last consistent state is checkpointed. A new run that fails before recording
+        anything (a missing data root, say) removes the files it created, and only those, so the same
+        command can simply be run again. Whether the folder already holds a run is decided under the
+        folder's lock, so of two runs started at once on one --out exactly one proceeds. A full disk,
+        and an exception or `sys.exit` inside a component, stop the run with one line; the files
+        written before stay as they were.
         """
         distributed.barrier()  # under torchrun: every process has looked at the folder before rank 0 writes
         if not distributed.is_writer():
             apply_threads(self._threads())
             return self._run_locked()
-        new_folder = self._made_folder or not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        claim = None if self.resuming else self.files.claim(self.identity)  # the marker first
+        if claim is not None:
+            claim.made_folder |= self._made_folder
         discarded = False
         try:
             with self.files.lock():
@@ -225,21 +262,25 @@ class Runner:
                         raise RunDirError(_holds_run_message(self.run_dir))
                     apply_threads(self._threads())  # before any training work; see nasframe/common/threads.py
                     return self._run_locked()
-                except Exception:
-                    if self._wrote_files and self._nothing_recorded():
-                        self._discard()
+                except (Exception, SystemExit):
+                    if claim is not None and self._wrote_files and self._nothing_recorded():
+                        claim.undo(RunDir.NEW_RUN_FILES)
                         discarded = True
                     raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise RunDirError(self._disk_full_message(exc)) from None
+                raise RunDirError(self.files.disk_full_message(exc, self._last_ckpt[0])) from None
             raise
+        except (Exception, SystemExit) as exc:
+            fault = exc if isinstance(exc, PluginError) else fault_of(exc)
+            if fault is None:
+                raise
+            if not discarded and self.files.has_checkpoint():
+                fault = PluginError(f"{fault}; the run's last checkpoint is intact ({_count(self._last_ckpt[0])})")
+            raise fault from exc
         finally:
-            if discarded and new_folder:
-                try:
-                    self.run_dir.rmdir()  # only if nothing else is in it
-                except OSError:
-                    pass
+            if claim is not None and discarded:
+                claim.remove_folder_if_made()  # only if nothing else is in it
 
     def _run_locked(self) -> RunSummary:
         try:
@@ -276,6 +317,9 @@ class Runner:
         found = read_checkpoint(self.files, self.config.names, _note)
         if found is not None:
             self.load_state_dict(*found)
+        if self.files.expected_run()[0] is None:  # made before markers existed: from now on this run's
+            self.files.claim(self.identity, adopt=True)
+        fell_back = found is not None and found[1].name == RunDir.PREVIOUS_CHECKPOINT
         if self.state.finished:
             reason = self._finished_reason()
             if reason is not None and self.budget_changed:
@@ -292,7 +336,9 @@ class Runner:
             if reason is None:
                 self.state.finished = False  # resumed with a larger budget: keep searching
                 self.files.remove_result()  # no stale result while it runs
-        self.files.truncate_logs(self.state.evaluations, self.state.work_lines)
+        odd = self.files.truncate_logs(self.state.evaluations, self.state.work_lines, kept=fell_back)
+        if odd is not None:
+            _note(odd)
         self._warn_on_other_threads(session)
         if self.config_changed:
             self.files.write_config(dump_yaml(self.config.to_dict()))
@@ -328,6 +374,7 @@ class Runner:
         snapshot = self.state_dict()
         writer = ResultWriter(self.config, self.parts, self.executor, self.files, self.loop.admit)
         result = writer.result(self.state, self._clock, self.device, self.command)
+        result.produced_by = {**(result.produced_by or {}), "run": self.identity}
         self.files.write_result(result)
         self.files.save_checkpoint(snapshot)
         return result
@@ -337,16 +384,6 @@ class Runner:
         return RunSummary(self.run_dir, self.state.evaluations, self.state.stopped_because, result, ran=ran)
 
     # ---- the folder ------------------------------------------------------------------------------
-    def _disk_full_message(self, exc: OSError) -> str:
-        where = f" ({exc.filename})" if exc.filename else ""
-        if self.files.has_checkpoint():
-            n = self._last_ckpt[0]
-            kept = f"its last checkpoint ({n} evaluation{'' if n == 1 else 's'}) and logs are intact"
-            then = f"free some space, then `nasframe resume {self.run_dir}`"
-        else:
-            kept, then = "nothing was checkpointed yet", "free some space and run it again"
-        return f"{self.run_dir}: the disk is full{where}; the run stopped: {kept}; {then}"
-
     def _threads(self) -> int:
         """The CPU thread count of this session: `run.threads`, except that a resumed run whose
         setting is `auto` continues with the count it recorded, since the count changes how float
@@ -431,15 +468,6 @@ class Runner:
         s = self.state
         return s.evaluations == 0 and s.work_lines == 0 and s.infeasible == 0
 
-    def _discard(self) -> None:
-        """A new run that failed before recording anything leaves no files to trip over (the folder
-        itself goes too, after the lock, when this run created it)."""
-        import shutil
-
-        for name in (RunDir.CONFIG, RunDir.INFO, RunDir.HISTORY, RunDir.WORK, RunDir.CHECKPOINT):
-            (self.run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(self.run_dir / RunDir.TENSORBOARD, ignore_errors=True)
-
     def _consistent(self) -> bool:
         """Whether the current state is a valid checkpoint: between items, or inside the evaluator's
         call with an evaluator that holds no state (then the item simply runs again on resume)."""
@@ -447,6 +475,10 @@ class Runner:
         if stage is None:
             return True
         return stage == "executing" and not self.parts.evaluator.holds_state
+
+
+def _count(n: int) -> str:
+    return f"{n} evaluation{'' if n == 1 else 's'}"
 
 
 def _holds_run_message(run_dir: Path) -> str:

@@ -8,6 +8,7 @@ onnxruntime) and its outputs compared with PyTorch's on the same seeded inputs.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasframe.common.checkpoint import atomic_write_json
+from nasframe.common.checkpoint import atomic_write_bytes, atomic_write_json
 from nasframe.common.errors import ConfigError, NotSupported, RunDirError
+from nasframe.common.loading import check_text_path
 
 FORMATS = ("onnx", "torchscript", "json")
 #: default file names inside the folder (not model.json: a training folder's own description)
@@ -44,11 +46,13 @@ def load_model(folder: str | Path) -> LoadedModel:
     if not folder.is_dir():
         raise RunDirError(f"{folder}: no such folder")
     if (folder / TRAIN_JSON).exists():
-        if not (folder / MODEL_JSON).exists() or not (folder / WEIGHTS).exists():
+        if not (folder / MODEL_JSON).exists():  # the completion marker, written last
             raise RunDirError(
-                f"{folder}: the training has not finished (no {WEIGHTS}); continue it with: "
+                f"{folder}: the training has not finished (no {MODEL_JSON}); continue it with: "
                 f"nasframe train --resume {folder}"
             )
+        if not (folder / WEIGHTS).exists():
+            raise RunDirError(f"{folder}: {MODEL_JSON} says the training finished, but {WEIGHTS} is missing")
         from nasframe.common.loading import load_json
 
         meta = load_json(folder / MODEL_JSON, "", RunDirError)
@@ -124,25 +128,23 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
     model = loaded.model.eval()
     with torch.no_grad():
         expected = _logits(model(x)).numpy()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-            torch.onnx.export(
-                model,
-                (x,),
-                str(tmp),
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"images": x.numpy()})[0]
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buf = io.BytesIO()  # in memory until checked: a kill leaves no half-written file behind
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        torch.onnx.export(
+            model,
+            (x,),
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to a file object too (its docs)
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.numpy()})[0]
+    # a temporary file of its own, renamed: two exports never collide; one killed before leaves none behind
+    atomic_write_bytes(path, buf.getvalue(), tagged=True)
     return float(np.abs(got - expected).max())
 
 
@@ -153,27 +155,26 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
 
     x = _check_input(loaded)
     model = loaded.model.eval()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch announces TorchScript's deprecation per call
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: the
-            # exported file is for the input size it was traced at, which the comparison below checks
-            expected = _logits(model(x))
-            traced = torch.jit.trace(model, (x,), check_trace=False)
-            torch.jit.save(traced, str(tmp))
-            reloaded = torch.jit.load(str(tmp), map_location="cpu")
-            got = _logits(reloaded(x))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buf = io.BytesIO()  # in memory until checked, as for ONNX
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch announces TorchScript's deprecation per call
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: the
+        # exported file is for the input size it was traced at, which the comparison below checks
+        expected = _logits(model(x))
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+        torch.jit.save(traced, buf)
+        buf.seek(0)
+        reloaded = torch.jit.load(buf, map_location="cpu")
+        got = _logits(reloaded(x))
+    atomic_write_bytes(path, buf.getvalue(), tagged=True)
     return float((got - expected).abs().max())
 
 
 def export_json(loaded: LoadedModel, path: Path) -> None:
     """Architecture, the space's own export (e.g. the DARTS genotype text), counts, and for a trained
     network its recipe and test metrics."""
-    atomic_write_json(path, {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info})
+    info = {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info}
+    atomic_write_json(path, info, tagged=True)
 
 
 def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, LoadedModel, float | None]:
@@ -182,7 +183,7 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple
     if fmt not in FORMATS:
         raise ConfigError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     loaded = load_model(folder)
-    path = Path(out) if out is not None else Path(folder) / _DEFAULT_NAME[fmt]
+    path = check_text_path(Path(out) if out is not None else Path(folder) / _DEFAULT_NAME[fmt], "--out")
     if path.is_dir():
         raise ConfigError(f"export: --out {path} is a folder; give a file name")
     if not path.parent.is_dir():

@@ -240,6 +240,18 @@ def build_model(plan: TrainPlan) -> tuple[nn.Module, Arch, DataSpec]:
     return model, arch, spec
 
 
+def training_identity(plan: TrainPlan) -> str:
+    """A training's identity: a hash of what decides its weights (network, recipe with its seed, data),
+    not of where things are (the data set's folder, the plugins' paths, where the architecture came from)."""
+    from nasframe.common.ownership import identity_of
+
+    settings = plan.to_dict()
+    for key in ("arch_source", "plugins"):
+        settings.pop(key, None)
+    settings["data"] = {k: v for k, v in plan.data.items() if k not in ("root", "workers", "download")}
+    return identity_of(settings)
+
+
 def read_plan(folder: Path) -> TrainPlan:
     path = folder / TRAIN_JSON
     if not path.is_file():

@@ -1,12 +1,16 @@
 """Train one architecture from scratch with a named recipe: `nasframe train` and `nasframe.training`.
 
 A training folder holds
+- `nasframe.json`: who owns the folder (kind "training", format, the training's identity: a hash of
+  train.json's network, recipe and data), written first (`nasframe.common.ownership`);
 - `train.json`: what is trained (space, its options, the architecture and where it came from, the recipe,
   the data options), written once at the start; `--resume` reads it back;
-- `checkpoint.pt`: model and optimiser state after the last finished epoch (written atomically; plain tensors,
-  read with `torch.load(weights_only=True)`);
+- `checkpoint.pt`: model and optimiser state after the last finished epoch and the training's identity
+  (written atomically; plain tensors, read with `torch.load(weights_only=True)`);
 - `model.safetensors` and `model.json` at the end: the final weights, and beside them the architecture,
-  recipe, counts and test metrics (everything `nasframe.load_model` needs to rebuild the network);
+  recipe, counts and test metrics (everything `nasframe.load_model` needs to rebuild the network).
+  model.json is written last and is the one completion marker: a training is finished exactly when it
+  exists, so a kill at any point leaves either a training to continue or a finished one;
 - `tensorboard/`: per-epoch train loss, accuracy and learning rate; the test metrics at the end.
 
 Every epoch is seeded from the recipe seed and the epoch's index (batch order, augmentation, drop-path,
@@ -32,6 +36,8 @@ from nasframe.common import distributed
 from nasframe.common.checkpoint import RunLock, atomic_write_json, load_checkpoint, save_checkpoint
 from nasframe.common.device import resolve_device
 from nasframe.common.errors import ConfigError, NasframeError, RunDirError
+from nasframe.common.loading import check_text_path
+from nasframe.common.ownership import TRAINING, FolderClaim, Owner, check_folder, claim_folder, read_owner
 from nasframe.data.augment import BatchTransform, choose_policy
 from nasframe.training.plan import (
     FORMAT,
@@ -44,6 +50,7 @@ from nasframe.training.plan import (
     build_space,
     plan_training,
     read_plan,
+    training_identity,
 )
 from nasframe.training.recipes import Recipe
 from nasframe.training.step_options import StepSettings, autocast, deterministic_mode
@@ -123,30 +130,55 @@ class Trainer:
         self.model: nn.Module | None = None
         #: what a training step calls: the model, or under torchrun its DistributedDataParallel wrapper
         self.network: nn.Module | None = None
-        self.new_folder = False  # created by `create`: removed again if the training fails before its first epoch
+        #: the hash of train.json's network, recipe and data; the folder's marker and checkpoints carry it
+        self.identity = training_identity(plan)
+        self.adopted = False  # a folder made before markers existed: its checkpoints carry no identity
+        #: `create`'s claim of the folder: a training that fails before its first epoch removes what it added
+        self.claim: FolderClaim | None = None
 
     # ---- creating and resuming -------------------------------------------------------------------------------
     @classmethod
     def create(cls, plan: TrainPlan, out: str | Path | None, **kwargs: Any) -> Trainer:
         distributed.start()  # under torchrun: join the other processes of this training
         folder = Path(out) if out is not None else Path(distributed.agree_text(str(_default_out(plan))))
+        folder = check_text_path(folder, "--out")
         if (folder / TRAIN_JSON).exists():
             raise RunDirError(f"{folder} already holds a training; continue it with: nasframe train --resume {folder}")
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} is a file, not a folder")
-        new_folder = not folder.exists()
+        owner = Owner(TRAINING, FORMAT, training_identity(plan))
+        check_folder(folder, owner)  # a search run, a comparison or the user's own files: refused, nothing written
         distributed.barrier()  # every process has looked at the folder before rank 0 writes to it
+        claim = None
         if distributed.is_writer():
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / TRAIN_JSON, plan.to_dict())
+            claim = claim_folder(folder, owner)  # the marker first
+            with RunLock(folder):
+                if (folder / TRAIN_JSON).exists():  # another `train --out` took the folder meanwhile
+                    raise RunDirError(
+                        f"{folder} already holds a training; continue it with: nasframe train --resume {folder}"
+                    )
+                atomic_write_json(folder / TRAIN_JSON, plan.to_dict())
         trainer = cls(plan, folder, **kwargs)
-        trainer.new_folder = new_folder
+        trainer.claim = claim
         return trainer
 
     @classmethod
     def resume(cls, out: str | Path, **kwargs: Any) -> Trainer:
         distributed.start()  # under torchrun: join the other processes of this training
-        return cls(read_plan(Path(out)), Path(out), resuming=True, **kwargs)
+        folder = check_text_path(Path(out), "training folder")
+        owner = read_owner(folder) if folder.is_dir() else None
+        if owner is not None and owner.kind != TRAINING:
+            raise RunDirError(f"{folder}: not a training folder: it holds {owner.words} (nasframe.json)")
+        trainer = cls(read_plan(folder), folder, resuming=True, **kwargs)
+        if owner is not None and owner.identity != trainer.identity:
+            raise RunDirError(
+                f"{folder / TRAIN_JSON} does not describe this folder's training (identity {trainer.identity}; "
+                f"nasframe.json says {owner.identity}): was it edited or copied from another training?"
+            )
+        trainer.adopted = owner is None or owner.adopted
+        if owner is None and trainer.writer:  # made before markers existed: it becomes this training's
+            claim_folder(folder, Owner(TRAINING, FORMAT, trainer.identity), adopt=True)
+        return trainer
 
     # ---- the work ----------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -161,18 +193,22 @@ class Trainer:
         except (NasframeError, OSError):
             self._discard_if_empty()
             raise
+        except (Exception, SystemExit) as exc:  # inside the space (build) or the data set: one line naming it
+            from nasframe.core.faults import fault_of
+
+            fault = fault_of(exc)
+            if fault is None:
+                raise
+            self._discard_if_empty()
+            raise fault from exc
 
     def _discard_if_empty(self) -> None:
-        """A new training that failed before any epoch (missing data, a refused setting) leaves nothing behind,
-        so the same command can simply be run again."""
-        if self.resuming or (self.out / "checkpoint.pt").exists():
+        """A new training that failed before any epoch (missing data, a refused setting) removes what it
+        added to the folder, and only that, so the same command can simply be run again."""
+        if self.resuming or self.claim is None or (self.out / "checkpoint.pt").exists():
             return
-        (self.out / TRAIN_JSON).unlink(missing_ok=True)
-        import shutil
-
-        shutil.rmtree(self.out / TENSORBOARD, ignore_errors=True)
-        if self.new_folder and not any(self.out.iterdir()):
-            self.out.rmdir()
+        self.claim.undo((TRAIN_JSON, TENSORBOARD))
+        self.claim.remove_folder_if_made()
 
     def prepare(self) -> None:
         """Model, data, optimiser and batch transform on the device (what `train_epoch` needs)."""
@@ -301,7 +337,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         if self.resuming:
             done, history, seconds = self._load_checkpoint()
-        if done >= self.recipe.epochs and (self.out / WEIGHTS).exists():
+        if (self.out / MODEL_JSON).exists():  # the completion marker, written last
             raise RunDirError(f"{self.out}: this training already finished ({done} epochs); nothing to do")
         writer = self._writer(done)
         progress = Progress(
@@ -348,6 +384,7 @@ class Trainer:
             self.out,
             {
                 "format": FORMAT,
+                "run": self.identity,
                 "epochs_done": epochs_done,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -361,6 +398,12 @@ class Trainer:
         if not (self.out / "checkpoint.pt").exists():
             return 0, [], 0.0  # killed before its first epoch ended: start again
         state = load_checkpoint(self.out)
+        written = state.get("run") if isinstance(state, dict) else None
+        if written != self.identity and (written is not None or not self.adopted):
+            raise RunDirError(
+                f"{self.out / 'checkpoint.pt'}: written by another training (identity {str(written)[:40]}; this "
+                f"one's is {self.identity})"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -381,7 +424,7 @@ class Trainer:
             macs = count_macs(model, self.data.spec.input_shape)
         except (RuntimeError, NotImplementedError):
             macs = None
-        if self.writer:
+        if self.writer:  # the weights first: model.json, written last, says the training is complete
             save_weights(model, self.out / WEIGHTS)
         space = build_space(self.plan)
         train_loss = history[-1]["train_loss"] if history else float("nan")

@@ -24,8 +24,11 @@ def load_weights(model: nn.Module, path: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
+    from nasframe.common.loading import MAX_TORCH_BYTES, read_bytes
+
+    data = read_bytes(path, "", RunDirError, MAX_TORCH_BYTES)
     try:
-        tensors = load(path.read_bytes())
+        tensors = load(data)
     except (SafetensorError, ValueError, OSError) as exc:
         raise RunDirError(f"{path}: unreadable weights file ({type(exc).__name__}); it is damaged") from None
     try:

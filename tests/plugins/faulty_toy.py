@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ class FaultyOptions:
     die_times: int = option(1, "how many attempts die_on kills", min=0)
     marks: str = option("", "folder counting the die_on attempts")
     raise_on: str | None = option(None, "choice on d0 whose evaluation raises a ConfigError")
+    bug_on: str | None = option(None, "choice on d0 whose evaluation raises a ValueError (a plugin's bug)")
+    exit_on: str | None = option(None, "choice on d0 whose evaluation calls sys.exit")
 
 
 @register_evaluator("faulty_toy_eval")
@@ -49,6 +52,10 @@ class FaultyToyEvaluator(Evaluator):
             time.sleep(3600)
         if first == o.raise_on:
             raise ConfigError(f"faulty_toy_eval: scripted error on {first}")
+        if first == o.bug_on:
+            raise ValueError(f"scripted bug on {first}")
+        if first == o.exit_on:
+            sys.exit(f"scripted exit on {first}")
         if first == o.die_on:
             marks, name = Path(o.marks), hashlib.sha1(arch.key().encode()).hexdigest()[:12]
             attempts = len(list(marks.glob(f"{name}-*")))

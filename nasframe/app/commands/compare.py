@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from nasframe.app import flags
+from nasframe.app.console import interrupted
 from nasframe.compare.comparison import (
     FIGURE,
     PAIRS_CSV,
@@ -93,9 +94,8 @@ class CompareCommand:
             result = run_comparison(
                 plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say, executor=executor
             )
-        except KeyboardInterrupt:
-            _say(f"interrupted; run the same command again (with --out {plan.out}) to continue")
-            return 130
+        except KeyboardInterrupt as exc:
+            return interrupted(exc, f"run the same command again (with --out {plan.out}) to continue")
         print(result.table)
         if result.tests:
             shown = result.tests if len(result.tests) <= _PAIRS_SHOWN else []

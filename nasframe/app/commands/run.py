@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nasframe.app import flags
-from nasframe.app.console import fmt, is_writer, say
+from nasframe.app.console import fmt, interrupted, is_writer, say
 
 
 def build_config(args: argparse.Namespace, run_flags: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -86,9 +86,8 @@ class ResumeCommand:
 def execute(runner: Any) -> int:
     try:
         summary = runner.run()
-    except KeyboardInterrupt:
-        say(f"interrupted; continue with: nasframe resume {runner.run_dir}")
-        return 130
+    except KeyboardInterrupt as exc:
+        return interrupted(exc, f"continue with: nasframe resume {runner.run_dir}")
     if not is_writer():
         return 0
     if not summary.ran:

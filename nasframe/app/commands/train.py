@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nasframe.app import flags
-from nasframe.app.console import is_writer, say
+from nasframe.app.console import interrupted, is_writer, say
 from nasframe.common.errors import ConfigError
 
 
@@ -61,9 +61,8 @@ class TrainCommand:
             say(f"training folder: {trainer.out}")
         try:
             result = trainer.run()
-        except KeyboardInterrupt:
-            say(f"interrupted; continue with: nasframe train --resume {trainer.out}")
-            return 130
+        except KeyboardInterrupt as exc:
+            return interrupted(exc, f"continue with: nasframe train --resume {trainer.out}")
         from nasframe.core.costs import format_count
 
         if not is_writer():
