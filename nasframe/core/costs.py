@@ -9,31 +9,40 @@ a few random architectures, and answers every later lookup in microseconds — w
 draws hundreds of paths per training step (SPOS' FLOPs bins) needs. The table costs one count per
 choice, so it is built only when asked for (`prepare_table`) or once as many architectures were
 counted one by one as the table would take.
+
+Latency (`latency_ms`) is a cost too when the run has a source for it (`nasframe.core.latency.LatencyCosts`:
+a latency table, or measurements); `value(arch, name)` answers any of the three by name.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from nasframe.common.errors import NotSupported
+from nasframe.common.errors import ConfigError, NotSupported
 from nasframe.common.model_stats import count_macs, count_parameters
 from nasframe.core.space import Arch, Choice, SearchSpace
 from nasframe.data import DataSpec
+
+if TYPE_CHECKING:
+    from nasframe.core.latency import LatencyCosts
 
 #: random architectures a new additive table is checked against
 ADDITIVE_CHECKS = 3
 
 
 class ArchCosts:
-    """Cached (params, MACs) of the stand-alone networks of one space at one input size."""
+    """Cached (params, MACs) of the stand-alone networks of one space at one input size, and their latency
+    when the run has a source for it."""
 
-    def __init__(self, space: SearchSpace, spec: DataSpec):
+    def __init__(self, space: SearchSpace, spec: DataSpec, latency: LatencyCosts | None = None):
         self.space = space
         self.spec = spec
+        self.latency = latency
         self._cache: dict[Arch, tuple[int, int]] = {}
         self._table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]] | None = None
         self._use_table = space.additive_costs
@@ -43,6 +52,24 @@ class ArchCosts:
 
     def macs(self, arch: Arch) -> int:
         return self.counts(arch)[1]
+
+    def latency_ms(self, arch: Arch) -> float:
+        """`arch`'s latency in milliseconds, from the run's latency source (a ConfigError when it has none)."""
+        if self.latency is None:
+            raise ConfigError(
+                "this run has no latency source; set latency.table or let a limit or objective ask for it"
+            )
+        return self.latency.latency_ms(arch)
+
+    def value(self, arch: Arch, name: str) -> float:
+        """One cost by name: params, macs or latency_ms."""
+        if name == "latency_ms":
+            return self.latency_ms(arch)
+        if name == "params":
+            return float(self.params(arch))
+        if name == "macs":
+            return float(self.macs(arch))
+        raise ConfigError(f"unknown cost {name!r}; costs are params, macs and latency_ms")
 
     def counts(self, arch: Arch) -> tuple[int, int]:
         """(parameters, MACs) of `arch`'s stand-alone network."""
