@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nasframe.common.errors import ConfigError
+from nasframe.common.errors import ConfigError, NotSupported
 from nasframe.core.space import Arch
 from nasframe.core.strategy import CostAware
 
@@ -48,6 +48,11 @@ def check_objectives(names: Sequence[str], where: str = "strategy.objectives") -
         raise ConfigError(f"{where}: {unknown[0]!r} is not an objective; after val_acc use {', '.join(COSTS)}")
     if len(set(out)) != len(out):
         raise ConfigError(f"{where}: an objective is named twice in {list(out)}")
+    if len(out) > 1:
+        try:
+            import pymoo  # noqa: F401
+        except ImportError:
+            raise NotSupported(f"{where}: several objectives need pymoo: pip install 'nasframe[pareto]'") from None
     return out
 
 
