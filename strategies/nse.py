@@ -37,6 +37,7 @@ import torch
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
 from nasframe.core.capabilities import AlphaOptimizer, BNRecalibration, BranchImportance, ImportanceSettings
+from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Result, WorkReport
 from nasframe.core.multibranch import OFF, ON, BranchCosts, MultiBranchSpace, arch_of
 from nasframe.core.registry import register_strategy
@@ -160,6 +161,12 @@ class Nse(Strategy[NseOptions], CostAware):
 
     def costs_used(self) -> frozenset[str]:
         return frozenset({"latency_ms"}) if self.options.cost_metric == "latency_ms" else frozenset()
+
+    def bind_costs(self, costs: ArchCosts) -> None:
+        """Bind the run's costs; with cost_metric latency_ms the per-op latencies are read now (or refused)."""
+        super().bind_costs(costs)
+        if self.options.cost_metric == "latency_ms":
+            self.latency_table()
 
     def latency_table(self) -> tuple[float, tuple[tuple[float, ...], ...]]:
         """(frame, [cell][op]) in ms from the run's latency table: what an op adds when its gate is on."""

@@ -33,6 +33,7 @@ import numpy as np
 from nasframe.common.errors import ConfigError, SpaceExhausted
 from nasframe.common.options import option
 from nasframe.core.capabilities import BNRecalibration, SharedWeights
+from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Result, WorkReport
 from nasframe.core.pareto import OBJECTIVES_HELP, MultiObjective, check_objectives, crowded_order, to_minimise
 from nasframe.core.paths import BinnedPaths, PathSampler, UniformPaths, restriction_of
@@ -135,6 +136,17 @@ class Spos(Strategy[SposOptions], MultiObjective):
     def costs_used(self) -> frozenset[str]:
         binned = self.options.path_sampling == "flops_bins"
         return super().costs_used() | ({self.options.bins_metric} if binned else set())
+
+    def bind_costs(self, costs: ArchCosts) -> None:
+        """Bind the run's costs; bins on latency need a table (refused here, before anything runs)."""
+        super().bind_costs(costs)
+        o = self.options
+        if o.path_sampling == "flops_bins" and o.bins_metric == "latency_ms":
+            if costs.latency is None or costs.latency.source != "table":
+                raise ConfigError(
+                    "strategy.bins_metric=latency_ms needs a latency table (latency.table): hundreds of paths per "
+                    "training step are looked up, not measured"
+                )
 
     # ---- what it asks for ------------------------------------------------------------------------
     def plan(self) -> str:

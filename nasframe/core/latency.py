@@ -216,10 +216,11 @@ class LatencyCosts:
                 created=self.table.created,
                 correction=self.table.correction is not None,
                 **{k: self.table.settings[k] for k in ("runtime", "device", "threads", "batch")},
+                clock=self.table.settings.get("clock", "wall"),
                 machine=self.table.environment.get("gpu") or self.table.environment.get("cpu"),
             )
         else:
             s = self.settings
-            out.update(runtime=s.runtime, device=s.device, threads=s.threads, batch=s.batch)
+            out.update(runtime=s.runtime, device=s.device, threads=s.threads, batch=s.batch, clock=s.clock)
             out["machine"] = environment(s).get("gpu") or environment(s).get("cpu")
         return out

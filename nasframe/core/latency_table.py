@@ -66,9 +66,10 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
         """Read and check a table file; every problem is one ConfigError line naming the file."""
-        from nasframe.common.loading import load_json
+        from nasframe.common.loading import parse_json, read_text
 
-        return cls.from_dict(load_json(path, "latency table", ConfigError), f"latency table {path}")
+        where = f"latency table {path}"
+        return cls.from_dict(parse_json(read_text(path, "latency table", ConfigError), where, ConfigError), where)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> LatencyTable:

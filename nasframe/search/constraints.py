@@ -64,23 +64,25 @@ class Constraints:
 
     def check_space(self) -> None:
         """Refuse limits that no architecture of the space can meet (when that is known cheaply)."""
-        low = self.costs.smallest() if self.options.active else None
-        if low is None:
-            self._check_latency_space()
-            return
-        p, m = low
         o = self.options
-        for name, unit, value, limit in (
-            ("max_params", "parameters", p, o.max_params),
-            ("max_macs", "MACs", m, o.max_macs),
-        ):
-            if limit is not None and value > limit:
-                raise ConstraintError(
-                    f"constraints.{name}={format_count(limit)}: no architecture of space "
-                    f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
-                    f"{unit} at the data set's input size"
-                )
+        low = self.costs.smallest() if self._counts_limited else None
+        if low is not None:
+            for name, unit, value, limit in (
+                ("max_params", "parameters", low[0], o.max_params),
+                ("max_macs", "MACs", low[1], o.max_macs),
+            ):
+                if limit is not None and value > limit:
+                    raise ConstraintError(
+                        f"constraints.{name}={format_count(limit)}: no architecture of space "
+                        f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
+                        f"{unit} at the data set's input size"
+                    )
         self._check_latency_space()
+
+    @property
+    def _counts_limited(self) -> bool:
+        """Whether a limit needs the parameter and MAC counts (a latency limit alone does not count them)."""
+        return self.options.max_params is not None or self.options.max_macs is not None
 
     def _check_latency_space(self) -> None:
         limit, latency = self.options.max_latency_ms, self.costs.latency
@@ -96,15 +98,18 @@ class Constraints:
         o = self.options
         if not o.active:
             return None
-        params, macs = self.costs.counts(arch)
-        over = [
-            f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
-            for name, name_of, value, limit in (
-                ("params", "max_params", params, o.max_params),
-                ("MACs", "max_macs", macs, o.max_macs),
-            )
-            if limit is not None and value > limit
-        ]
+        params = macs = None
+        over = []
+        if self._counts_limited:
+            params, macs = self.costs.counts(arch)
+            over = [
+                f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
+                for name, name_of, value, limit in (
+                    ("params", "max_params", params, o.max_params),
+                    ("MACs", "max_macs", macs, o.max_macs),
+                )
+                if limit is not None and value > limit
+            ]
         if o.max_latency_ms is not None:
             latency = self.costs.latency_ms(arch)
             if latency > o.max_latency_ms:
@@ -113,8 +118,9 @@ class Constraints:
                     self.smallest_latency = latency
         if not over:
             return None
-        if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
-            self.smallest_rejected = (params, macs)
+        if params is not None and macs is not None:
+            if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
+                self.smallest_rejected = (params, macs)
         return Result.infeasible("; ".join(over), params=params, macs=macs)
 
     def give_up_message(self, strategy: str, streak: int) -> str:
