@@ -28,8 +28,9 @@ class RandomOptions:
 
 @register_strategy("random")
 class RandomSearch(Strategy[RandomOptions], ProposesAhead, MultiObjective):
-    """Uniform random sampling over the space; returns the best architecture it evaluated (or, with several
-    objectives, the Pareto front of what it evaluated)."""
+    """Uniform random sampling over the space; returns the best architecture it evaluated.
+
+    With several objectives it returns the Pareto front of what it evaluated."""
 
     Options = RandomOptions
 
