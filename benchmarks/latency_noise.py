@@ -58,6 +58,14 @@ def series(args: argparse.Namespace, runtime: str, clock: str) -> dict:
     }
 
 
+def describe(runtime: str, clock: str, extra: int, row: dict) -> str:
+    return (
+        f"{runtime:11s} {clock:4s} clock, {extra} busy: median of medians {row['median_of_medians_ms']} ms, "
+        f"range {row['spread_percent']}%, sd {row['stdev_percent']}%, mean IQR {row['mean_iqr_ms']} ms, "
+        f"{row['unstable']} unstable; load {row['load'][0]} -> {row['load'][1]}; medians {row['medians_ms']}"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="mobilenet")
@@ -76,12 +84,7 @@ def main() -> None:
                 with busy(extra):
                     row = {"busy": extra, **series(args, runtime, clock)}
                 rows.append(row)
-                print(
-                    f"{runtime:11s} {clock:4s} clock, {extra} busy: median of medians {row['median_of_medians_ms']} ms, "
-                    f"range {row['spread_percent']}%, sd {row['stdev_percent']}%, mean IQR {row['mean_iqr_ms']} ms, "
-                    f"{row['unstable']} unstable; load {row['load'][0]} -> {row['load'][1]}; medians {row['medians_ms']}",
-                    flush=True,
-                )
+                print(describe(runtime, clock, extra, row), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"space": args.space, "arch": args.arch, "data": args.data, "rows": rows}, f, indent=2)

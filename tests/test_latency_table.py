@@ -140,7 +140,9 @@ def test_a_table_for_another_space_options_input_or_runtime_is_refused():
         table.check_matches("t", "shufflenet", opts, DIGITS)
     with pytest.raises(ConfigError, match="t was built with space.width_mult=0.25; this space has 0.5"):
         table.check_matches("t", "mobilenet", {**opts, "width_mult": 0.5}, DIGITS)
-    with pytest.raises(ConfigError, match="t was measured at input 1x8x8 with 10 classes .digits.; this asks for 3x32x32"):
+    with pytest.raises(
+        ConfigError, match="t was measured at input 1x8x8 with 10 classes .digits.; this asks for 3x32x32"
+    ):
         table.check_matches("t", "mobilenet", opts, DataSpec("cifar10", 3, 32, 32, 10))
     with pytest.raises(ConfigError, match="t was measured with device 'cpu'; device 'cuda' was asked for"):
         table.check_settings("t", {"device": "cuda", "runtime": None})
@@ -197,11 +199,16 @@ def test_latency_table_command_builds_fits_checks_and_predicts(cli, tmp_path):
     assert {"torch", "python", "cpu", "host"} <= set(table["environment"]) and table["created"]
     assert table["correction"]["archs"] == 3 and table["accuracy"]["archs"] <= 4
     assert "correction: measured =" in stdout and "Spearman rho" in stdout
-    code, stdout, err = cli("latency", *TINY_SET, "--data", "digits", "--arch", json.dumps(_first(space)), "--table", out)
+    code, stdout, err = cli(
+        "latency", *TINY_SET, "--data", "digits", "--arch", json.dumps(_first(space)), "--table", out
+    )
     assert code == 0, err
     assert "predicted latency" in stdout
     code, stdout, err = cli("latency", "--space", "shufflenet", "--arch", "SPOS", "--table", out)
-    assert code == 2 and err.strip() == f"nasframe: error: latency table {out} was built for space 'mobilenet', not 'shufflenet'"
+    assert (
+        code == 2
+        and err.strip() == f"nasframe: error: latency table {out} was built for space 'mobilenet', not 'shufflenet'"
+    )
 
 
 def _first(space) -> dict:

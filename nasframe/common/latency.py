@@ -34,7 +34,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -108,16 +108,13 @@ class Measurement:
     stable: bool
     seconds: float
     load: float | None = None  # the machine's 1-minute load average when the measurement ended
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def iqr_ms(self) -> float:
         return self.q3_ms - self.q1_ms
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "extra"}
-        out["iqr_ms"] = self.iqr_ms
-        return {**out, **self.extra}
+        return {**asdict(self), "iqr_ms": self.iqr_ms}
 
 
 def check_available(settings: LatencySettings) -> None:

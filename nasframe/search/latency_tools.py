@@ -12,8 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nasframe.common.errors import ConfigError
-from nasframe.common.latency import LatencySettings, check_available, environment, load_average
+from nasframe.common.latency import LatencySettings, check_available, environment
 from nasframe.common.options import build_options, options_to_dict
 from nasframe.core.latency import build_table, calibrate, check_accuracy, measure_arch
 from nasframe.core.latency_table import LatencyTable, TablePredictor
@@ -149,12 +148,3 @@ def table_summary(table: LatencyTable) -> list[str]:
             f"MAPE {a['mape_raw']:.1f}%); load {a['load']['start']} -> {a['load']['end']}"
         )
     return lines
-
-
-def current_load() -> float | None:
-    return load_average()
-
-
-def check_positive(name: str, value: int) -> None:
-    if value < 0:
-        raise ConfigError(f"latency-table: {name} must be >= 0, got {value}")
