@@ -3,8 +3,9 @@ and with busy processes of its own beside it, for each clock and runtime asked f
 
 Each measurement is `nasframe.measure_latency` (warm-up, rounds until the median is stable); this prints the
 median of each of the N measurements, their spread (max - min over the median of medians), the mean IQR
-within one measurement, and the 1-minute load average before and after each series. The busy processes are
-pure-Python loops (`while True: pass`), started before the loaded series and stopped after it.
+within one measurement, the spread of the N minima, and the 1-minute load average before and after each
+series. The busy processes are pure-Python loops (`while True: pass`), started before the loaded series and
+stopped after it.
 
     .venv/bin/python benchmarks/latency_noise.py                                   # mobilenetv2 at 224 px
     .venv/bin/python benchmarks/latency_noise.py --repeat 10 --busy 2 --clocks wall,cpu --runtimes torch,onnxruntime
@@ -43,6 +44,7 @@ def series(args: argparse.Namespace, runtime: str, clock: str) -> dict:
         args.space, args.arch, data=args.data, runtime=runtime, clock=clock, threads=1, repeat=args.repeat
     )
     medians = [m["median_ms"] for m in report["measurements"]]
+    mins = [m["min_ms"] for m in report["measurements"]]
     mid = statistics.median(medians)
     return {
         "runtime": runtime,
@@ -52,6 +54,7 @@ def series(args: argparse.Namespace, runtime: str, clock: str) -> dict:
         "spread_percent": round((max(medians) - min(medians)) / mid * 100, 1),
         "stdev_percent": round(statistics.stdev(medians) / mid * 100, 1) if len(medians) > 1 else 0.0,
         "mean_iqr_ms": round(statistics.mean(m["iqr_ms"] for m in report["measurements"]), 3),
+        "min_spread_percent": round((max(mins) - min(mins)) / statistics.median(mins) * 100, 1),
         "unstable": sum(not m["stable"] for m in report["measurements"]),
         "load": [round(before, 2), round(os.getloadavg()[0], 2)],
         "machine": report["environment"]["cpu"],
@@ -62,6 +65,7 @@ def describe(runtime: str, clock: str, extra: int, row: dict) -> str:
     return (
         f"{runtime:11s} {clock:4s} clock, {extra} busy: median of medians {row['median_of_medians_ms']} ms, "
         f"range {row['spread_percent']}%, sd {row['stdev_percent']}%, mean IQR {row['mean_iqr_ms']} ms, "
+        f"range of the minima {row['min_spread_percent']}%, "
         f"{row['unstable']} unstable; load {row['load'][0]} -> {row['load'][1]}; medians {row['medians_ms']}"
     )
 
