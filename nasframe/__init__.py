@@ -1,5 +1,7 @@
 """nasframe: neural architecture search with pluggable spaces, evaluators and strategies."""
 
+from typing import Any
+
 from nasframe import _moved
 from nasframe.app.api import (
     build_latency_table,
@@ -22,6 +24,7 @@ from nasframe.common.errors import (
     SpaceExhausted,
 )
 from nasframe.common.options import option
+from nasframe.common.plugins import load_plugin
 from nasframe.common.version import __version__ as __version__
 from nasframe.core.capabilities import AngleMetric, BNRecalibration, Capability, SharedWeights, TabularBenchmark
 from nasframe.core.evaluator import Budget, Cost, Evaluator, Result, WorkReport
@@ -41,6 +44,15 @@ from nasframe.core.strategy import Strategy, ask_unseen
 from nasframe.data.registry import register_dataset
 
 _moved.install()  # the 0.1 import paths, for one release (nasframe/_moved.py)
+
+
+def model_space(name: str, factory: Any = None, **kwargs: Any) -> Any:
+    """Register a PyTorch module class (or factory) written with `nasframe.nn` mutables as the search space
+    `name` (see `nasframe.nn.model_space`; imported on first use, so `import nasframe` stays light)."""
+    from nasframe.nn.space import model_space as register
+
+    return register(name, factory, **kwargs)
+
 
 __all__ = [
     "AngleMetric",
@@ -73,6 +85,8 @@ __all__ = [
     "list_evaluators",
     "list_spaces",
     "list_strategies",
+    "load_plugin",
+    "model_space",
     "option",
     "register_dataset",
     "register_evaluator",

@@ -37,6 +37,7 @@ from nasframe.training.measure import (
     recalibrate_bn,
     validate,
 )
+from nasframe.training.sliced import SlicedPath, keep_unused_statistics, path_parameters
 from nasframe.training.step_options import (
     StepSettings,
     deterministic_mode,
@@ -63,10 +64,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
     ):
         super().__init__(space, options, data=data, device=device)
         if not space.supports_supernet:  # refused when the run is built, before anything trains
-            raise NotSupported(
-                f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())}"
-                f" (or evaluate each architecture on its own with short_train and a multi-trial strategy)"
-            )
+            raise NotSupported(no_supernet_message(space))
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
@@ -143,13 +141,10 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         total, o = self._schedule_steps(), self.options
         return lambda i: cosine_lr(first + i, total, o.lr, o.lr_min)
 
-    def path_params(self, arch: Arch) -> list[torch.nn.Parameter]:
-        """The parameters `arch`'s path trains, in the supernet's own order."""
-        names = self.supernet.path_parameter_names(arch)
-        try:
-            return [self._params[n] for n in names]
-        except KeyError as exc:
-            raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
+    def path_params(self, arch: Arch) -> list[torch.nn.Parameter] | SlicedPath:
+        """The parameters `arch`'s path trains, in the supernet's own order (with the parts of them it uses,
+        where it uses parts: nasframe/training/sliced.py)."""
+        return path_parameters(self.supernet, arch, self._params)
 
     # ---- few-shot hooks (a one-shot supernet never splits; fewshot.FewShotSplitting) -----------
     def _wrap_supernet(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -298,7 +293,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             stats = self._train(steps, lambda i: params, lambda: params)
         else:  # a split on the way moves the path into a child sub-supernet: route it every step
 
-            def params_for(i: int) -> list[torch.nn.Parameter]:
+            def params_for(i: int) -> Sequence[torch.Tensor]:
                 self.supernet.set_path(arch)
                 return self.path_params(arch)
 
@@ -306,15 +301,16 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             self.supernet.set_path(arch)
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
-            recalibrate_bn(
-                self.supernet,
-                batches.train(o.batch_size, generator),
-                transform,
-                o.bn_recalibration_batches,
-                self.device,
-                self._settings().amp,
-                generator,
-            )
+            with keep_unused_statistics(self.supernet, arch):  # sliced BatchNorms keep their other channels
+                recalibrate_bn(
+                    self.supernet,
+                    batches.train(o.batch_size, generator),
+                    transform,
+                    o.bn_recalibration_batches,
+                    self.device,
+                    self._settings().amp,
+                    generator,
+                )
         val_acc, val_loss = validate(
             self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
         )
@@ -369,7 +365,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             self.supernet.set_path(arch)
             try:
                 if recalibration is not None and recalibration.batches > 0:
-                    self._recalibrate(recalibration)
+                    self._recalibrate(arch, recalibration)
                 val_acc, val_loss = validate(
                     self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
                 )
@@ -384,21 +380,23 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             params_n, macs = self._model_stats(arch)
         return Result("ok", {"val_acc": val_acc, "val_loss": val_loss}, params=params_n, macs=macs, cost=cost)
 
-    def _recalibrate(self, recalibration: BNRecalibration) -> None:
-        """Re-estimate the BatchNorm statistics of the current path as `recalibration` says."""
+    def _recalibrate(self, arch: Arch, recalibration: BNRecalibration) -> None:
+        """Re-estimate the BatchNorm statistics of `arch`, the current path, as `recalibration` says (the
+        channels of sliced BatchNorms that the path does not use keep theirs)."""
         batches, transform = self._data()
         generator = device_generator(self.device)
         size = recalibration.batch_size or self.options.batch_size
-        recalibrate_bn(
-            self.supernet,
-            batches.train(size, generator),
-            transform,
-            recalibration.batches,
-            self.device,
-            self._settings().amp,
-            generator,
-            momentum=recalibration.momentum,
-        )
+        with keep_unused_statistics(self.supernet, arch):
+            recalibrate_bn(
+                self.supernet,
+                batches.train(size, generator),
+                transform,
+                recalibration.batches,
+                self.device,
+                self._settings().amp,
+                generator,
+                momentum=recalibration.momentum,
+            )
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -442,6 +440,15 @@ def diverged_error(exc: Diverged) -> NasframeError:
 def _shifted(per_step: Callable[..., Any], offset: int) -> Callable[..., Any]:
     """A per-step callback for a piece of a longer run: step i of the piece is step offset + i of the run."""
     return lambda i, *rest: per_step(offset + i, *rest)
+
+
+def no_supernet_message(space: SearchSpace) -> str:
+    return (
+        f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())} "
+        f"(a space offers one by implementing build_supernet(data) and setting supports_supernet = True on its "
+        f"class, as nasframe.nn.ModelSpace does; or evaluate each architecture on its own with short_train and a "
+        f"multi-trial strategy)"
+    )
 
 
 def supernet_spaces() -> list[str]:

@@ -63,7 +63,7 @@ class ImportanceSettings:
     i with i % `arch_every` == 0 (i counted within the epoch), takes an Adam step on the logits from a
     search-val batch with the two-sample estimator and the cost penalty
     `cost_alpha * (cost - cost_target) ** cost_beta` (cost in millions of `cost_metric`, or in milliseconds for
-    `latency_ms`, whose per-op entries `cost_table` gives: (frame, [cell][op]) from the run's latency table).
+    `latency_ms`, whose per-op entries `cost_table` gives: `(frame, table[cell][op])` from the run's latency table).
     The weights' learning rate warms up linearly from `warmup_lr` to the evaluator's lr over
     `warmup_epochs`, then follows a cosine to the evaluator's lr_min at `epochs` (the round's length).
     """

@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from nasframe.common.options import NoOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
 
+    from nasframe.core.capabilities import Capability
     from nasframe.core.space import Arch, SearchSpace
     from nasframe.data import DataSource
 
@@ -141,6 +144,12 @@ class Evaluator(ABC, Generic[OptionsT]):
         self.options: OptionsT = options if options is not None else self.Options()
         self.data = data
         self.device: torch.device = torch.device(device)
+
+    @classmethod
+    def check_space(cls, space: SearchSpace, needed: Sequence[type[Capability]]) -> None:
+        """Refuse (raise a NasframeError naming what the space must add) a space on which this evaluator
+        cannot offer the capabilities `needed` by the run's strategy. Called when a run is built, before
+        anything is written or trained. Default: every space is fine."""
 
     @abstractmethod
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:

@@ -64,6 +64,7 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
     check_capabilities(config.names["strategy"], config.names["evaluator"], needed, ev_cls)
     space = sp_cls(config.options["space"])
+    ev_cls.check_space(space, needed)  # what the strategy needs from the space's supernet, before anything runs
     data = DataSource(config.options["data"], seed=seed, device=device)
     evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
