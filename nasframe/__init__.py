@@ -3,7 +3,16 @@
 from typing import Any
 
 from nasframe import _moved
-from nasframe.app.api import build_network, load_model, load_result, resume, run, train
+from nasframe.app.api import (
+    build_latency_table,
+    build_network,
+    load_model,
+    load_result,
+    measure_latency,
+    resume,
+    run,
+    train,
+)
 from nasframe.common.errors import (
     CapabilityError,
     ConfigError,
@@ -83,8 +92,10 @@ __all__ = [
     "register_evaluator",
     "register_space",
     "register_strategy",
+    "build_latency_table",
     "build_network",
     "load_model",
+    "measure_latency",
     "load_result",
     "resume",
     "run",

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+import torch
+from torch import nn
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
+from nasframe.core.blocks import Block, BlockSpace, shape_text
 from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .mbconv import ZERO, MBConvNet, MBConvSupernet
+from .mbconv import ZERO, MBConvNet, MBConvSupernet, conv_bn, make_op
 from .mobilenet_layouts import (
     LAYOUTS,
     NAMED_ARCHS,
@@ -64,7 +69,7 @@ class MobileNetOptions:
 
 
 @register_space("mobilenet")
-class MobileNetSpace(SearchSpace[MobileNetOptions]):
+class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
     """MBConv blocks (kernel x expansion, or zero) on a ProxylessNAS / MobileNetV2 stage table."""
 
     Options = MobileNetOptions
@@ -195,6 +200,44 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
             self.layout, self.slots, choices, data.channels, data.num_classes, self.options.dropout, self.first_slot
         )
 
+    def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
+        """Stem, first block, each slot's op (none for zero) and the head with the classifier, on their
+        input shapes (for latency tables)."""
+        lay, o = self.layout, self.options
+        arch = Arch(self.check_buildable(arch))
+        size = ((data.height - 1) // lay.first_stride + 1, (data.width - 1) // lay.first_stride + 1)
+        shape = (data.channels, data.height, data.width)
+        out = [
+            Block(
+                f"stem conv3x3 {data.channels}>{lay.first_conv} s{lay.first_stride} @{shape_text(shape)}",
+                shape,
+                lambda: conv_bn(data.channels, lay.first_conv, 3, lay.first_stride),
+            )
+        ]
+        slots = (
+            self._all_slots() if self.first_slot else [Slot("first", lay.first_conv, lay.first_block, 1)] + self.slots
+        )
+        for slot in slots:
+            shape = (slot.cin, *size)
+            size = ((size[0] - 1) // slot.stride + 1, (size[1] - 1) // slot.stride + 1)
+            first = slot.name == "first" or slot is self.first_slot
+            choice = "k3e1" if slot.name == "first" else str(arch[slot.name])
+            if choice == ZERO:
+                continue
+            key = (
+                f"mbconv {slot.cin}>{slot.cout} {choice} s{slot.stride}{' nores' if first else ''} @{shape_text(shape)}"
+            )
+            out.append(Block(key, shape, partial(make_op, choice, slot, residual=not first)))
+        shape = (lay.widths[-1], *size)
+        out.append(
+            Block(
+                f"head conv1x1 {lay.widths[-1]}>{lay.head} fc>{data.num_classes} @{shape_text(shape)}",
+                shape,
+                lambda: _Head(conv_bn(lay.widths[-1], lay.head, 1), lay.head, data.num_classes, o.dropout),
+            )
+        )
+        return out
+
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """The stage table and the ops per stage, in the notation of the ProxylessNAS configs."""
         stages = [
@@ -205,6 +248,18 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         if self.first_slot:
             out["first_block"] = arch[self.first_slot.name]
         return out
+
+
+class _Head(nn.Module):
+    """The head conv, pooling, dropout and classifier of `MBConvNet.classify`, as one block."""
+
+    def __init__(self, conv: nn.Module, width: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.conv, self.pool, self.dropout = conv, nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.pool(self.conv(x)), 1)))
 
 
 def _yaml_value(value: Any) -> str:

@@ -24,12 +24,22 @@ from typing import Any
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
+from nasframe.core.blocks import Block, BlockSpace
 from nasframe.core.ensemble import EnsembleSpace
 from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Choice, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .neas_net import SKIP, Chain, EnsembleNames, EnsembleNet, EnsembleSupernet, Layer, read_ensemble
+from .neas_net import (
+    SKIP,
+    Chain,
+    EnsembleNames,
+    EnsembleNet,
+    EnsembleSupernet,
+    Layer,
+    ensemble_blocks,
+    read_ensemble,
+)
 
 #: the released op order: index i of a NEAS tuple is OPS[i], -1 is skip
 OPS = ("k3e4", "k3e6", "k5e4", "k5e6", "k7e4", "k7e6")
@@ -102,7 +112,7 @@ class NeasOptions:
 
 
 @register_space("neas")
-class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace):
+class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace, BlockSpace):
     """Ensembles of K MobileNetV3-style members sharing a trunk up to a searched split layer (NEAS)."""
 
     Options = NeasOptions
@@ -292,6 +302,11 @@ class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace):
     def build(self, arch: Arch, data: DataSpec) -> EnsembleNet:
         trunk, members = read_ensemble(self.check_buildable(arch), self.names)
         return EnsembleNet(self.chain, trunk, members, data.channels, data.num_classes)
+
+    def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
+        """Stem, fixed block, trunk layers, then each member's layers and head (for latency tables)."""
+        trunk, members = read_ensemble(self.check_buildable(arch), self.names)
+        return ensemble_blocks(self.chain, trunk, members, data.input_shape, data.num_classes)
 
     def build_supernet(self, data: DataSpec) -> EnsembleSupernet:
         full = {d.name: d.choices for d in self.define_decisions()}

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.blocks import Block, shape_text
 from nasframe.core.space import Arch, EnsembleLogits, Supernet
 
 from .neas_blocks import DepthwiseSeparable, GradDivide, InvertedResidual, MemberHead, conv_bn, init_released
@@ -208,3 +209,45 @@ class EnsembleSupernet(_Stem, Supernet):
         used = {f"layers.{_key(n)}.{op}." for n, op in trunk}
         used |= {f"layers.{_key(n)}.{op}." for b in branches for n, op in b}
         return self._param_index.select(["stem.", "first_block.", "head.", *sorted(used)])
+
+
+def ensemble_blocks(
+    chain: Chain, trunk: Sequence[str], members: Sequence[Sequence[str]], shape: tuple[int, int, int], num_classes: int
+) -> list[Block]:
+    """The timed blocks of `EnsembleNet`: stem, fixed block, the trunk's layers, then each member's layers
+    and head (a layer's key does not name its member: equal layers are timed once and counted per use)."""
+    c, h, w = shape
+    s = chain.first_stride
+    size = ((h - 1) // s + 1, (w - 1) // s + 1)
+    stem_out = (chain.stem, *size)
+    out = [
+        Block(f"stem conv3x3 {c}>{chain.stem} s{s} @{shape_text(shape)}", shape, lambda: conv_bn(c, chain.stem, 3, s)),
+        Block(
+            f"dwsep {chain.stem}>{chain.stem} @{shape_text(stem_out)}",
+            stem_out,
+            lambda: DepthwiseSeparable(chain.stem, chain.stem, 3, 1),
+        ),
+    ]
+    sizes = []
+    for layer in chain.layers:
+        sizes.append(size)
+        size = ((size[0] - 1) // layer.stride + 1, (size[1] - 1) // layer.stride + 1)
+
+    def layer_block(i: int, op: str) -> Block:
+        layer = chain.layers[i]
+        block_in = (layer.cin, *sizes[i])
+        tail = " tail" if chain.unused_released_tail else ""
+        key = f"ir {layer.cin}>{layer.cout} {op} s{layer.stride}{tail} @{shape_text(block_in)}"
+        return Block(key, block_in, lambda: make_layer(chain, layer, op))
+
+    split = len(trunk)
+    out += [layer_block(i, op) for i, op in enumerate(trunk) if op != SKIP]
+    cin = chain.layers[-1].cout if chain.layers else chain.stem
+    last = (cin, *size)
+    head_key = f"member head {cin}>{chain.last}>{chain.features} fc>{num_classes} @{shape_text(last)}"
+    for ops in members:
+        out += [layer_block(split + i, op) for i, op in enumerate(ops) if op != SKIP]
+        out.append(
+            Block(head_key, last, lambda: MemberHead(cin, chain.last, chain.features, num_classes, chain.dropout))
+        )
+    return out

@@ -22,12 +22,13 @@ import numpy as np
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
+from nasframe.core.blocks import Block, BlockSpace
 from nasframe.core.multibranch import OFF, ON, BranchCell, MultiBranchSpace, arch_of, branches_of
 from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .nse_net import NseLayout, NseNet, NseSupernet, gate_name
+from .nse_net import NseLayout, NseNet, NseSupernet, gate_name, network_blocks
 from .nse_ops import POOLS
 
 #: the released final networks (utils/supernet_utils.py NSENet / NSENet27 / NSENet_GPU): op indices per
@@ -94,7 +95,7 @@ class NseOptions:
 
 
 @register_space("nse")
-class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
+class NseSpace(SearchSpace[NseOptions], MultiBranchSpace, BlockSpace):
     """Multi-branch cells (any subset of a pool of inverted-bottleneck and full-conv ops) on NSE's layouts."""
 
     Options = NseOptions
@@ -237,7 +238,8 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
         }
 
     # ---- networks ------------------------------------------------------------------------------------
-    def build(self, arch: Arch, data: DataSpec) -> NseNet:
+    def build_check(self, arch: Arch) -> list[list[int]]:
+        """The branches of a buildable `arch` (every gate given; a cell that changes shape has a branch)."""
         items = arch.to_dict()
         missing = [g for cell in self._cells for g in cell.gates if g not in items]
         if missing:
@@ -246,8 +248,22 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
         for cell, on in zip(self._cells, branches):
             if not on and not cell.residual:
                 raise InvalidArchitecture(f"{cell.name} changes width or stride and needs at least one op on")
+        return branches
+
+    def build(self, arch: Arch, data: DataSpec) -> NseNet:
+        branches = self.build_check(arch)
         layout = self._layout((data.channels, data.height, data.width))
         return NseNet(layout, self.pool, branches, data.num_classes)
+
+    def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
+        """The stem, every branch of every cell and the head, on their input shapes (for latency tables)."""
+        branches = self.build_check(arch)
+        return network_blocks(self._layout(data.input_shape), self.pool, branches, data.num_classes)
+
+    def all_blocks(self, data: DataSpec) -> list[Block]:
+        """Every op of every cell: the blocks of the architecture with every gate on."""
+        everything = arch_of(self._cells, [list(range(len(self.pool)))] * len(self._cells))
+        return list({b.key: b for b in self.blocks(everything, data)}.values())
 
     def build_supernet(self, data: DataSpec) -> NseSupernet:
         return NseSupernet(self._layout((data.channels, data.height, data.width)), self.pool, data.num_classes)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import torch
 from torch import nn
 
 from nasframe.common.model_stats import count_macs, count_parameters
+from nasframe.core.blocks import Block, shape_text
 from nasframe.core.multibranch import BranchCosts, MultiBranchSupernet
 from nasframe.core.space import Arch
 
@@ -298,3 +300,46 @@ def layout_costs(layout: NseLayout, pool: Sequence[OpSpec], num_classes: int) ->
             macs.append(tuple(row_m))
             params.append(tuple(row_p))
     return BranchCosts(float(base_macs), float(count_parameters(frame)), tuple(macs), tuple(params))
+
+
+class _Head(nn.Module):
+    """`_Frame.classify` as one timed block: the last 1x1 conv, pooling and the classifier."""
+
+    def __init__(self, layout: NseLayout, num_classes: int):
+        super().__init__()
+        self.last_conv = nn.Sequential(
+            nn.Conv2d(layout.final_width, layout.last_channels, 1, bias=False), nn.ReLU(inplace=True)
+        )
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(layout.last_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.last_conv(x)), 1))
+
+
+def network_blocks(
+    layout: NseLayout, pool: Sequence[OpSpec], branches: Sequence[Sequence[int]], num_classes: int
+) -> list[Block]:
+    """The timed blocks of `NseNet`: the stem, every branch of every cell on the cell's input, and the head
+    (a cell's sum and mean of its branches are not timed)."""
+    c0 = layout.widths[0]
+    shape = (layout.in_channels, *layout.input_size)
+    s = layout.stem_stride
+    out = [
+        Block(
+            f"stem conv3x3 {layout.in_channels}>{c0} s{s} @{shape_text(shape)}",
+            shape,
+            lambda: nn.Sequential(
+                nn.Conv2d(layout.in_channels, c0, 3, s, 1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
+            ),
+        )
+    ]
+    for slot, on in zip(layout.slots, branches, strict=True):
+        cell_in = (slot.cin, *slot.size)
+        for j in on:
+            op = pool[j]
+            key = f"{op.label} {slot.cin}>{slot.cout} s{slot.stride} @{shape_text(cell_in)}"
+            out.append(Block(key, cell_in, partial(build_op, op, slot.cin, slot.cout, slot.stride)))
+    last = (layout.final_width, *layout.final_size)
+    key = f"head conv1x1 {layout.final_width}>{layout.last_channels} fc>{num_classes} @{shape_text(last)}"
+    out.append(Block(key, last, lambda: _Head(layout, num_classes)))
+    return out

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
+from nasframe.core.blocks import Block, BlockSpace
 from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .shufflenet_blocks import CHOICES, ShuffleLayout, ShuffleNetSupernet, ShuffleNetV2Net
+from .shufflenet_blocks import CHOICES, ShuffleLayout, ShuffleNetSupernet, ShuffleNetV2Net, network_blocks
 
 REFERENCE_REPEATS = (4, 4, 8, 4)
 
@@ -89,7 +90,7 @@ class ShuffleNetOptions:
 
 
 @register_space("shufflenet")
-class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
+class ShuffleNetSpace(SearchSpace[ShuffleNetOptions], BlockSpace):
     """SPOS's ShuffleNetV2 choice blocks: kernel 3/5/7 or Xception per block, fixed channels."""
 
     Options = ShuffleNetOptions
@@ -215,6 +216,13 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
         """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
         return ShuffleNetV2Net(
             self.layout_for(data), self.check_buildable(arch), data.channels, data.num_classes, self.options.dropout
+        )
+
+    def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
+        """Stem, one choice block per slot and the head, on their input shapes (for latency tables)."""
+        layout = self.layout_for(data)
+        return network_blocks(
+            layout, self.check_buildable(arch), data.input_shape, data.num_classes, self.options.dropout
         )
 
     def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:

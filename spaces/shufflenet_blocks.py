@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import torch
 from torch import nn
 
 from nasframe.common.errors import InvalidArchitecture
+from nasframe.core.blocks import Block, shape_text
 from nasframe.core.space import Arch, Supernet
 
 from .param_index import ParamIndex
@@ -299,3 +301,43 @@ class ShuffleNetSupernet(_Frame, Supernet):
             block = cast(ChoiceBlock, self._candidates(name)[op])
             terms += [f"blocks.{_key(name)}.{op}.{n}" for n in block.conv_weight_names()]
         return terms
+
+
+class _Head(nn.Module):
+    """conv_last, pooling, dropout and the classifier of `_Frame.classify`, as one timed block."""
+
+    def __init__(self, layout: ShuffleLayout, num_classes: int, dropout: float):
+        super().__init__()
+        self.conv_last = nn.Sequential(*_conv_bn(layout.widths[-1], layout.last, 1, 1, True))
+        self.pool, self.dropout = nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout)
+        self.classifier = nn.Linear(layout.last, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.pool(self.conv_last(x)), 1)))
+
+
+def network_blocks(
+    layout: ShuffleLayout, arch: Mapping[str, str], shape: tuple[int, int, int], num_classes: int, dropout: float
+) -> list[Block]:
+    """The timed blocks of `ShuffleNetV2Net`: the stem, one `ChoiceBlock` per slot and the head, on their inputs."""
+    c, h, w = shape
+    s = layout.stem_stride
+    out = [
+        Block(
+            f"stem conv3x3 {c}>{layout.stem} s{s} @{shape_text(shape)}",
+            shape,
+            lambda: nn.Sequential(*_conv_bn(c, layout.stem, 3, s, True)),
+        )
+    ]
+    size = ((h - 1) // s + 1, (w - 1) // s + 1)
+    for slot in layout.slots():
+        block_in = (slot.cin, *size)
+        choice = str(arch[slot.name])
+        kind = "proj" if slot.project else "split"
+        key = f"shuffle {slot.cin}>{slot.cout} {choice} s{slot.stride} {kind} @{shape_text(block_in)}"
+        out.append(Block(key, block_in, partial(ChoiceBlock, choice, slot, True)))
+        size = ((size[0] - 1) // slot.stride + 1, (size[1] - 1) // slot.stride + 1)
+    last = (layout.widths[-1], *size)
+    key = f"head conv1x1 {layout.widths[-1]}>{layout.last} fc>{num_classes} @{shape_text(last)}"
+    out.append(Block(key, last, lambda: _Head(layout, num_classes, dropout)))
+    return out

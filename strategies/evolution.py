@@ -12,6 +12,11 @@ the best evaluated over the whole history, not the best of the final population.
 Mutation is generic over spaces through `SearchSpace.decision_groups`: pick a group uniformly,
 then one of its decisions uniformly, then a different choice uniformly. On nb201 the groups are
 the cell's target nodes, which reproduces R-EA's node-first edge frequencies (1/3, 1/6, 1/9).
+
+Several objectives (`objectives: [val_acc, latency_ms]`, inferred, not in the paper): the tournament's
+winner is the sample member first in NSGA-II's crowded order over the current population (lower
+non-domination rank, then larger crowding distance; pymoo computes both), aging is unchanged, and the
+answer is the Pareto front of the whole history with its most accurate member as `final`.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
+
 from nasframe.common.errors import ConfigError, SpaceExhausted
 from nasframe.common.options import option
 from nasframe.core.evaluator import Result
+from nasframe.core.pareto import OBJECTIVES_HELP, MultiObjective, check_objectives, crowded_order, to_minimise
 from nasframe.core.registry import register_strategy
 from nasframe.core.space import Arch, Choice, SearchSpace
 from nasframe.core.strategy import ProposesAhead, Strategy, arch_to_pairs
@@ -56,15 +64,21 @@ class EvolutionOptions:
     max_tries: int = option(
         1000, "with dedup: proposals allowed to find an unseen architecture before giving up", min=1
     )
+    objectives: list[str] = option(default_factory=lambda: ["val_acc"], help=OBJECTIVES_HELP)
+
+    def __post_init__(self) -> None:
+        check_objectives(self.objectives)
 
 
 class Member(NamedTuple):
     """One population member: `fitness` is the search accuracy, None for a failed evaluation;
-    `born` counts the evaluations told before it (its age is the current count minus `born`)."""
+    `born` counts the evaluations told before it (its age is the current count minus `born`); `values` are
+    its objective values when the search has several objectives."""
 
     arch: Arch
     fitness: float | None
     born: int
+    values: tuple[float, ...] | None = None
 
 
 def fitness_key(fitness: float | None) -> float:
@@ -73,7 +87,7 @@ def fitness_key(fitness: float | None) -> float:
 
 
 @register_strategy("evolution")
-class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
+class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead, MultiObjective):
     """Regularized (aging) evolution: tournament of S with replacement, mutate one decision, remove the oldest.
 
     With `run.parallel: N` it is the asynchronous version of the paper: a child is bred from the
@@ -91,6 +105,7 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
         self.infeasible = 0  # results rejected before evaluation: ignored, the strategy is simply asked again
         self._seen: set[str] = set()
         self.outstanding = 0  # proposed, not yet told (above 0 only with run.parallel > 1)
+        self.use_objectives(self.options.objectives)
 
     # ---- the three operators ---------------------------------------------------------------------
     def tournament(self) -> list[int]:
@@ -98,8 +113,22 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
         return self.rng.integers(len(self.population), size=self.options.sample_size).tolist()
 
     def pick_parent(self, sample: Sequence[int]) -> int:
-        """The fittest position of the sample; on ties the first in sample order (as `max` does)."""
-        return max(sample, key=lambda i: fitness_key(self.population[i].fitness))
+        """The fittest position of the sample; on ties the first in sample order (as `max` does). With several
+        objectives: the sample's first position in the population's crowded order (failed members last)."""
+        if self.archive is None:
+            return max(sample, key=lambda i: fitness_key(self.population[i].fitness))
+        place = self.crowded_places()
+        return min(sample, key=lambda i: place[i])
+
+    def crowded_places(self) -> list[float]:
+        """Each population position's place in NSGA-II's crowded order (0 is best; failed members inf)."""
+        assert self.archive is not None
+        scored = [i for i, m in enumerate(self.population) if m.values is not None]
+        rows = np.array([to_minimise(self.population[i].values or (), self.archive.objectives) for i in scored])
+        place = [math.inf] * len(self.population)
+        for rank, k in enumerate(crowded_order(rows)):
+            place[scored[int(k)]] = rank
+        return place
 
     def mutate(self, parent: Arch) -> Arch:
         """`parent` with exactly one mutable decision changed to a uniformly drawn different choice."""
@@ -155,14 +184,18 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
             self.failed += 1
         elif self.best is None or fitness > self.best[1]:
             self.best = (arch, fitness)  # best over the whole history, first maximum kept
-        self.population.append(Member(arch, fitness, self.evaluated))
+        values = self.record_front(arch, fitness) if self.archive is not None else None
+        self.population.append(Member(arch, fitness, self.evaluated, values))
         self.evaluated += 1
         if len(self.population) > self.options.population:
             self.population.popleft()  # aging: the oldest dies, however fit
 
     # ---- results -----------------------------------------------------------------------------------
     def final(self) -> Arch | None:
-        """The best architecture of the whole history, not of the final population (RE5)."""
+        """The best architecture of the whole history, not of the final population (RE5); with several
+        objectives the front's pick."""
+        if self.archive is not None:
+            return self.front_pick()
         return self.best[0] if self.best is not None else None
 
     @property
@@ -178,10 +211,10 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **super().state_dict(),
             "decisions": [[d.name, len(d.choices)] for d in self.space.decisions],
-            "population": [[arch_to_pairs(m.arch), m.fitness, m.born] for m in self.population],
+            "population": [_member_state(m) for m in self.population],
             "evaluated": self.evaluated,
             "failed": self.failed,
             "infeasible": self.infeasible,
@@ -189,6 +222,9 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
             "seen": sorted(self._seen),
             "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
         }
+        if self.archive is not None:
+            out["front"] = self.archive.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [list(x) for x in state["decisions"]] != [[d.name, len(d.choices)] for d in self.space.decisions]:
@@ -197,15 +233,25 @@ class RegularizedEvolution(Strategy[EvolutionOptions], ProposesAhead):
                 "the space options it was started with"
             )
         super().load_state_dict(state)
-        self.population = deque(
-            Member(Arch([tuple(p) for p in pairs]), fitness, int(born)) for pairs, fitness, born in state["population"]
-        )
+        self.population = deque(_member_from(row) for row in state["population"])
+        if self.archive is not None:
+            self.archive.load_state_dict(state["front"])
         self.evaluated, self.failed = int(state["evaluated"]), int(state["failed"])
         self.infeasible = int(state["infeasible"])
         self.outstanding = int(state.get("outstanding", 0))
         self._seen = set(state["seen"])
         best = state["best"]
         self.best = None if best is None else (Arch([tuple(p) for p in best[0]]), float(best[1]))
+
+
+def _member_state(m: Member) -> list[Any]:
+    row = [arch_to_pairs(m.arch), m.fitness, m.born]
+    return row if m.values is None else [*row, list(m.values)]
+
+
+def _member_from(row: list[Any]) -> Member:
+    values = tuple(float(v) for v in row[3]) if len(row) > 3 else None
+    return Member(Arch([tuple(p) for p in row[0]]), row[1], int(row[2]), values)
 
 
 def mutation_groups(space: SearchSpace, mode: str) -> list[list[tuple[str, tuple[Choice, ...]]]]:

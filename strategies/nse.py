@@ -15,6 +15,11 @@ a queue of ops not yet introduced (a random permutation: subset = perm[:K], queu
 4. the Pareto front over (cost, -top-1) is kept (without the extra samples); each cell's subset becomes
    the ops the front uses, refilled from the queue up to K.
 
+With `cost_metric: latency_ms` the penalty and the sampling window measure latency in milliseconds,
+predicted from the run's latency table (`latency.table`: each (cell, op) is a timed block on the cell's
+input; the frame is the stem and head): the authors' objective on a table of their own device, which
+they did not publish, here on a table of the user's machine (docs/latency.md says what differs).
+
 The search stops after (N - 1) // (K - 1) rounds or `max_rounds`. The answer is the most accurate
 architecture of the last front whose cost is below target + drift (the authors picked theirs by
 hand from the front; inferred).
@@ -32,12 +37,13 @@ import torch
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
 from nasframe.core.capabilities import AlphaOptimizer, BNRecalibration, BranchImportance, ImportanceSettings
+from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Result, WorkReport
-from nasframe.core.multibranch import BranchCosts, MultiBranchSpace, arch_of
+from nasframe.core.multibranch import OFF, ON, BranchCosts, MultiBranchSpace, arch_of
 from nasframe.core.registry import register_strategy
 from nasframe.core.requests import Request, ScoreShared, TrainImportance
 from nasframe.core.space import Arch, SearchSpace
-from nasframe.core.strategy import Strategy
+from nasframe.core.strategy import CostAware, Strategy
 
 from .nse_rules import Branches, draw_branches, front_union, pareto_efficient, sample_candidates, total_rounds
 from .nse_rules import update_space as refill
@@ -69,10 +75,14 @@ class NseOptions:
     alpha_betas: list[float] = option(
         default_factory=lambda: [0.0, 0.999], help="Adam betas of the importance logits (released: [0, 0.999])"
     )
-    cost_metric: Literal["macs", "params"] = option(
-        "macs", "the resource the penalty and the sampling window measure (latency needs the authors' table)"
+    cost_metric: Literal["macs", "params", "latency_ms"] = option(
+        "macs",
+        "the resource the penalty and the sampling window measure; latency_ms reads the run's latency table "
+        "(latency.table) and takes target, drift and extra_drift in ms",
     )
-    cost_target: float = option(300.0, "target cost in millions (mac_target, released: 300 MMACs)", min=0)
+    cost_target: float = option(
+        300.0, "target cost in millions (ms for latency_ms) (mac_target, released: 300 MMACs)", min=0
+    )
     cost_alpha: float = option(1e-5, "penalty weight (mac_alpha, released: 1e-5)", min=0)
     cost_beta: int = option(2, "penalty exponent (mac_beta, released: 2)", min=1)
     target_calibration: float = option(
@@ -106,7 +116,7 @@ Stage = Literal["train", "score", "done"]
 
 
 @register_strategy("nse")
-class Nse(Strategy[NseOptions]):
+class Nse(Strategy[NseOptions], CostAware):
     """NSE: per-round supernet training with learned op importance, sampling near a cost target, a Pareto
     front, and a search space that keeps the front's ops and takes in new ones."""
 
@@ -147,6 +157,31 @@ class Nse(Strategy[NseOptions]):
         self.candidates: list[tuple[Branches, str]] = []
         self.scores: list[float | None] = []
         self.last: dict[str, float] = {}
+        self._latency: tuple[float, tuple[tuple[float, ...], ...]] | None = None
+
+    def costs_used(self) -> frozenset[str]:
+        return frozenset({"latency_ms"}) if self.options.cost_metric == "latency_ms" else frozenset()
+
+    def bind_costs(self, costs: ArchCosts) -> None:
+        """Bind the run's costs; with cost_metric latency_ms the per-op latencies are read now (or refused)."""
+        super().bind_costs(costs)
+        if self.options.cost_metric == "latency_ms":
+            self.latency_table()
+
+    def latency_table(self) -> tuple[float, tuple[tuple[float, ...], ...]]:
+        """(frame, [cell][op]) in ms from the run's latency table: what an op adds when its gate is on."""
+        if self._latency is None:
+            latency = self.arch_costs.latency if self.arch_costs is not None else None
+            contrib = latency.contributions() if latency is not None and latency.source == "table" else None
+            if contrib is None:
+                raise ConfigError(
+                    "strategy nse with cost_metric latency_ms needs a latency table of this space (latency.table)"
+                )
+            base, table = contrib
+            off = {gate: table[(gate, OFF)] for cell in self.cells for gate in cell.gates}
+            rows = tuple(tuple(table[(g, ON)] - off[g] for g in cell.gates) for cell in self.cells)
+            self._latency = (base + sum(off.values()), rows)
+        return self._latency
 
     # ---- planning and phases ----------------------------------------------------------------------
     def plan(self) -> str:
@@ -201,6 +236,7 @@ class Nse(Strategy[NseOptions]):
             balance_rate=o.balance_rate,
             enumerate_up_to=o.enumerate_up_to,
             cost_metric=o.cost_metric,
+            cost_table=self.latency_table() if o.cost_metric == "latency_ms" else None,
             cost_target=o.cost_target,
             cost_alpha=o.cost_alpha,
             cost_beta=o.cost_beta,
@@ -244,7 +280,10 @@ class Nse(Strategy[NseOptions]):
         return [row.numpy() for row in p]
 
     def cost_of(self, branches: Branches) -> float:
-        """The stand-alone network's cost in millions of the strategy's metric."""
+        """The stand-alone network's cost in millions of the strategy's metric (in ms for latency_ms)."""
+        if self.options.cost_metric == "latency_ms":
+            base, rows = self.latency_table()
+            return base + sum(rows[c][j] for c, on in enumerate(branches) for j in on)
         assert self.costs is not None  # told with the training report
         macs, params = self.costs.of(branches)
         return (macs if self.options.cost_metric == "macs" else params) / 1e6

@@ -11,6 +11,12 @@ random architectures to refill the population; every architecture is scored at m
 crossover stop after `tries_factor` x their count draws, and the top list is merged across
 generations. The answer is the lowest-error architecture ever scored.
 
+Several objectives (`objectives: [val_acc, latency_ms]`, inferred, not in the paper): the top list keeps
+the `parents` first members of NSGA-II's crowded order (pymoo's non-domination ranks and crowding
+distances) instead of the lowest errors, and the answer is the Pareto front of every scored architecture,
+with its most accurate member as `final`. The FLOPs bins may bin latency instead of MACs
+(`bins_metric: latency_ms`, with a latency table: hundreds of lookups per training step).
+
 Resource limits (SPOS' 330M FLOPs cap) are the run's `constraints:` section: the runner rejects an
 architecture over a limit before it is scored and tells it back as infeasible, which costs a try
 here exactly as the reference's legality check does.
@@ -22,10 +28,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from nasframe.common.errors import ConfigError, SpaceExhausted
 from nasframe.common.options import option
 from nasframe.core.capabilities import BNRecalibration, SharedWeights
+from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Result, WorkReport
+from nasframe.core.pareto import OBJECTIVES_HELP, MultiObjective, check_objectives, crowded_order, to_minimise
 from nasframe.core.paths import BinnedPaths, PathSampler, UniformPaths, restriction_of
 from nasframe.core.registry import register_strategy
 from nasframe.core.requests import Request, ScoreShared, TrainShared
@@ -58,6 +68,9 @@ class SposOptions:
         help="flops_bins sampling: bin edges in MACs (reference: 290M..360M by 10M)",
     )
     bin_draws: int = option(500, "flops_bins sampling: draws per bin before an unconstrained path is used", min=1)
+    bins_metric: Literal["macs", "params", "latency_ms"] = option(
+        "macs", "flops_bins sampling: the cost the bins divide (latency_ms needs latency.table; edges in ms)"
+    )
     population: int = option(50, "architectures scored per generation (reference 50)", min=1)
     parents: int = option(10, "top architectures that mutate and cross over (reference 10)", min=1)
     mutations: int = option(25, "mutants per generation (reference 25)", min=0)
@@ -83,8 +96,10 @@ class SposOptions:
         min=0,
         max=1,
     )
+    objectives: list[str] = option(default_factory=lambda: ["val_acc"], help=OBJECTIVES_HELP)
 
     def __post_init__(self) -> None:
+        check_objectives(self.objectives)
         if self.parents > self.population:
             raise ConfigError(
                 f"strategy.parents ({self.parents}) cannot exceed strategy.population ({self.population})"
@@ -97,7 +112,7 @@ class SposOptions:
 
 
 @register_strategy("spos")
-class Spos(Strategy[SposOptions]):
+class Spos(Strategy[SposOptions], MultiObjective):
     """SPOS: uniform single-path supernet training, then evolution scored with the shared weights."""
 
     Options = SposOptions
@@ -116,6 +131,22 @@ class Spos(Strategy[SposOptions]):
         self.infeasible: set[str] = set()
         self.best: tuple[Arch, float] | None = None  # lowest error so far (first minimum)
         self.finished_search = False
+        self.use_objectives(self.options.objectives)
+
+    def costs_used(self) -> frozenset[str]:
+        binned = self.options.path_sampling == "flops_bins"
+        return super().costs_used() | ({self.options.bins_metric} if binned else set())
+
+    def bind_costs(self, costs: ArchCosts) -> None:
+        """Bind the run's costs; bins on latency need a table (refused here, before anything runs)."""
+        super().bind_costs(costs)
+        o = self.options
+        if o.path_sampling == "flops_bins" and o.bins_metric == "latency_ms":
+            if costs.latency is None or costs.latency.source != "table":
+                raise ConfigError(
+                    "strategy.bins_metric=latency_ms needs a latency table (latency.table): hundreds of paths per "
+                    "training step are looked up, not measured"
+                )
 
     # ---- what it asks for ------------------------------------------------------------------------
     def plan(self) -> str:
@@ -153,7 +184,8 @@ class Spos(Strategy[SposOptions]):
         """Phase 1's path sampler over this strategy's space (a restriction of it, under ABS)."""
         o = self.options
         if o.path_sampling == "flops_bins":
-            return BinnedPaths(tuple(float(e) for e in o.flops_bins), "macs", o.bin_draws, restriction_of(self.space))
+            edges = tuple(float(e) for e in o.flops_bins)
+            return BinnedPaths(edges, o.bins_metric, o.bin_draws, restriction_of(self.space))
         return UniformPaths.over(self.space)
 
     def ask(self) -> list[Arch | Request]:
@@ -249,6 +281,11 @@ class Spos(Strategy[SposOptions]):
     def _close_generation(self) -> None:
         """Merge this generation into the top list (stable: earlier members win ties)."""
         merged = [m for m in self.top + self.members if math.isfinite(m[1])]  # a failed score never breeds
+        if self.archive is not None:  # several objectives: NSGA-II's crowded order instead of the error
+            objectives = self.archive.objectives
+            rows = np.array([to_minimise(self.objective_values(a, 100.0 - e), objectives) for a, e in merged])
+            self.top = [merged[int(i)] for i in crowded_order(rows)[: self.options.parents]]
+            return
         merged.sort(key=lambda m: m[1])
         self.top = merged[: self.options.parents]
 
@@ -262,6 +299,8 @@ class Spos(Strategy[SposOptions]):
         error = 100.0 - acc if acc is not None and math.isfinite(acc) else math.inf
         self.scored[key] = error
         self.members.append((arch, error))
+        if self.archive is not None and math.isfinite(error):
+            self.record_front(arch, acc)
         self.accepted += 1
         if math.isfinite(error) and (self.best is None or error < self.best[1]):
             self.best = (arch, error)
@@ -279,7 +318,10 @@ class Spos(Strategy[SposOptions]):
         return BNRecalibration(o.bn_batches, o.bn_momentum, o.bn_batch_size) if o.bn_batches else None
 
     def final(self) -> Arch | None:
-        """The lowest-error architecture scored (reference: src/Evaluation picks the best evaluated)."""
+        """The lowest-error architecture scored (reference: src/Evaluation picks the best evaluated); with several
+        objectives the front's pick."""
+        if self.archive is not None:
+            return self.front_pick()
         return self.best[0] if self.best is not None else None
 
     def metrics(self) -> dict[str, Any]:
@@ -307,6 +349,7 @@ class Spos(Strategy[SposOptions]):
                 "infeasible": sorted(self.infeasible),
                 "best": None if self.best is None else [arch_to_pairs(self.best[0]), self.best[1]],
                 "finished": self.finished_search,
+                **({"front": self.archive.state_dict()} if self.archive is not None else {}),
             },
         }
 
@@ -324,3 +367,5 @@ class Spos(Strategy[SposOptions]):
         self.infeasible = set(s["infeasible"])
         self.best = None if s["best"] is None else (arch_from_pairs(s["best"][0]), float(s["best"][1]))  # type: ignore
         self.finished_search = bool(s["finished"])
+        if self.archive is not None:
+            self.archive.load_state_dict(s["front"])

@@ -275,3 +275,14 @@ def test_arch_from_a_file_such_as_a_runs_best_json(cli, darts_run, tmp_path):
     assert code == 0, err
     meta = json.loads((tmp_path / "t" / "model.json").read_text())
     assert meta["arch"] == best["final"]["arch"] and meta["arch_source"].endswith("best.json: final.arch")
+
+
+def test_arch_text_longer_than_a_file_name_is_an_architecture():
+    """A MobileNet's JSON mapping is over 255 characters: it is parsed as text, not stat'ed as a path."""
+    from nasframe.training.plan import plan_training
+
+    arch = {f"stage{s}.block{b}": "k5e6" for s in range(1, 6) for b in range(4)} | {"stage6.block0": "k3e3"}
+    text = json.dumps(arch)
+    assert len(text) > 255
+    plan = plan_training(space="mobilenet", arch=text, data="digits")
+    assert plan.arch == arch and plan.arch_source == "--arch (text)"

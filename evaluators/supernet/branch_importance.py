@@ -214,6 +214,10 @@ class _ImportanceSteps:
         macs = settings.cost_metric == "macs"
         self.table = torch.tensor(costs.macs if macs else costs.params, dtype=torch.float64)
         self.base = costs.base_macs if macs else costs.base_params
+        self.unit = 1e6  # the penalty's target is in millions of MACs or parameters ...
+        if settings.cost_table is not None:  # ... or in ms of latency, from the run's latency table
+            self.base, self.table = settings.cost_table[0], torch.tensor(settings.cost_table[1], dtype=torch.float64)
+            self.unit = 1.0
         self.alpha = state["alphas"].detach().to(ev.device, torch.float32).clone().requires_grad_(True)
         # a host copy, refreshed after each importance step: pruning and the draws read it, so weight steps
         # cost no device-to-host copy
@@ -260,7 +264,7 @@ class _ImportanceSteps:
         # arch-val batches without augmentation: the released code reads them with its test transform
         logits = self.net.forward_two_sample(self.transform.eval(xv), selected, unselected, weights)
         ce = torch.nn.functional.cross_entropy(logits.float(), yv)
-        millions = (cost + self.base) / 1e6
+        millions = (cost + self.base) / self.unit
         penalty = cost_penalty(millions, self.settings)
         loss = ce + penalty.float()
         (grad,) = torch.autograd.grad(loss, [self.alpha], allow_unused=True)

@@ -8,8 +8,10 @@
     net = nasframe.build_network("runs/demo")   # an nn.Module of the answer, untrained
     trained = nasframe.train("runs/demo", recipe="quick", out="runs/demo-trained")
     model = nasframe.load_model("runs/demo-trained")   # the trained network, in eval mode
+    ms = nasframe.measure_latency("mobilenet", "mobilenetv2")["latency_ms"]   # on this machine
 
-These are what the CLI's `run`, `resume`, `show` and `train` do, without the printing.
+These are what the CLI's `run`, `resume`, `show`, `train`, `latency` and `latency-table` do, without the
+printing.
 """
 
 from __future__ import annotations
@@ -103,6 +105,64 @@ def train(
         None if run_dir is None else Path(run_dir), space=space, arch=arch, recipe=recipe, data=data, sets=sets or []
     )
     return Trainer.create(plan, None if out is None else Path(out), **options).run()
+
+
+def measure_latency(
+    space: str,
+    arch: str | Mapping[str, Any],
+    *,
+    space_options: Mapping[str, Any] | None = None,
+    data: str | None = None,
+    runtime: str = "torch",
+    device: str = "cpu",
+    threads: int = 1,
+    batch: int = 1,
+    clock: str = "wall",
+    table: str | os.PathLike | None = None,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """The latency of `arch` (a name, text form or mapping) of `space` at `data`'s input size (default: the
+    space's reference data set): measured here (`latency_ms`, the median; `measurements` with the IQR, the
+    stopping rule, versions, threads and load), or predicted from the latency table file `table`."""
+    import json
+
+    from nasframe.common.latency import LatencySettings
+    from nasframe.search.latency_tools import measure_latency as measure
+    from nasframe.search.latency_tools import space_for, spec_for
+
+    text = arch if isinstance(arch, str) else json.dumps(dict(arch))
+    built = space_for(space, space_options, text.strip())
+    settings = LatencySettings(runtime=runtime, device=device, threads=threads, batch=batch, clock=clock)
+    spec = spec_for(built, data)
+    return measure(built, space, built.parse_arch(text), spec, settings, None if table is None else str(table), repeat)
+
+
+def build_latency_table(
+    space: str,
+    out: str | os.PathLike,
+    *,
+    space_options: Mapping[str, Any] | None = None,
+    data: str | None = None,
+    runtime: str = "torch",
+    device: str = "cpu",
+    threads: int = 1,
+    batch: int = 1,
+    clock: str = "wall",
+    calibrate: int = 30,
+    check: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Build the latency table of `space` on this machine into `out` (what `nasframe latency-table` does);
+    returns the table file's content."""
+    from nasframe.common.latency import LatencySettings
+    from nasframe.search.latency_tools import make_table, space_for, spec_for
+
+    built = space_for(space, space_options)
+    settings = LatencySettings(runtime=runtime, device=device, threads=threads, batch=batch, clock=clock)
+    table = make_table(
+        built, spec_for(built, data), settings, Path(out), calibrate_archs=calibrate, check_archs=check, seed=seed
+    )
+    return table.to_dict()
 
 
 def load_model(folder: str | os.PathLike) -> nn.Module:

@@ -1,4 +1,4 @@
-"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export.
+"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export, latency, latency-table.
 
 One module per command under `nasframe.app.commands`, each a class with `add_arguments(parser)` and
 `run(args) -> int`. Every usage or input error prints one line to stderr and exits with code 2, and so
@@ -19,6 +19,8 @@ from typing import Any
 from nasframe.app.commands.compare import CompareCommand
 from nasframe.app.commands.export import ExportCommand
 from nasframe.app.commands.inspect import InspectCommand
+from nasframe.app.commands.latency import LatencyCommand
+from nasframe.app.commands.latency_table import LatencyTableCommand
 from nasframe.app.commands.listing import ListCommand
 from nasframe.app.commands.run import ResumeCommand, RunCommand
 from nasframe.app.commands.show import ShowCommand
@@ -62,6 +64,8 @@ COMMANDS: dict[str, Any] = {
     "compare": CompareCommand,
     "train": TrainCommand,
     "export": ExportCommand,
+    "latency": LatencyCommand,
+    "latency-table": LatencyTableCommand,
 }
 
 #: commands whose config resolution loads the plugins (so the CLI does not load them first)

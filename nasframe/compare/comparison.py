@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from nasframe.compare.execution import ExecutorChoice, RunRecord, execute_runs
+from nasframe.compare.fronts import FrontSummary, summarize_fronts, write_fronts
 from nasframe.compare.labels import MetricLabels, describe_metrics, figure_text
 from nasframe.compare.plan import Plan
 from nasframe.compare.statistics import (
@@ -53,6 +54,7 @@ class Comparison:
     seconds: float
     actions: dict[str, int]
     tests: list[PairTest]  # one Mann-Whitney test per pair of strategies
+    fronts: FrontSummary | None = None  # hypervolumes, when the strategies searched several objectives
 
 
 def run_comparison(
@@ -88,8 +90,11 @@ def run_comparison(
         _plot(plan, records, curves, ref, describe_metrics(plan, table, records))
     if tensorboard:
         log_tensorboard(plan.out, curves, ref, records)
+    fronts = summarize_fronts(plan, records)
+    if fronts is not None:
+        write_fronts(plan.out, fronts, plot)
     table_text = markdown_table(plan, rows)
-    return Comparison(plan, records, rows, table_text, time.perf_counter() - started, actions, tests)
+    return Comparison(plan, records, rows, table_text, time.perf_counter() - started, actions, tests, fronts)
 
 
 def _plot(

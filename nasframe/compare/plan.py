@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nasframe.search.config import ResolvedConfig
 
 # nasframe.search.config (and through it torch) is imported inside functions: `nasframe --help` stays fast.
-SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
+SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints", "latency")
 #: keys of a compare YAML file besides the run sections
 COMPARE_KEYS = ("strategies", "seeds", "budget", "out")
 #: run options that compare sets itself, per run, and the flag that sets each

@@ -62,7 +62,8 @@ class ImportanceSettings:
     weights on a multi-branch path (every active op on with probability `balance_rate`), then, on steps
     i with i % `arch_every` == 0 (i counted within the epoch), takes an Adam step on the logits from a
     search-val batch with the two-sample estimator and the cost penalty
-    `cost_alpha * (cost - cost_target) ** cost_beta` (cost in millions of `cost_metric`).
+    `cost_alpha * (cost - cost_target) ** cost_beta` (cost in millions of `cost_metric`, or in milliseconds for
+    `latency_ms`, whose per-op entries `cost_table` gives: `(frame, table[cell][op])` from the run's latency table).
     The weights' learning rate warms up linearly from `warmup_lr` to the evaluator's lr over
     `warmup_epochs`, then follows a cosine to the evaluator's lr_min at `epochs` (the round's length).
     """
@@ -72,7 +73,8 @@ class ImportanceSettings:
     drop_threshold: float = -2.0
     balance_rate: float = 0.5
     enumerate_up_to: int = 5
-    cost_metric: Literal["macs", "params"] = "macs"
+    cost_metric: Literal["macs", "params", "latency_ms"] = "macs"
+    cost_table: tuple[float, tuple[tuple[float, ...], ...]] | None = None
     cost_target: float = 300.0
     cost_alpha: float = 1e-5
     cost_beta: int = 2
@@ -87,7 +89,8 @@ class ImportanceSettings:
             "arch_every must be an integer >= 1": isinstance(self.arch_every, bool) or self.arch_every < 1,
             "balance_rate must be in (0, 1)": not 0 < self.balance_rate < 1,
             "enumerate_up_to must be >= 0": self.enumerate_up_to < 0,
-            "cost_metric must be macs or params": self.cost_metric not in ("macs", "params"),
+            "cost_metric must be macs, params or latency_ms": self.cost_metric not in ("macs", "params", "latency_ms"),
+            "cost_metric latency_ms needs cost_table": self.cost_metric == "latency_ms" and self.cost_table is None,
             "cost_beta must be an integer >= 1": isinstance(self.cost_beta, bool)
             or int(self.cost_beta) != self.cost_beta
             or self.cost_beta < 1,

@@ -11,20 +11,27 @@ choice, so it is built only when asked for (`prepare_table`) or once as many arc
 counted one by one as the table would take. For such spaces the cache and the table are kept per
 process (keyed by the space's class and options and the input size), so the many short runs of a
 `nasframe compare` on one process share one table instead of each counting its answer anew.
+
+Latency (`latency_ms`) is a cost too when the run has a source for it (`nasframe.core.latency.LatencyCosts`:
+a latency table, or measurements); `value(arch, name)` answers any of the three by name.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from nasframe.common.errors import NotSupported
+from nasframe.common.errors import ConfigError, NotSupported
 from nasframe.common.model_stats import count_macs, count_parameters
 from nasframe.core.space import Arch, Choice, SearchSpace
 from nasframe.data import DataSpec
+
+if TYPE_CHECKING:
+    from nasframe.core.latency import LatencyCosts
 
 #: random architectures a new additive table is checked against
 ADDITIVE_CHECKS = 3
@@ -46,11 +53,13 @@ _SHARED: dict[tuple[type, str, DataSpec], _Counted] = {}
 
 
 class ArchCosts:
-    """Cached (params, MACs) of the stand-alone networks of one space at one input size."""
+    """Cached (params, MACs) of the stand-alone networks of one space at one input size, and their latency
+    when the run has a source for it."""
 
-    def __init__(self, space: SearchSpace, spec: DataSpec):
+    def __init__(self, space: SearchSpace, spec: DataSpec, latency: LatencyCosts | None = None):
         self.space = space
         self.spec = spec
+        self.latency = latency
         if space.additive_costs:
             key = (type(space), repr(space.options), spec)
             self._counted = _SHARED.setdefault(key, _Counted(True))
@@ -74,6 +83,24 @@ class ArchCosts:
 
     def macs(self, arch: Arch) -> int:
         return self.counts(arch)[1]
+
+    def latency_ms(self, arch: Arch) -> float:
+        """`arch`'s latency in milliseconds, from the run's latency source (a ConfigError when it has none)."""
+        if self.latency is None:
+            raise ConfigError(
+                "this run has no latency source; set latency.table or let a limit or objective ask for it"
+            )
+        return self.latency.latency_ms(arch)
+
+    def value(self, arch: Arch, name: str) -> float:
+        """One cost by name: params, macs or latency_ms."""
+        if name == "latency_ms":
+            return self.latency_ms(arch)
+        if name == "params":
+            return float(self.params(arch))
+        if name == "macs":
+            return float(self.macs(arch))
+        raise ConfigError(f"unknown cost {name!r}; costs are params, macs and latency_ms")
 
     def counts(self, arch: Arch) -> tuple[int, int]:
         """(parameters, MACs) of `arch`'s stand-alone network."""

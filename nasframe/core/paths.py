@@ -85,7 +85,8 @@ class BinnedPaths(PathSampler):
 
     Bins are consecutive intervals between `edges` ([e0, e1), [e1, e2), ..., the last one closed);
     SPOS used MACs bins of 10M from 290M to 360M. The cost is the stand-alone network's at the
-    run's input size.
+    run's input size; `latency_ms` bins the run's latency, which needs a latency table (measuring
+    hundreds of networks per training step is out of the question).
     """
 
     edges: tuple[float, ...] = ()
@@ -98,20 +99,15 @@ class BinnedPaths(PathSampler):
     def __post_init__(self) -> None:
         if len(self.edges) < 2 or any(b <= a for a, b in zip(self.edges, self.edges[1:])):
             raise ConfigError(f"binned paths: bin edges must be at least two increasing numbers, got {self.edges}")
-        if self.metric not in ("macs", "params"):
-            raise ConfigError(f"binned paths: metric {self.metric!r} is not allowed; choose macs or params")
+        if self.metric not in ("macs", "params", "latency_ms"):
+            raise ConfigError(f"binned paths: metric {self.metric!r} is not allowed; choose macs, params or latency_ms")
         if self.max_draws < 1:
             raise ConfigError("binned paths: max_draws must be at least 1")
 
     def bind(self, space: SearchSpace, costs: ArchCosts | None) -> Callable[[np.random.Generator], Arch]:
-        if costs is None or not costs.prepare_table():
-            raise ConfigError(
-                f"binned paths need counts that add up over decisions, so that hundreds of draws per step stay "
-                f"cheap; space {space.name!r} does not declare additive_costs: use uniform paths"
-            )
         view = _view(space, self.restriction)
         edges, last = self.edges, len(self.edges) - 2
-        measure = costs.macs if self.metric == "macs" else costs.params
+        measure = self._measure(space, costs)
 
         def draw(rng: np.random.Generator) -> Arch:
             b = int(rng.integers(last + 1))
@@ -124,6 +120,23 @@ class BinnedPaths(PathSampler):
             return view.sample(rng)
 
         return draw
+
+    def _measure(self, space: SearchSpace, costs: ArchCosts | None) -> Callable[[Arch], float]:
+        if self.metric == "latency_ms":
+            latency = costs.latency if costs is not None else None
+            if latency is None or latency.source != "table":
+                raise ConfigError(
+                    "binned paths on latency_ms need a latency table (latency.table), so that hundreds of draws per "
+                    "step are lookups, not measurements"
+                )
+            latency.prepare_table()
+            return latency.latency_ms
+        if costs is None or not costs.prepare_table():
+            raise ConfigError(
+                f"binned paths need counts that add up over decisions, so that hundreds of draws per step stay "
+                f"cheap; space {space.name!r} does not declare additive_costs: use uniform paths"
+            )
+        return costs.macs if self.metric == "macs" else costs.params
 
     def to_state(self) -> dict[str, Any]:
         return {

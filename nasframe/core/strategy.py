@@ -21,6 +21,7 @@ from nasframe.common.options import NoOptions
 
 if TYPE_CHECKING:
     from nasframe.core.capabilities import Capability
+    from nasframe.core.costs import ArchCosts
     from nasframe.core.evaluator import Result, WorkReport
     from nasframe.core.requests import Request
     from nasframe.core.space import Arch, SearchSpace
@@ -138,6 +139,31 @@ class ProposesAhead:
     proposed has been told, so N only overlaps the items of one `ask`. The runner checks this
     declaration with `issubclass`; it does not change what a strategy does with `run.parallel: 1`.
     """
+
+
+class CostAware(ABC):
+    """Declares that the strategy reads costs of architectures (parameters, MACs, latency) through
+    `self.arch_costs`, the run's `nasframe.core.costs.ArchCosts`, which the runner binds (`bind_costs`) before
+    the first `ask`. `costs_used` names the costs the strategy's options need (e.g. its objectives), so
+    the run sets up a latency source (a table, or measurements) only when one is asked for; the runner
+    checks this declaration with `isinstance`."""
+
+    arch_costs: ArchCosts | None = None
+
+    @abstractmethod
+    def costs_used(self) -> frozenset[str]:
+        """The costs (params, macs, latency_ms) this strategy will read with its options."""
+
+    def bind_costs(self, costs: ArchCosts) -> None:
+        self.arch_costs = costs
+
+    def arch_cost(self, arch: Arch, name: str) -> float:
+        """One cost of `arch` (the runner bound the costs before asking)."""
+        if self.arch_costs is None:
+            from nasframe.common.errors import ConfigError
+
+            raise ConfigError(f"{type(self).__name__}: costs were not bound (the runner binds them before ask)")
+        return self.arch_costs.value(arch, name)
 
 
 def arch_to_pairs(arch: Arch | None) -> list | None:

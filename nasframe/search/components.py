@@ -1,4 +1,5 @@
-"""Assembling a run: space, data, evaluator, strategy, costs and constraints from a resolved config.
+"""Assembling a run: space, data, evaluator, strategy, costs (latency included when used) and constraints
+from a resolved config.
 
 Capabilities are checked here, when the run is built, so a strategy whose requests the evaluator
 cannot execute fails before any folder is written or any work is done.
@@ -16,10 +17,11 @@ from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Evaluator
 from nasframe.core.registry import evaluators
 from nasframe.core.space import SearchSpace
-from nasframe.core.strategy import Strategy
+from nasframe.core.strategy import CostAware, Strategy
 from nasframe.data import DataSource
 from nasframe.search.config import ResolvedConfig
 from nasframe.search.constraints import Constraints
+from nasframe.search.latency import latency_costs, needs_latency
 
 
 @dataclass
@@ -66,8 +68,14 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     data = DataSource(config.options["data"], seed=seed, device=device)
     evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
-    costs = ArchCosts(space, data.spec)
     limits = config.options["constraints"]
+    used = strategy.costs_used() if isinstance(strategy, CostAware) else frozenset()
+    latency = latency_costs(
+        config.options["latency"], space, config.names["space"], data.spec, needs_latency(used, limits.max_latency_ms)
+    )
+    costs = ArchCosts(space, data.spec, latency)
+    if isinstance(strategy, CostAware):
+        strategy.bind_costs(costs)
     constraints = Constraints(limits, costs) if limits.active else None
     if constraints is not None:
         constraints.check_space()

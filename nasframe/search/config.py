@@ -1,7 +1,7 @@
 """Run configuration: YAML sections plus CLI overrides, checked against each component's Options.
 
-A run is described by six sections: `strategy`, `space`, `evaluator`, `data`, `run` and
-`constraints`. The first three hold a `name` plus that component's options; the others have fixed
+A run is described by seven sections: `strategy`, `space`, `evaluator`, `data`, `run`,
+`constraints` and `latency`. The first three hold a `name` plus that component's options; the others have fixed
 options. A
 top-level `plugins` list names modules or files to import first. `--set section.key=value`
 overrides any option; the value is read as YAML (`0.02`, `true`, `[1, 2]`).
@@ -21,13 +21,14 @@ from nasframe.common.errors import ConfigError
 from nasframe.common.options import build_options, cut, option, options_to_dict
 from nasframe.data import DataOptions
 from nasframe.search.constraints import ConstraintOptions
+from nasframe.search.latency import LatencyOptions, check_table_path
 
 if TYPE_CHECKING:
     from nasframe.core.evaluator import Evaluator
     from nasframe.core.space import SearchSpace
     from nasframe.core.strategy import Strategy
 
-SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints")
+SECTIONS = ("strategy", "space", "evaluator", "data", "run", "constraints", "latency")
 COMPONENT_SECTIONS = ("strategy", "space", "evaluator")
 DEFAULT_NAMES = {"strategy": "mdenas", "space": "darts", "evaluator": "short_train"}
 
@@ -247,6 +248,8 @@ class ResolvedConfig:
         if self.plugins:
             out["plugins"] = list(self.plugins)
         for section in SECTIONS:
+            if section == "latency" and self.options[section] == LatencyOptions():
+                continue  # written only when set, so that runs without latency keep their config.yaml
             entry: dict[str, Any] = {}
             if section in self.names:
                 entry["name"] = self.names[section]
@@ -283,6 +286,7 @@ def resolve(cfg: dict[str, Any]) -> ResolvedConfig:
         raise ConfigError(f"data.name: {cut(repr(options['data'].name))} is too long for a data set name")
     options["run"] = build_options(RunOptions, cfg.get("run"), "run")
     options["constraints"] = build_options(ConstraintOptions, cfg.get("constraints"), "constraints")
+    options["latency"] = check_table_path(build_options(LatencyOptions, cfg.get("latency"), "latency"))
     return ResolvedConfig(names, options, plugins, classes)
 
 

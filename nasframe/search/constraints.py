@@ -2,7 +2,8 @@
 
 The runner checks each proposed architecture before it is evaluated, through the stand-alone
 network's counts at the run's input size (`nasframe.core.costs.ArchCosts`: cached, on the meta
-device). An architecture over a limit costs no evaluation: it is told to the strategy with status
+device) and, for `max_latency_ms`, its latency (predicted from the run's latency table, or measured:
+see `nasframe.search.latency`). An architecture over a limit costs no evaluation: it is told to the strategy with status
 "infeasible" and the strategy is asked again. A strategy that keeps proposing infeasible
 architectures stops the run with an error after `max_rejections` in a row, and a space whose
 smallest architecture already breaks a limit is refused before anything runs (when the space's
@@ -33,13 +34,19 @@ class ConstraintOptions:
         "size (SPOS: 330e6 at 224x224; null: no limit)",
         min=1,
     )
+    max_latency_ms: float | None = option(
+        None,
+        "largest latency in milliseconds (latency.table predicts it, else it is measured on this machine; "
+        "null: no limit)",
+        min=0.000001,
+    )
     max_rejections: int = option(
         1000, "architectures in a row the limits may reject before the run stops with an error", min=1
     )
 
     @property
     def active(self) -> bool:
-        return self.max_params is not None or self.max_macs is not None
+        return self.max_params is not None or self.max_macs is not None or self.max_latency_ms is not None
 
 
 class ConstraintError(ConfigError):
@@ -53,43 +60,67 @@ class Constraints:
         self.options = options
         self.costs = costs
         self.smallest_rejected: tuple[int, int] | None = None
+        self.smallest_latency: float | None = None
 
     def check_space(self) -> None:
         """Refuse limits that no architecture of the space can meet (when that is known cheaply)."""
-        low = self.costs.smallest() if self.options.active else None
-        if low is None:
-            return
-        p, m = low
         o = self.options
-        for name, unit, value, limit in (
-            ("max_params", "parameters", p, o.max_params),
-            ("max_macs", "MACs", m, o.max_macs),
-        ):
-            if limit is not None and value > limit:
-                raise ConstraintError(
-                    f"constraints.{name}={format_count(limit)}: no architecture of space "
-                    f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
-                    f"{unit} at the data set's input size"
-                )
+        low = self.costs.smallest() if self._counts_limited else None
+        if low is not None:
+            for name, unit, value, limit in (
+                ("max_params", "parameters", low[0], o.max_params),
+                ("max_macs", "MACs", low[1], o.max_macs),
+            ):
+                if limit is not None and value > limit:
+                    raise ConstraintError(
+                        f"constraints.{name}={format_count(limit)}: no architecture of space "
+                        f"{self.costs.space.name!r} fits; the smallest has {format_count(value)} "
+                        f"{unit} at the data set's input size"
+                    )
+        self._check_latency_space()
+
+    @property
+    def _counts_limited(self) -> bool:
+        """Whether a limit needs the parameter and MAC counts (a latency limit alone does not count them)."""
+        return self.options.max_params is not None or self.options.max_macs is not None
+
+    def _check_latency_space(self) -> None:
+        limit, latency = self.options.max_latency_ms, self.costs.latency
+        low = latency.smallest() if limit is not None and latency is not None else None
+        if low is not None and limit is not None and low > limit:
+            raise ConstraintError(
+                f"constraints.max_latency_ms={limit:g}: no architecture of space {self.costs.space.name!r} fits; "
+                f"the latency table predicts at least {low:.3g} ms for every one"
+            )
 
     def check(self, arch: Arch) -> Result | None:
         """None when `arch` is within the limits, else the "infeasible" result to tell the strategy."""
         o = self.options
         if not o.active:
             return None
-        params, macs = self.costs.counts(arch)
-        over = [
-            f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
-            for name, name_of, value, limit in (
-                ("params", "max_params", params, o.max_params),
-                ("MACs", "max_macs", macs, o.max_macs),
-            )
-            if limit is not None and value > limit
-        ]
+        params = macs = None
+        over = []
+        if self._counts_limited:
+            params, macs = self.costs.counts(arch)
+            over = [
+                f"{name} {format_count(value)} > {name_of} {format_count(limit)}"
+                for name, name_of, value, limit in (
+                    ("params", "max_params", params, o.max_params),
+                    ("MACs", "max_macs", macs, o.max_macs),
+                )
+                if limit is not None and value > limit
+            ]
+        if o.max_latency_ms is not None:
+            latency = self.costs.latency_ms(arch)
+            if latency > o.max_latency_ms:
+                over.append(f"latency {latency:.4g} ms > max_latency_ms {o.max_latency_ms:g} ms")
+                if self.smallest_latency is None or latency < self.smallest_latency:
+                    self.smallest_latency = latency
         if not over:
             return None
-        if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
-            self.smallest_rejected = (params, macs)
+        if params is not None and macs is not None:
+            if self.smallest_rejected is None or (params, macs) < self.smallest_rejected:
+                self.smallest_rejected = (params, macs)
         return Result.infeasible("; ".join(over), params=params, macs=macs)
 
     def give_up_message(self, strategy: str, streak: int) -> str:
@@ -99,10 +130,14 @@ class Constraints:
             for k, v in (("max_params", o.max_params), ("max_macs", o.max_macs))
             if v is not None
         )
+        if o.max_latency_ms is not None:
+            limits += (", " if limits else "") + f"constraints.max_latency_ms={o.max_latency_ms:g}"
         low = ""
         if self.smallest_rejected is not None:
             p, m = self.smallest_rejected
             low = f"; the smallest rejected had {format_count(p)} params and {format_count(m)} MACs"
+        if self.smallest_latency is not None:
+            low += f"; the fastest rejected took {self.smallest_latency:.4g} ms"
         return (
             f"strategy {strategy!r} proposed {streak} architectures in a row over the limits ({limits}){low}; "
             f"loosen the limits or raise constraints.max_rejections"

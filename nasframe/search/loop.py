@@ -270,6 +270,7 @@ class SearchLoop:
         if improved:
             s.best_acc, s.best_index = acc, index
         extra = self.parts.strategy.metrics()
+        latency = self.parts.costs.latency
         record = EvaluationRecord(
             index=index,
             arch=arch.to_dict(),
@@ -285,6 +286,8 @@ class SearchLoop:
             strategy=extra or None,
             notes=list(result.notes),
             run=self.identity,
+            latency_ms=None if latency is None else latency.latency_ms(arch),
+            latency_source=None if latency is None else latency.source,
         )
         self.logs.evaluation(record, result, extra, improved)
 

@@ -102,6 +102,9 @@ _RESULT_FIELDS: dict[str, tuple[type, ...]] = {
     "work": (dict,),
     "data_split": _OPT_DICT,
     "produced_by": _OPT_DICT,
+    "latency": (dict,),
+    "objectives": (list,),
+    "pareto": (list,),
 }
 _FINAL_FIELDS: dict[str, tuple[type, ...]] = {
     "arch": (dict,),
@@ -114,6 +117,8 @@ _FINAL_FIELDS: dict[str, tuple[type, ...]] = {
     "held_out": (dict,),
     "export": (dict,),
     "evaluated": (bool, type(None)),
+    "latency_ms": _NUM,
+    "latency_source": (str,),
 }
 
 
@@ -137,6 +142,12 @@ def _check_result(d: dict[str, Any], where: str) -> None:
     if isinstance(best, dict):
         _need(best, "index", (int,), f"{where} field 'best_evaluated'")
         _need(best, "metrics", _OPT_DICT, f"{where} field 'best_evaluated'")
+    for i, member in enumerate(d.get("pareto") or []):
+        if not isinstance(member, dict) or not isinstance(member.get("arch"), dict):
+            raise RunDirError(f"{where}: pareto member {i} is not a mapping with an 'arch'")
+        for key in d.get("objectives") or []:
+            if not isinstance(member.get(key), _NUM) or isinstance(member.get(key), bool):
+                raise RunDirError(f"{where}: pareto member {i} lacks the number {key!r}")
     for name, alt in d.get("alternatives", {}).items():
         if not isinstance(alt, dict):
             raise RunDirError(f"{where}: alternative {name!r} is not a mapping")
@@ -164,6 +175,9 @@ class EvaluationRecord:
     notes: list[str] = field(default_factory=list)
     #: the identity of the run that wrote the record (None in records written before identities existed)
     run: str | None = None
+    #: the latency of the architecture in ms and where it came from ("table" or "measured"), in runs that use latency
+    latency_ms: float | None = None
+    latency_source: str | None = None
 
     @property
     def val_acc(self) -> float | None:
@@ -178,6 +192,9 @@ class EvaluationRecord:
             del d["notes"]
         if d["run"] is None:
             del d["run"]
+        for key in ("latency_ms", "latency_source"):
+            if d[key] is None:
+                del d[key]
         return json.dumps(_plain(d))
 
     @classmethod
@@ -198,6 +215,8 @@ class EvaluationRecord:
             strategy=_optional(d, "strategy", (dict,), where),
             notes=_notes(d, where),
             run=_optional(d, "run", (str,), where),
+            latency_ms=_optional(d, "latency_ms", _NUM, where),
+            latency_source=_optional(d, "latency_source", (str,), where),
         )
 
 
@@ -255,6 +274,9 @@ class FinalArch:
     #: whether the answer was evaluated (successfully) during the search, i.e. `metrics` is set;
     #: None in files written before this field existed
     evaluated: bool | None = None
+    #: its latency in ms and where it came from, in runs that use latency (absent from best.json otherwise)
+    latency_ms: float | None = None
+    latency_source: str | None = None
 
 
 @dataclass
@@ -279,9 +301,24 @@ class RunResult:
     data_split: dict[str, Any] | None = None
     produced_by: dict[str, Any] | None = None
     format: int = FORMAT
+    #: where latencies came from (`LatencyCosts.describe`), in runs that use latency
+    latency: dict[str, Any] | None = None
+    #: a multi-objective search's objectives and its Pareto front: one mapping per member with `arch`, `index`
+    #: (its line in history.jsonl) and a number per objective, most accurate first
+    objectives: list[str] | None = None
+    pareto: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        """best.json's content; the latency and front fields appear only in runs that have them."""
+        d = _plain(asdict(self))
+        for key in ("latency", "objectives", "pareto"):
+            if d[key] is None:
+                del d[key]
+        if isinstance(d.get("final"), dict):
+            for key in ("latency_ms", "latency_source"):
+                if d["final"][key] is None:
+                    del d["final"][key]
+        return d
 
     @property
     def run(self) -> str | None:

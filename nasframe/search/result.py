@@ -13,6 +13,7 @@ import torch
 from nasframe.common.errors import CapabilityError, NasframeError
 from nasframe.common.progress import Stopwatch
 from nasframe.core.faults import check_metrics
+from nasframe.core.pareto import MultiObjective
 from nasframe.core.requests import Evaluation, Request, as_request
 from nasframe.core.space import Arch
 from nasframe.search.components import Components
@@ -72,7 +73,25 @@ class ResultWriter:
             work={"seconds": s.work_seconds, "epochs": s.work_epochs, "requests": s.work_done},
             data_split=parts.data.split_record,
             produced_by=provenance(str(device), torch.get_num_threads(), command),
+            latency=None if parts.costs.latency is None else parts.costs.latency.describe(),
+            **self._front(searched),
         )
+
+    def _front(self, searched: dict[str, EvaluationRecord]) -> dict[str, Any]:
+        """best.json's `objectives` and `pareto` for a strategy that searched several objectives."""
+        strategy = self.parts.strategy
+        archive = strategy.pareto_archive() if isinstance(strategy, MultiObjective) else None
+        if archive is None:
+            return {}
+        members = []
+        for member in archive.front():
+            rec = searched.get(arch_key(member.arch.to_dict()))
+            entry: dict[str, Any] = {"arch": member.arch.to_dict(), "index": rec.index if rec else None}
+            entry.update(zip(archive.objectives, member.values))
+            if rec is not None and rec.latency_source is not None:
+                entry["latency_source"] = rec.latency_source
+            members.append(entry)
+        return {"objectives": list(archive.objectives), "pareto": members}
 
     def _search_records(self) -> dict[str, EvaluationRecord]:
         """The last successful search evaluation of every architecture, keyed by `arch_key`."""
@@ -110,6 +129,7 @@ class ResultWriter:
             params, macs = parts.costs.counts(answer)
         except NasframeError:
             params = macs = None
+        latency = parts.costs.latency
         mode = self.run_opts.final_evaluation
         final_eval = None
         if mode == "always" or (mode == "auto" and evaluated is None):
@@ -125,6 +145,8 @@ class ResultWriter:
             held_out=check_metrics(parts.evaluator.final_metrics(answer), parts.evaluator, "final_metrics"),
             export=export,
             evaluated=evaluated is not None,
+            latency_ms=None if latency is None else latency.latency_ms(answer),
+            latency_source=None if latency is None else latency.source,
         )
 
     def _final_evaluation(self, answer: Arch, index: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from nasframe.core.requests import (
     as_request,
 )
 from nasframe.core.space import Arch
-from nasframe.core.strategy import Strategy
+from nasframe.core.strategy import CostAware, Strategy
 from nasframe.search.executor import Executor, evaluation_seed
 
 
@@ -28,7 +28,8 @@ class InMemoryRun:
         evaluator: what executes its requests (any `Evaluator`; one-shot requests need the
             capability they name).
         seed: the run seed the runner would use.
-        costs: counts for samplers that need them (`BinnedPaths`).
+        costs: counts for samplers that need them (`BinnedPaths`); bound to a `CostAware` strategy, as the
+            runner binds the run's.
         judge: optional replacement for `evaluator.evaluate` on architectures, e.g. a scripted score.
         chunk_epochs: the run's `run.work_chunk_epochs` (training requests run in such pieces).
 
@@ -54,6 +55,8 @@ class InMemoryRun:
         self.evaluations: list[tuple[Arch, Result]] = []
         self.work: list[tuple[Request, WorkReport]] = []
         self.executor = Executor(evaluator, evaluator.space, costs, seed, chunk_epochs)
+        if costs is not None and isinstance(strategy, CostAware):
+            strategy.bind_costs(costs)
 
     def round(self) -> list[Arch] | None:
         """One `ask`, every item executed and told in order; the architectures evaluated (None when

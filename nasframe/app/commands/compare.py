@@ -17,6 +17,7 @@ from nasframe.compare.comparison import (
     run_comparison,
 )
 from nasframe.compare.execution import ExecutorChoice
+from nasframe.compare.fronts import FRONTS_FIGURE, HYPERVOLUME_CSV
 from nasframe.compare.plan import make_plan
 
 _CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
@@ -104,6 +105,8 @@ class CompareCommand:
                 print(f"  {test.line()}")
             if not shown:
                 print(f"{len(result.tests)} pairwise Mann-Whitney tests: see {SUMMARY_MD} and {PAIRS_CSV}")
+        if result.fronts is not None:
+            print("\n" + "\n".join(result.fronts.lines()))
         print(f"\n{_closing_line(result, args)}")
         return 0
 
@@ -111,6 +114,8 @@ class CompareCommand:
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
     done = result.actions
     files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + ([] if args.no_plot else [FIGURE])
+    if result.fronts is not None:
+        files += [HYPERVOLUME_CSV] + ([] if args.no_plot else [FRONTS_FIGURE])
     return (
         f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
         f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"

@@ -10,7 +10,7 @@ from nasframe.common.errors import ConfigError
 
 
 class InspectCommand:
-    """Describe a space or one architecture: parameters (auxiliary heads excluded), MACs, name."""
+    """Describe a space or one architecture: parameters (auxiliary heads excluded), MACs, latency, name."""
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,14 @@ class InspectCommand:
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--plot", metavar="FILE.png", help="draw the architecture to an image")
         p.add_argument("--no-macs", action="store_true", help="skip the MAC count (faster for large nets)")
+        p.add_argument(
+            "--latency-table", metavar="FILE", help="predict the architecture's latency from this latency table"
+        )
+        p.add_argument(
+            "--latency",
+            action="store_true",
+            help="measure the architecture's latency here (torch, CPU, 1 thread; nasframe latency has the options)",
+        )
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -44,6 +52,7 @@ class InspectCommand:
             text, source = arch_text_from_file(args.arch_file)
             if source:
                 info["read"] = source
+                info.update(_recorded_latency(args.arch_file))
         if text is None:
             names, defined = space.architecture_names(), space.named_architectures()
             info["named_architectures"] = list(names)
@@ -105,15 +114,46 @@ def _inspect_arch(space: Any, arch: Any, spec: Any, args: argparse.Namespace) ->
     if args.plot:
         space.plot(arch, args.plot)
         info["plot"] = args.plot
+    if args.latency_table or args.latency:
+        from nasframe.common.latency import LatencySettings
+        from nasframe.search.latency_tools import measure_latency
+
+        report = measure_latency(space, args.space, arch, spec, LatencySettings(), args.latency_table)
+        info["latency_ms"] = report["latency_ms"]
+        info["latency_source"] = report["source"] + (f" ({args.latency_table})" if args.latency_table else "")
     return info
 
 
+def _recorded_latency(path: str) -> dict[str, Any]:
+    """The latency a run's best.json records for its answer (nothing when the run did not use latency)."""
+    from nasframe.common.loading import load_json
+
+    final = (load_json(path, "--arch-file", ConfigError) or {}).get("final") or {}
+    if not isinstance(final.get("latency_ms"), (int, float)):
+        return {}
+    return {"latency_ms": final["latency_ms"], "latency_source": f"recorded by the run ({final.get('latency_source')})"}
+
+
 def _print_inspection(info: dict[str, Any]) -> None:
-    for key in ("read", "space", "name", "data", "input_shape", "decisions", "size", "params", "macs", "plot"):
+    for key in (
+        "read",
+        "space",
+        "name",
+        "data",
+        "input_shape",
+        "decisions",
+        "size",
+        "params",
+        "macs",
+        "latency_ms",
+        "plot",
+    ):
         if key in info:
             value = info[key]
             if key == "size" and value >= 1e12:  # beyond a float (multi-branch spaces): the exponent
                 value = f"{value:.3e} architectures" if value < 1e300 else f"10^{info['log10_size']:g} architectures"
+            elif key == "latency_ms":
+                key, value = "latency", f"{value:.3f} ms, {info['latency_source']}"
             elif key in ("params", "macs", "size") and isinstance(value, int):
                 value = f"{value:,}" + (f" ({value / 1e6:.2f}M)" if value >= 1e6 else "")
             print(f"{key}: {value}")

@@ -129,6 +129,8 @@ def print_result(result: Any, run_dir: Path) -> None:
             print(f"  the answer is the space's derivation ({final.answer}); its numbers follow")
         if final.params is not None:
             print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
+        if final.latency_ms is not None:
+            print(f"  latency: {final.latency_ms:.3f} ms ({final.latency_source})")
         for key, value in final.export.items():
             if isinstance(value, (str, int, float)):
                 print(f"  {key}: {value}")
@@ -137,4 +139,27 @@ def print_result(result: Any, run_dir: Path) -> None:
         line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
         seen = "evaluated during the search" if alt.get("evaluated") else "never evaluated during the search"
         print(f"alternative {name}: {seen}" + (f"; {line}" if line else ""))
+    if result.pareto:
+        print_front(result.objectives or [], result.pareto)
     print(f"details: {run_dir / 'best.json'}")
+
+
+#: front members printed in full by `show` (all of them are in best.json)
+FRONT_SHOWN = 20
+
+
+def print_front(objectives: list[str], members: list[dict[str, Any]]) -> None:
+    """The Pareto front, most accurate first; the first row is the run's `final` (the front's most accurate)."""
+    print(f"Pareto front over {', '.join(objectives)}: {len(members)} architectures (final = the most accurate)")
+    for member in members[:FRONT_SHOWN]:
+        where = f"#{member['index']}" if member.get("index") is not None else "(not in history)"
+        values = "  ".join(f"{k}={_front_value(k, member[k])}" for k in objectives)
+        print(f"  {where:>8}  {values}")
+    if len(members) > FRONT_SHOWN:
+        print(f"  ... {len(members) - FRONT_SHOWN} more in best.json (pareto)")
+
+
+def _front_value(name: str, value: float) -> str:
+    if name in ("params", "macs"):
+        return f"{value / 1e6:.3f}M"
+    return f"{value:.3f}" if name == "latency_ms" else f"{value:.2f}"
