@@ -425,12 +425,12 @@ def disk_full_trials(work: Path) -> Counter:
         run_dir = work / f"disk-full-{n}"
         calls = {"n": 0}
 
-        def full_at_n(path, data, n=n, calls=calls):
+        def full_at_n(path, data, n=n, calls=calls, **options):
             if Path(path).name == "checkpoint.pt":
                 calls["n"] += 1
                 if calls["n"] == n:
                     raise OSError(errno.ENOSPC, "No space left on device", str(path))
-            return real(path, data)
+            return real(path, data, **options)
 
         checkpoint.atomic_write_bytes = full_at_n
         try:
