@@ -11,27 +11,22 @@ import importlib
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import torch
-
-from nasframe.common.model_stats import count_macs, count_parameters
 from nasframe.common.options import option
 from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
 from nasframe.core.registry import register_evaluator
 from nasframe.core.space import Arch, SearchSpace
-from nasframe.data import DataSource
-from nasframe.data.augment import BatchTransform
-from nasframe.data.batches import Batches
-from nasframe.training.measure import Scores, attempt, evaluation_result, recalibrate_bn, validate
-from nasframe.training.step_options import (
-    TrainingOptions,
-    deterministic_mode,
-    device_generator,
-    resolve_deterministic,
-    step_settings,
-)
-from nasframe.training.steps import StepRunner, cosine_lr, count_steps, search_data
+from nasframe.training.step_options import TrainingOptions
+
+if TYPE_CHECKING:  # the training library imports torch: loaded when training, so `nasframe list` runs without it
+    import torch
+
+    from nasframe.data import DataSource
+    from nasframe.data.augment import BatchTransform
+    from nasframe.data.batches import Batches
+    from nasframe.training.measure import Scores
+    from nasframe.training.steps import StepRunner
 
 
 @dataclass(frozen=True)
@@ -71,10 +66,17 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
 
     def _setup(self) -> tuple[Batches, BatchTransform]:
         if self._batches is None:
+            from nasframe.training.steps import search_data
+
             self._batches, self._transform = search_data("short_train", self.data, self.options, self.device)
         return self._batches, self._transform  # type: ignore[return-value]
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        from nasframe.common.model_stats import count_macs, count_parameters
+        from nasframe.training.measure import attempt, evaluation_result
+        from nasframe.training.step_options import deterministic_mode, resolve_deterministic
+        from nasframe.training.steps import count_steps
+
         start = time.perf_counter()
         batches, _ = self._setup()
         o = self.options
@@ -93,6 +95,12 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
 
     def _train_and_validate(self, model: torch.nn.Module, steps: int, spe: int) -> Scores:
         """SGD with a per-step cosine from scratch, BatchNorm recalibration, then search-val."""
+        import torch
+
+        from nasframe.training.measure import Scores, recalibrate_bn, validate
+        from nasframe.training.step_options import device_generator, step_settings
+        from nasframe.training.steps import StepRunner, cosine_lr
+
         batches, transform = self._setup()
         o = self.options
         model = model.to(self.device)

@@ -17,12 +17,11 @@ from torch import nn
 from nasframe.common.errors import InvalidArchitecture
 from nasframe.core.space import Arch, Supernet
 
-from .mobilenet_layouts import Layout, Slot, parse_op
+from .mobilenet_layouts import ZERO, Layout, Slot, parse_op
 from .param_index import ParamIndex
 
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-3  # ProxylessNAS's bn_param (0.1, 1e-3)
-ZERO = "zero"
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:

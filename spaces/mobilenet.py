@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
@@ -20,16 +20,19 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .mbconv import ZERO, MBConvNet, MBConvSupernet
 from .mobilenet_layouts import (
     LAYOUTS,
     NAMED_ARCHS,
+    ZERO,
     Slot,
     block_slots,
     needed_options,
     op_name,
     resolve_layout,
 )
+
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .mbconv import MBConvNet, MBConvSupernet
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
 
     # ---- networks ----------------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> MBConvNet:
+        from .mbconv import MBConvNet
+
         return MBConvNet(
             self.layout,
             self.slots,
@@ -178,6 +183,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         )
 
     def build_supernet(self, data: DataSpec) -> MBConvSupernet:
+        from .mbconv import MBConvSupernet
+
         choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
         return MBConvSupernet(
             self.layout, self.slots, choices, data.channels, data.num_classes, self.options.dropout, self.first_slot

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -27,8 +27,8 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .nse_net import NseLayout, NseNet, NseSupernet, gate_name
-from .nse_ops import POOLS
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .nse_net import NseLayout, NseNet, NseSupernet
 
 #: the released final networks (utils/supernet_utils.py NSENet / NSENet27 / NSENet_GPU): op indices per
 #: cell, and the space options they are defined on
@@ -102,6 +102,9 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
     supports_supernet = True
 
     def __init__(self, options: NseOptions | None = None):
+        from .nse_net import gate_name
+        from .nse_ops import POOLS
+
         super().__init__(options)
         o = self.options
         self.pool = POOLS[o.cell_plan]
@@ -113,6 +116,8 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
         ]
 
     def _layout(self, shape: tuple[int, int, int]) -> NseLayout:
+        from .nse_net import NseLayout
+
         o = self.options
         return NseLayout.build(
             o.alloc_plan,
@@ -238,10 +243,14 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
         for cell, on in zip(self._cells, branches):
             if not on and not cell.residual:
                 raise InvalidArchitecture(f"{cell.name} changes width or stride and needs at least one op on")
+        from .nse_net import NseNet
+
         layout = self._layout((data.channels, data.height, data.width))
         return NseNet(layout, self.pool, branches, data.num_classes)
 
     def build_supernet(self, data: DataSpec) -> NseSupernet:
+        from .nse_net import NseSupernet
+
         return NseSupernet(self._layout((data.channels, data.height, data.width)), self.pool, data.num_classes)
 
 

@@ -26,6 +26,7 @@ from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
+from nasframe.evaluators.supernet.evaluator import supernet_spaces
 from nasframe.evaluators.supernet.options import SupernetOptions
 from nasframe.training.measure import (
     Failure,
@@ -442,17 +443,3 @@ def diverged_error(exc: Diverged) -> NasframeError:
 def _shifted(per_step: Callable[..., Any], offset: int) -> Callable[..., Any]:
     """A per-step callback for a piece of a longer run: step i of the piece is step offset + i of the run."""
     return lambda i, *rest: per_step(offset + i, *rest)
-
-
-def supernet_spaces() -> list[str]:
-    """Installed spaces that build a weight-sharing supernet (for messages)."""
-    from nasframe.core.registry import spaces
-
-    found = []
-    for name in spaces.installed():
-        try:
-            if spaces.get(name).supports_supernet:
-                found.append(name)
-        except NasframeError:  # a broken third-party space must not hide the message being built
-            continue
-    return found

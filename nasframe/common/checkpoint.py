@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from nasframe.common.errors import RunDirError
 
@@ -55,11 +54,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
+    # numpy and torch values can only come from a process that imported them: look, do not import
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if np is not None and isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
+    if (np is not None and isinstance(obj, np.ndarray)) or (torch is not None and isinstance(obj, torch.Tensor)):
         return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -73,6 +72,8 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> None:
     space): if the newest one is ever damaged afterwards, resume can fall back to the one before.
     A full disk fails the write before anything is replaced, so both stay as they were.
     """
+    import torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     path = Path(run_dir) / CHECKPOINT

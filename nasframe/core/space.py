@@ -15,12 +15,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-import numpy as np
-
 from nasframe.common.errors import InvalidArchitecture, NotSupported
 from nasframe.common.options import NoOptions
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 

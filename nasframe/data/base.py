@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nasframe.common.options import option
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the options and specs load without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class DataSource:
     """Lazy handle on the run's data: the spec is cheap, tensors load on first use."""
 
     def __init__(self, options: DataOptions, seed: int, device: torch.device | str = "cpu"):
+        import torch
+
         from nasframe.data.registry import datasets
 
         self.options = options
@@ -122,6 +125,8 @@ class DataSource:
             train_idx, val_idx = self._split(self.dataset.train_size())
             self._search = self.dataset.open_search(train_idx, val_idx, self.device)
         if self._search is None:
+            import torch
+
             raw = self.dataset.load()
             train_idx, val_idx = self._split(raw.train_x.shape[0])
             dev = self.device
@@ -139,6 +144,8 @@ class DataSource:
 
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Seeded search-train / search-val indices over `n` train images; records the split."""
+        import torch
+
         gen = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(n, generator=gen)
         if self.options.limit is not None and self.options.limit < n:

@@ -13,14 +13,16 @@ import codecs
 import io
 import pickle
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
 from nasframe.data.registry import register_dataset
+
+if TYPE_CHECKING:  # imported where tensors are made: `nasframe list` loads this module without torch
+    import torch
 
 
 def _numpy_global(module: str, name: str) -> Any:
@@ -109,6 +111,8 @@ class _Cifar(Dataset):
         return RawData(train_x, train_y, test_x, test_y, self.mean, self.std)
 
     def _read(self, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         xs, ys = [], []
         for name in names:
             path = self.base_dir() / name

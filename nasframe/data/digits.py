@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nasframe.data.base import Dataset, DataSpec, RawData
 from nasframe.data.registry import register_dataset
@@ -21,6 +20,8 @@ class Digits(Dataset):
         return DataSpec("digits", 1, 8, 8, 10)
 
     def load(self) -> RawData:
+        import torch  # here: `nasframe list` loads this module without torch
+
         pixels, labels = _read_digits()
         # pixel values are 0..16; scale to the 0..255 uint8 range every loader returns
         images = np.clip(np.rint(pixels.reshape(-1, 8, 8) * (255.0 / 16.0)), 0, 255).astype(np.uint8)

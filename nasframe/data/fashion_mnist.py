@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
@@ -91,6 +90,8 @@ class FashionMNIST(Dataset):
                 f"install them with `apt-get install dataset-fashion-mnist`, "
                 f"or set data.root and data.download=true"
             )
+        import torch  # here: `nasframe list` loads this module without torch
+
         arrays = {key: read_idx(path) for key, path in files.items()}
         for part in ("train", "test"):
             x, y = arrays[f"{part}_x"], arrays[f"{part}_y"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,15 +21,15 @@ FORMAT = 2
 
 def _plain(obj: Any) -> Any:
     """JSON-safe plain data: numpy/torch values become Python numbers and lists, NaN/inf None."""
-    import numpy as np
-
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray) or type(obj).__name__ == "Tensor":
-        return _plain(np.asarray(obj).tolist())
-    if isinstance(obj, np.generic):
+    # numpy and torch values come only from a process that imported them: look, do not import (`nasframe show`)
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if (np is not None and isinstance(obj, np.ndarray)) or (torch is not None and isinstance(obj, torch.Tensor)):
+        return _plain(obj.tolist())
+    if np is not None and isinstance(obj, np.generic):
         return _plain(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nasframe.common import distributed
 from nasframe.common.checkpoint import (
     PREVIOUS_CHECKPOINT,
     RunLock,
@@ -351,4 +350,6 @@ class FollowerRunDir(RunDir):
 
 def run_files(path: Any) -> RunDir:
     """The run folder for this process: writable on rank 0, read-only elsewhere (under torchrun)."""
+    from nasframe.common import distributed
+
     return RunDir(path) if distributed.is_writer() else FollowerRunDir(path)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.checkpoint import atomic_write_json
 from nasframe.common.errors import ConfigError, NotSupported, RunDirError
+
+if TYPE_CHECKING:  # imported where used: `nasframe export --help` and its argument errors load this without torch
+    import torch
+    from torch import nn
 
 FORMATS = ("onnx", "torchscript", "json")
 #: default file names inside the folder (not model.json: a training folder's own description)
@@ -65,6 +66,8 @@ def load_model(folder: str | Path) -> LoadedModel:
 
 
 def _run_model(folder: Path) -> LoadedModel:
+    import torch
+
     from nasframe.common.model_stats import count_macs, count_parameters
     from nasframe.data import DataSource
     from nasframe.search.answer import answer_of, network_of_run
@@ -97,6 +100,8 @@ def _run_model(folder: Path) -> LoadedModel:
 
 
 def _check_input(loaded: LoadedModel) -> torch.Tensor:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     return torch.randn(CHECK_BATCH, *loaded.input_shape, generator=gen)
 
@@ -111,6 +116,7 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
     import warnings
 
     import numpy as np
+    import torch
 
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
@@ -151,6 +157,8 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
     of its logits from the original's on a seeded batch."""
     import warnings
 
+    import torch
+
     x = _check_input(loaded)
     model = loaded.model.eval()
     tmp = path.with_name(f".{path.name}.tmp")
@@ -179,6 +187,8 @@ def export_json(loaded: LoadedModel, path: Path) -> None:
 def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, LoadedModel, float | None]:
     """Export the network of `folder` as `fmt`; returns the file, the model and (ONNX, TorchScript) the
     largest absolute output difference of the file from PyTorch."""
+    import torch
+
     if fmt not in FORMATS:
         raise ConfigError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     loaded = load_model(folder)

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from nasframe.app import flags
-from nasframe.compare.comparison import (
-    FIGURE,
-    PAIRS_CSV,
-    RUNS_CSV,
-    SUMMARY_CSV,
-    SUMMARY_MD,
-    Comparison,
-    run_comparison,
-)
-from nasframe.compare.execution import ExecutorChoice
-from nasframe.compare.plan import make_plan
+
+if TYPE_CHECKING:
+    from nasframe.compare.comparison import Comparison
 
 _CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
 _SET_HELP = (
@@ -58,12 +51,15 @@ class CompareCommand:
         p.add_argument("--parallel", type=flags.positive_int, default=2, metavar="N", help="ray: runs at a time")
         p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (default: start one here)")
         p.add_argument("--no-tensorboard", action="store_true", help="skip the comparison's TensorBoard logs")
-        p.add_argument("--no-plot", action="store_true", help=f"skip {FIGURE}")
+        p.add_argument("--no-plot", action="store_true", help="skip the figure of the curves")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.common.distributed import world_from_env
         from nasframe.common.errors import ConfigError
+        from nasframe.compare.comparison import PAIRS_CSV, SUMMARY_MD, run_comparison
+        from nasframe.compare.execution import ExecutorChoice
+        from nasframe.compare.plan import make_plan
         from nasframe.search.config import load_yaml
 
         if world_from_env().size > 1:
@@ -109,6 +105,8 @@ class CompareCommand:
 
 
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
+    from nasframe.compare.comparison import FIGURE, PAIRS_CSV, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD
+
     done = result.actions
     files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + ([] if args.no_plot else [FIGURE])
     return (

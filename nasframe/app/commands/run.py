@@ -40,11 +40,15 @@ class RunCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.search.runner import Runner
+        from nasframe.search.config import resolve
 
         run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget,
                      "executor": args.executor, "address": args.address}  # fmt: skip
-        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
+        cfg = build_config(args, run_flags)
+        resolve(cfg)  # names and options checked before the runner imports torch: a typo costs no seconds
+        from nasframe.search.runner import Runner
+
+        runner = Runner.create(cfg, quiet=args.quiet, command=args.command_line)
         say(f"run directory: {runner.run_dir}")
         return execute(runner)
 
