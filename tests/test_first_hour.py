@@ -263,3 +263,22 @@ def test_a_run_whose_strategy_ran_out_stays_finished(cli, tmp_path):
     code, _, err = cli("resume", tmp_path / "r", "--budget", "20", "--quiet")
     assert code == 2 and "the strategy has nothing more to propose" in err
     assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_says_from_where_it_continues(cli, core_toy, tmp_path):
+    """`resume` names the evaluation it continues after (of the budget), the strategy's phase and, inside
+    a piece of supernet work, the epoch reached."""
+    from nasframe.core.requests import TrainShared
+    from nasframe.search.executor import WorkProgress
+    from nasframe.search.loop_state import LoopState, resume_point
+
+    assert cli(*toy(core_toy, "--budget", "2", "--out", tmp_path / "r"))[0] == 0
+    code, _, err = cli("resume", tmp_path / "r", "--budget", "3")
+    assert code == 0, err
+    assert "continuing from the checkpoint after evaluation 2 of 3, phase: search" in err
+    state = LoopState(evaluations=0, pending=[TrainShared(epochs=4.0)])
+    state.partial = WorkProgress(steps=40, steps_per_epoch=10, done=15)
+    line = resume_point(state, 50, "spos: supernet training", True)
+    assert line.startswith("continuing from the checkpoint after evaluation 0 of 50, phase: spos: supernet training")
+    assert "supernet training (work request 1): epoch 1.5 of 4" in line, line
+    assert resume_point(state, None, "search", False).startswith("continuing from the start")
