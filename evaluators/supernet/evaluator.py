@@ -15,3 +15,6 @@ class SupernetEvaluator(
     FewShotSplitting, SupernetAngles, SupernetDifferentiable, SupernetDistillation, SupernetBranchImportance
 ):
     """Single-path weight-sharing supernet: train the candidate's path, score it on search-val."""
+
+    def search_split(self) -> str:
+        return "search-val, through the supernet's shared weights (not a stand-alone training)"
