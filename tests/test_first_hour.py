@@ -284,3 +284,14 @@ def test_resume_says_from_where_it_continues(cli, core_toy, tmp_path):
     assert line.startswith("continuing from the checkpoint after evaluation 0 of 50, phase: spos: supernet training")
     assert "supernet training (work request 1): epoch 1.5 of 4" in line, line
     assert resume_point(state, None, "search", False).startswith("continuing from the start")
+
+
+def test_a_finished_run_keeps_one_checkpoint(cli, core_toy, tmp_path):
+    """The fallback checkpoint matters while a run goes on; a finished run keeps only the one that
+    `resume --budget` extends it from (a supernet's weights once, not twice)."""
+    run = tmp_path / "r"
+    assert cli(*toy(core_toy, "--budget", "3", "--out", run, "--set", "run.checkpoint_every=1"))[0] == 0
+    assert (run / "checkpoint.pt").is_file() and not (run / "checkpoint.prev.pt").exists()
+    code, out, err = cli("resume", run, "--budget", "5", "--quiet")
+    assert code == 0, err
+    assert "evaluations: 5" in out and not (run / "checkpoint.prev.pt").exists()

@@ -338,7 +338,7 @@ class Runner:
         writer = ResultWriter(self.config, self.parts, self.executor, self.files, self.loop.admit)
         result = writer.result(self.state, self._clock, self.device, self.command)
         self.files.write_result(result)
-        self.files.save_checkpoint(snapshot)
+        self.files.save_final_checkpoint(snapshot)
         return result
 
     def _summary(self, ran: bool) -> RunSummary:
