@@ -34,8 +34,9 @@ class FigureCaption:
     caption: str
 
 
-def paper_style() -> dict[str, Any]:
-    """matplotlib settings of every comparison figure (use with `matplotlib.rc_context`)."""
+def paper_style() -> Any:
+    """matplotlib settings of every comparison figure, a mapping for `matplotlib.rc_context` (typed Any:
+    matplotlib's stubs want literal keys)."""
     return {
         "font.size": FONT_PT,
         "axes.titlesize": FONT_PT,
