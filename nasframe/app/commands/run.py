@@ -116,7 +116,7 @@ def print_result(result: Any, run_dir: Path) -> None:
     if result.final is None:
         print("answer: none (nothing was evaluated successfully)")
     else:
-        _print_answer(result)
+        _print_answer(result, run_dir)
     for name, alt in result.alternatives.items():
         values = {**(alt.get("metrics") or {}), **(alt.get("held_out") or {})}
         line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
@@ -125,7 +125,7 @@ def print_result(result: Any, run_dir: Path) -> None:
     print(f"details: {run_dir / 'best.json'}")
 
 
-def _print_answer(result: Any) -> None:
+def _print_answer(result: Any, run_dir: Path) -> None:
     from nasframe.core.costs import format_count
     from nasframe.search.answer import describe_answer
 
@@ -145,6 +145,7 @@ def _print_answer(result: Any) -> None:
         print(f"  held out: {head.text()} on {head.where}{also}")
     else:
         print(f"  held out: none ({result.evaluator} gives no held-out figure for this data)")
+    print(f"  its own accuracy as a trained network: nasframe train {run_dir} (from scratch, on the test split)")
     if final.params is not None:
         print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
     for key, value in final.export.items():
