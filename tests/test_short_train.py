@@ -59,7 +59,7 @@ def test_same_seed_same_result_other_seed_differs(space, digits):
 
 def test_budget_overrides_epochs(space, digits):
     ev = make(space, digits, epochs=5, batch_size=64)
-    spe = 898 // 64  # search-train holds round(1797 * 0.5) = 898 images
+    spe = 719 // 64  # search-train holds round(1438 * 0.5) = 719 images (digits without its test split)
     r = ev.evaluate(space.validate(ARCH), Budget(steps=3))
     assert r.cost.epochs == pytest.approx(3 / spe)
     assert ev.evaluate(space.validate(ARCH), Budget(epochs=0.5)).cost.epochs == pytest.approx(round(spe / 2) / spe)

@@ -37,3 +37,6 @@ class SupernetEvaluator(
                     f"{users} needs the supernet's {extra}, which space {space.name!r} does not declare: "
                     f"{space.supernet_extra_hint(extra)}"
                 )
+
+    def search_split(self) -> str:
+        return "search-val, through the supernet's shared weights (not a stand-alone training)"

@@ -2,8 +2,9 @@
 
 One job per module: `plan` (config and flags -> Plan), `execution` (create, resume or skip each
 run and read it back), `statistics` (analytic random-search reference, summaries over seeds),
-`labels` (what the numbers are, in words), `writers` (csv, Markdown, TensorBoard), `plot`
-(curves.png) and `comparison` (plan to files); the command line lives in
+`labels` (what the numbers are, in words), `regret` (distance to a table's optimum), `writers` (csv,
+Markdown with the figures' captions, TensorBoard), `figures` (formats, paper-column style, captions),
+`plot` (curves.* and regret.*) and `comparison` (plan to files); the command line lives in
 `nasframe.app.commands.compare`. Nothing here imports torch
 at import time, so `nasframe --help` stays fast.
 """

@@ -184,7 +184,9 @@ def _arch_text(arch: str | Mapping[str, Any]) -> tuple[str, str]:
     """The architecture's text and a note of where it came from (a file's path, or 'given')."""
     if isinstance(arch, Mapping):
         return json.dumps(dict(arch)), "given mapping"
-    if Path(arch).is_file():
+    from nasframe.common.loading import names_file
+
+    if names_file(arch):
         from nasframe.search.answer import arch_text_from_file
 
         text, where = arch_text_from_file(arch)

@@ -7,7 +7,6 @@ import sys
 
 from nasframe.app import flags
 from nasframe.compare.comparison import (
-    FIGURE,
     PAIRS_CSV,
     RUNS_CSV,
     SUMMARY_CSV,
@@ -16,6 +15,7 @@ from nasframe.compare.comparison import (
     run_comparison,
 )
 from nasframe.compare.execution import ExecutorChoice
+from nasframe.compare.figures import FORMATS
 from nasframe.compare.plan import make_plan
 
 _CONFIG_HELP = "YAML file with strategies, seeds, budget, out and the space/evaluator/data/run/constraints sections"
@@ -58,7 +58,13 @@ class CompareCommand:
         p.add_argument("--parallel", type=flags.positive_int, default=2, metavar="N", help="ray: runs at a time")
         p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (default: start one here)")
         p.add_argument("--no-tensorboard", action="store_true", help="skip the comparison's TensorBoard logs")
-        p.add_argument("--no-plot", action="store_true", help=f"skip {FIGURE}")
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="png",
+            help="file format of the figures (curves.*, and regret.* on a tabular benchmark; default png)",
+        )
+        p.add_argument("--no-plot", action="store_true", help="skip the figures")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -91,7 +97,12 @@ class CompareCommand:
         try:
             executor = ExecutorChoice(args.executor, args.parallel, args.address)
             result = run_comparison(
-                plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say, executor=executor
+                plan,
+                tensorboard=not args.no_tensorboard,
+                plot=not args.no_plot,
+                say=_say,
+                executor=executor,
+                figure_format=args.format,
             )
         except KeyboardInterrupt:
             _say(f"interrupted; run the same command again (with --out {plan.out}) to continue")
@@ -110,7 +121,7 @@ class CompareCommand:
 
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
     done = result.actions
-    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + ([] if args.no_plot else [FIGURE])
+    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + [f.file for f in result.figures]
     return (
         f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
         f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"
