@@ -156,7 +156,7 @@ def train_cream(ev: Any, space: Any, paths: np.random.Generator, steps: int, war
     from nasframe.core.costs import ArchCosts
 
     ev.train_paths(warmup, lambda: space.sample(paths))
-    board = PrioritizedBoard(10, 5.0)
+    board = PrioritizedBoard.for_space(space, 10, 5.0)
     costs = ArchCosts(space, ev.data.spec)
     return ev.train_distilled(
         steps - warmup,

@@ -104,6 +104,10 @@ class ZeroCost(Evaluator[ZeroCostOptions]):
             raise ConfigError(f"proxy: {self.options.proxy!r} is not allowed; choose one of {', '.join(PROXIES)}")
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def search_split(self) -> str:
+        source = "no images" if self.options.proxy in DATA_FREE else "one batch of search-train"
+        return f"{self.options.proxy} score at initialisation ({source}); an order, not an accuracy"
+
     def _spec(self) -> DataSpec:
         if self.data is None:
             raise ConfigError("zero_cost needs a data set (evaluators get one from the run's data: section)")

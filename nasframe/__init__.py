@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         SpaceExhausted,
     )
     from nasframe.common.options import option
+    from nasframe.common.plugins import load_plugin
     from nasframe.core.capabilities import AngleMetric, BNRecalibration, Capability, SharedWeights, TabularBenchmark
     from nasframe.core.evaluator import Budget, Cost, Evaluator, Result, WorkReport
     from nasframe.core.registry import (
@@ -60,6 +61,7 @@ _HOMES: dict[str, str] = {
         "nasframe.common.errors",
     ),
     "option": "nasframe.common.options",
+    "load_plugin": "nasframe.common.plugins",
     **dict.fromkeys(
         ["AngleMetric", "BNRecalibration", "Capability", "SharedWeights", "TabularBenchmark"],
         "nasframe.core.capabilities",
@@ -101,6 +103,15 @@ def __dir__() -> list[str]:
 
 _moved.install()  # the 0.1 import paths, for one release (nasframe/_moved.py)
 
+
+def model_space(name: str, factory: Any = None, **kwargs: Any) -> Any:
+    """Register a PyTorch module class (or factory) written with `nasframe.nn` mutables as the search space
+    `name` (see `nasframe.nn.model_space`; imported on first use, so `import nasframe` stays light)."""
+    from nasframe.nn.space import model_space as register
+
+    return register(name, factory, **kwargs)
+
+
 __all__ = [
     "AngleMetric",
     "Arch",
@@ -132,6 +143,8 @@ __all__ = [
     "list_evaluators",
     "list_spaces",
     "list_strategies",
+    "load_plugin",
+    "model_space",
     "option",
     "register_dataset",
     "register_evaluator",

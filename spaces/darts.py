@@ -91,6 +91,11 @@ class DartsOptions:
 
 
 _NAMED: dict[str, Arch] = {}
+#: the papers' spellings that differ from a name by more than case and separators
+_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "DARTS_V1": ("DARTS (first order)",),
+    "DARTS_V2": ("DARTS (second order)",),
+}
 
 
 def _named() -> dict[str, Arch]:
@@ -109,6 +114,7 @@ class DartsSpace(SearchSpace[DartsOptions]):
     Options = DartsOptions
     reference_data = "cifar10"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     training_extras = frozenset({"drop_path", "auxiliary"})
 
     def define_decisions(self) -> list[Decision]:
@@ -129,14 +135,17 @@ class DartsSpace(SearchSpace[DartsOptions]):
     def named_architectures(self) -> dict[str, Arch]:
         return dict(_named())
 
+    @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        return {name: _SPELLINGS.get(name, ()) for name in (*ALIASES, *PUBLISHED)}
+
     def parse_arch(self, text: str) -> Arch:
         """A name (DARTS_V2, MDENAS, ...), DARTS' `Genotype(...)` text (flat, or pt.darts' nested
         lists), a JSON/YAML genotype mapping, or a JSON/YAML mapping decision -> op."""
         stripped = text.strip()
-        named = _named()
-        for key in (stripped, stripped.upper()):
-            if key in named:
-                return self.validate(named[key])
+        found = self.arch_by_name(stripped)
+        if found is not None:
+            return self.validate(found)
         if stripped.startswith(("Genotype", "(")):
             return self.validate(arch_from_value(parse_genotype_fields(stripped)))
         from nasframe.common.loading import parse_value
@@ -148,7 +157,8 @@ class DartsSpace(SearchSpace[DartsOptions]):
             return self.validate(value)
         raise InvalidArchitecture(
             f"cannot read DARTS architecture {stripped[:60]!r}: give a name "
-            f"({', '.join(named)}), a Genotype(...) text, or a JSON mapping"
+            f"({', '.join(self.architecture_names())}), a Genotype(...) text, or a JSON mapping"
+            f"{self.name_suggestion(stripped)}"
         )
 
     def genotype(self, arch: Mapping[str, Any]) -> Genotype:

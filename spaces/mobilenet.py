@@ -73,6 +73,7 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
     Options = MobileNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     additive_costs = True
 
     def __init__(self, options: MobileNetOptions | None = None):
@@ -111,6 +112,16 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
         return out
 
     @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """The papers' spellings beyond case and separators: ProxylessNAS' and ABS' tables."""
+        spellings = {
+            "proxyless_gpu": ("ProxylessNAS-GPU",),
+            "proxyless_cpu": ("ProxylessNAS-CPU",),
+            "proxyless_abs": ("ProxylessNAS_ABS",),
+        }
+        return {name: spellings.get(name, ()) for name in NAMED_ARCHS}
+
+    @classmethod
     def options_for_arch(cls, name: str) -> dict[str, Any] | None:
         """Space options under which the published architecture `name` is a member (None: no such
         name), with the default op sets kept. A CLI can merge them under the user's own `--set`
@@ -126,8 +137,9 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
     def parse_arch(self, text: str) -> Arch:
         """A named architecture, a JSON/YAML mapping, or a list of choices in decision order."""
         text = text.strip()
-        if text in NAMED_ARCHS and text not in self.named_architectures():
-            raise InvalidArchitecture(self._named_hint(text))
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
         if text.startswith("["):
             from nasframe.common.loading import parse_yaml
 
@@ -146,7 +158,7 @@ class MobileNetSpace(SearchSpace[MobileNetOptions]):
             )
         return self.validate(dict(zip(names, flat)))
 
-    def _named_hint(self, name: str) -> str:
+    def name_unavailable(self, name: str) -> str:
         o = self.options
         need = needed_options(NAMED_ARCHS[name])
         sets = []

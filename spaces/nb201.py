@@ -18,8 +18,9 @@ import numpy as np
 
 from nasframe.common.errors import DataError, InvalidArchitecture
 from nasframe.common.options import option
+from nasframe.core.cell_paths import CellPaths
 from nasframe.core.registry import register_space
-from nasframe.core.space import Arch, Decision, SearchSpace, TabularSpace
+from nasframe.core.space import Arch, Choice, Decision, SearchSpace, TabularSpace
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,6 +32,8 @@ OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (target node, source node) of each edge, in the cell string's order
 EDGES = tuple((i, j) for i in range(1, 4) for j in range(i))
 EDGE_NAMES = tuple(f"{i}<-{j}" for i, j in EDGES)
+#: the edges of each input-to-output path of the cell (node routes 0-3, 0-1-3, 0-2-3, 0-1-2-3)
+PATHS = (("3<-0",), ("1<-0", "3<-1"), ("2<-0", "3<-2"), ("1<-0", "2<-1", "3<-2"))
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 TABLE_PATH = Path(__file__).resolve().parent / "data" / "nb201.npz"
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
@@ -111,18 +114,20 @@ class NB201Options:
     supernet_conv_bias: bool = option(
         False,
         "give the supernet cells' convs a bias, as the benchmark's search code does (bias=not affine): "
-        "6,720 more parameters at C=16, which the affine-free BN that follows cancels",
+        "6,720 more parameters at C=16, which the affine-free BN that follows cancels in training (the "
+        "benchmark's search weights load into either supernet: nb201_search_weights folds the biases)",
     )
 
 
 @register_space("nb201")
-class NB201Space(SearchSpace[NB201Options], TabularSpace):
+class NB201Space(SearchSpace[NB201Options], TabularSpace, CellPaths):
     """NAS-Bench-201 cell: 6 edges x 5 ops (15,625 cells), with the benchmark's tables built in."""
 
     Options = NB201Options
     reference_data = "cifar10"
     additive_costs = True
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
 
     def __init__(self, options: NB201Options | None = None):
         super().__init__(options)
@@ -138,6 +143,17 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
         so the edges of node 1, 2 and 3 mutate with probability 1/3, 1/6 and 1/9 each.
         """
         return [[name for (target, _), name in zip(EDGES, EDGE_NAMES) if target == node] for node in (1, 2, 3)]
+
+    # ---- paths (BANANAS' path encoding) --------------------------------------------------------------
+    def path_ops(self) -> tuple[str, ...]:
+        return OPS
+
+    def longest_path(self) -> int:
+        return 3
+
+    def cell_paths(self, arch: Arch) -> list[tuple[Choice, ...]]:
+        """The ops on the cell's four node routes (a route through `none` is kept, as BANANAS' code keeps it)."""
+        return [tuple(arch[edge] for edge in route) for route in PATHS]
 
     # ---- fast paths (with the tabular evaluator the runner's own overhead is the bottleneck) ------
     def all_archs(self) -> list[Arch]:
@@ -189,6 +205,11 @@ class NB201Space(SearchSpace[NB201Options], TabularSpace):
     # ---- text forms ----------------------------------------------------------------------------
     def named_architectures(self) -> dict[str, Arch]:
         return {"resnet": Arch(list(zip(EDGE_NAMES, parse_cell_string(RESNET_CELL))))}
+
+    @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """The benchmark's ResNet cell (its other 15,624 cells have indices, not names)."""
+        return {"resnet": ()}
 
     def parse_arch(self, text: str) -> Arch:
         """A cell string (`|nor_conv_3x3~0|+|...|`), a benchmark index, a name, or a JSON mapping."""

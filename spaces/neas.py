@@ -195,6 +195,16 @@ class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace):
         return same == ref and o.members == 2 and set(OPS) <= set(o.ops) and o.allow_skip and o.splits is None
 
     @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        return {name: () for name in RELEASED}
+
+    def name_unavailable(self, name: str) -> str:
+        return (
+            f"{name!r} is defined on the released chain with K = 2; use the default space options "
+            f"with --set space.members=2 (no stage, width, op or split changes)"
+        )
+
+    @classmethod
     def options_for_arch(cls, name: str) -> dict[str, Any] | None:
         """The released models need the default chain with K = 2; their published parameter counts
         include the released code's unused layers, so `inspect` builds those too."""
@@ -253,11 +263,9 @@ class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace):
     def parse_arch(self, text: str) -> Arch:
         """A named model, a JSON/YAML mapping, or a released flat tuple such as `[16, 2, 0, 3, ...]`."""
         text = text.strip()
-        if text in RELEASED and text not in self.named_architectures():
-            raise InvalidArchitecture(
-                f"{text!r} is defined on the released chain with K = 2; use the default space options "
-                f"with --set space.members=2 (no stage, width, op or split changes)"
-            )
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
         if text.startswith("["):
             import yaml
 

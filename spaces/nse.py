@@ -192,17 +192,25 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace):
         return out
 
     @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        return {name: () for name in PUBLISHED}
+
+    @classmethod
     def options_for_arch(cls, name: str) -> dict[str, Any] | None:
         found = PUBLISHED.get(name)
         return dict(found[0]) if found is not None else None
+
+    def name_unavailable(self, name: str) -> str:
+        opts = " ".join(f"--set space.{k}={_yaml(v)}" for k, v in PUBLISHED[name][0].items())
+        return f"architecture {name!r} is defined on another layout; add {opts}"
 
     def parse_arch(self, text: str) -> Arch:
         """A named architecture, a JSON/YAML mapping of gates, or a list of op-index lists, one per cell
         (the released code's notation, e.g. [[0], [6], [3, 9], ...])."""
         text = text.strip()
-        if text in PUBLISHED and text not in self.named_architectures():
-            opts = " ".join(f"--set space.{k}={_yaml(v)}" for k, v in PUBLISHED[text][0].items())
-            raise InvalidArchitecture(f"architecture {text!r} is defined on another layout; add {opts}")
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
         if text.startswith("["):
             import yaml
 

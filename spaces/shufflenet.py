@@ -98,6 +98,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
     Options = ShuffleNetOptions
     reference_data = "imagenet"
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms", "forward_mixed"})
     additive_costs = True
 
     def __init__(self, options: ShuffleNetOptions | None = None):
@@ -142,20 +143,26 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
                 out[name] = Arch([(d.name, c) for c, d in zip(choices, self.decisions)])
         return out
 
+    @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        return {name: () for name in NAMED_INDICES}
+
     def parse_arch(self, text: str) -> Arch:
         """A named architecture, a JSON/YAML mapping, or one choice per block in order: SPOS indices
         0..3 or op names, separated by commas or spaces, optionally in (nested) brackets ("2,1,0,...")."""
         text = text.strip()
-        if text in NAMED_INDICES and text not in self.named_architectures():
-            raise InvalidArchitecture(self._named_hint(text))
-        if text in NAMED_INDICES or ":" in text or not text:  # a name, or a JSON/YAML mapping
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
+        if ":" in text or not text:  # a JSON/YAML mapping
             return super().parse_arch(text)
         tokens = [t for t in _LIST_SEPARATORS.split(text) if t]
         if len(tokens) == 1 and tokens[0] not in CHOICES and not _is_index(tokens[0]):
             raise InvalidArchitecture(
                 f"cannot read architecture {text[:60]!r}: give a named architecture "
-                f"({', '.join(self.named_architectures()) or 'none here'}), a JSON mapping, or "
+                f"({', '.join(self.architecture_names())}), a JSON mapping, or "
                 f"{len(self.decisions)} choices such as 2,1,0,... (indices 0..3 or op names)"
+                f"{self.name_suggestion(text)}"
             )
         return self._from_list(tokens)
 
@@ -177,7 +184,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions]):
                 )
         return self.validate(dict(zip(names, choices)))
 
-    def _named_hint(self, name: str) -> str:
+    def name_unavailable(self, name: str) -> str:
         if len(NAMED_INDICES[name]) != len(self.decisions):
             return (
                 f"architecture {name!r} has {len(NAMED_INDICES[name])} blocks, this space "

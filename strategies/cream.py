@@ -58,7 +58,7 @@ class Cream(Strategy[CreamOptions]):
     def __init__(self, space: SearchSpace, options: CreamOptions | None = None, *, seed: int | None = None):
         super().__init__(space, options, seed=seed)
         o = self.options
-        self.board = PrioritizedBoard(o.board_size, o.acc_gap)
+        self.board = PrioritizedBoard.for_space(space, o.board_size, o.acc_gap)
         self.epoch = 0
         self.scored = 0  # per-epoch scores of the board's best, told
         self.finalists: list[Arch] = []  # the board at the end, best first (fixed when scoring starts)

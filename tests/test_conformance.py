@@ -83,6 +83,37 @@ class TestNse(StrategyConformance):
         return cls(build_options(cls.Options, TINY_NSE, "space"))
 
 
+class TestLocalSearch(StrategyConformance):
+    strategy = "local_search"
+
+
+class TestLocalSearchFirstImprovement(StrategyConformance):
+    strategy, options = "local_search", {"move": "first"}
+
+
+class TestBananas(StrategyConformance):
+    strategy = "bananas"
+    options = {"initial": 4, "batch": 3, "candidates": 12, "layers": 2, "width": 8, "epochs": 5}
+    rounds = 8
+
+
+class TestOptuna(StrategyConformance):
+    strategy = "optuna"
+
+
+class TestOptunaWithoutDedup(StrategyConformance):
+    strategy, options = "optuna", {"dedup": False, "sampler_options": {"n_startup_trials": 3}}
+
+
+class TestSuccessiveHalving(StrategyConformance):
+    strategy = "successive_halving"
+
+
+class TestHyperband(StrategyConformance):
+    strategy = "hyperband"
+    rounds = 20
+
+
 class TestDartsSpace(SpaceConformance):
     space = "darts"
     options = {"C": 4, "layers": 3, "supernet_C": 4, "supernet_layers": 3}

@@ -4,6 +4,7 @@ runs on darts and mobilenet with exact resume after kill -9."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -74,6 +75,46 @@ def test_board_invariants_under_random_offers():
     assert [(e.prec1, e.macs, e.arch) for e in again.entries] == [(e.prec1, e.macs, e.arch) for e in b.entries]
 
 
+def reference_board_update(board: list, prec1: float, flops: float, cand: list, size: int, gap: float) -> None:
+    """Cream's PrioritizedBoard.isUpdate + update_prioritized_board (lib/models/PrioritizedBoard.py, after the
+    META_STA_EPOCH check), on its tuples (val_prec1, prec1, flops, cand): `sorted(..., reverse=True)` of the
+    whole tuple, then the last entry dropped while the board is over size. The stored batch slices that
+    follow in its tuples are left out: they are only reached when two tuples agree on all four (the same
+    path at the same top-1), where sorted() keeps the order of entry as this board does."""
+    enters = len(board) < size or prec1 > board[-1][1] + gap or (prec1 > board[-1][1] and flops < board[-1][2])
+    if enters:
+        board.append((prec1, prec1, flops, cand))
+        board.sort(reverse=True)
+    while len(board) > size:
+        del board[-1]
+
+
+def test_board_ties_break_by_the_choice_indices_as_the_references_tuple_sort():
+    """On a (top-1, MACs) tie the reference's tuple sort compares the op-index lists (cand: [[0], indices of
+    the sampled choices, [0]]), larger first; choices named op0..op11 make the index order differ from the
+    names' string order ("op10" < "op2"). A constructed tie, then 400 random offers with many ties: the board
+    equals the reference's after every offer."""
+    space = ToySpace(decisions=3, choices=12)
+    tie = [Arch([("d0", "op2"), ("d1", f"op{j}"), ("d2", "op0")]) for j in (1, 10, 2)]
+    b = PrioritizedBoard.for_space(space, 3, 5.0)
+    for a in tie:
+        b.offer(a, 70.0, lambda a: 5.0)
+    assert [e.arch["d1"] for e in b.entries] == ["op10", "op2", "op1"]  # insertion order would be op1, op10, op2
+    rng = np.random.default_rng(3)
+    b, reference = PrioritizedBoard.for_space(space, 4, 5.0), []
+    for _ in range(400):
+        a = space.sample(rng)
+        prec1, macs = float(rng.choice([50.0, 56.0, 62.0])), float(rng.choice([1.0, 2.0]))
+        cand = [[0], [space.decision(n).index(c) for n, c in a.items()], [0]]
+        b.offer(a, prec1, lambda a, m=macs: m)
+        reference_board_update(reference, prec1, macs, cand, 4, 5.0)
+        assert [(e.prec1, e.macs, list(b.indices(e.arch))) for e in b.entries] == [
+            (p, f, c[1]) for p, _, f, c in reference
+        ]
+    again = PrioritizedBoard.from_state(json.loads(json.dumps(b.to_state())))
+    assert again.entries == b.entries and again.choices == b.choices
+
+
 def test_board_options_are_checked():
     with pytest.raises(ConfigError, match="size"):
         PrioritizedBoard(0, 5.0)
@@ -91,6 +132,77 @@ def test_loss_weighting_and_soft_target_cross_entropy():
     assert kd == pytest.approx(math.log(math.e**2 + 2) - 1, abs=1e-12) and kd == pytest.approx(1.239545, abs=1e-6)
     ce = float(torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1))
     assert float(distillation_loss(logits, target, y, 0.5, 0.1)) == pytest.approx(0.25 * kd + 0.75 * ce, abs=1e-12)
+
+
+class TwoPaths(torch.nn.Module):
+    """A stem (conv with bias + BN), two alternative convs, a classifier: a path takes one of the two."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3))
+        self.ops = torch.nn.ModuleList(torch.nn.Conv2d(3, 3, 3, padding=1) for _ in range(2))
+        self.head = torch.nn.Linear(3, 4)
+        self.path = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.ops[self.path](self.stem(x))).mean(dim=(2, 3)))
+
+
+def test_decay_1d_off_without_clipping_takes_the_references_step():
+    """Cream's supernet step (lib/core/train.py train_epoch; lib/utils/util.py create_optimizer_supernet and
+    add_weight_decay_supernet): SGD with Nesterov momentum over two groups, no weight decay on 1-D parameters
+    or biases, the decay on the rest, no gradient clipping. The step runner with `grad_clip=None` and
+    `decay_1d=False` gives the same weights after four steps on alternating paths (measured: bit for bit), and
+    with the default `decay_1d` it does not (0.17 apart)."""
+    from nasframe.data.augment import BatchTransform
+    from nasframe.training.step_options import StepSettings
+    from nasframe.training.steps import StepRunner
+
+    torch.manual_seed(0)
+    ours = TwoPaths()
+    reference = copy.deepcopy(ours)
+    default = copy.deepcopy(ours)
+    rng = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randint(0, 4, (8, 1, 6, 6), generator=rng), torch.randint(0, 4, (8,), generator=rng)) for _ in range(4)
+    ]
+    identity = BatchTransform(torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 1 / 255))
+    lr, wd = 0.3, 0.05  # large, so a wrong decay shows
+
+    def run(model, decay_1d):
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd, nesterov=True)
+        settings = StepSettings(grad_clip=None, auxiliary_weight=0.0, label_smoothing=0.1, decay_1d=decay_1d)
+        runner = StepRunner(model, opt, identity, settings, torch.device("cpu"))
+        names = dict(model.named_parameters())
+
+        def params_for(i):
+            model.path = i % 2
+            return [p for n, p in names.items() if not n.startswith(f"ops.{1 - model.path}.")]
+
+        runner.run(iter(batches), 4, lambda i: lr, params_for=params_for)
+
+    run(ours, decay_1d=False)
+    run(default, decay_1d=True)
+    no_decay = [p for n, p in reference.named_parameters() if p.dim() == 1 or n.endswith(".bias")]
+    decay = [p for n, p in reference.named_parameters() if not (p.dim() == 1 or n.endswith(".bias"))]
+    opt = torch.optim.SGD(
+        [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": wd}],
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    reference.train()
+    for i, (x, y) in enumerate(batches):
+        reference.path = i % 2
+        loss = torch.nn.functional.cross_entropy(reference(x.float()), y, label_smoothing=0.1)
+        opt.zero_grad()  # set_to_none: the op off the path gets no update
+        loss.backward()
+        opt.step()
+    for (name, p), q in zip(reference.named_parameters(), ours.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-6), name
+    assert any(
+        not torch.allclose(p, r, rtol=0, atol=1e-3) for p, r in zip(reference.parameters(), default.parameters())
+    )
 
 
 def tiny_evaluator(lr: float = 0.025):

@@ -4,6 +4,7 @@ mobilenet and nb201 spaces, and exact resume after kill -9 (reference section 4.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -83,9 +84,9 @@ class Smooth(nn.Module):
         return self.head(x)
 
 
-def exact_second_order(model, alphas, train, val, xi, momentum, wd, buffers):
+def exact_second_order(model, alphas, train, val, xi, momentum, wd, buffers, decay_1d=True):
     """d/dalpha L_val(w'(alpha), alpha), w'(alpha) = w - xi (m buf + grad_w L_train(w, alpha) + wd w), by
-    autograd's double backward."""
+    autograd's double backward (`decay_1d` False: wd 0 on 1-D parameters)."""
     named = list(model.named_parameters())
     w = [p.detach() for _, p in named]
     w_leaf = [x.clone().requires_grad_(True) for x in w]
@@ -93,7 +94,8 @@ def exact_second_order(model, alphas, train, val, xi, momentum, wd, buffers):
     train_loss = _loss(model, *train, _plain_settings(), params={n: x for (n, _), x in zip(named, w_leaf)})
     g = torch.autograd.grad(train_loss, w_leaf, create_graph=True, allow_unused=True)
     g = [torch.zeros_like(x) if gi is None else gi for x, gi in zip(w, g)]
-    unrolled = {n: x - xi * (momentum * buffers[n] + gi + wd * x) for (n, _), x, gi in zip(named, w, g)}
+    decay = [wd if decay_1d or x.dim() > 1 else 0.0 for x in w]
+    unrolled = {n: x - xi * (momentum * buffers[n] + gi + d * x) for (n, _), x, gi, d in zip(named, w, g, decay)}
     model.weights = softmax_weights(alphas)
     val_loss = _loss(model, *val, _plain_settings(), params=unrolled)
     exact = torch.autograd.grad(val_loss, list(alphas.values()), allow_unused=True)
@@ -128,6 +130,21 @@ def test_second_order_gradient_equals_the_exact_one_within_the_finite_difference
     assert (f - exact).norm() / exact.norm() > 100 * (a - exact).norm() / exact.norm()
 
 
+def test_second_order_without_decay_on_1d_parameters_unrolls_the_step_the_weights_then_take():
+    """With `decay_1d` off (evaluator.decay_1d=false) the unrolled step exempts biases from the weight decay,
+    as the weight step does: the gradient then equals the exact one for that step (relative 1e-4), which
+    differs from the all-decay one by far more at wd 0.5."""
+    torch.manual_seed(0)
+    model = MixedForward(Smooth().double())
+    alphas, train, val, buffers = second_order_case(model, ["d0", "d1"], 3, (6,), 4)
+    approx, _ = second_order(model, alphas, softmax_weights, train, val, 0.5, 0.9, 0.5, buffers, decay_1d=False)
+    exact = exact_second_order(model, alphas, train, val, 0.5, 0.9, 0.5, buffers, decay_1d=False)
+    every = exact_second_order(model, alphas, train, val, 0.5, 0.9, 0.5, buffers)
+    a = torch.cat([approx[n] for n in alphas])
+    assert (a - exact).norm() / exact.norm() < 1e-4
+    assert (every - exact).norm() / exact.norm() > 100 * (a - exact).norm() / exact.norm()
+
+
 def test_second_order_on_the_darts_supernet_converges_to_the_exact_gradient():
     """On the DARTS supernet (ReLU, max pooling) the same formula converges to the exact gradient as the
     difference step shrinks; with DARTS' own step (0.01 / |d|) this tiny net is still far from it, as measured."""
@@ -142,6 +159,68 @@ def test_second_order_on_the_darts_supernet_converges_to_the_exact_gradient():
 
     assert error(1e-6) < 1e-6
     assert error(0.01) > 0.1  # measured 0.73 here: see docs/strategies/darts.md
+
+
+def reference_unrolled_step(model, alphas, train, val, xi, momentum, wd, buffers):
+    """DARTS' second-order architecture gradient as quark0/darts runs it (cnn/architect.py at a00cad0):
+    `_compute_unrolled_model` takes L_train on the shared model, `_construct_model_from_theta` loads the
+    shared state_dict (running statistics included) into a new network at w', `_backward_step_unrolled`
+    takes L_val on that copy, and `_hessian_vector_product` shifts the shared weights in place by +R v,
+    -2R v, +R v with R = 0.01 / |v|."""
+    params = list(model.parameters())
+    a = list(alphas.values())
+    model.weights = {k: v.detach() for k, v in softmax_weights(alphas).items()}
+    g = torch.autograd.grad(_loss(model, *train, _plain_settings()), params, allow_unused=True)
+    g = [torch.zeros_like(p) if gi is None else gi for p, gi in zip(params, g)]
+    moment = [momentum * buffers[n] for n, _ in model.named_parameters()]
+    theta = [p.detach() - xi * (m + gi + wd * p.detach()) for p, m, gi in zip(params, moment, g)]
+    model.weights = {}
+    unrolled = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, t in zip(unrolled.parameters(), theta):
+            p.copy_(t)
+    a_copy = [x.detach().clone().requires_grad_(True) for x in a]
+    unrolled.weights = softmax_weights(dict(zip(alphas, a_copy)))
+    val_loss = _loss(unrolled, *val, _plain_settings())
+    grads = torch.autograd.grad(val_loss, a_copy + list(unrolled.parameters()), allow_unused=True)
+    d_alpha = [torch.zeros_like(x) if gi is None else gi for x, gi in zip(a, grads[: len(a)])]
+    vector = [torch.zeros_like(p) if gi is None else gi for p, gi in zip(params, grads[len(a) :])]
+    r = 0.01 / torch.cat([v.reshape(-1) for v in vector]).norm()
+    shifted = []
+    for step in (r, -2 * r):
+        with torch.no_grad():
+            for p, v in zip(params, vector):
+                p.add_(step * v)
+        model.weights = softmax_weights(alphas)
+        gs = torch.autograd.grad(_loss(model, *train, _plain_settings()), a, allow_unused=True)
+        shifted.append([torch.zeros_like(x) if gi is None else gi for x, gi in zip(a, gs)])
+    with torch.no_grad():
+        for p, v in zip(params, vector):
+            p.add_(r * v)
+    model.weights = {}
+    return {n: da - xi * (gp - gn) / (2 * r) for n, da, gp, gn in zip(alphas, d_alpha, *shifted)}
+
+
+def test_second_order_batchnorm_statistics_equal_the_references_run_on_an_unrolled_copy():
+    """After one second-order step the shared BatchNorm running statistics equal those of the reference's
+    procedure (they take in the train batch at w, w+ and w-; the val batch at w' only reaches the unrolled
+    copy), and so does the architecture gradient, to round-off in float64. Taking L_val on the shared
+    model instead moved these statistics by up to 0.12 after three steps."""
+    space, net = darts_supernet_double()
+    model = MixedForward(net)
+    alphas, train, val, buffers = second_order_case(model, [d.name for d in space.decisions], 8, (1, 8, 8), 10)
+    reference = copy.deepcopy(model)
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    ours, _ = second_order(model, alphas, softmax_weights, train, val, 0.025, 0.9, 3e-4, buffers)
+    expected = reference_unrolled_step(reference, alphas, train, val, 0.025, 0.9, 3e-4, buffers)
+    stats = [n for n in before if n.endswith("running_mean") or n.endswith("running_var")]
+    assert stats and all(not torch.equal(model.get_buffer(n), before[n]) for n in stats)
+    for name, buffer in reference.named_buffers():
+        assert torch.allclose(model.get_buffer(name), buffer, rtol=0, atol=1e-12), name
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-15)
+    for name in alphas:
+        assert torch.allclose(ours[name], expected[name], rtol=1e-9, atol=1e-12), name
 
 
 # ---- the strategy -----------------------------------------------------------------------------------

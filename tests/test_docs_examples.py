@@ -232,10 +232,15 @@ def installed_only():
         installed = set(registry._entry_points())
         saved.append((registry, registry._items, installed))
         registry._items = {n: c for n, c in registry._items.items() if n in installed}
+    plugins_before = {m for m in sys.modules if m.startswith("nasframe_plugin_")}
     yield
     for registry, items, installed in saved:
         items.update({n: c for n, c in registry._items.items() if n in installed and n not in items})
         registry._items = items
+    # a page's plugin file imported here is forgotten with what it registered, so the page's next block that
+    # names it with --plugin imports (and registers) it again, as a new `nasframe` process would
+    for name in [m for m in sys.modules if m.startswith("nasframe_plugin_") and m not in plugins_before]:
+        del sys.modules[name]
 
 
 def run_nasframe(argv: list[str], cwd: Path, monkeypatch) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 """The plugin example of docs/plugins.md works as written and does what the page says it does.
 
-tests/test_docs_examples.py runs it too; this test also checks its behaviour (a local search).
+tests/test_docs_examples.py runs it too; this test also checks its behaviour (mutating the best).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_plugin_example_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    assert best["strategy"] == "local_search" and best["evaluations"] == len(history) == 100
+    assert best["strategy"] == "mutate_best" and best["evaluations"] == len(history) == 100
     # after the random starts, every proposal differs from the best so far in at most one decision
     best_so_far = None
     for rec in history:

@@ -59,6 +59,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["train", "--help"],
         ["export", "--help"],
         ["compare", "--help"],
+        ["report", "--help"],
+        ["report", "no/such/folder"],  # a wrong folder is refused before the figures' libraries load
         ["run", "--budget", "-3"],  # argparse's own check
         ["run", "--no-such-flag"],
         ["frobnicate"],
@@ -113,6 +115,37 @@ def test_show_reads_a_finished_run_without_torch(finished_run: Path) -> None:
         assert not loaded & {*HEAVY, "numpy"}, f"nasframe {' '.join(args)} imported {sorted(loaded & {*HEAVY})}"
 
 
+@pytest.fixture(scope="module")
+def finished_bananas(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a strategy that checkpoints a predictor (its tensors are written with torch)."""
+    out = tmp_path_factory.mktemp("startup") / "bananas"
+    code, _, err = _run(["run", "--strategy", "bananas", "--space", "nb201", "--evaluator", "tabular"]
+                        + ["--budget", "12", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+def test_show_reads_a_model_based_strategy_without_torch(finished_bananas: Path) -> None:
+    code, loaded, err = _run(["show", str(finished_bananas)])
+    assert code == 0, err
+    assert not loaded & {*HEAVY, "numpy"}, sorted(loaded & {*HEAVY, "numpy"})
+
+
+def test_model_space_registration_is_imported_when_called() -> None:
+    """`nasframe.model_space` registers a user's model (nasframe.nn): reaching the name loads nothing heavy;
+    a plugin that calls it registers the space, which `list` then describes."""
+    probe = "import sys, nasframe; nasframe.model_space; print(sorted({*sys.modules} & {'torch', 'nasframe.nn'}))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert proc.stdout.strip() == "[]"
+    toy = str(Path(__file__).resolve().parent / "plugins" / "byom_toy.py")
+    code, loaded, err = _run(["list", "--plugin", toy])
+    assert code == 0 and "torch" in loaded, err  # the plugin's own model imports torch, as it must
+    listing = subprocess.run(
+        [sys.executable, "-m", "nasframe", "list", "--plugin", toy], capture_output=True, text=True, timeout=300
+    ).stdout
+    assert "  byom_toy: " in listing and "(cannot load" not in listing.split("  byom_toy: ", 1)[1].splitlines()[0]
+
+
 def test_the_supernet_declaration_builds_its_implementation() -> None:
     """`nasframe list` reads the supernet evaluator's declaration; constructing it gives the full evaluator."""
     from nasframe.core.capabilities import capabilities_of
@@ -128,14 +161,19 @@ def test_the_supernet_declaration_builds_its_implementation() -> None:
 
 
 def test_public_names_load_on_first_use() -> None:
-    """`nasframe/__init__.py` keeps its three lists in step: __all__, the lazy table, the typed imports."""
+    """`nasframe/__init__.py` keeps its lists in step: __all__ is the lazy table (= the typed imports) plus
+    the public functions defined there (`model_space`, which imports nasframe.nn only when called)."""
     source = Path(nasframe.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(source)
     typed = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             typed |= {alias.asname or alias.name for imp in node.body for alias in imp.names}  # type: ignore[attr-defined]
-    assert set(nasframe.__all__) == set(nasframe._HOMES) == typed
-    for name in nasframe.__all__:
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    assert defined == {"model_space"}
+    assert set(nasframe._HOMES) == typed
+    assert set(nasframe.__all__) == typed | defined
+    for name in nasframe._HOMES:
         assert getattr(nasframe, name) is getattr(__import__(nasframe._HOMES[name], fromlist=[name]), name)
     from nasframe.app import api
 

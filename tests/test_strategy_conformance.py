@@ -12,6 +12,7 @@ import torch
 from nasframe.common.options import build_options
 from nasframe.core.evaluator import Cost, Result
 from nasframe.core.registry import strategies
+from nasframe.core.requests import as_request
 
 STRATEGIES = [n for n in strategies.installed() if not strategies.get(n).requires]
 
@@ -33,7 +34,8 @@ def drive(strategy, steps, start=0):
     for i in range(start, start + steps):
         if strategy.done:
             break
-        for arch in strategy.ask():
+        for item in strategy.ask():
+            arch = as_request(item).arch  # an Arch, or an Evaluate request (multi-fidelity strategies)
             strategy.space.validate(arch)
             strategy.tell(arch, score(arch, i))
             seen.append(arch)

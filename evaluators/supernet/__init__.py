@@ -23,9 +23,10 @@ SETN), to distil a teacher path into each step's student (Cream) and to learn br
 - `distillation`: `SupernetDistillation` (`Distillation`);
 - `branch_importance`: `SupernetBranchImportance` (`BranchImportance`) and NSE's estimator;
 - `fewshot`: few-shot supernets (`FewShotSupernet`, gradient matching) and `FewShotSplitting`;
-- `evaluator`: the registered `SupernetEvaluator`: the options and capabilities, declared without
-  torch (for `nasframe list` and the run's checks); constructing one returns
-- `composed`: `ComposedSupernetEvaluator`, the composition of all of them.
+- `composed`: `ComposedSupernetEvaluator`, the composition of all of them;
+- `evaluator`: the registered `SupernetEvaluator`: the options, the capabilities and the checks of a
+  space, declared without torch (for `nasframe list` and the run's checks); constructing one returns
+  a `ComposedSupernetEvaluator`.
 """
 
 from __future__ import annotations

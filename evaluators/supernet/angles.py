@@ -16,8 +16,9 @@ import torch
 from nasframe.common.errors import NotSupported
 from nasframe.core.angles import angle
 from nasframe.core.capabilities import AngleMetric
-from nasframe.core.space import Arch
+from nasframe.core.space import Arch, ParamSlice
 from nasframe.evaluators.supernet.shared import SharedSupernet
+from nasframe.training.sliced import slice_vectors
 
 
 class SupernetAngles(SharedSupernet, AngleMetric):
@@ -39,7 +40,11 @@ class SupernetAngles(SharedSupernet, AngleMetric):
         base, current = [], []
         flat = self._flat
         for term in self.supernet.angle_terms(arch):
-            if isinstance(term, str):
+            if isinstance(term, ParamSlice):  # part of a parameter (nasframe/training/sliced.py)
+                part_base, part_now = slice_vectors(term, self.base, self._params)
+                base.append(part_base)
+                current.append(part_now)
+            elif isinstance(term, str):
                 entry = flat.get(term)
                 if entry is None:
                     raise NotSupported(f"angle term names unknown parameter {term!r}")

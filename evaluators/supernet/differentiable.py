@@ -117,13 +117,17 @@ def second_order(
     weight_decay: float,
     momentum_buffers: Mapping[str, torch.Tensor],
     fd_scale: float = 0.01,
+    decay_1d: bool = True,
 ) -> tuple[dict[str, torch.Tensor], float]:
     """DARTS' unrolled gradient with its finite-difference Hessian-vector product, and the val loss.
 
     `momentum_buffers` maps parameter names (as in `model.named_parameters()`) to the SGD momentum
     buffers of the weight optimizer (missing ones count as zero); `xi` is the current weight lr;
+    `decay_1d` False exempts 1-D parameters from the weight decay, as the weight step then does;
     the difference step is eps = fd_scale / |grad_w' L_val| (DARTS: 0.01). On networks with ReLU and
     max pooling, 0.01 can step over kinks: the tests measure how far that is from the exact gradient.
+    BatchNorm running statistics take in the train batch at w, w+ and w-, never the val batch at w'
+    (the reference evaluates that on an unrolled copy of the network).
     """
     settings = _plain_settings()
     named = [(n, p) for n, p in model.named_parameters()]
@@ -134,22 +138,40 @@ def second_order(
     # w' = w - xi (momentum * buffer + grad_w L_train(w, alpha) + weight_decay * w), alpha held fixed
     model.weights = {k: v.detach() for k, v in to_weights(alphas).items()}
     g_train = torch.autograd.grad(_loss(model, *train, settings), [p for _, p in named], allow_unused=True)
-    unrolled = []
-    for (name, p), g in zip(named, g_train):
-        buf = momentum_buffers.get(name)
-        step = (torch.zeros_like(p) if g is None else g) + weight_decay * p.detach()
-        if buf is not None:
-            step = step + momentum * buf
-        unrolled.append((p.detach() - xi * step).requires_grad_(True))
-    # grad of L_val at w' with respect to alpha and to w'
+    unrolled = _unrolled(named, g_train, xi, momentum, weight_decay, momentum_buffers, decay_1d)
+    # grad of L_val at w' with respect to alpha and to w', on an unrolled copy as DARTS' code runs it: the
+    # copy's buffers (BatchNorm running statistics) start as the shared ones and take in the val batch, so
+    # the shared statistics see only the train batches (at w, w+ and w-), as in the reference
     model.weights = to_weights(alphas)
-    val_loss = _loss(model, *val, settings, params=dict(zip(names_w, unrolled)))
+    copy_buffers = {n: b.clone() for n, b in model.named_buffers()}
+    val_loss = _loss(model, *val, settings, params={**dict(zip(names_w, unrolled)), **copy_buffers})
     grads = torch.autograd.grad(val_loss, a + unrolled, allow_unused=True)
     d_alpha = [torch.zeros_like(x) if g is None else g for x, g in zip(a, grads[: len(a)])]
     d_w = [torch.zeros_like(x) if g is None else g for x, g in zip(unrolled, grads[len(a) :])]
     eps = fd_scale / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
     implicit = _finite_difference(model, a, to_weights, alphas, names_w, w, d_w, eps, train, settings)
     return {n: da - xi * h for n, da, h in zip(names_a, d_alpha, implicit)}, float(val_loss.detach())
+
+
+def _unrolled(
+    named: Sequence[tuple[str, torch.Tensor]],
+    g_train: Sequence[torch.Tensor | None],
+    xi: float,
+    momentum: float,
+    weight_decay: float,
+    momentum_buffers: Mapping[str, torch.Tensor],
+    decay_1d: bool,
+) -> list[torch.Tensor]:
+    """w' = w - xi (momentum * buffer + grad + decay * w): one plain-momentum SGD step, as leaves."""
+    unrolled = []
+    for (name, p), g in zip(named, g_train):
+        buf = momentum_buffers.get(name)
+        decay = weight_decay if decay_1d or p.dim() > 1 else 0.0
+        step = (torch.zeros_like(p) if g is None else g) + decay * p.detach()
+        if buf is not None:
+            step = step + momentum * buf
+        unrolled.append((p.detach() - xi * step).requires_grad_(True))
+    return unrolled
 
 
 def _finite_difference(
@@ -332,6 +354,7 @@ class _BilevelSteps:
                 o.momentum,
                 o.weight_decay,
                 self.ev._momentum_buffers(),
+                decay_1d=o.decay_1d,
             )
         else:
             grads, loss = first_order(self.mixed, self.alphas, self.to_weights, batch_val)

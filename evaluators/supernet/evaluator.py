@@ -8,11 +8,14 @@ checks of a run read them without importing torch); constructing one returns its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from nasframe.core.capabilities import AngleMetric, BranchImportance, Differentiable, Distillation
+from nasframe.common.errors import NotSupported
+from nasframe.core.capabilities import AngleMetric, BranchImportance, Capability, Differentiable, Distillation
 from nasframe.core.evaluator import Evaluator
 from nasframe.core.registry import register_evaluator
+from nasframe.core.space import SearchSpace
 from nasframe.evaluators.supernet.options import SupernetOptions
 
 
@@ -28,6 +31,34 @@ class SupernetEvaluator(Evaluator[SupernetOptions], AngleMetric, Differentiable,
 
             cls = ComposedSupernetEvaluator
         return super().__new__(cls)
+
+    @classmethod
+    def check_space(cls, space: SearchSpace, needed: Sequence[type[Capability]]) -> None:
+        """Refuse, when the run is built, a space whose supernet lacks what the strategy's requests need:
+        a supernet at all, its angle terms (ABS) or its mixed forward (DARTS, SETN), naming what to add."""
+        if not space.supports_supernet:
+            raise NotSupported(no_supernet_message(space))
+        for capability, extra, users in (
+            (AngleMetric, "angle_terms", "ABS' angle metric"),
+            (Differentiable, "forward_mixed", "a differentiable search (DARTS, SETN)"),
+        ):
+            if any(issubclass(c, capability) for c in needed) and extra not in space.supernet_extras:
+                raise NotSupported(
+                    f"{users} needs the supernet's {extra}, which space {space.name!r} does not declare: "
+                    f"{space.supernet_extra_hint(extra)}"
+                )
+
+    def search_split(self) -> str:
+        return "search-val, through the supernet's shared weights (not a stand-alone training)"
+
+
+def no_supernet_message(space: SearchSpace) -> str:
+    return (
+        f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())} "
+        f"(a space offers one by implementing build_supernet(data) and setting supports_supernet = True on its "
+        f"class, as nasframe.nn.ModelSpace does; or evaluate each architecture on its own with short_train and a "
+        f"multi-trial strategy)"
+    )
 
 
 def supernet_spaces() -> list[str]:

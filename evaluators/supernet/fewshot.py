@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
-from nasframe.core.space import Arch, Decision, SearchSpace, Supernet
+from nasframe.core.space import Arch, Decision, Index, ParamSlice, SearchSpace, Supernet
 from nasframe.data import DataSource
 from nasframe.evaluators.supernet.options import SupernetOptions
 from nasframe.evaluators.supernet.shared import SharedSupernet
@@ -79,9 +79,17 @@ class FewShotSupernet(nn.Module, Supernet):
         i = self.shot_of(arch)
         return [f"shots.{i}.{n}" for n in self.shot(i).path_parameter_names(arch)]
 
-    def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:
+    def path_parameter_slices(self, arch: Arch) -> dict[str, Index | None]:
         i = self.shot_of(arch)
-        return [f"shots.{i}.{t}" if isinstance(t, str) else t for t in self.shot(i).angle_terms(arch)]
+        return {f"shots.{i}.{n}": index for n, index in self.shot(i).path_parameter_slices(arch).items()}
+
+    def path_buffer_slices(self, arch: Arch) -> dict[str, Index]:
+        i = self.shot_of(arch)
+        return {f"shots.{i}.{n}": index for n, index in self.shot(i).path_buffer_slices(arch).items()}
+
+    def angle_terms(self, arch: Arch) -> list[str | ParamSlice | torch.Tensor]:
+        i = self.shot_of(arch)
+        return [_in_shot(i, t) for t in self.shot(i).angle_terms(arch)]
 
     def forward_mixed(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The mixed forward of shot `mixed_shot`, each decision's weights restricted to the choices
@@ -140,6 +148,13 @@ class FewShotSupernet(nn.Module, Supernet):
         self.shots = nn.ModuleList([base] + [copy.deepcopy(base) for _ in layout[1:]])
         self.masks = [{name: tuple(allowed) for name, allowed in mask.items()} for mask in layout]
         self._mask_weights = {}
+
+
+def _in_shot(i: int, term: str | ParamSlice | torch.Tensor) -> str | ParamSlice | torch.Tensor:
+    """An angle term of shot `i`'s supernet, named as in the few-shot supernet."""
+    if isinstance(term, ParamSlice):
+        return ParamSlice(f"shots.{i}.{term.name}", term.part)
+    return f"shots.{i}.{term}" if isinstance(term, str) else term
 
 
 def _pick(choices: Sequence[Any], rng: np.random.Generator) -> Any:

@@ -26,8 +26,8 @@ from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.evaluators.supernet.evaluator import supernet_spaces
-from nasframe.evaluators.supernet.options import SupernetOptions
+from nasframe.evaluators.supernet.evaluator import no_supernet_message
+from nasframe.evaluators.supernet.options import DEFAULT_SCHEDULE_EPOCHS, SupernetOptions
 from nasframe.training.measure import (
     Failure,
     Scores,
@@ -38,6 +38,7 @@ from nasframe.training.measure import (
     recalibrate_bn,
     validate,
 )
+from nasframe.training.sliced import SlicedPath, keep_unused_statistics, path_parameters
 from nasframe.training.step_options import (
     StepSettings,
     deterministic_mode,
@@ -64,15 +65,13 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
     ):
         super().__init__(space, options, data=data, device=device)
         if not space.supports_supernet:  # refused when the run is built, before anything trains
-            raise NotSupported(
-                f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())}"
-                f" (or evaluate each architecture on its own with short_train and a multi-trial strategy)"
-            )
+            raise NotSupported(no_supernet_message(space))
         self.supernet: Any = None
         self.optimizer: torch.optim.SGD | None = None
         self.base: dict[str, torch.Tensor] = {}
         self._flat: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.step = 0  # position in the learning-rate schedule, over all training of the supernet
+        self._planned_epochs: float | None = None  # the strategy's plan (`plan_training`)
         self._batches: Batches | None = None
         self._transform: BatchTransform | None = None
         self._runner: StepRunner | None = None
@@ -137,20 +136,23 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         batches, _ = self._data()
         return batches.steps_per_epoch(self.options.batch_size)
 
+    def schedule_epochs(self) -> float:
+        """The cosine schedule's length: `schedule_epochs`, else the strategy's plan, else the default."""
+        if self.options.schedule_epochs is not None:
+            return self.options.schedule_epochs
+        return self._planned_epochs if self._planned_epochs else DEFAULT_SCHEDULE_EPOCHS
+
     def _schedule_steps(self) -> int:
-        return max(1, round(self.options.schedule_epochs * self._steps_per_epoch()))
+        return max(1, round(self.schedule_epochs() * self._steps_per_epoch()))
 
     def _lr_at(self, first: int) -> Any:
         total, o = self._schedule_steps(), self.options
         return lambda i: cosine_lr(first + i, total, o.lr, o.lr_min)
 
-    def path_params(self, arch: Arch) -> list[torch.nn.Parameter]:
-        """The parameters `arch`'s path trains, in the supernet's own order."""
-        names = self.supernet.path_parameter_names(arch)
-        try:
-            return [self._params[n] for n in names]
-        except KeyError as exc:
-            raise NotSupported(f"supernet path names unknown parameter {exc.args[0]!r}") from None
+    def path_params(self, arch: Arch) -> list[torch.nn.Parameter] | SlicedPath:
+        """The parameters `arch`'s path trains, in the supernet's own order (with the parts of them it uses,
+        where it uses parts: nasframe/training/sliced.py)."""
+        return path_parameters(self.supernet, arch, self._params)
 
     # ---- few-shot hooks (a one-shot supernet never splits; fewshot.FewShotSplitting) -----------
     def _wrap_supernet(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -299,7 +301,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             stats = self._train(steps, lambda i: params, lambda: params)
         else:  # a split on the way moves the path into a child sub-supernet: route it every step
 
-            def params_for(i: int) -> list[torch.nn.Parameter]:
+            def params_for(i: int) -> Sequence[torch.Tensor]:
                 self.supernet.set_path(arch)
                 return self.path_params(arch)
 
@@ -307,15 +309,16 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             self.supernet.set_path(arch)
         if o.bn_recalibration_batches:
             generator = device_generator(self.device)
-            recalibrate_bn(
-                self.supernet,
-                batches.train(o.batch_size, generator),
-                transform,
-                o.bn_recalibration_batches,
-                self.device,
-                self._settings().amp,
-                generator,
-            )
+            with keep_unused_statistics(self.supernet, arch):  # sliced BatchNorms keep their other channels
+                recalibrate_bn(
+                    self.supernet,
+                    batches.train(o.batch_size, generator),
+                    transform,
+                    o.bn_recalibration_batches,
+                    self.device,
+                    self._settings().amp,
+                    generator,
+                )
         val_acc, val_loss = validate(
             self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
         )
@@ -325,15 +328,18 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch()
 
+    def plan_training(self, planned_epochs: float | None) -> None:
+        self._planned_epochs = planned_epochs
+
     def training_plan_note(self, planned_epochs: float) -> str | None:
-        o = self.options
-        if planned_epochs <= o.schedule_epochs:
+        o, length = self.options, self.schedule_epochs()
+        if planned_epochs <= length:
             return None
         return (
-            f"the supernet's learning-rate schedule is {o.schedule_epochs:g} epochs (evaluator.schedule_epochs) "
+            f"the supernet's learning-rate schedule is {length:g} epochs (evaluator.schedule_epochs) "
             f"but the strategy plans at least {planned_epochs:g}: the learning rate stays at lr_min "
-            f"{o.lr_min:g} after epoch {o.schedule_epochs:g}; set --set evaluator.schedule_epochs="
-            f"{planned_epochs:g} (or more) for a schedule over the whole training"
+            f"{o.lr_min:g} after epoch {length:g}; set --set evaluator.schedule_epochs="
+            f"{planned_epochs:g} (or more, or null to follow the plan) for a schedule over the whole training"
         )
 
     def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
@@ -370,7 +376,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             self.supernet.set_path(arch)
             try:
                 if recalibration is not None and recalibration.batches > 0:
-                    self._recalibrate(recalibration)
+                    self._recalibrate(arch, recalibration)
                 val_acc, val_loss = validate(
                     self.supernet, batches.val(o.eval_batch_size), transform, self.device, self._settings().amp
                 )
@@ -385,21 +391,23 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
             params_n, macs = self._model_stats(arch)
         return Result("ok", {"val_acc": val_acc, "val_loss": val_loss}, params=params_n, macs=macs, cost=cost)
 
-    def _recalibrate(self, recalibration: BNRecalibration) -> None:
-        """Re-estimate the BatchNorm statistics of the current path as `recalibration` says."""
+    def _recalibrate(self, arch: Arch, recalibration: BNRecalibration) -> None:
+        """Re-estimate the BatchNorm statistics of `arch`, the current path, as `recalibration` says (the
+        channels of sliced BatchNorms that the path does not use keep theirs)."""
         batches, transform = self._data()
         generator = device_generator(self.device)
         size = recalibration.batch_size or self.options.batch_size
-        recalibrate_bn(
-            self.supernet,
-            batches.train(size, generator),
-            transform,
-            recalibration.batches,
-            self.device,
-            self._settings().amp,
-            generator,
-            momentum=recalibration.momentum,
-        )
+        with keep_unused_statistics(self.supernet, arch):
+            recalibrate_bn(
+                self.supernet,
+                batches.train(size, generator),
+                transform,
+                recalibration.batches,
+                self.device,
+                self._settings().amp,
+                generator,
+                momentum=recalibration.momentum,
+            )
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

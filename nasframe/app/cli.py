@@ -1,4 +1,4 @@
-"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export.
+"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export, report.
 
 One module per command under `nasframe.app.commands`, each a class with `add_arguments(parser)` and
 `run(args) -> int`. Every usage or input error prints one line to stderr and exits with code 2;
@@ -16,6 +16,7 @@ from nasframe.app.commands.compare import CompareCommand
 from nasframe.app.commands.export import ExportCommand
 from nasframe.app.commands.inspect import InspectCommand
 from nasframe.app.commands.listing import ListCommand
+from nasframe.app.commands.report import ReportCommand
 from nasframe.app.commands.run import ResumeCommand, RunCommand
 from nasframe.app.commands.show import ShowCommand
 from nasframe.app.commands.train import TrainCommand
@@ -58,6 +59,7 @@ COMMANDS: dict[str, Any] = {
     "compare": CompareCommand,
     "train": TrainCommand,
     "export": ExportCommand,
+    "report": ReportCommand,
 }
 
 #: commands whose config resolution loads the plugins (so the CLI does not load them first)

@@ -255,7 +255,7 @@ def _check_budget(budget: Any) -> int:
 def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> list[str]:
     """Put `LABEL.key=value` items into that strategy's options (`LABEL.budget=N`: its own budget);
     return the items for every run."""
-    from nasframe.search.config import parse_set
+    from nasframe.search.config import parse_set, set_option
 
     by_label = {e.label: e for e in entries}
     common: list[str] = []
@@ -267,7 +267,7 @@ def _apply_strategy_sets(entries: list[StrategyEntry], sets: Sequence[str]) -> l
             if key == "budget":
                 by_label[head].budget = _entry_budget(head, value)
             else:
-                by_label[head].options[key] = value
+                set_option(by_label[head].options, key, value)
         else:
             common.append(item)
     return common

@@ -8,7 +8,9 @@ first lookup then builds a table of per-choice contributions, checks it against 
 a few random architectures, and answers every later lookup in microseconds — what a sampler that
 draws hundreds of paths per training step (SPOS' FLOPs bins) needs. The table costs one count per
 choice, so it is built only when asked for (`prepare_table`) or once as many architectures were
-counted one by one as the table would take.
+counted one by one as the table would take. For such spaces the cache and the table are kept per
+process (keyed by the space's class and options and the input size), so the many short runs of a
+`nasframe compare` on one process share one table instead of each counting its answer anew.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ from nasframe.data import DataSpec
 #: random architectures a new additive table is checked against
 ADDITIVE_CHECKS = 3
 
+Table = tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]]
+
+
+class _Counted:
+    """Counts of one (space class and options, input size): the per-architecture cache and the table."""
+
+    def __init__(self, use_table: bool):
+        self.cache: dict[Arch, tuple[int, int]] = {}
+        self.table: Table | None = None
+        self.use_table = use_table
+
+
+#: additive spaces' counts, shared by every ArchCosts of this process with the same key
+_SHARED: dict[tuple[type, str, DataSpec], _Counted] = {}
+
 
 class ArchCosts:
     """Cached (params, MACs) of the stand-alone networks of one space at one input size."""
@@ -30,9 +47,23 @@ class ArchCosts:
     def __init__(self, space: SearchSpace, spec: DataSpec):
         self.space = space
         self.spec = spec
-        self._cache: dict[Arch, tuple[int, int]] = {}
-        self._table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]] | None = None
-        self._use_table = space.additive_costs
+        if space.additive_costs:
+            key = (type(space), repr(space.options), spec)
+            self._counted = _SHARED.setdefault(key, _Counted(True))
+        else:
+            self._counted = _Counted(False)
+
+    @property
+    def _cache(self) -> dict[Arch, tuple[int, int]]:
+        return self._counted.cache
+
+    @property
+    def _table(self) -> Table | None:
+        return self._counted.table
+
+    @property
+    def _use_table(self) -> bool:
+        return self._counted.use_table
 
     def params(self, arch: Arch) -> int:
         return self.counts(arch)[0]
@@ -78,7 +109,7 @@ class ArchCosts:
             m += min(contrib[(d.name, c)][1] for c in d.choices)
         return p, m
 
-    def _build_table(self) -> tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]]:
+    def _build_table(self) -> Table:
         """Per-choice contributions relative to a reference architecture (every decision at its
         first choice of the full space), then a check on random architectures."""
         full = self.space.define_decisions()
@@ -97,12 +128,12 @@ class ArchCosts:
         for _ in range(ADDITIVE_CHECKS):
             arch = Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in full])
             if _lookup(table, arch) != self.count_directly(arch):
-                self._use_table = False  # the space's declaration is wrong: count every architecture
+                self._counted.use_table = False  # the space's declaration is wrong: count every architecture
                 raise NotSupported(
                     f"space {self.space.name!r} declares additive_costs but its counts do not "
                     f"add up over decisions (checked on {arch!r}); remove the declaration"
                 )
-        self._table = table
+        self._counted.table = table
         return table
 
 
@@ -125,7 +156,7 @@ def count_network(space: SearchSpace, arch: Arch, spec: DataSpec, with_macs: boo
         return count_parameters(model), count_macs(model, spec.input_shape) if with_macs else None
 
 
-def _lookup(table: tuple[int, int, dict[tuple[str, Choice], tuple[int, int]]], arch: Arch) -> tuple[int, int]:
+def _lookup(table: Table, arch: Arch) -> tuple[int, int]:
     base_p, base_m, contrib = table
     p, m = base_p, base_m
     for item in arch.items():

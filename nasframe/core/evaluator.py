@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from nasframe.common.options import NoOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
 
+    from nasframe.core.capabilities import Capability
     from nasframe.core.space import Arch, SearchSpace
     from nasframe.data import DataSource
 
@@ -142,13 +145,30 @@ class Evaluator(ABC, Generic[OptionsT]):
         self.data = data
         self.device: torch.device = torch.device(device)
 
+    @classmethod
+    def check_space(cls, space: SearchSpace, needed: Sequence[type[Capability]]) -> None:
+        """Refuse (raise a NasframeError naming what the space must add) a space on which this evaluator
+        cannot offer the capabilities `needed` by the run's strategy. Called when a run is built, before
+        anything is written or trained. Default: every space is fine."""
+
     @abstractmethod
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
         """Measure `arch`. Expected failures (NaN loss, out of memory) return Result.failed."""
 
     def final_metrics(self, arch: Arch) -> dict[str, float]:
-        """Held-out metrics of a final architecture (e.g. a table's 200-epoch test accuracy)."""
+        """Held-out metrics of a final architecture (e.g. a table's 200-epoch test accuracy), measured
+        after the search and never shown to the strategy. The runner seeds torch before the call."""
         return {}
+
+    def search_split(self) -> str:
+        """Where `evaluate` measures its metrics, in a few words (best.json's `final.metrics_split`, the
+        closing lines and the report name it): by default the search-val split of the run's data set."""
+        return "search-val"
+
+    def held_out_split(self) -> str | None:
+        """What `final_metrics` measures on, in a few words (best.json's `final.held_out_split`), or
+        None when it gives nothing."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (stateful evaluators such as a supernet)."""

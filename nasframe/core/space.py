@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from nasframe.common.errors import InvalidArchitecture, NotSupported
 from nasframe.common.options import NoOptions
+from nasframe.core.arch_names import NameIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,8 +116,14 @@ class SearchSpace(ABC, Generic[OptionsT]):
     Options: ClassVar[type] = NoOptions
     #: data set whose input size published numbers are quoted at (`nasframe inspect` default)
     reference_data: ClassVar[str] = "digits"
-    #: whether `build_supernet` is implemented
+    #: whether `build_supernet` is implemented (single paths: `set_path`, `path_parameter_names`); without it
+    #: the `supernet` evaluator, and every one-shot strategy with it, refuses the space when a run is built
     supports_supernet: ClassVar[bool] = False
+    #: what the network `build_supernet` returns offers beyond single paths, checked when a run is built so
+    #: that a strategy needing it is refused before anything runs: "angle_terms" (`Supernet.angle_terms`,
+    #: ABS' angle metric) and "forward_mixed" (`Supernet.forward_mixed`, DARTS and SETN). A class attribute;
+    #: a space may narrow it per instance (a model space whose mutables cannot all be mixed)
+    supernet_extras: frozenset[str] = frozenset()
     #: whether the stand-alone network's parameter and MAC counts are a sum of per-decision
     #: contributions (each choice adds a fixed amount whatever the others chose); lets
     #: `nasframe.core.costs.ArchCosts` answer from a table (checked when it is built)
@@ -250,6 +257,50 @@ class SearchSpace(ABC, Generic[OptionsT]):
         return {}
 
     @classmethod
+    def published_names(cls) -> dict[str, tuple[str, ...]]:
+        """Every published architecture the space can name under some options, keyed as
+        `named_architectures` keys it, with other spellings that name it where they differ by more than
+        case and separators (a paper's `ProxylessNAS-GPU` for `proxyless_gpu`). `nasframe list` and
+        `inspect` show them; which are defined under given options is `named_architectures`' answer."""
+        return {}
+
+    def architecture_names(self) -> dict[str, tuple[str, ...]]:
+        """`published_names` and whatever else `named_architectures` holds under these options."""
+        names = dict(self.published_names())
+        for name in self.named_architectures():
+            names.setdefault(name, ())
+        return names
+
+    @classmethod
+    def published_name(cls, text: str) -> str | None:
+        """The published name `text` spells (case and separators ignored, other spellings accepted), or None;
+        for looking up `options_for_arch` before the space is built."""
+        return NameIndex(cls.published_names()).resolve(text)
+
+    def arch_by_name(self, text: str) -> Arch | None:
+        """The architecture `text` names, in any spelling `published_name` accepts; None when it names none.
+        A name defined only under other options is refused with `name_unavailable`."""
+        name = NameIndex(self.architecture_names()).resolve(text)
+        if name is None:
+            return None
+        named = self.named_architectures()
+        if name not in named:
+            raise InvalidArchitecture(self.name_unavailable(name))
+        return named[name]
+
+    def name_unavailable(self, name: str) -> str:
+        """Why the published architecture `name` is not defined under these options, and how to get it."""
+        sets = " ".join(f"--set space.{k}={_option_text(v)}" for k, v in (self.options_for_arch(name) or {}).items())
+        return f"architecture {name!r} is not defined under these options of space {self.name!r}" + (
+            f"; add {sets}" if sets else ""
+        )
+
+    def name_suggestion(self, text: str) -> str:
+        """ "; did you mean 'NAME'?" when `text` looks like a misspelt architecture name, else "" (for errors)."""
+        near = NameIndex(self.architecture_names()).nearest(text)
+        return f"; did you mean {near!r}?" if near is not None else ""
+
+    @classmethod
     def options_for_arch(cls, name: str) -> dict[str, Any] | None:
         """Space options a named architecture needs (e.g. its own layout), or None.
 
@@ -258,19 +309,19 @@ class SearchSpace(ABC, Generic[OptionsT]):
         return None
 
     def parse_arch(self, text: str) -> Arch:
-        """Turn a name, a JSON/YAML mapping, or a space-specific text form into an Arch."""
-        named = self.named_architectures()
-        if text in named:
-            return named[text]
+        """Turn a name (any spelling `arch_by_name` accepts), a JSON/YAML mapping, or a space-specific text
+        form into an Arch."""
+        found = self.arch_by_name(text)
+        if found is not None:
+            return found
         from nasframe.common.loading import parse_value
 
         _, value = parse_value(text, "architecture text", InvalidArchitecture)
         if isinstance(value, Mapping):
             return self.validate(value)
-        known = ", ".join(named) or "(none)"
-        raise InvalidArchitecture(
-            f"cannot read architecture {text[:60]!r}: give a named architecture ({known}) or a JSON mapping"
-        )
+        names = ", ".join(self.architecture_names())
+        forms = f"a named architecture ({names}) or a JSON mapping" if names else "a JSON mapping"
+        raise InvalidArchitecture(f"cannot read architecture {text[:60]!r}: give {forms}{self.name_suggestion(text)}")
 
     def export(self, arch: Arch, weights: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """Extra, space-specific description of a final architecture for best.json.
@@ -292,6 +343,10 @@ class SearchSpace(ABC, Generic[OptionsT]):
     def build_supernet(self, data: DataSpec) -> Supernet:
         """A weight-sharing network holding every choice (see `Supernet`)."""
         raise NotSupported(f"space {self.name!r} has no weight-sharing supernet")
+
+    def supernet_extra_hint(self, extra: str) -> str:
+        """What to do about a `supernet_extras` entry the space lacks (the end of the refusal's message)."""
+        return f"implement Supernet.{extra} and add {extra!r} to the space's supernet_extras"
 
 
 class TabularSpace(ABC):
@@ -315,11 +370,31 @@ class EnsembleLogits(NamedTuple):
     members: tuple[torch.Tensor, ...]
 
 
+#: part of a tensor, as basic indexing: one slice per leading dimension (the dimensions after them whole),
+#: e.g. `(slice(0, 8), slice(0, 4), slice(1, 4), slice(1, 4))` for the first 8 output and 4 input channels
+#: and the centre 3x3 of a 5x5 convolution weight. Indexing with it gives a view.
+Index = tuple[slice, ...]
+
+
+class ParamSlice(NamedTuple):
+    """An angle term naming part of a parameter: `name` as in `named_parameters`, `part` the `Index`."""
+
+    name: str
+    part: Index
+
+
 class Supernet(ABC):
     """Mixin contract for weight-sharing networks (used together with `nn.Module`).
 
     `set_path(arch)` precomputes what the next forwards run, so `forward(x)` does no Python
     graph walk per call; only the chosen op of each decision executes.
+
+    A path may use whole parameters (separate weights per choice) or parts of them (weight sharing by
+    slicing: a narrow width uses the first channels of the widest, a small kernel the centre of the
+    largest). `path_parameter_slices` says which part; the `supernet` evaluator's optimizer step then
+    leaves every other part untouched (weights and momentum, so weight decay too), its BatchNorm
+    recalibration re-estimates only the statistics the path uses (`path_buffer_slices`), and angle terms
+    may name parts (`ParamSlice`). Supernets with separate weights per choice implement none of it.
     """
 
     @abstractmethod
@@ -330,18 +405,36 @@ class Supernet(ABC):
     def path_parameter_names(self, arch: Arch) -> list[str]:
         """Names (as in `named_parameters`) of the parameters the path uses."""
 
-    def angle_terms(self, arch: Arch) -> list[str | torch.Tensor]:
+    def path_parameter_slices(self, arch: Arch) -> dict[str, Index | None]:
+        """The part of each parameter the path uses: name -> `Index`, or None for the whole tensor, for
+        exactly the names of `path_parameter_names`, in its order. Default: every one whole."""
+        return dict.fromkeys(self.path_parameter_names(arch))
+
+    def path_buffer_slices(self, arch: Arch) -> dict[str, Index]:
+        """Buffers (BatchNorm running statistics) the path uses only part of: name (as in `named_buffers`)
+        -> the part. BatchNorm recalibration of the path re-estimates that part and leaves the rest as it
+        was. Default: none (a BatchNorm the path reaches is used whole)."""
+        return {}
+
+    def angle_terms(self, arch: Arch) -> Sequence[str | ParamSlice | torch.Tensor]:
         """Ordered parts of the path's weight vector for the angle metric (ABS).
 
-        A string names a parameter (its values come from the weights being compared); a tensor is
-        a constant surrogate that appears identically in both vectors.
+        A string names a parameter and a `ParamSlice` part of one (their values come from the weights
+        being compared); a tensor is a constant surrogate that appears identically in both vectors.
+        A space whose supernet defines it declares "angle_terms" in `SearchSpace.supernet_extras`.
         """
         raise NotSupported(f"{type(self).__name__} does not define the angle metric")
 
     def forward_mixed(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Weighted forward over all choices (`weights[decision]` aligned with its choices), for
-        differentiable strategies."""
+        differentiable strategies. A space whose supernet defines it declares "forward_mixed" in
+        `SearchSpace.supernet_extras`."""
         raise NotSupported(f"{type(self).__name__} has no weighted mixed forward")
+
+
+def _option_text(value: Any) -> str:
+    """An option value as `--set` takes it (YAML): strings bare, the rest as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def _abbrev(items: Sequence[str], n: int = 6) -> str:

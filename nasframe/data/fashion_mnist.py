@@ -55,12 +55,16 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+#: the labels 0..9 as Zalando's Fashion-MNIST names them
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
 @register_dataset("fashion_mnist")
 class FashionMNIST(Dataset):
     """Zalando's Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images, 10 classes."""
 
     def spec(self) -> DataSpec:
-        return DataSpec("fashion_mnist", 1, 28, 28, 10)
+        return DataSpec("fashion_mnist", 1, 28, 28, 10, class_names=CLASS_NAMES)
 
     def candidate_dirs(self) -> list[Path]:
         """Folders searched in order: torchvision's layout under `data.root`, the root itself, Debian's."""

@@ -61,8 +61,10 @@ class ImageNet(Dataset):
 
     def spec(self) -> DataSpec:
         # Without files (e.g. `nasframe inspect`), quote ImageNet-1k's 1000 classes, as papers do.
-        classes = len(self.classes()) if self.options.root else 1000
-        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, classes)
+        if not self.options.root:
+            return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, 1000)
+        names = tuple(self.classes())  # the class folders (WordNet ids, n01440764, ...), ImageFolder's order
+        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, len(names), class_names=names)
 
     def samples(self) -> list[tuple[str, int]]:
         if self._samples is None:

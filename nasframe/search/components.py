@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from nasframe.common.errors import CapabilityError, NasframeError
-from nasframe.core.capabilities import Capability, capability_names
+from nasframe.core.capabilities import Capability, SharedWeights, capability_names
 from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Evaluator
 from nasframe.core.registry import evaluators
@@ -62,9 +62,12 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     needed = tuple(st_cls.required_capabilities(config.options["strategy"]))
     check_capabilities(config.names["strategy"], config.names["evaluator"], needed, ev_cls)
     space = sp_cls(config.options["space"])
+    ev_cls.check_space(space, needed)  # what the strategy needs from the space's supernet, before anything runs
     data = DataSource(config.options["data"], seed=seed, device=device)
     evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
+    if isinstance(evaluator, SharedWeights):
+        evaluator.plan_training(strategy.planned_training_epochs())
     costs = ArchCosts(space, data.spec)
     limits = config.options["constraints"]
     constraints = Constraints(limits, costs) if limits.active else None

@@ -158,6 +158,20 @@ def _check_section(section: str, sections: tuple[str, ...] = SECTIONS) -> None:
         raise ConfigError(f"unknown config section {cut(repr(section))}{hint} sections: {', '.join(sections)}")
 
 
+def set_option(options: dict[str, Any], key: str, value: Any) -> None:
+    """Put a `--set` value into a section's options. A dotted key sets one entry of a mapping option and
+    keeps its other entries (`strategy.sampler_options.n_startup_trials=5`)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        options[key] = value
+        return
+    inner = options.get(head)
+    if inner is not None and not isinstance(inner, dict):
+        raise ConfigError(f"--set ...{cut(key, 60)}: {head!r} holds {cut(repr(inner), 40)}, not a mapping")
+    inner = options[head] = dict(inner or {})
+    set_option(inner, rest, value)
+
+
 def merge_config(
     base: dict[str, Any] | None = None,
     *,
@@ -192,7 +206,7 @@ def merge_config(
             cfg["run"][key] = value
     for item in sets or []:
         section, key, value = parse_set(item)
-        cfg[section][key] = value
+        set_option(cfg[section], key, value)
     plugins = cfg.get("plugins", [])
     if isinstance(plugins, str):
         plugins = [plugins]

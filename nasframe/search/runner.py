@@ -38,7 +38,14 @@ from nasframe.search.config import RESUME_SETTABLE, ResolvedConfig, dump_yaml, m
 from nasframe.search.executor import Executor
 from nasframe.search.logs import RunLogs, say
 from nasframe.search.loop import SearchLoop
-from nasframe.search.loop_state import CHECKPOINT_VERSION, LoopState, check_names, checked_loop_state, read_checkpoint
+from nasframe.search.loop_state import (
+    CHECKPOINT_VERSION,
+    LoopState,
+    check_names,
+    checked_loop_state,
+    read_checkpoint,
+    resume_point,
+)
 from nasframe.search.records import RunResult
 from nasframe.search.result import ResultWriter
 from nasframe.search.rundir import RunDir, provenance, run_files
@@ -292,6 +299,8 @@ class Runner:
             if reason is None:
                 self.state.finished = False  # resumed with a larger budget: keep searching
                 self.files.remove_result()  # no stale result while it runs
+        if not self.quiet:
+            say(resume_point(self.state, self.run_opts.max_evaluations, self.parts.strategy.phase, found is not None))
         self.files.truncate_logs(self.state.evaluations, self.state.work_lines)
         self._warn_on_other_threads(session)
         if self.config_changed:
@@ -329,7 +338,7 @@ class Runner:
         writer = ResultWriter(self.config, self.parts, self.executor, self.files, self.loop.admit)
         result = writer.result(self.state, self._clock, self.device, self.command)
         self.files.write_result(result)
-        self.files.save_checkpoint(snapshot)
+        self.files.save_final_checkpoint(snapshot)
         return result
 
     def _summary(self, ran: bool) -> RunSummary:

@@ -23,7 +23,7 @@ from nasframe.core.requests import (
     TrainShared,
     as_request,
 )
-from nasframe.core.space import Arch, SearchSpace
+from nasframe.core.space import Arch, ParamSlice, SearchSpace
 from nasframe.core.strategy import Strategy
 from nasframe.data import DataSpec
 from nasframe.testing.in_memory import InMemoryRun
@@ -210,7 +210,8 @@ class SpaceConformance:
 
     def test_supernet_paths_train_exactly_their_parameters(self) -> None:
         """Where a supernet exists: a path's forward has the right shape, gradients reach exactly the
-        parameters `path_parameter_names` lists, and the path's angle terms name real parameters."""
+        parameters `path_parameter_names` lists (and, of a parameter the path uses only part of, only that
+        part), and the path's angle terms name real parameters (and parts of them)."""
         space = self.make_space()
         if not space.supports_supernet:
             return
@@ -227,11 +228,72 @@ class SpaceConformance:
         with_grad = {n for n, p in params.items() if p.grad is not None}
         listed = set(supernet.path_parameter_names(arch))
         assert listed <= set(params) and with_grad <= listed
+        slices = supernet.path_parameter_slices(arch)
+        assert list(slices) == supernet.path_parameter_names(arch)
+        for name, part in slices.items():
+            grad = params[name].grad
+            if part is not None and grad is not None:
+                outside = grad.clone()
+                outside[part] = 0
+                assert not outside.any(), f"{name}: gradient outside the part the path uses"
+        buffers = dict(supernet.named_buffers())  # type: ignore[attr-defined]
+        for name, part in supernet.path_buffer_slices(arch).items():
+            assert buffers[name][part].numel() > 0, f"{name}: an empty part"
         try:
             terms = supernet.angle_terms(arch)
         except NotSupported:
             return
         assert all(t in params for t in terms if isinstance(t, str))
+        for t in terms:
+            if isinstance(t, ParamSlice):
+                assert t.name in params and params[t.name][t.part].numel() > 0
+
+    def test_declared_supernet_extras_are_implemented(self) -> None:
+        """What `supernet_extras` declares works: angle terms for a path, a mixed forward of the right shape."""
+        space = self.make_space()
+        if not space.supports_supernet:
+            assert not space.supernet_extras, "supernet_extras declared without supports_supernet"
+            return
+        assert set(space.supernet_extras) <= {"angle_terms", "forward_mixed"}
+        spec = self.spec()
+        supernet = space.build_supernet(spec)
+        arch = space.sample(np.random.default_rng(4))
+        if "angle_terms" in space.supernet_extras:
+            assert supernet.angle_terms(arch), "declared angle terms, but the path's are empty"
+        if "forward_mixed" in space.supernet_extras:
+            weights = {d.name: torch.full((len(d.choices),), 1.0 / len(d.choices)) for d in space.decisions}
+            with torch.no_grad():
+                out = supernet.forward_mixed(torch.randn(2, *spec.input_shape), weights)
+            logits = out[0] if isinstance(out, (tuple, list)) else out
+            assert logits.shape == (2, spec.num_classes)
+
+    def test_model_space_networks_are_plain_and_match_their_paths(self) -> None:
+        """A model space (`nasframe.nn`): the network of an architecture holds no mutable, its parameters are
+        exactly the path's (slice for tensor), and the path of the supernet computes its logits."""
+        from nasframe.common.model_stats import count_parameters
+        from nasframe.nn import MUTABLES, ModelSpace
+
+        space = self.make_space()
+        if not isinstance(space, ModelSpace):
+            return
+        spec = self.spec()
+        supernet = space.build_supernet(spec).eval()
+        params = dict(supernet.named_parameters())
+        rng = np.random.default_rng(5)
+        x = torch.randn(3, *spec.input_shape)
+        for _ in range(4):
+            arch = space.sample(rng)
+            net = space.build(arch, spec)
+            assert not [type(m).__name__ for m in net.modules() if isinstance(m, MUTABLES)]
+            used = sum(
+                (params[n] if part is None else params[n][part]).numel()
+                for n, part in supernet.path_parameter_slices(arch).items()
+            )
+            assert used == count_parameters(net)
+            frozen = supernet.freeze(arch).eval()
+            supernet.set_path(arch)
+            with torch.no_grad():
+                torch.testing.assert_close(frozen(x), supernet(x), rtol=0, atol=1e-5)
 
 
 class EvaluatorConformance:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nasframe.common.checkpoint import atomic_write_json
 from nasframe.common.errors import ConfigError, NotSupported, RunDirError
+from nasframe.training.deployment import TORCHSCRIPT_EXTRA
 
 if TYPE_CHECKING:  # imported where used: `nasframe export --help` and its argument errors load this without torch
     import torch
@@ -38,6 +39,7 @@ class LoadedModel:
 
 def load_model(folder: str | Path) -> LoadedModel:
     """The network of a training folder (its trained weights) or of a run folder (untrained)."""
+    from nasframe.training.deployment import deployment_of_data
     from nasframe.training.plan import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model
     from nasframe.training.weights import load_weights
 
@@ -59,6 +61,10 @@ def load_model(folder: str | Path) -> LoadedModel:
         model.eval()
         info = {k: meta.get(k) for k in ("space", "space_options", "arch", "arch_source", "export", "params", "macs")}
         info.update(recipe_name=plan.recipe_name, recipe=plan.recipe, metrics=meta.get("metrics"))
+        if isinstance(meta.get("input"), dict) and isinstance(meta.get("class_names"), list):
+            info.update(input=meta["input"], class_names=meta["class_names"])
+        else:  # a model.json written before these fields: the training's data set gives them
+            info.update(deployment_of_data(plan.data_options))
         return LoadedModel(model, True, spec.input_shape, info)
     if (folder / "best.json").exists() or (folder / "run.json").exists():
         return _run_model(folder)
@@ -73,6 +79,7 @@ def _run_model(folder: Path) -> LoadedModel:
     from nasframe.search.answer import answer_of, network_of_run
     from nasframe.search.config import merge_config, resolve
     from nasframe.search.rundir import RunDir
+    from nasframe.training.deployment import deployment_of_data
 
     files = RunDir(folder)
     files.require_run()
@@ -95,6 +102,7 @@ def _run_model(folder: Path) -> LoadedModel:
         "export": space.export(checked),
         "params": count_parameters(model),
         "macs": count_macs(model, spec.input_shape),
+        **deployment_of_data(config.options["data"]),
     }
     return LoadedModel(model, False, spec.input_shape, info)
 
@@ -144,12 +152,28 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
                 opset_version=17,
                 dynamo=False,
             )
+        _add_onnx_metadata(tmp, loaded)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {"images": x.numpy()})[0]
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return float(np.abs(got - expected).max())
+
+
+def _add_onnx_metadata(path: Path, loaded: LoadedModel) -> None:
+    """The input description and class names as the ONNX file's metadata (`metadata_props`, JSON text)."""
+    import json
+
+    import onnx
+
+    from nasframe.training.deployment import ONNX_KEYS
+
+    proto = onnx.load(str(path))
+    for key, field_name in zip(ONNX_KEYS, ("input", "class_names")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(loaded.info.get(field_name))
+    onnx.save(proto, str(path))
 
 
 def export_torchscript(loaded: LoadedModel, path: Path) -> float:
@@ -169,7 +193,7 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
             # exported file is for the input size it was traced at, which the comparison below checks
             expected = _logits(model(x))
             traced = torch.jit.trace(model, (x,), check_trace=False)
-            torch.jit.save(traced, str(tmp))
+            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA: _deployment_json(loaded)})
             reloaded = torch.jit.load(str(tmp), map_location="cpu")
             got = _logits(reloaded(x))
         tmp.replace(path)
@@ -178,9 +202,15 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
     return float((got - expected).abs().max())
 
 
+def _deployment_json(loaded: LoadedModel) -> str:
+    import json
+
+    return json.dumps({"input": loaded.info.get("input"), "class_names": loaded.info.get("class_names")})
+
+
 def export_json(loaded: LoadedModel, path: Path) -> None:
-    """Architecture, the space's own export (e.g. the DARTS genotype text), counts, and for a trained
-    network its recipe and test metrics."""
+    """Architecture, the space's own export (e.g. the DARTS genotype text), counts, the input the network
+    expects and its class names, and for a trained network its recipe and test metrics."""
     atomic_write_json(path, {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info})
 
 

@@ -148,8 +148,10 @@ def _given_arch(
 
     text, source = _arch_text(arch)
     given = spaces.get(space)
-    # a named architecture may need options of its own (e.g. its layout), beneath the user's --set values
-    space_values = dict(given.options_for_arch(text) or {}) if isinstance(arch, str) else {}
+    # a named architecture (any spelling of it) may need options of its own (e.g. its layout), beneath the
+    # user's --set values
+    name = given.published_name(text) or text
+    space_values = dict(given.options_for_arch(name) or {}) if isinstance(arch, str) else {}
     space_values.update(sets)
     chosen = given(build_options(given.Options, space_values, "space")).parse_arch(text).to_dict()
     return space_values, chosen, source
@@ -182,7 +184,9 @@ def _arch_text(arch: str | Mapping[str, Any]) -> tuple[str, str]:
     """The architecture's text and a note of where it came from (a file's path, or 'given')."""
     if isinstance(arch, Mapping):
         return json.dumps(dict(arch)), "given mapping"
-    if Path(arch).is_file():
+    from nasframe.common.loading import names_file
+
+    if names_file(arch):
         from nasframe.search.answer import arch_text_from_file
 
         text, where = arch_text_from_file(arch)

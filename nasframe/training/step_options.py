@@ -33,6 +33,11 @@ class TrainingOptions:
     lr: float = option(0.1, "initial SGD learning rate, annealed to 0 by a per-step cosine", min=0)
     momentum: float = option(0.9, "SGD momentum", min=0, max=1)
     weight_decay: float = option(3e-4, "SGD weight decay (L2) on the parameters being trained", min=0)
+    decay_1d: bool = option(
+        True,
+        "weight decay on 1-D parameters too (biases, BatchNorm scales and shifts); false: only on weights of two "
+        "or more dimensions, as Cream's trainer (timm's filter_bias_and_bn) does",
+    )
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null or 0: off)", min=0)
     auxiliary_weight: float = option(
         0.4,
@@ -71,6 +76,8 @@ class StepSettings:
 
     grad_clip: float | None = 5.0
     auxiliary_weight: float = 0.4
+    #: False: the optimizer's weight decay reaches only parameters of two or more dimensions
+    decay_1d: bool = True
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast; only ever switched on for CUDA
     check_every: int = 50
@@ -86,6 +93,7 @@ def step_settings(options: TrainingOptions, model: nn.Module, device: torch.devi
     return StepSettings(
         grad_clip=options.grad_clip,
         auxiliary_weight=getattr(model, "auxiliary_weight", options.auxiliary_weight),
+        decay_1d=options.decay_1d,
         label_smoothing=options.label_smoothing,
         amp=options.amp and device.type == "cuda",
         check_every=options.check_every,

@@ -25,6 +25,7 @@ from nasframe.core.space import EnsembleLogits
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform, choose_policy
 from nasframe.data.batches import Batches
+from nasframe.training.sliced import SlicedPath, add_decay_nd
 from nasframe.training.step_options import StepSettings, TrainingOptions, autocast
 
 
@@ -105,7 +106,13 @@ class StepRunner:
 
     `params_for(i)` may pick, before step i, the only parameters that step updates (a supernet
     path). The optimizer's single group is narrowed to them for that step, so everything else
-    gets no update at all: no momentum, no weight decay, no new optimizer state.
+    gets no update at all: no momentum, no weight decay, no new optimizer state. A path that uses
+    parts of parameters (`nasframe.training.sliced.SlicedPath`) takes its own step, which leaves the
+    rest of those parameters and of their momentum buffers untouched too.
+
+    With `settings.decay_1d` False, the step adds the group's weight decay to the gradients of the
+    parameters of two or more dimensions itself (after clipping, where SGD adds it) and runs the
+    optimizer without decay: the update of a two-group optimizer that exempts 1-D parameters.
 
     `data_parallel`: under torchrun, each process trains on its slice of every (augmented) global
     batch, with the step's gradients and the logged losses averaged over the processes and the
@@ -203,14 +210,26 @@ class StepRunner:
         if s.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=True)
         group["lr"] = lr
+        if isinstance(params, SlicedPath):  # a path using parts of parameters (nasframe/training/sliced.py)
+            params.step(self.optimizer, self.all_params, decay_1d=s.decay_1d)
+        else:
+            self._optimizer_step(params, group)
+        for p in params:
+            p.grad = None
+        return out, y, loss
+
+    def _optimizer_step(self, params: Sequence[torch.Tensor], group: dict[str, Any]) -> None:
+        """The optimizer's step narrowed to `params` (1-D parameters exempt from decay when asked)."""
         group["params"] = params
+        decay = group.get("weight_decay", 0.0)
+        if decay and not self.settings.decay_1d:
+            add_decay_nd(params, decay)
+            group["weight_decay"] = 0.0
         try:
             self.optimizer.step()
         finally:
             group["params"] = self.all_params
-        for p in params:
-            p.grad = None
-        return out, y, loss
+            group["weight_decay"] = decay
 
 
 def _raise_if_nonfinite(losses: torch.Tensor, start: int, stop: int) -> None:

@@ -400,6 +400,7 @@ class Trainer:
 
     def _finish(self, test_acc: float, test_loss: float, history: list[dict[str, Any]], seconds: float) -> TrainResult:
         from nasframe.common.model_stats import count_macs, count_parameters
+        from nasframe.training.deployment import channel_stats, deployment
 
         assert self.model is not None
         model = self.model
@@ -417,6 +418,7 @@ class Trainer:
             **self.plan.to_dict(),
             "input_shape": list(self.data.spec.input_shape),
             "num_classes": self.data.spec.num_classes,
+            **deployment(self.data.spec, channel_stats(self.data.mean), channel_stats(self.data.std)),
             "export": space.export(self.arch),
             "params": params,
             "macs": macs,

@@ -94,6 +94,7 @@ class ToySupernetSpace(SearchSpace):
 
     Options = ToySupernetOptions
     supports_supernet = True
+    supernet_extras = frozenset({"angle_terms"})
 
     def define_decisions(self) -> list[Decision]:
         return [Decision(f"layer{i}", CHOICES) for i in range(self.options.layers)]

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from nasframe.app import flags
+from nasframe.compare.figures import FORMATS
 
 if TYPE_CHECKING:
     from nasframe.compare.comparison import Comparison
@@ -51,13 +52,19 @@ class CompareCommand:
         p.add_argument("--parallel", type=flags.positive_int, default=2, metavar="N", help="ray: runs at a time")
         p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (default: start one here)")
         p.add_argument("--no-tensorboard", action="store_true", help="skip the comparison's TensorBoard logs")
-        p.add_argument("--no-plot", action="store_true", help="skip the figure of the curves")
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="png",
+            help="file format of the figures (curves.*, and regret.* on a tabular benchmark; default png)",
+        )
+        p.add_argument("--no-plot", action="store_true", help="skip the figures")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from nasframe.common.distributed import world_from_env
         from nasframe.common.errors import ConfigError
-        from nasframe.compare.comparison import PAIRS_CSV, SUMMARY_MD, run_comparison
+        from nasframe.compare.comparison import run_comparison
         from nasframe.compare.execution import ExecutorChoice
         from nasframe.compare.plan import make_plan
         from nasframe.search.config import load_yaml
@@ -87,28 +94,41 @@ class CompareCommand:
         try:
             executor = ExecutorChoice(args.executor, args.parallel, args.address)
             result = run_comparison(
-                plan, tensorboard=not args.no_tensorboard, plot=not args.no_plot, say=_say, executor=executor
+                plan,
+                tensorboard=not args.no_tensorboard,
+                plot=not args.no_plot,
+                say=_say,
+                executor=executor,
+                figure_format=args.format,
             )
         except KeyboardInterrupt:
             _say(f"interrupted; run the same command again (with --out {plan.out}) to continue")
             return 130
         print(result.table)
-        if result.tests:
-            shown = result.tests if len(result.tests) <= _PAIRS_SHOWN else []
-            print("\nMann-Whitney U, two-sided, on the final accuracies per seed:" if shown else "")
-            for test in shown:
-                print(f"  {test.line()}")
-            if not shown:
-                print(f"{len(result.tests)} pairwise Mann-Whitney tests: see {SUMMARY_MD} and {PAIRS_CSV}")
+        _print_tests(result)
         print(f"\n{_closing_line(result, args)}")
         return 0
 
 
+def _print_tests(result: Comparison) -> None:
+    """The pairwise tests after the table: all of them when few, else where to find them."""
+    from nasframe.compare.comparison import PAIRS_CSV, SUMMARY_MD
+
+    if not result.tests:
+        return
+    shown = result.tests if len(result.tests) <= _PAIRS_SHOWN else []
+    print("\nMann-Whitney U, two-sided, on the final accuracies per seed:" if shown else "")
+    for test in shown:
+        print(f"  {test.line()}")
+    if not shown:
+        print(f"{len(result.tests)} pairwise Mann-Whitney tests: see {SUMMARY_MD} and {PAIRS_CSV}")
+
+
 def _closing_line(result: Comparison, args: argparse.Namespace) -> str:
-    from nasframe.compare.comparison import FIGURE, PAIRS_CSV, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD
+    from nasframe.compare.comparison import PAIRS_CSV, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD
 
     done = result.actions
-    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + ([] if args.no_plot else [FIGURE])
+    files = [SUMMARY_CSV, SUMMARY_MD, RUNS_CSV, PAIRS_CSV] + [f.file for f in result.figures]
     return (
         f"{sum(done.values())} runs ({done['ran']} new, {done['resumed']} resumed, {done['done']} already "
         f"done) in {result.seconds:.1f} s; files in {result.plan.out}: {', '.join(files)}"

@@ -45,7 +45,10 @@ class InspectCommand:
             if source:
                 info["read"] = source
         if text is None:
-            info["named_architectures"] = sorted(space.named_architectures())
+            names, defined = space.architecture_names(), space.named_architectures()
+            info["named_architectures"] = list(names)
+            info["other_spellings"] = {name: list(spellings) for name, spellings in names.items() if spellings}
+            info["named_on_other_options"] = [name for name in names if name not in defined]
         else:
             info.update(_inspect_arch(space, space.parse_arch(text), spec, args))
         if args.json:
@@ -63,7 +66,8 @@ def _inspect_space(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     from nasframe.search.config import parse_set
 
     cls = spaces.get(args.space)
-    values: dict[str, Any] = dict(cls.options_for_arch(args.arch) or {}) if args.arch else {}
+    name = (cls.published_name(args.arch) or args.arch) if args.arch else None
+    values: dict[str, Any] = dict(cls.options_for_arch(name) or {}) if name else {}
     for item in args.set:
         section, key, value = parse_set(item)
         if section != "space":
@@ -117,4 +121,13 @@ def _print_inspection(info: dict[str, Any]) -> None:
         if isinstance(value, (str, int, float)):
             print(f"{key}: {value}")
     if "named_architectures" in info:
-        print(f"named architectures: {', '.join(info['named_architectures']) or '(none)'}")
+        spellings = info["other_spellings"]
+        named = {name: spellings.get(name, ()) for name in info["named_architectures"]}
+        print(f"named architectures: {names_text(named) or '(none)'}")
+        if info["named_on_other_options"]:
+            print(f"  on other space options, which --arch NAME sets: {', '.join(info['named_on_other_options'])}")
+
+
+def names_text(names: dict[str, Any]) -> str:
+    """'a, b (paper spelling), c': architecture names, each with its other spellings."""
+    return ", ".join(name + (f" ({', '.join(spellings)})" if spellings else "") for name, spellings in names.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nasframe.app.commands.inspect import names_text
 from nasframe.common.errors import NasframeError
 
 
@@ -51,6 +52,8 @@ class ListCommand:
                 print(f"  {name}: {reg.describe(name)}{extra}")
                 if args.brief or title == "datasets":
                     continue
+                if title == "spaces" and cls.published_names():
+                    print(f"      named architectures: {names_text(cls.published_names())}")
                 for line in describe_options(cls.Options):
                     print(f"      {line}")
         if not args.kind or args.kind == "datasets":

@@ -104,8 +104,8 @@ def execute(runner: Any) -> int:
 
 
 def print_result(result: Any, run_dir: Path) -> None:
-    from nasframe.core.costs import format_count
-
+    """The closing lines: what ran and cost, then ONE answer with its numbers, units and split, its
+    held-out figures, and why it is the answer (`nasframe.search.answer.describe_answer`)."""
     print(f"run: {run_dir}")
     print(
         f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
@@ -117,29 +117,44 @@ def print_result(result: Any, run_dir: Path) -> None:
         f"cost: {cost['seconds']:.1f} s computing{shared}, {cost['epochs']:g} epochs in all, "
         f"{cost['wall_seconds']:.1f} s wall"
     )
-    be = result.best_evaluated
-    if be:
-        print(f"best evaluated: #{be['index']} val_acc={fmt((be.get('metrics') or {}).get('val_acc'))}")
-    final = result.final
-    if final is None:
-        print("final architecture: none (nothing was evaluated successfully)")
+    if result.final is None:
+        print("answer: none (nothing was evaluated successfully)")
     else:
-        values = dict(final.metrics or {})
-        if final.final_evaluation and final.final_evaluation.get("status") == "ok":
-            values.update({f"final {k}": v for k, v in final.final_evaluation["metrics"].items()})
-        values.update(final.held_out)
-        line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
-        print(f"final architecture ({final.source}): {line or '(not evaluated)'}")
-        if final.answer != "arch":
-            print(f"  the answer is the space's derivation ({final.answer}); its numbers follow")
-        if final.params is not None:
-            print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
-        for key, value in final.export.items():
-            if isinstance(value, (str, int, float)):
-                print(f"  {key}: {value}")
+        _print_answer(result, run_dir)
     for name, alt in result.alternatives.items():
         values = {**(alt.get("metrics") or {}), **(alt.get("held_out") or {})}
         line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
         seen = "evaluated during the search" if alt.get("evaluated") else "never evaluated during the search"
-        print(f"alternative {name}: {seen}" + (f"; {line}" if line else ""))
+        print(f"alternative {name} (not the answer): {seen}" + (f"; {line}" if line else ""))
     print(f"details: {run_dir / 'best.json'}")
+
+
+def _print_answer(result: Any, run_dir: Path) -> None:
+    from nasframe.core.costs import format_count
+    from nasframe.search.answer import describe_answer
+
+    final, answer = result.final, describe_answer(result)
+    print(f"answer: {answer.what}")
+    if answer.figures:
+        head, rest = answer.figures[0], answer.figures[1:]
+        print(f"  {head.text()} on {head.where}")
+        print(f"    measured by: {answer.measured_by}")
+        if rest:
+            print(f"  also: {', '.join(f.text() for f in rest)}")
+    else:
+        print(f"  no numbers; measured by: {answer.measured_by}")
+    if answer.held_out:
+        head, rest = answer.held_out[0], answer.held_out[1:]
+        also = f"; {', '.join(f.text() for f in rest)}" if rest else ""
+        print(f"  held out: {head.text()} on {head.where}{also}")
+    else:
+        print(f"  held out: none ({result.evaluator} gives no held-out figure for this data)")
+    print(f"  its own accuracy as a trained network: nasframe train {run_dir} (from scratch, on the test split)")
+    if final.params is not None:
+        print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
+    for key, value in final.export.items():
+        if isinstance(value, (str, int, float)):
+            print(f"  {key}: {value}")
+    print(f"why this one: {answer.why[0]}")
+    for line in answer.why[1:]:
+        print(f"  {line}")
