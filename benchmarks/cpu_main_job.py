@@ -230,7 +230,6 @@ def profile_mode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    import nasframe.evaluators.short_train as st
     import nasframe.training.step_options as so
     import nasframe.training.steps as tr
     from nasframe.common.threads import apply_threads, resolve_threads
@@ -268,14 +267,21 @@ def profile_mode(args: argparse.Namespace) -> int:
 
         return wrapper
 
-    saved = {name: getattr(st, name) for name in ("count_parameters", "count_macs", "recalibrate_bn", "validate")}
-    saved_build, saved_run = space.build, st.StepRunner.run
-    st.count_parameters = timed("parameter count", st.count_parameters)
-    st.count_macs = timed("MAC count (one traced forward)", st.count_macs)
-    st.recalibrate_bn = timed("BN recalibration", st.recalibrate_bn)
-    st.validate = timed("validation", st.validate)
+    # short_train imports these inside evaluate (so `nasframe list` runs without torch): time them at home
+    import nasframe.common.model_stats as stats_mod
+    import nasframe.training.measure as measure_mod
+    from nasframe.training.steps import StepRunner
+
+    homes = {"count_parameters": stats_mod, "count_macs": stats_mod, "recalibrate_bn": measure_mod,
+             "validate": measure_mod}  # fmt: skip
+    saved = {name: getattr(mod, name) for name, mod in homes.items()}
+    saved_build, saved_run = space.build, StepRunner.run
+    stats_mod.count_parameters = timed("parameter count", stats_mod.count_parameters)
+    stats_mod.count_macs = timed("MAC count (one traced forward)", stats_mod.count_macs)
+    measure_mod.recalibrate_bn = timed("BN recalibration", measure_mod.recalibrate_bn)
+    measure_mod.validate = timed("validation", measure_mod.validate)
     space.build = timed("build", space.build)
-    st.StepRunner.run = timed("training steps", st.StepRunner.run)
+    StepRunner.run = timed("training steps", StepRunner.run)  # type: ignore[method-assign]
     rng = np.random.default_rng(args.seed)
     archs = [space.sample(rng) for _ in range(args.archs)]
     rows = []  # (phase -> [wall, cpu], total wall, total cpu, result)
@@ -288,8 +294,8 @@ def profile_mode(args: argparse.Namespace) -> int:
             rows.append(({k: list(v) for k, v in timers.items()}, clock() - w, time.process_time() - c, result))
     finally:
         for name, fn in saved.items():
-            setattr(st, name, fn)
-        space.build, st.StepRunner.run = saved_build, saved_run
+            setattr(homes[name], name, fn)
+        space.build, StepRunner.run = saved_build, saved_run
     steps = max(1, round(o.epochs * batches.steps_per_epoch(o.batch_size)))
     names = [
         "build",

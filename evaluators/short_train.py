@@ -8,30 +8,27 @@ memory) come back as failed results and the search goes on.
 from __future__ import annotations
 
 import importlib
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import torch
-
-from nasframe.common.model_stats import count_macs, count_parameters
 from nasframe.common.options import option
 from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
 from nasframe.core.registry import register_evaluator
 from nasframe.core.space import Arch, SearchSpace
-from nasframe.data import DataSource
-from nasframe.data.augment import BatchTransform
-from nasframe.data.batches import Batches
-from nasframe.training.measure import Scores, attempt, evaluation_result, recalibrate_bn, validate
-from nasframe.training.step_options import (
-    TrainingOptions,
-    deterministic_mode,
-    device_generator,
-    resolve_deterministic,
-    step_settings,
-)
-from nasframe.training.steps import StepRunner, cosine_lr, count_steps, search_data
+from nasframe.training.step_options import TrainingOptions
+
+if TYPE_CHECKING:  # the training library imports torch: loaded when training, so `nasframe list` runs without it
+    import torch
+
+    from nasframe.data import DataSource, HeldOutData
+    from nasframe.data.augment import BatchTransform
+    from nasframe.data.batches import Batches
+    from nasframe.training.measure import Scores
+    from nasframe.training.steps import StepRunner
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,11 @@ class ShortTrainOptions(TrainingOptions):
         min=0,
     )
     compile: bool = option(False, "torch.compile each candidate (pays off only for long trainings)")
+    test_metrics: bool = option(
+        True,
+        "after the search, train the answer once more as its evaluation did and report its accuracy on the "
+        "data set's test split (test_acc; never seen by the strategy); false: skip that training",
+    )
 
 
 @register_evaluator("short_train")
@@ -71,10 +73,17 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
 
     def _setup(self) -> tuple[Batches, BatchTransform]:
         if self._batches is None:
+            from nasframe.training.steps import search_data
+
             self._batches, self._transform = search_data("short_train", self.data, self.options, self.device)
         return self._batches, self._transform  # type: ignore[return-value]
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        from nasframe.common.model_stats import count_macs, count_parameters
+        from nasframe.training.measure import attempt, evaluation_result
+        from nasframe.training.step_options import deterministic_mode, resolve_deterministic
+        from nasframe.training.steps import count_steps
+
         start = time.perf_counter()
         batches, _ = self._setup()
         o = self.options
@@ -91,8 +100,52 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
         del model  # an out-of-memory failure frees the device memory once nothing holds the network
         return evaluation_result(outcome, cost, start, self.device, params=params, macs=macs)
 
-    def _train_and_validate(self, model: torch.nn.Module, steps: int, spe: int) -> Scores:
-        """SGD with a per-step cosine from scratch, BatchNorm recalibration, then search-val."""
+    def final_metrics(self, arch: Arch) -> dict[str, float]:
+        """`arch`'s accuracy on the data set's own test split after the training every candidate of the
+        search got (`epochs` on search-train). The runner seeds torch as it seeded the evaluation whose
+        numbers best.json reports, so on the CPU this is that very network. Empty for a data set without a
+        test split, or with `test_metrics: false`."""
+        from nasframe.training.measure import Failure, attempt, free_memory
+        from nasframe.training.step_options import deterministic_mode, resolve_deterministic
+        from nasframe.training.steps import count_steps
+
+        test = self.data.test() if (self.options.test_metrics and self.data is not None) else None
+        if test is None:
+            return {}
+        batches, _ = self._setup()
+        o = self.options
+        spe = batches.steps_per_epoch(o.batch_size)
+        steps = count_steps(None, spe, o.epochs)
+        with deterministic_mode(resolve_deterministic(o, self.device)):
+            model = self.space.build(arch, batches.spec)
+            outcome = attempt(partial(self._train_and_validate, model, steps, spe, test))
+        del model
+        if isinstance(outcome, Failure) or not math.isfinite(outcome.val_loss):
+            if isinstance(outcome, Failure) and outcome.out_of_memory:
+                free_memory(self.device)
+            return {}  # the training failed: no figure rather than a wrong one (the search's numbers stand)
+        return {"test_acc": outcome.val_acc, "test_loss": outcome.val_loss}
+
+    def held_out_split(self) -> str | None:
+        test = self.data.test() if (self.options.test_metrics and self.data is not None) else None
+        if test is None:
+            return None
+        name = self.data.options.name if self.data is not None else "the data set"
+        return (
+            f"{name} test split ({test.size:,} images, never searched on), after the search's training "
+            f"({self.options.epochs:g} epochs on search-train)"
+        )
+
+    def _train_and_validate(
+        self, model: torch.nn.Module, steps: int, spe: int, test: HeldOutData | None = None
+    ) -> Scores:
+        """SGD with a per-step cosine from scratch, BatchNorm recalibration, then search-val (or `test`)."""
+        import torch
+
+        from nasframe.training.measure import Scores, recalibrate_bn, validate
+        from nasframe.training.step_options import device_generator, step_settings
+        from nasframe.training.steps import StepRunner, cosine_lr
+
         batches, transform = self._setup()
         o = self.options
         model = model.to(self.device)
@@ -124,8 +177,15 @@ class ShortTrain(Evaluator[ShortTrainOptions]):
                 settings.amp,
                 generator,
             )
-        val_acc, val_loss = validate(run_model, batches.val(o.eval_batch_size), transform, self.device, settings.amp)
+        held = batches.val(o.eval_batch_size) if test is None else _test_batches(test, o.eval_batch_size)
+        val_acc, val_loss = validate(run_model, held, transform, self.device, settings.amp)
         return Scores(val_acc, val_loss, stats.mean_loss)
+
+
+def _test_batches(test: HeldOutData, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The test split once, in order, as (x_uint8, y) batches on the device."""
+    for start in range(0, test.size, batch_size):
+        yield test.x[start : start + batch_size], test.y[start : start + batch_size]
 
 
 def _drop_path_ramp(model: torch.nn.Module, runner: StepRunner, steps_per_epoch: int, steps: int) -> Any:

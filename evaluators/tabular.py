@@ -103,6 +103,14 @@ class TabularEvaluator(Evaluator[TabularOptions], TabularBenchmark):
         """200-epoch test accuracy of the chosen data set: the held-out judge of a final architecture."""
         return {"test_acc": self._final_list[self.row(arch)]}
 
+    def search_split(self) -> str:
+        words = self.table_labels()
+        return f"{self.space.name} table, {words.dataset}: {words.search}"
+
+    def held_out_split(self) -> str:
+        words = self.table_labels()
+        return f"{self.space.name} table, {words.dataset}: {words.held_out}"
+
     def all_accuracies(self, metric: Literal["val_acc", "test_acc"] = "val_acc") -> np.ndarray:
         """The metric over every cell of the table (row order): `val_acc` is what the search sees,
         `test_acc` the 200-epoch held-out judge. For analytic baselines such as expected best-of-n."""

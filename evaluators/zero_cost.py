@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
@@ -27,10 +26,9 @@ from nasframe.core.evaluator import Budget, Cost, Evaluator, Result
 from nasframe.core.registry import register_evaluator
 from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource, DataSpec
-from nasframe.data.augment import BatchTransform
-from nasframe.data.batches import Batches
-from nasframe.evaluators import proxies
-from nasframe.training.measure import free_memory, oom_reason
+
+if TYPE_CHECKING:  # the proxies import torch: loaded when scoring, so `nasframe list` runs without it
+    import torch
 
 #: every proxy, in the order the docs list them
 PROXIES = ("synflow", "grad_norm", "snip", "grasp", "fisher", "jacov", "naswot", "params", "macs")
@@ -47,6 +45,11 @@ class ZeroCostOptions:
 
 def batch_of(data: DataSource, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One normalised search-train batch (no augmentation), the same for every call with the same seed."""
+    import torch
+
+    from nasframe.data.augment import BatchTransform
+    from nasframe.data.batches import Batches
+
     batches = Batches(data.search())
     generator = torch.Generator(device=batches.device).manual_seed(seed) if not batches.streaming else None
     x, y = next(batches.train(batch_size, generator))
@@ -56,6 +59,8 @@ def batch_of(data: DataSource, batch_size: int, seed: int) -> tuple[torch.Tensor
 
 def score(proxy: str, model: torch.nn.Module, spec: DataSpec, batch: tuple[torch.Tensor, torch.Tensor] | None) -> float:
     """`proxy` of a freshly built `model` (changed in the process); `batch` is needed by all but synflow."""
+    from nasframe.evaluators import proxies
+
     if proxy == "synflow":
         return proxies.synflow(model, spec.input_shape)
     if proxy in ("params", "macs"):
@@ -99,6 +104,10 @@ class ZeroCost(Evaluator[ZeroCostOptions]):
             raise ConfigError(f"proxy: {self.options.proxy!r} is not allowed; choose one of {', '.join(PROXIES)}")
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def search_split(self) -> str:
+        source = "no images" if self.options.proxy in DATA_FREE else "one batch of search-train"
+        return f"{self.options.proxy} score at initialisation ({source}); an order, not an accuracy"
+
     def _spec(self) -> DataSpec:
         if self.data is None:
             raise ConfigError("zero_cost needs a data set (evaluators get one from the run's data: section)")
@@ -111,6 +120,10 @@ class ZeroCost(Evaluator[ZeroCostOptions]):
         return self._batch
 
     def evaluate(self, arch: Arch, budget: Budget | None = None) -> Result:
+        import torch
+
+        from nasframe.training.measure import free_memory, oom_reason
+
         start = time.perf_counter()
         o = self.options
         spec = self._spec()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
@@ -38,8 +38,10 @@ from .darts_genotype import (
     looks_like_genotype,
     parse_genotype_fields,
 )
-from .darts_networks import DartsNetwork, Variant, cell_ops
-from .darts_supernet import DartsSupernet
+
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .darts_networks import DartsNetwork, Variant
+    from .darts_supernet import DartsSupernet
 
 #: input height from which `variant: auto` builds DARTS' ImageNet network
 IMAGENET_MIN_HEIGHT = 128
@@ -192,6 +194,8 @@ class DartsSpace(SearchSpace[DartsOptions]):
 
     # ---- networks ------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> DartsNetwork:
+        from .darts_networks import DartsNetwork, cell_ops
+
         plain = self.validate(arch).to_dict()
         o = self.options
         channels, layers = self.size_for(data)
@@ -209,6 +213,8 @@ class DartsSpace(SearchSpace[DartsOptions]):
         )
 
     def build_supernet(self, data: DataSpec) -> DartsSupernet:
+        from .darts_supernet import DartsSupernet
+
         o = self.options
         return DartsSupernet(
             data,

@@ -17,12 +17,11 @@ from torch import nn
 from nasframe.common.errors import InvalidArchitecture
 from nasframe.core.space import Arch, Supernet
 
-from .mobilenet_layouts import Layout, Slot, parse_op
+from .mobilenet_layouts import ZERO, Layout, Slot, parse_op
 from .param_index import ParamIndex
 
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-3  # ProxylessNAS's bn_param (0.1, 1e-3)
-ZERO = "zero"
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -224,3 +223,15 @@ class MBConvSupernet(_Frame, Supernet):
             module = cast(MBConv, self._candidates(name)[op])
             terms += [f"blocks.{_key(name)}.{op}.{n}" for n in module.conv_weight_names()]
         return terms
+
+
+class HeadBlock(nn.Module):
+    """The head conv, pooling, dropout and classifier of `MBConvNet.classify`, as one block (for latency tables)."""
+
+    def __init__(self, conv: nn.Module, width: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.conv, self.pool, self.dropout = conv, nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.pool(self.conv(x)), 1)))

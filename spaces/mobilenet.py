@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
@@ -25,16 +22,19 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .mbconv import ZERO, MBConvNet, MBConvSupernet, conv_bn, make_op
 from .mobilenet_layouts import (
     LAYOUTS,
     NAMED_ARCHS,
+    ZERO,
     Slot,
     block_slots,
     needed_options,
     op_name,
     resolve_layout,
 )
+
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .mbconv import MBConvNet, MBConvSupernet
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
 
     # ---- networks ----------------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> MBConvNet:
+        from .mbconv import MBConvNet
+
         return MBConvNet(
             self.layout,
             self.slots,
@@ -195,6 +197,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
         )
 
     def build_supernet(self, data: DataSpec) -> MBConvSupernet:
+        from .mbconv import MBConvSupernet
+
         choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
         return MBConvSupernet(
             self.layout, self.slots, choices, data.channels, data.num_classes, self.options.dropout, self.first_slot
@@ -203,6 +207,8 @@ class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
     def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
         """Stem, first block, each slot's op (none for zero) and the head with the classifier, on their
         input shapes (for latency tables)."""
+        from .mbconv import HeadBlock, conv_bn, make_op
+
         lay, o = self.layout, self.options
         arch = Arch(self.check_buildable(arch))
         size = ((data.height - 1) // lay.first_stride + 1, (data.width - 1) // lay.first_stride + 1)
@@ -233,7 +239,7 @@ class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
             Block(
                 f"head conv1x1 {lay.widths[-1]}>{lay.head} fc>{data.num_classes} @{shape_text(shape)}",
                 shape,
-                lambda: _Head(conv_bn(lay.widths[-1], lay.head, 1), lay.head, data.num_classes, o.dropout),
+                lambda: HeadBlock(conv_bn(lay.widths[-1], lay.head, 1), lay.head, data.num_classes, o.dropout),
             )
         )
         return out
@@ -248,18 +254,6 @@ class MobileNetSpace(SearchSpace[MobileNetOptions], BlockSpace):
         if self.first_slot:
             out["first_block"] = arch[self.first_slot.name]
         return out
-
-
-class _Head(nn.Module):
-    """The head conv, pooling, dropout and classifier of `MBConvNet.classify`, as one block."""
-
-    def __init__(self, conv: nn.Module, width: int, num_classes: int, dropout: float):
-        super().__init__()
-        self.conv, self.pool, self.dropout = conv, nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(torch.flatten(self.pool(self.conv(x)), 1)))
 
 
 def _yaml_value(value: Any) -> str:

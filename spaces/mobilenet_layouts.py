@@ -15,6 +15,9 @@ from typing import Any
 
 from nasframe.common.errors import ConfigError
 
+#: the choice that leaves a slot out (an identity; allowed where `space.allow_zero` and the slot allow it)
+ZERO = "zero"
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
@@ -30,16 +30,10 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Choice, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .neas_net import (
-    SKIP,
-    Chain,
-    EnsembleNames,
-    EnsembleNet,
-    EnsembleSupernet,
-    Layer,
-    ensemble_blocks,
-    read_ensemble,
-)
+from .neas_layout import SKIP, Chain, EnsembleNames, Layer, read_ensemble
+
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .neas_net import EnsembleNet, EnsembleSupernet
 
 #: the released op order: index i of a NEAS tuple is OPS[i], -1 is skip
 OPS = ("k3e4", "k3e6", "k5e4", "k5e6", "k7e4", "k7e6")
@@ -300,15 +294,21 @@ class NeasSpace(SearchSpace[NeasOptions], EnsembleSpace, BlockSpace):
 
     # ---- networks ------------------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> EnsembleNet:
+        from .neas_net import EnsembleNet
+
         trunk, members = read_ensemble(self.check_buildable(arch), self.names)
         return EnsembleNet(self.chain, trunk, members, data.channels, data.num_classes)
 
     def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
         """Stem, fixed block, trunk layers, then each member's layers and head (for latency tables)."""
+        from .neas_net import ensemble_blocks
+
         trunk, members = read_ensemble(self.check_buildable(arch), self.names)
         return ensemble_blocks(self.chain, trunk, members, data.input_shape, data.num_classes)
 
     def build_supernet(self, data: DataSpec) -> EnsembleSupernet:
+        from .neas_net import EnsembleSupernet
+
         full = {d.name: d.choices for d in self.define_decisions()}
         choices = {
             layer.name: tuple(map(str, full[self.names.members[0][i]])) for i, layer in enumerate(self.chain.layers)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -28,8 +28,8 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .nse_net import NseLayout, NseNet, NseSupernet, gate_name, network_blocks
-from .nse_ops import POOLS
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .nse_net import NseLayout, NseNet, NseSupernet
 
 #: the released final networks (utils/supernet_utils.py NSENet / NSENet27 / NSENet_GPU): op indices per
 #: cell, and the space options they are defined on
@@ -103,6 +103,9 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace, BlockSpace):
     supports_supernet = True
 
     def __init__(self, options: NseOptions | None = None):
+        from .nse_net import gate_name
+        from .nse_ops import POOLS
+
         super().__init__(options)
         o = self.options
         self.pool = POOLS[o.cell_plan]
@@ -114,6 +117,8 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace, BlockSpace):
         ]
 
     def _layout(self, shape: tuple[int, int, int]) -> NseLayout:
+        from .nse_net import NseLayout
+
         o = self.options
         return NseLayout.build(
             o.alloc_plan,
@@ -251,12 +256,16 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace, BlockSpace):
         return branches
 
     def build(self, arch: Arch, data: DataSpec) -> NseNet:
+        from .nse_net import NseNet
+
         branches = self.build_check(arch)
         layout = self._layout((data.channels, data.height, data.width))
         return NseNet(layout, self.pool, branches, data.num_classes)
 
     def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
         """The stem, every branch of every cell and the head, on their input shapes (for latency tables)."""
+        from .nse_net import network_blocks
+
         branches = self.build_check(arch)
         return network_blocks(self._layout(data.input_shape), self.pool, branches, data.num_classes)
 
@@ -266,6 +275,8 @@ class NseSpace(SearchSpace[NseOptions], MultiBranchSpace, BlockSpace):
         return list({b.key: b for b in self.blocks(everything, data)}.values())
 
     def build_supernet(self, data: DataSpec) -> NseSupernet:
+        from .nse_net import NseSupernet
+
         return NseSupernet(self._layout((data.channels, data.height, data.width)), self.pool, data.num_classes)
 
 

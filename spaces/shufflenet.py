@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nasframe.common.errors import ConfigError, InvalidArchitecture
 from nasframe.common.options import option
@@ -22,7 +22,10 @@ from nasframe.core.registry import register_space
 from nasframe.core.space import Arch, Decision, SearchSpace
 from nasframe.data import DataSpec
 
-from .shufflenet_blocks import CHOICES, ShuffleLayout, ShuffleNetSupernet, ShuffleNetV2Net, network_blocks
+from .shufflenet_layout import CHOICES, ShuffleLayout
+
+if TYPE_CHECKING:  # the networks import torch: loaded when built, so `nasframe list` runs without it
+    from .shufflenet_blocks import ShuffleNetSupernet, ShuffleNetV2Net
 
 REFERENCE_REPEATS = (4, 4, 8, 4)
 
@@ -214,12 +217,16 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions], BlockSpace):
     # ---- networks ----------------------------------------------------------------------------
     def build(self, arch: Arch, data: DataSpec) -> ShuffleNetV2Net:
         """SPOS's evaluation network for `arch`: affine BNs, SPOS's initialisation."""
+        from .shufflenet_blocks import ShuffleNetV2Net
+
         return ShuffleNetV2Net(
             self.layout_for(data), self.check_buildable(arch), data.channels, data.num_classes, self.options.dropout
         )
 
     def blocks(self, arch: Arch, data: DataSpec) -> list[Block]:
         """Stem, one choice block per slot and the head, on their input shapes (for latency tables)."""
+        from .shufflenet_blocks import network_blocks
+
         layout = self.layout_for(data)
         return network_blocks(
             layout, self.check_buildable(arch), data.input_shape, data.num_classes, self.options.dropout
@@ -227,5 +234,7 @@ class ShuffleNetSpace(SearchSpace[ShuffleNetOptions], BlockSpace):
 
     def build_supernet(self, data: DataSpec) -> ShuffleNetSupernet:
         """All four candidates in every block, whatever the restriction (shared weights stay valid)."""
+        from .shufflenet_blocks import ShuffleNetSupernet
+
         choices = {d.name: tuple(map(str, d.choices)) for d in self.define_decisions()}
         return ShuffleNetSupernet(self.layout_for(data), choices, data.channels, data.num_classes, self.options.dropout)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
 from nasframe.core.capabilities import AlphaOptimizer
 from nasframe.core.evaluator import WorkReport
 from nasframe.core.space import Arch, Decision
+
+if TYPE_CHECKING:  # imported where the alphas are made and read: `nasframe list` loads this without torch
+    pass
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ArchitectureWeights:
     """Alphas (initialised `init_scale` x N(0, 1) from the strategy's RNG) and their Adam state."""
 
     def __init__(self, decisions: Sequence[Decision], init_scale: float, rng: np.random.Generator, owner: str):
+        import torch
+
         self.decisions = list(decisions)
         self.owner = owner  # the strategy's name, for error messages
         self.alphas = {
@@ -74,15 +78,21 @@ class ArchitectureWeights:
 
     # ---- the distribution ---------------------------------------------------------------------------
     def probabilities(self) -> dict[str, np.ndarray]:
+        import torch
+
         return {n: torch.softmax(a, dim=-1).numpy() for n, a in self.alphas.items()}
 
     def most_likely(self) -> Arch:
         """The highest-weighted choice of every decision (the first one on ties)."""
+        import torch
+
         return Arch([(d.name, d.choices[int(torch.argmax(self.alphas[d.name]))]) for d in self.decisions])
 
     def log_prob(self, arch: Arch) -> float:
         """log P(arch) = sum over decisions of log_softmax(alpha)[choice], summed in float32 in decision
         order as SETN's code does (so equal-probability ties round as there)."""
+        import torch
+
         total = np.float32(0.0)
         for d in self.decisions:
             row = torch.log_softmax(self.alphas[d.name].float(), dim=-1).numpy()
@@ -100,6 +110,8 @@ class ArchitectureWeights:
         float32 sum, so the heap pops in descending log P; only two architectures whose different
         log P round to the same float32 sum can come out in another order than the stable sort's.
         """
+        import torch
+
         rows = [torch.log_softmax(self.alphas[d.name].float(), dim=-1).numpy() for d in self.decisions]
         sizes = [len(r) for r in rows]
         if int(np.prod(sizes, dtype=np.float64)) <= ENUMERATE_LIMIT:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,8 @@ class EnsembleMLP:
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Parameters and Adam's moments as tensors (checkpoints hold plain data and tensors only)."""
+        import torch  # here, not at the top: `nasframe list` loads this module without torch
+
         return {
             "params": torch.from_numpy(self.params.copy()),
             "m": torch.from_numpy(self._m.copy()),

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
@@ -47,6 +46,9 @@ from nasframe.core.strategy import CostAware, Strategy
 
 from .nse_rules import Branches, draw_branches, front_union, pareto_efficient, sample_candidates, total_rounds
 from .nse_rules import update_space as refill
+
+if TYPE_CHECKING:  # imported where the alphas are made and read: `nasframe list` loads this without torch
+    pass
 
 #: NSE's op probability from its importance logit (evaluators/supernet/branch_importance.py `importance`)
 P_SCALE, P_FLOOR = 0.999, 5e-4
@@ -151,6 +153,8 @@ class Nse(Strategy[NseOptions], CostAware):
         self.front: list[Branches] = []  # prev_bests: the last Pareto front's architectures
         self.front_scores: list[float] = []
         self.front_costs: list[float] = []
+        import torch
+
         self.alphas = torch.zeros(len(self.cells), self.ops)
         self.costs: BranchCosts | None = None
         # the round's candidates: (branches, kind) with kind "new", "extra" or "previous", and their scores
@@ -245,6 +249,8 @@ class Nse(Strategy[NseOptions], CostAware):
         )
 
     def _training_request(self) -> TrainImportance:
+        import torch
+
         o = self.options
         state = {
             "active": [list(s) for s in self.sub_space],
@@ -276,6 +282,8 @@ class Nse(Strategy[NseOptions], CostAware):
 
     def probabilities(self) -> list[np.ndarray]:
         """Each cell's op probabilities, 0.999 sigmoid(alpha) + 5e-4."""
+        import torch
+
         p = torch.sigmoid(self.alphas.double()) * P_SCALE + P_FLOOR
         return [row.numpy() for row in p]
 

@@ -293,10 +293,13 @@ def saved_figures(monkeypatch) -> list:
     return figures
 
 
-def figure_texts(fig) -> dict[str, str]:
+def figure_texts(fig, folder: Path) -> dict[str, str]:
+    """The figure's texts, and its caption from summary.md (the figure itself has no explanatory title)."""
     curves, finals = fig.axes
+    md = (folder / "summary.md").read_text()
     return {
         "title": fig.get_suptitle(),
+        "caption": md.split("**Figure 1** (`curves.png`). ", 1)[1].split("\n", 1)[0],
         "curve_title": curves.get_title(),
         "curve_axis": curves.get_ylabel(),
         "final_title": finals.get_title(),
@@ -310,15 +313,16 @@ def test_figure_names_the_table_data_set_and_both_tables(tmp_path, saved_figures
     # the table answers, not the run's data: section (digits here): the title must say cifar100
     plan = nb201_plan(tmp_path / "cmp", budget=8, seeds=2, sets=["evaluator.dataset=cifar100"])
     result = run_comparison(plan, tensorboard=False)
-    assert len(saved_figures) == 1 and (tmp_path / "cmp" / "curves.png").is_file()
+    assert len(saved_figures) == 2 and (tmp_path / "cmp" / "curves.png").is_file()
     fig = saved_figures[0]
-    text = figure_texts(fig)
-    assert "on cifar100 (nb201 / tabular" in text["title"] and "digits" not in text["title"]
-    assert "2 seeds, budget 8 evaluations" in text["title"]
+    text = figure_texts(fig, tmp_path / "cmp")
+    assert text["title"] == "" and text["curve_title"] == "search" and text["final_title"] == "returned architecture"
+    assert "on cifar100 (nb201 / tabular" in text["caption"] and "digits" not in text["caption"]
+    assert "2 seeds, budget 8 evaluations" in text["caption"]
     assert text["curve_axis"] == "best-so-far 12-epoch validation accuracy (%)"
-    assert "12-epoch validation accuracy from the nb201 table" in text["curve_title"]
+    assert "the search metric, 12-epoch validation accuracy from the nb201 table" in text["caption"]
     assert text["final_axis"] == "200-epoch test accuracy (%)"
-    assert "200-epoch test accuracy" in text["final_title"] and "from the nb201 table" in text["final_title"]
+    assert "returned architecture's 200-epoch test accuracy from the nb201 table" in text["caption"]
     # the curves start at the first evaluation
     assert fig.axes[0].get_xlim() == (1.0, 8.0)
     assert all(line.get_xdata()[0] == 1 for line in fig.axes[0].get_lines())
@@ -340,10 +344,11 @@ def test_figure_names_the_run_data_set_for_a_trained_evaluator(tmp_path, saved_f
         data="synthetic",
     )
     run_comparison(plan, tensorboard=False)
-    text = figure_texts(saved_figures[0])
-    assert text["title"].startswith("random on synthetic (core_toy / core_toy_eval)")
+    assert len(saved_figures) == 1  # no table: no regret figure
+    text = figure_texts(saved_figures[0], tmp_path / "cmp")
+    assert text["caption"].startswith("random on synthetic (core_toy / core_toy_eval)")
     assert text["curve_axis"] == "best-so-far validation accuracy (val_acc) (%)"
-    assert "measured by core_toy_eval" in text["curve_title"]
+    assert "measured by core_toy_eval" in text["caption"]
     assert text["final_axis"] == "held-out test accuracy (test_acc) (%)"
 
 

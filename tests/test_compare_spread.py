@@ -99,7 +99,7 @@ def records(values: dict[str, list[float]]) -> list[RunRecord]:
 
 
 def texts() -> FigureText:
-    return FigureText("title", "curves", "best-so-far (%)", "finals", "test (%)")
+    return FigureText("caption", "best-so-far (%)", "test (%)")
 
 
 def test_finals_floor_cuts_only_far_outliers_that_would_squeeze_the_boxes():

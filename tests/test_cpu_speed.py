@@ -42,13 +42,13 @@ def test_darts_auto_size_is_small_for_tiny_inputs_and_darts_search_size_otherwis
 
 
 def test_short_train_defaults_and_nhwc_on_the_cpu(digits, monkeypatch):
-    import nasframe.evaluators.short_train as st
     from nasframe.common.plugins import load_plugin
+    from nasframe.training.steps import StepRunner  # short_train imports it inside the training
 
     cls = evaluators.get("short_train")
     assert cls.Options().bn_recalibration_batches == 4 and cls.Options().channels_last
     seen = {}
-    real_init = st.StepRunner.__init__
+    real_init = StepRunner.__init__
 
     def spy(self, model, optimizer, transform, settings, device):
         seen["weight"] = model.layers[0][0].weight  # the toy's first 3x3 conv, 8 -> 8 channels
@@ -56,7 +56,7 @@ def test_short_train_defaults_and_nhwc_on_the_cpu(digits, monkeypatch):
         seen["fused"] = optimizer.defaults["fused"]
         real_init(self, model, optimizer, transform, settings, device)
 
-    monkeypatch.setattr(st.StepRunner, "__init__", spy)
+    monkeypatch.setattr(StepRunner, "__init__", spy)
     load_plugin(TOY)
     space = spaces.get("supernet_toy")()
     arch = space.validate({"layer0": "conv3x3", "layer1": "conv3x3", "layer2": "identity"})

@@ -342,10 +342,17 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     readme = [b for b in BLOCKS if b.page == "README.md"]
     main_job, tests = readme[0].text.strip(), readme[1].text.strip()
     assert main_job.startswith("python3 -m venv .venv") and " run --strategy mdenas" in main_job
-    assert tests.startswith("python3 -m venv .venv") and tests.endswith("-m pytest -q -p no:cacheprovider")
+    # the arguments benchmarks/suite_time.py times by default: every core, the slow tier left to CI
+    readme_args = ["-q", "-p", "no:cacheprovider", "-n", "auto", "-m", "not slow"]
+    suite_time = (ROOT / "benchmarks" / "suite_time.py").read_text()
+    assert f"README_ARGS = {readme_args!r}".replace("'", '"') in suite_time
+    assert tests.startswith("python3 -m venv .venv") and tests.endswith("-m pytest " + shlex.join(readme_args))
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci, ".ci/run must run exactly the README's test command"
-    assert ci.index(tests) < next(i for i, line in enumerate(ci) if "mkdocs build --strict" in line)
+    # ... under `set -e`, so a failure, or no test at all (pytest's exit code 5), fails CI; then the slow tier
+    assert ci.index("set -euo pipefail") < ci.index(tests)
+    slow = ".venv/bin/python -m pytest " + shlex.join(readme_args[:-1] + ["slow"])
+    assert ci.index(tests) < ci.index(slow) < next(i for i, line in enumerate(ci) if "mkdocs build --strict" in line)
 
 
 def test_the_venv_nasframe_script_is_this_cli():

@@ -114,3 +114,48 @@ def test_bad_export_input_is_one_line(cli, trained, tmp_path):
     assert "model.safetensors: unreadable weights file" in err
     code, _, err = cli("export", tmp_path, "--format", "json")
     assert code == 2 and "neither a training folder" in err
+
+
+def test_exports_carry_the_input_normalisation_size_and_class_names(cli, trained, tmp_path):
+    """model.json, the ONNX metadata, the TorchScript extra file and architecture.json all hold what a
+    deployment needs: the input size and layout, the mean/std the network was trained with, class names."""
+    import onnx
+
+    from nasframe.data import DataOptions, DataSource
+    from nasframe.training.deployment import ONNX_KEYS, TORCHSCRIPT_EXTRA
+
+    search = DataSource(DataOptions(name="digits"), seed=0).search()  # what training normalised with
+    meta = json.loads((trained / "model.json").read_text())
+    expected_input = {
+        "shape": [1, 8, 8],
+        "layout": "NCHW",
+        "pixel_scale": 255.0,
+        "mean": [pytest.approx(float(search.mean.flatten()[0]))],
+        "std": [pytest.approx(float(search.std.flatten()[0]))],
+        "formula": "(pixels / pixel_scale - mean) / std, per channel",
+    }
+    assert meta["input"] == expected_input and meta["class_names"] == [str(d) for d in range(10)]
+    assert 0.2 < meta["input"]["mean"][0] < 0.4  # digits' train images: mostly background
+    assert cli("export", trained, "--format", "onnx", "--out", tmp_path / "m.onnx")[0] == 0
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert props[ONNX_KEYS[0]] == meta["input"] and props[ONNX_KEYS[1]] == meta["class_names"]
+    assert cli("export", trained, "--format", "torchscript", "--out", tmp_path / "m.pt")[0] == 0
+    extra = {TORCHSCRIPT_EXTRA: ""}
+    torch.jit.load(str(tmp_path / "m.pt"), _extra_files=extra)
+    assert json.loads(extra[TORCHSCRIPT_EXTRA]) == {"input": meta["input"], "class_names": meta["class_names"]}
+    assert cli("export", trained, "--format", "json", "--out", tmp_path / "a.json")[0] == 0
+    described = json.loads((tmp_path / "a.json").read_text())
+    assert described["input"] == meta["input"] and described["class_names"] == meta["class_names"]
+
+
+def test_each_data_set_names_its_classes():
+    from nasframe.data import DataOptions
+    from nasframe.data.registry import datasets
+
+    expected = {"digits": "0", "fashion_mnist": "T-shirt/top", "cifar10": "airplane", "cifar100": "apple"}
+    for name, first in expected.items():
+        spec = datasets.create(name, DataOptions(name=name)).spec()
+        assert len(spec.names()) == spec.num_classes and spec.names()[0] == first, name
+    assert datasets.create("cifar100", DataOptions(name="cifar100")).spec().names()[-1] == "worm"
+    synthetic = datasets.create("synthetic", DataOptions(name="synthetic", synthetic_classes=3)).spec()
+    assert synthetic.names() == ["0", "1", "2"]  # unnamed classes: their indices

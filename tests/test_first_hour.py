@@ -46,10 +46,12 @@ def test_the_answer_has_counts_and_an_evaluation_at_the_end(cli, tmp_path):
     assert final["source"] == "strategy" and final["params"] > 0 and final["macs"] > 0
     history = [json.loads(x) for x in (tmp_path / "r" / "history.jsonl").read_text().splitlines()]
     if final["arch"] not in [h["arch"] for h in history]:
-        assert final["metrics"] is None and final["final_evaluation"]["status"] == "ok"
-        assert final["final_evaluation"]["metrics"]["val_acc"] > 0
+        assert final["final_evaluation"]["status"] == "ok" and final["final_evaluation"]["metrics"]["val_acc"] > 0
+        # the answer's numbers sit in `metrics` whichever way they were obtained, their source beside them
+        assert final["metrics"] == final["final_evaluation"]["metrics"]
+        assert final["metrics_source"] == "final_evaluation" and final["metrics_index"] is None
     assert final["held_out"]["test_acc"] > 0
-    assert "params:" in out and "MACs:" in out and "final architecture (strategy)" in out
+    assert "params:" in out and "MACs:" in out and "answer: mdenas's own final architecture" in out
 
 
 def test_final_evaluation_never_and_always(cli, tmp_path):
@@ -263,3 +265,33 @@ def test_a_run_whose_strategy_ran_out_stays_finished(cli, tmp_path):
     code, _, err = cli("resume", tmp_path / "r", "--budget", "20", "--quiet")
     assert code == 2 and "the strategy has nothing more to propose" in err
     assert len((tmp_path / "r" / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_says_from_where_it_continues(cli, core_toy, tmp_path):
+    """`resume` names the evaluation it continues after (of the budget), the strategy's phase and, inside
+    a piece of supernet work, the epoch reached."""
+    from nasframe.core.requests import TrainShared
+    from nasframe.search.executor import WorkProgress
+    from nasframe.search.loop_state import LoopState, resume_point
+
+    assert cli(*toy(core_toy, "--budget", "2", "--out", tmp_path / "r"))[0] == 0
+    code, _, err = cli("resume", tmp_path / "r", "--budget", "3")
+    assert code == 0, err
+    assert "continuing from the checkpoint after evaluation 2 of 3, phase: search" in err
+    state = LoopState(evaluations=0, pending=[TrainShared(epochs=4.0)])
+    state.partial = WorkProgress(steps=40, steps_per_epoch=10, done=15)
+    line = resume_point(state, 50, "spos: supernet training", True)
+    assert line.startswith("continuing from the checkpoint after evaluation 0 of 50, phase: spos: supernet training")
+    assert "supernet training (work request 1): epoch 1.5 of 4" in line, line
+    assert resume_point(state, None, "search", False).startswith("continuing from the start")
+
+
+def test_a_finished_run_keeps_one_checkpoint(cli, core_toy, tmp_path):
+    """The fallback checkpoint matters while a run goes on; a finished run keeps only the one that
+    `resume --budget` extends it from (a supernet's weights once, not twice)."""
+    run = tmp_path / "r"
+    assert cli(*toy(core_toy, "--budget", "3", "--out", run, "--set", "run.checkpoint_every=1"))[0] == 0
+    assert (run / "checkpoint.pt").is_file() and not (run / "checkpoint.prev.pt").exists()
+    code, out, err = cli("resume", run, "--budget", "5", "--quiet")
+    assert code == 0, err
+    assert "evaluations: 5" in out and not (run / "checkpoint.prev.pt").exists()

@@ -146,5 +146,5 @@ def test_show_prints_the_alternative(tmp_path, cli):
     nb201_run(tmp_path / "r", "best_evaluated", budget=200)
     code, out, _ = cli("show", tmp_path / "r")
     assert code == 0
-    assert "final architecture (best evaluated)" in out
-    assert "alternative argmax: never evaluated during the search; test_acc=89.05" in out
+    assert "answer: the best architecture the search evaluated (#" in out
+    assert "alternative argmax (not the answer): never evaluated during the search; test_acc=89.05" in out

@@ -46,6 +46,28 @@ def test_bad_values_fail_with_one_line_naming_the_key(values, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "key, names, meant",
+    [
+        ("epoch", ["dataset", "epochs_per_eval", "fidelity"], "epochs_per_eval"),  # tabular's options
+        ("epoch", ["epochs", "lr"], "epochs"),  # short_train's
+        ("eval", ["dataset", "epochs_per_eval", "fidelity"], "epochs_per_eval"),  # a word of the name
+        ("lr", ["dataset", "epochs_per_eval", "fidelity"], None),
+        ("ep", ["epochs_a", "epochs_b"], None),  # too short to say
+        ("epo", ["epochs_per_a", "epochs_per_b"], None),  # ambiguous: no guess
+    ],
+)
+def test_did_you_mean_also_finds_the_name_a_key_begins(key, names, meant):
+    from nasframe.common.options import closest_name
+
+    assert closest_name(key, names) == meant
+
+
+def test_the_tabular_evaluator_suggests_its_epochs_option(cli):
+    code, _, err = cli("run", "--space", "nb201", "--evaluator", "tabular", "--set", "evaluator.epoch=2")
+    assert code == 2 and "unknown option evaluator.epoch; did you mean evaluator.epochs_per_eval?" in err
+
+
 def test_describe_options_lists_type_default_and_help():
     lines = describe_options(Opts)
     assert lines[0] == "lr (float, default 0.01) [>= 0.0; <= 1.0]: learning rate"

@@ -59,7 +59,7 @@ def test_same_seed_same_result_other_seed_differs(space, digits):
 
 def test_budget_overrides_epochs(space, digits):
     ev = make(space, digits, epochs=5, batch_size=64)
-    spe = 898 // 64  # search-train holds round(1797 * 0.5) = 898 images
+    spe = 719 // 64  # search-train holds round(1438 * 0.5) = 719 images (digits without its test split)
     r = ev.evaluate(space.validate(ARCH), Budget(steps=3))
     assert r.cost.epochs == pytest.approx(3 / spe)
     assert ev.evaluate(space.validate(ARCH), Budget(epochs=0.5)).cost.epochs == pytest.approx(round(spe / 2) / spe)
@@ -117,7 +117,7 @@ def test_out_of_memory_is_a_failed_result(space, digits, monkeypatch):
         return net
 
     monkeypatch.setattr(type(space), "build", build_oom)
-    monkeypatch.setattr("nasframe.evaluators.short_train.count_macs", lambda *a, **k: 0)
+    monkeypatch.setattr("nasframe.common.model_stats.count_macs", lambda *a, **k: 0)  # imported in evaluate
     r = ev.evaluate(space.validate(ARCH))
     assert not r.ok and r.reason.startswith("out of GPU memory: CUDA out of memory")
 
@@ -179,11 +179,11 @@ def test_drop_path_ramps_up_per_epoch_as_in_darts():
 
 
 def test_batchnorm_is_recalibrated_before_validation(space, digits, monkeypatch):
-    import nasframe.evaluators.short_train as st
+    import nasframe.training.measure as measure  # short_train imports it inside the training
 
     calls = []
-    real = st.recalibrate_bn
-    monkeypatch.setattr(st, "recalibrate_bn", lambda *a, **k: (calls.append(a[3]), real(*a, **k)))
+    real = measure.recalibrate_bn
+    monkeypatch.setattr(measure, "recalibrate_bn", lambda *a, **k: (calls.append(a[3]), real(*a, **k)))
     make(space, digits, bn_recalibration_batches=7).evaluate(space.validate(ARCH), Budget(steps=2))
     make(space, digits, bn_recalibration_batches=0).evaluate(space.validate(ARCH), Budget(steps=2))
     assert calls == [7]

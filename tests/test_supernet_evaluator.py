@@ -95,7 +95,7 @@ def test_unchosen_ops_get_no_update_at_all(space, digits):
 
 def test_schedule_position_runs_across_evaluations(space, digits):
     ev = make(space, digits, steps=4, schedule_epochs=2.0, lr=0.1, lr_min=0.01)
-    spe = 898 // 64
+    spe = 719 // 64  # search-train: half of the 1,438 digits train images
     for k in range(1, 4):
         torch.manual_seed(k)
         r = ev.evaluate(uniform(space, "conv3x3"))
@@ -147,9 +147,9 @@ def test_train_uniform_samples_every_op_and_records_cost(space, digits):
     before = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
     report = train_uniform(ev, space, 2.0)
     assert report.cost.epochs == 2.0 and report.cost.seconds > 0
-    assert math.isfinite(report.metrics["train_loss"]) and report.metrics["steps"] == 28
+    assert math.isfinite(report.metrics["train_loss"]) and report.metrics["steps"] == 22  # 2 x (719 // 64)
     after = ev.supernet.state_dict()
-    for i in range(3):  # 28 steps of uniform paths: every conv of every layer was trained at some step
+    for i in range(3):  # 22 steps of uniform paths: every conv of every layer was trained at some step
         for op in ("conv3x3", "conv5x5"):
             key = f"layers.{i}.{op}.0.weight"
             assert not torch.equal(before[key], after[key]), key
@@ -275,3 +275,32 @@ def test_darts_space_on_digits():
     assert cost.epochs == pytest.approx(round(0.5 * (150 // 64)) / (150 // 64))
     v0, v1 = ev.path_vectors(arch)
     assert v0.shape == v1.shape and v0.numel() > 0 and not torch.equal(v0, v1)
+
+
+@pytest.mark.parametrize(
+    "strategy, sets, length",
+    [
+        ("spos", [], 120.0),  # SPOS' supernet_epochs: the schedule spans the whole supernet training
+        ("spos", ["strategy.supernet_epochs=7"], 7.0),
+        ("darts", [], 50.0),
+        ("spos", ["evaluator.schedule_epochs=30"], 30.0),  # a value given wins
+        ("nse", [], 50.0),  # a strategy that plans no global schedule: the default
+    ],
+)
+def test_the_schedule_follows_the_strategys_plan_unless_set(strategy, sets, length, tmp_path):
+    """`schedule_epochs: null` (the default) takes the strategy's planned supernet training, so SPOS'
+    defaults no longer warn that a 50-epoch schedule ends before its 120 epochs of training."""
+    from nasframe.search.components import build_components
+    from nasframe.search.config import merge_config, resolve
+
+    space = {"spos": "shufflenet", "darts": "darts", "nse": "nse"}[strategy]
+    names = {"strategy": strategy, "space": space, "evaluator": "supernet"}
+    config = resolve(merge_config({}, names=names, sets=sets))
+    parts = build_components(config, torch.device("cpu"))
+    assert parts.evaluator.schedule_epochs() == length
+    planned = parts.strategy.planned_training_epochs()
+    note = parts.evaluator.training_plan_note(planned) if planned is not None else None
+    if "evaluator.schedule_epochs=30" in sets:  # a schedule set shorter than the plan is still said
+        assert note is not None and "schedule is 30 epochs" in note
+    else:
+        assert note is None

@@ -286,3 +286,23 @@ def test_arch_text_longer_than_a_file_name_is_an_architecture():
     assert len(text) > 255
     plan = plan_training(space="mobilenet", arch=text, data="digits")
     assert plan.arch == arch and plan.arch_source == "--arch (text)"
+
+
+def test_a_long_architecture_text_is_text_not_a_path(tmp_path):
+    """A DARTS genotype is longer than a file name may be: `--arch` takes it as text (it once failed with
+    "File name too long"), and the path check never raises, whatever the text."""
+    from nasframe.common.loading import names_file
+    from nasframe.core.registry import spaces
+    from nasframe.training.plan import plan_training
+
+    space = spaces.get("darts")()
+    genotype = space.named_architectures()["DARTS_V2"]
+    text = space.export(genotype)["genotype"]  # Genotype(normal=[('sep_conv_3x3', 0), ...], ...)
+    assert len(text) > 255  # longer than a file name can be
+    plan = plan_training(None, space="darts", arch=text, recipe="quick", sets=["space.C=4", "space.layers=2"])
+    assert plan.arch == genotype.to_dict() and plan.arch_source == "--arch (text)"
+    for odd in (text, "x" * 5000, "a/" * 3000, "nul\0byte", "", "/" * 300 + "y" * 300):
+        assert names_file(odd) is False
+    real = tmp_path / "arch.json"
+    real.write_text("{}")
+    assert names_file(str(real)) and not names_file(str(tmp_path))

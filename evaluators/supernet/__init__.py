@@ -23,13 +23,15 @@ SETN), to distil a teacher path into each step's student (Cream) and to learn br
 - `distillation`: `SupernetDistillation` (`Distillation`);
 - `branch_importance`: `SupernetBranchImportance` (`BranchImportance`) and NSE's estimator;
 - `fewshot`: few-shot supernets (`FewShotSupernet`, gradient matching) and `FewShotSplitting`;
-- `evaluator`: the registered `SupernetEvaluator`, composed of all of them.
+- `composed`: `ComposedSupernetEvaluator`, the composition of all of them;
+- `evaluator`: the registered `SupernetEvaluator`: the options, the capabilities and the checks of a
+  space, declared without torch (for `nasframe list` and the run's checks); constructing one returns
+  a `ComposedSupernetEvaluator`.
 """
 
 from __future__ import annotations
 
-from nasframe.evaluators.supernet.evaluator import SupernetEvaluator
+from nasframe.evaluators.supernet.evaluator import SupernetEvaluator, supernet_spaces
 from nasframe.evaluators.supernet.options import SupernetOptions
-from nasframe.evaluators.supernet.shared import supernet_spaces
 
 __all__ = ["SupernetEvaluator", "SupernetOptions", "supernet_spaces"]

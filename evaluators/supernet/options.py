@@ -11,6 +11,9 @@ from nasframe.common.errors import ConfigError
 from nasframe.common.options import option
 from nasframe.training.step_options import TrainingOptions
 
+#: the schedule's length when neither the options nor the strategy's plan give one (DARTS' 50 search epochs)
+DEFAULT_SCHEDULE_EPOCHS = 50.0
+
 
 @dataclass(frozen=True)
 class SupernetOptions(TrainingOptions):
@@ -22,9 +25,10 @@ class SupernetOptions(TrainingOptions):
     model_stats: bool = option(False, "also build each path as a stand-alone network to report its parameters and MACs")
     # supernet only
     steps: int | None = option(None, "train this many steps per evaluation instead of `epochs`", min=1)
-    schedule_epochs: float = option(
-        50.0,
-        "length of the cosine learning-rate schedule in epochs (the planned total of supernet training)",
+    schedule_epochs: float | None = option(
+        None,
+        "length of the cosine learning-rate schedule in epochs; null: the strategy's planned supernet training "
+        f"(spos: supernet_epochs, darts: epochs, ...), or {DEFAULT_SCHEDULE_EPOCHS:g} when it plans none",
         min=0.001,
     )
     lr_min: float = option(0.001, "learning rate at the end of the cosine schedule (DARTS: 0.001)", min=0)

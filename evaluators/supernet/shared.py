@@ -26,7 +26,8 @@ from nasframe.core.space import Arch, SearchSpace
 from nasframe.data import DataSource
 from nasframe.data.augment import BatchTransform
 from nasframe.data.batches import Batches
-from nasframe.evaluators.supernet.options import SupernetOptions
+from nasframe.evaluators.supernet.evaluator import no_supernet_message
+from nasframe.evaluators.supernet.options import DEFAULT_SCHEDULE_EPOCHS, SupernetOptions
 from nasframe.training.measure import (
     Failure,
     Scores,
@@ -70,6 +71,7 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         self.base: dict[str, torch.Tensor] = {}
         self._flat: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.step = 0  # position in the learning-rate schedule, over all training of the supernet
+        self._planned_epochs: float | None = None  # the strategy's plan (`plan_training`)
         self._batches: Batches | None = None
         self._transform: BatchTransform | None = None
         self._runner: StepRunner | None = None
@@ -134,8 +136,14 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         batches, _ = self._data()
         return batches.steps_per_epoch(self.options.batch_size)
 
+    def schedule_epochs(self) -> float:
+        """The cosine schedule's length: `schedule_epochs`, else the strategy's plan, else the default."""
+        if self.options.schedule_epochs is not None:
+            return self.options.schedule_epochs
+        return self._planned_epochs if self._planned_epochs else DEFAULT_SCHEDULE_EPOCHS
+
     def _schedule_steps(self) -> int:
-        return max(1, round(self.options.schedule_epochs * self._steps_per_epoch()))
+        return max(1, round(self.schedule_epochs() * self._steps_per_epoch()))
 
     def _lr_at(self, first: int) -> Any:
         total, o = self._schedule_steps(), self.options
@@ -320,15 +328,18 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
     def steps_per_epoch(self) -> int:
         return self._steps_per_epoch()
 
+    def plan_training(self, planned_epochs: float | None) -> None:
+        self._planned_epochs = planned_epochs
+
     def training_plan_note(self, planned_epochs: float) -> str | None:
-        o = self.options
-        if planned_epochs <= o.schedule_epochs:
+        o, length = self.options, self.schedule_epochs()
+        if planned_epochs <= length:
             return None
         return (
-            f"the supernet's learning-rate schedule is {o.schedule_epochs:g} epochs (evaluator.schedule_epochs) "
+            f"the supernet's learning-rate schedule is {length:g} epochs (evaluator.schedule_epochs) "
             f"but the strategy plans at least {planned_epochs:g}: the learning rate stays at lr_min "
-            f"{o.lr_min:g} after epoch {o.schedule_epochs:g}; set --set evaluator.schedule_epochs="
-            f"{planned_epochs:g} (or more) for a schedule over the whole training"
+            f"{o.lr_min:g} after epoch {length:g}; set --set evaluator.schedule_epochs="
+            f"{planned_epochs:g} (or more, or null to follow the plan) for a schedule over the whole training"
         )
 
     def train_paths(self, steps: int, next_path: Callable[[], Arch]) -> WorkReport:
@@ -440,26 +451,3 @@ def diverged_error(exc: Diverged) -> NasframeError:
 def _shifted(per_step: Callable[..., Any], offset: int) -> Callable[..., Any]:
     """A per-step callback for a piece of a longer run: step i of the piece is step offset + i of the run."""
     return lambda i, *rest: per_step(offset + i, *rest)
-
-
-def no_supernet_message(space: SearchSpace) -> str:
-    return (
-        f"space {space.name!r} has no weight-sharing supernet; spaces with one: {', '.join(supernet_spaces())} "
-        f"(a space offers one by implementing build_supernet(data) and setting supports_supernet = True on its "
-        f"class, as nasframe.nn.ModelSpace does; or evaluate each architecture on its own with short_train and a "
-        f"multi-trial strategy)"
-    )
-
-
-def supernet_spaces() -> list[str]:
-    """Installed spaces that build a weight-sharing supernet (for messages)."""
-    from nasframe.core.registry import spaces
-
-    found = []
-    for name in spaces.installed():
-        try:
-            if spaces.get(name).supports_supernet:
-                found.append(name)
-        except NasframeError:  # a broken third-party space must not hide the message being built
-            continue
-    return found

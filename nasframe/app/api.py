@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from torch import nn
@@ -88,18 +88,21 @@ def train(
     resume: str | os.PathLike | None = None,
     tensorboard: bool = True,
     quiet: bool = True,
+    threads: int | Literal["auto"] = "auto",
 ) -> TrainResult:
     """Train a run's answer (`run_dir`), or `arch` of `space`, from scratch with a named recipe and
     `section.key=value` overrides (sections recipe, space, data); or continue a killed training (`resume`).
-    The folder `out` gets the final weights (model.safetensors) and model.json beside them."""
+    The folder `out` gets the final weights (model.safetensors) and model.json beside them. `threads`
+    sets torch's CPU threads as `run.threads` does for a search: `auto` is 1 (or OMP_NUM_THREADS), and a
+    resumed training continues with the count it recorded."""
     from nasframe.common.errors import ConfigError
     from nasframe.training.plan import plan_training
     from nasframe.training.trainer import Trainer
 
-    options: dict[str, Any] = {"device": device, "quiet": quiet, "tensorboard": tensorboard}
+    options: dict[str, Any] = {"device": device, "quiet": quiet, "tensorboard": tensorboard, "threads": threads}
     if resume is not None:
         if run_dir is not None or space is not None or arch is not None or sets or out is not None:
-            raise ConfigError("train(resume=...) takes only the training folder (and device, quiet)")
+            raise ConfigError("train(resume=...) takes only the training folder (and device, threads, quiet)")
         return Trainer.resume(Path(resume), **options).run()
     plan = plan_training(
         None if run_dir is None else Path(run_dir), space=space, arch=arch, recipe=recipe, data=data, sets=sets or []

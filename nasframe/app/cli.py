@@ -1,4 +1,5 @@
-"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export, latency, latency-table.
+"""The `nasframe` command line: run, resume, show, list, inspect, compare, train, export, report, latency,
+latency-table.
 
 One module per command under `nasframe.app.commands`, each a class with `add_arguments(parser)` and
 `run(args) -> int`. Every usage or input error prints one line to stderr and exits with code 2, and so
@@ -22,6 +23,7 @@ from nasframe.app.commands.inspect import InspectCommand
 from nasframe.app.commands.latency import LatencyCommand
 from nasframe.app.commands.latency_table import LatencyTableCommand
 from nasframe.app.commands.listing import ListCommand
+from nasframe.app.commands.report import ReportCommand
 from nasframe.app.commands.run import ResumeCommand, RunCommand
 from nasframe.app.commands.show import ShowCommand
 from nasframe.app.commands.train import TrainCommand
@@ -66,6 +68,7 @@ COMMANDS: dict[str, Any] = {
     "export": ExportCommand,
     "latency": LatencyCommand,
     "latency-table": LatencyTableCommand,
+    "report": ReportCommand,
 }
 
 #: commands whose config resolution loads the plugins (so the CLI does not load them first)

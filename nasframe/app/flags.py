@@ -76,5 +76,21 @@ def add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="HOST:PORT", help="ray: an existing cluster (run.address; default: start one)")
 
 
+def thread_setting(text: str) -> int | str:
+    """An argparse type for a CPU thread count: `auto` or a whole number >= 1."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=thread_setting,
+        default="auto",
+        metavar="N|auto",
+        help="torch's CPU threads (default auto: 1, or OMP_NUM_THREADS when set), as run.threads for a search; "
+        "one thread stays fast when other work shares the cores (docs/benchmarks-cpu.md)",
+    )
+
+
 def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar and no notes")

@@ -7,12 +7,11 @@ import io
 import json
 import os
 import socket
+import sys
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from nasframe.common.errors import RunDirError
 
@@ -99,11 +98,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, tagged: bool = False
 
 
 def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
+    # numpy and torch values can only come from a process that imported them: look, do not import
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if np is not None and isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
+    if (np is not None and isinstance(obj, np.ndarray)) or (torch is not None and isinstance(obj, torch.Tensor)):
         return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -124,6 +123,8 @@ def unsavable(value: Any) -> str | None:
     Containers, plain values and tensors are checked by type; anything else by saving and reading
     back that one value, so the answer is torch's own.
     """
+    import torch  # here: a checkpoint's state holds tensors, so torch is loaded already
+
     stack: list[tuple[Any, str]] = [(value, "")]
     seen: set[int] = set()
     while stack:
@@ -146,6 +147,8 @@ def unsavable(value: Any) -> str | None:
 
 
 def _reads_back(value: Any) -> bool:
+    import torch
+
     buf = io.BytesIO()
     try:
         torch.save(value, buf)
@@ -163,6 +166,8 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> None:
     space): if the newest one is ever damaged afterwards, resume can fall back to the one before.
     A full disk fails the write before anything is replaced, so both stay as they were.
     """
+    import torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     path = Path(run_dir) / CHECKPOINT

@@ -179,6 +179,23 @@ def check_text_path(path: str | os.PathLike, what: str, error: type[NasframeErro
     return Path(text)
 
 
+def names_file(text: str) -> bool:
+    """Whether `text` names an existing file, for arguments that take a file or the text itself
+    (`nasframe train --arch`). Never raises: text no path can be (longer than the system allows,
+    holding a NUL byte, with a component too long for a file name) is not a file but text.
+    """
+    if not text or "\0" in text or len(os.fsencode(text)) > _MAX_PATH_BYTES:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG (a name over 255 bytes), EACCES on a parent, ...
+        return False
+
+
+#: longer than any path the kernel accepts (PATH_MAX is 4096 on Linux, 1024 on macOS)
+_MAX_PATH_BYTES = 4096
+
+
 def check_structure(value: Any, where: str, error: type[NasframeError] = ConfigError) -> Any:
     """`value` unchanged when it nests at most MAX_DEPTH levels and holds at most MAX_ITEMS values.
 

@@ -11,7 +11,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from nasframe.common.errors import ConfigError
@@ -230,6 +230,19 @@ def _check_range(value: Any, meta: Mapping, key: str) -> None:
             raise ConfigError(f"{key}: {_short(value)} is above the maximum {hi}")
 
 
+def closest_name(key: str, names: Sequence[str]) -> str | None:
+    """The name `key` was most likely meant to be: the closest spelling (difflib), else the one name
+    that `key` begins or is a word of (`epoch` -> `epochs_per_eval`; the words are split at `_`)."""
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return close[0]
+    lowered = key.lower()
+    if len(lowered) < 3:
+        return None
+    hits = [n for n in names if n.lower().startswith(lowered) or lowered in n.lower().split("_")]
+    return hits[0] if len(hits) == 1 else None
+
+
 def build_options(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
     """Build the options dataclass `cls` from a mapping, checking keys, types and ranges.
 
@@ -244,8 +257,8 @@ def build_options(cls: type, values: Mapping[str, Any] | None, section: str) -> 
         if not isinstance(key, str):
             raise ConfigError(f"{section}: option names are text, got {_short(key)}")
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean {section}.{close[0]}?" if close else ""
+            close = closest_name(key, list(fields))
+            hint = f"; did you mean {section}.{close}?" if close else ""
             allowed = ", ".join(sorted(fields)) or "(none)"
             raise ConfigError(f"unknown option {section}.{cut(key)}{hint} allowed: {allowed}")
         full = f"{section}.{key}"

@@ -24,8 +24,6 @@ from __future__ import annotations
 import os
 from typing import Literal, NamedTuple
 
-import torch
-
 from nasframe.common.errors import ConfigError
 
 ThreadSetting = int | Literal["auto"]
@@ -38,14 +36,14 @@ class Threads(NamedTuple):
     inter_op: int
 
 
-def resolve_threads(setting: ThreadSetting | None) -> int:
-    """The thread count for `run.threads`: a number as given; `auto` (or None) 1, unless
-    OMP_NUM_THREADS holds a positive number."""
+def resolve_threads(setting: ThreadSetting | None, what: str = "run.threads") -> int:
+    """The thread count for `run.threads` (or `what`, as errors name it): a number as given; `auto`
+    (or None) 1, unless OMP_NUM_THREADS holds a positive number."""
     if setting is None or setting == "auto":
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
         return int(env) if env.isascii() and env.isdigit() and 0 < len(env) < 6 and int(env) > 0 else 1
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ConfigError(f"run.threads: {setting!r} is not allowed; give a whole number >= 1 or auto")
+        raise ConfigError(f"{what}: {setting!r} is not allowed; give a whole number >= 1 or auto")
     return setting
 
 
@@ -59,6 +57,8 @@ def apply_threads(n: int) -> Threads:
     sizes say what is in force. The convolutions and BatchNorms of a training step run in the
     intra-op pool, so that is the count that matters.
     """
+    import torch  # here: `resolve_threads` serves the command line, which starts without torch
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"run.threads: {n!r} is not allowed; give a whole number >= 1 or auto")
     if torch.get_num_threads() != n:

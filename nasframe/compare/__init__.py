@@ -2,23 +2,59 @@
 
 One job per module: `plan` (config and flags -> Plan), `execution` (create, resume or skip each
 run and read it back), `statistics` (analytic random-search reference, summaries over seeds),
-`labels` (what the numbers are, in words), `writers` (csv, Markdown, TensorBoard), `plot`
-(curves.png) and `comparison` (plan to files); the command line lives in
-`nasframe.app.commands.compare`. Nothing here imports torch
-at import time, so `nasframe --help` stays fast.
+`labels` (what the numbers are, in words), `regret` (distance to a table's optimum), `writers` (csv,
+Markdown with the figures' captions, TensorBoard), `figures` (formats, paper-column style, captions),
+`plot` (curves.* and regret.*) and `comparison` (plan to files); the command line lives in
+`nasframe.app.commands.compare`. Nothing here imports torch at import time, and the names below
+load their modules (numpy, scipy) on first use (PEP 562), so `nasframe --help`, which reads
+`figures.FORMATS`, stays fast.
 """
 
-from nasframe.compare.comparison import Comparison, run_comparison
-from nasframe.compare.execution import RunRecord, read_run, run_one
-from nasframe.compare.plan import Plan, RunSpec, StrategyEntry, make_plan, parse_seeds, parse_strategies
-from nasframe.compare.statistics import (
-    Reference,
-    analytic_reference,
-    expected_best_of_n,
-    expected_pick,
-    mean_and_se,
-    summarize,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nasframe.compare.comparison import Comparison, run_comparison
+    from nasframe.compare.execution import RunRecord, read_run, run_one
+    from nasframe.compare.plan import Plan, RunSpec, StrategyEntry, make_plan, parse_seeds, parse_strategies
+    from nasframe.compare.statistics import (
+        Reference,
+        analytic_reference,
+        expected_best_of_n,
+        expected_pick,
+        mean_and_se,
+        summarize,
+    )
+
+#: public name -> the module that defines it (keep in step with the TYPE_CHECKING imports above)
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(["Comparison", "run_comparison"], "nasframe.compare.comparison"),
+    **dict.fromkeys(["RunRecord", "read_run", "run_one"], "nasframe.compare.execution"),
+    **dict.fromkeys(
+        ["Plan", "RunSpec", "StrategyEntry", "make_plan", "parse_seeds", "parse_strategies"], "nasframe.compare.plan"
+    ),
+    **dict.fromkeys(
+        ["Reference", "analytic_reference", "expected_best_of_n", "expected_pick", "mean_and_se", "summarize"],
+        "nasframe.compare.statistics",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use and keep the name here for the next lookup."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nasframe.compare' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __all__ = [
     "Comparison",

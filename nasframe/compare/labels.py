@@ -1,15 +1,16 @@
-"""What a comparison's numbers are, in words, for the figure's title and axes.
+"""What a comparison's numbers are, in words, for the figures' axes and captions.
 
-A reader must see which data set and which measurement each axis shows. For an evaluator that
-declares a table (`TabularBenchmark`), the table answers, not the run's `data:` section: the data
-set and the meaning of its search and held-out columns come from the table itself (for NAS-Bench-201:
-12-epoch validation accuracy while searching, 200-epoch test accuracy for the returned
-architecture). Any other evaluator measures `val_acc` on the run's data set.
+A reader must see which data set and which measurement each axis shows: the axes name the
+measurement; the caption (in summary.md) names the data set, the components and how the panels
+summarise the seeds. For an evaluator that declares a table (`TabularBenchmark`), the table
+answers, not the run's `data:` section: the data set and the meaning of its search and held-out
+columns come from the table itself (for NAS-Bench-201: 12-epoch validation accuracy while
+searching, 200-epoch test accuracy for the returned architecture). Any other evaluator measures
+`val_acc` on the run's data set.
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,20 +32,21 @@ class MetricLabels:
 
 @dataclass(frozen=True)
 class FigureText:
-    """Every text of curves.png that says what is shown."""
+    """The texts of curves.{png,pdf,svg}: short axis labels and panel names inside the figure; the
+    explanation (what, on which data, how it is summarised) in the caption summary.md holds."""
 
-    title: str
-    curve_title: str
+    caption: str
     curve_axis: str
-    final_title: str
     final_axis: str
+    curve_title: str = "search"
+    final_title: str = "returned architecture"
 
 
 _FINAL_METRIC_WORDS = {"test_acc": "held-out test accuracy (test_acc)", "val_acc": "val_acc (no held-out metric)"}
-#: characters per line of the final panel's title (a third of the figure's width)
-_FINAL_TITLE_WIDTH = 48
-#: up to this many strategies are named in the figure title; with more it says how many
+#: up to this many strategies are named in the caption's first sentence; with more it says how many
 _NAMED_IN_TITLE = 5
+#: up to this many strategies the per-seed panel sits right of the curves (plot.py); with more, below
+SIDE_BY_SIDE = 5
 
 
 def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[RunRecord]) -> MetricLabels:
@@ -61,25 +63,28 @@ def describe_metrics(plan: Plan, table: TabularBenchmark | None, records: list[R
 
 
 def figure_text(plan: Plan, labels: MetricLabels, reference_final: float | None) -> FigureText:
-    """Title and axis texts of curves.png."""
+    """The axis labels of curves.* and its caption."""
     n = len(plan.strategies)
     strategies = " vs ".join(e.label for e in plan.strategies) if n <= _NAMED_IN_TITLE else f"{n} strategies"
     budgets = sorted({plan.budget_of(e.label) for e in plan.strategies})
     budget = f"budget {budgets[0]}" if len(budgets) == 1 else f"budgets {', '.join(map(str, budgets))}"
-    title = f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, {budget} evaluations"
-    final_lines = [
-        f"returned architecture: {labels.held_out} {labels.source}",
-        "one dot per seed, box = quartiles and median, bar = mean",
-    ]
-    if reference_final is not None:
-        final_lines.append(f"dashed: random, expected ({reference_final:.2f})")
-    final_title = "\n".join(textwrap.fill(line, _FINAL_TITLE_WIDTH) for line in final_lines)
+    where = "Right" if n <= SIDE_BY_SIDE else "Below"
+    random_curve = "; dashed: random search, expected (analytic)" if reference_final is not None else ""
+    random_final = (
+        f"; dashed: the architecture random search returns, expected ({reference_final:.2f})"
+        if reference_final is not None
+        else ""
+    )
+    caption = (
+        f"{strategies} on {labels.dataset} ({_components(plan)}): {len(plan.seeds)} seeds, {budget} evaluations. "
+        f"{'Left' if n <= SIDE_BY_SIDE else 'Top'}: the search metric, {labels.search} {labels.source}, best so "
+        f"far against evaluations, mean ± standard error over seeds; the legend gives each curve's value at the "
+        f"full budget{random_curve}. {where}: the returned architecture's {labels.held_out} {labels.source}, one "
+        f"dot per seed, box = quartiles and median (whiskers to 1.5 times the interquartile range), black bar = "
+        f"mean, mean and median under each name; far outliers are triangles on the lower edge{random_final}."
+    )
     return FigureText(
-        title=title,
-        curve_title=f"search metric: {labels.search} {labels.source}\nbest so far, mean ± standard error over seeds",
-        curve_axis=f"best-so-far {labels.search} (%)",
-        final_title=final_title,
-        final_axis=f"{labels.held_out} (%)",
+        caption=caption, curve_axis=f"best-so-far {labels.search} (%)", final_axis=f"{labels.held_out} (%)"
     )
 
 

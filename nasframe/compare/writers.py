@@ -1,4 +1,5 @@
-"""The comparison's files: summary.csv, runs.csv, pairs.csv, summary.md and the TensorBoard chart.
+"""The comparison's files: summary.csv, runs.csv, pairs.csv, summary.md (with the figures' captions)
+and the TensorBoard chart.
 
 All are rebuilt from the run directories every time, so they always describe what is on disk.
 """
@@ -18,6 +19,7 @@ from nasframe.compare.statistics import FRACTIONS, PairTest, Reference, budget_p
 
 if TYPE_CHECKING:
     from nasframe.compare.execution import RunRecord
+    from nasframe.compare.figures import FigureCaption
     from nasframe.compare.plan import Plan
 
 CSV_FIELDS = (
@@ -161,7 +163,12 @@ def _markdown_cells(r: dict[str, Any]) -> list[str]:
 
 
 def write_summary_md(
-    path: Path, plan: Plan, rows: list[dict[str, Any]], ref: Reference | None, tests: Sequence[PairTest] = ()
+    path: Path,
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    ref: Reference | None,
+    tests: Sequence[PairTest] = (),
+    figures: Sequence[FigureCaption] = (),
 ) -> None:
     budget = (
         f"budget {plan.budget} evaluations per run unless a strategy sets its own (the evaluations column)"
@@ -199,6 +206,10 @@ def write_summary_md(
             "",
             *[f"- {t.line()}" for t in tests],
         ]
+    if figures:
+        text += ["", "## Figures", ""]
+        for k, figure in enumerate(figures, 1):
+            text += [f"![Figure {k}]({figure.file})", "", f"**Figure {k}** (`{figure.file}`). {figure.caption}", ""]
     path.write_text("\n".join(text).rstrip() + "\n")
 
 

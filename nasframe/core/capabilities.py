@@ -129,6 +129,11 @@ class SharedWeights(Capability):
         Parameters off the path must get no update at all. Divergence or running out of memory raise a
         NasframeError after restoring the weights."""
 
+    def plan_training(self, planned_epochs: float | None) -> None:
+        """Told once, when a run is built (before any work), the supernet epochs the strategy plans
+        (`Strategy.planned_training_epochs`; None: it does not say), so that settings left to follow
+        the plan (the supernet evaluator's `schedule_epochs: null`) fit it."""
+
     def training_plan_note(self, planned_epochs: float) -> str | None:
         """A warning when the strategy's planned supernet training does not fit this evaluator's settings
         (e.g. a learning-rate schedule shorter than the training), printed when the run starts."""

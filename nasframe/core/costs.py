@@ -22,11 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
 from nasframe.common.errors import ConfigError, NotSupported
-from nasframe.common.model_stats import count_macs, count_parameters
 from nasframe.core.space import Arch, Choice, SearchSpace
 from nasframe.data import DataSpec
 
@@ -153,6 +149,8 @@ class ArchCosts:
                 p, m = self.count_directly(reference.replace(**{d.name: c}))
                 contrib[(d.name, c)] = (p - ref_p, m - ref_m)
         table = (ref_p, ref_m, contrib)
+        import numpy as np  # here: the constraints' options (and `nasframe --help`) load without numpy
+
         rng = np.random.default_rng(0)
         for _ in range(ADDITIVE_CHECKS):
             arch = Arch([(d.name, d.choices[int(rng.integers(len(d.choices)))]) for d in full])
@@ -169,6 +167,10 @@ class ArchCosts:
 def count_network(space: SearchSpace, arch: Arch, spec: DataSpec, with_macs: bool = True) -> tuple[int, int | None]:
     """Parameters and (unless `with_macs` is False) MACs of `arch`'s stand-alone network, built on the
     meta device (shapes only: fast, no memory) when its ops allow it, else on the CPU."""
+    import torch  # here, not at the top: the constraints' options load without torch
+
+    from nasframe.common.model_stats import count_macs, count_parameters
+
     try:
         with torch.device("meta"):
             model = space.build(arch, spec)

@@ -156,8 +156,19 @@ class Evaluator(ABC, Generic[OptionsT]):
         """Measure `arch`. Expected failures (NaN loss, out of memory) return Result.failed."""
 
     def final_metrics(self, arch: Arch) -> dict[str, float]:
-        """Held-out metrics of a final architecture (e.g. a table's 200-epoch test accuracy)."""
+        """Held-out metrics of a final architecture (e.g. a table's 200-epoch test accuracy), measured
+        after the search and never shown to the strategy. The runner seeds torch before the call."""
         return {}
+
+    def search_split(self) -> str:
+        """Where `evaluate` measures its metrics, in a few words (best.json's `final.metrics_split`, the
+        closing lines and the report name it): by default the search-val split of the run's data set."""
+        return "search-val"
+
+    def held_out_split(self) -> str | None:
+        """What `final_metrics` measures on, in a few words (best.json's `final.held_out_split`), or
+        None when it gives nothing."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (stateful evaluators such as a supernet)."""

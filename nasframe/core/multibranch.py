@@ -16,11 +16,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from nasframe.core.space import Arch, Choice, Supernet
+
+if TYPE_CHECKING:
+    import torch
 
 OFF: Choice = 0
 ON: Choice = 1

@@ -15,13 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
-import numpy as np
-
 from nasframe.common.errors import InvalidArchitecture, NotSupported
 from nasframe.common.options import NoOptions
 from nasframe.core.arch_names import NameIndex
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 

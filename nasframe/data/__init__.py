@@ -6,6 +6,6 @@ seeded permutation (the test set never takes part in the search) and keeps small
 device, so evaluators need no DataLoader workers.
 """
 
-from nasframe.data.base import DataOptions, Dataset, DataSource, DataSpec, RawData, SearchData
+from nasframe.data.base import DataOptions, Dataset, DataSource, DataSpec, HeldOutData, RawData, SearchData
 
-__all__ = ["DataOptions", "DataSource", "DataSpec", "Dataset", "RawData", "SearchData"]
+__all__ = ["DataOptions", "DataSource", "DataSpec", "Dataset", "HeldOutData", "RawData", "SearchData"]

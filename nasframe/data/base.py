@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nasframe.common.options import option
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the options and specs load without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,15 @@ class DataSpec:
     height: int
     width: int
     num_classes: int
+    #: the label of each class index, as a deployed network's outputs are read (None: unnamed, the
+    #: indices stand for themselves); not part of the shape, so not compared
+    class_names: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def names(self) -> list[str]:
+        """A label for every class index: the data set's names, else the indices as text."""
+        if self.class_names is not None and len(self.class_names) == self.num_classes:
+            return list(self.class_names)
+        return [str(k) for k in range(self.num_classes)]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -69,6 +79,18 @@ class SearchData:
     spec: DataSpec
 
 
+@dataclass
+class HeldOutData:
+    """A data set's own test split on the device: never part of the search, for held-out figures only."""
+
+    x: torch.Tensor  # uint8 images (N, C, H, W), normalised as the search's images are
+    y: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[0])
+
+
 class Dataset(ABC):
     """A data set loader. Register with `@register_dataset(name)`.
 
@@ -103,6 +125,8 @@ class DataSource:
     """Lazy handle on the run's data: the spec is cheap, tensors load on first use."""
 
     def __init__(self, options: DataOptions, seed: int, device: torch.device | str = "cpu"):
+        import torch
+
         from nasframe.data.registry import datasets
 
         self.options = options
@@ -110,6 +134,8 @@ class DataSource:
         self.device = torch.device(device)
         self.dataset: Dataset = datasets.create(options.name, options)
         self._search: SearchData | None = None
+        self._test: HeldOutData | None = None
+        self._raw_test: tuple[torch.Tensor, torch.Tensor] | None = None  # kept from the search's load
         self.split_record: dict | None = None
 
     @property
@@ -122,7 +148,11 @@ class DataSource:
             train_idx, val_idx = self._split(self.dataset.train_size())
             self._search = self.dataset.open_search(train_idx, val_idx, self.device)
         if self._search is None:
+            import torch
+
             raw = self.dataset.load()
+            if raw.test_x is not None and raw.test_y is not None:
+                self._raw_test = (raw.test_x, raw.test_y)
             train_idx, val_idx = self._split(raw.train_x.shape[0])
             dev = self.device
             c = raw.train_x.shape[1]
@@ -137,8 +167,24 @@ class DataSource:
             )
         return self._search
 
+    def test(self) -> HeldOutData | None:
+        """The data set's own test split on the device, cached; None for a set without one or one that
+        streams from disk. The search never reads it: only held-out figures after a search do."""
+        if self.dataset.streaming:
+            return None
+        if self._test is None:
+            self.search()  # loads the files once, keeping the test split aside
+            if self._raw_test is None:
+                return None
+            x, y = self._raw_test
+            self._test = HeldOutData(x.to(self.device), y.to(self.device))
+            self._raw_test = None
+        return self._test
+
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Seeded search-train / search-val indices over `n` train images; records the split."""
+        import torch
+
         gen = torch.Generator().manual_seed(self.seed)
         order = torch.randperm(n, generator=gen)
         if self.options.limit is not None and self.options.limit < n:

@@ -13,14 +13,16 @@ import codecs
 import io
 import pickle
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
 from nasframe.data.registry import register_dataset
+
+if TYPE_CHECKING:  # imported where tensors are made: `nasframe list` loads this module without torch
+    import torch
 
 
 def _numpy_global(module: str, name: str) -> Any:
@@ -65,6 +67,23 @@ def read_batch(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+#: CIFAR-10's labels 0..9 (batches.meta `label_names`)
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: CIFAR-100's fine labels 0..99 (meta `fine_label_names`: alphabetical)
+CIFAR100_NAMES = tuple(
+    """
+    apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
+    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
+    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange
+    orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit
+    raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel
+    streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip
+    turtle wardrobe whale willow_tree wolf woman worm
+    """.split()
+)
+
+
 class _Cifar(Dataset):
     """Shared reader; subclasses give the folder, file names, label key and class count."""
 
@@ -73,13 +92,16 @@ class _Cifar(Dataset):
     test_files: ClassVar[tuple[str, ...]]
     label_key: ClassVar[str]
     num_classes: ClassVar[int]
+    #: the label of each class index (the `label_names` / `fine_label_names` of the files' meta)
+    class_names: ClassVar[tuple[str, ...]]
     torchvision_class: ClassVar[str]
     #: per-channel statistics of the 50,000 train images (the values DARTS' code uses)
     mean: ClassVar[tuple[float, float, float]]
     std: ClassVar[tuple[float, float, float]]
 
     def spec(self) -> DataSpec:
-        return DataSpec(self.registered_name, 3, 32, 32, self.num_classes)  # type: ignore[attr-defined]
+        name = self.registered_name  # type: ignore[attr-defined]
+        return DataSpec(name, 3, 32, 32, self.num_classes, class_names=self.class_names)
 
     def base_dir(self) -> Path:
         if not self.options.root:
@@ -109,6 +131,8 @@ class _Cifar(Dataset):
         return RawData(train_x, train_y, test_x, test_y, self.mean, self.std)
 
     def _read(self, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         xs, ys = [], []
         for name in names:
             path = self.base_dir() / name
@@ -150,6 +174,7 @@ class Cifar10(_Cifar):
     test_files = ("test_batch",)
     label_key = "labels"
     num_classes = 10
+    class_names = CIFAR10_NAMES
     torchvision_class = "CIFAR10"
     mean = (0.49139968, 0.48215827, 0.44653124)
     std = (0.24703233, 0.24348505, 0.26158768)
@@ -164,6 +189,7 @@ class Cifar100(_Cifar):
     test_files = ("test",)
     label_key = "fine_labels"
     num_classes = 100
+    class_names = CIFAR100_NAMES
     torchvision_class = "CIFAR100"
     mean = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
     std = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
@@ -56,12 +55,16 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+#: the labels 0..9 as Zalando's Fashion-MNIST names them
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
 @register_dataset("fashion_mnist")
 class FashionMNIST(Dataset):
     """Zalando's Fashion-MNIST: 60,000 train and 10,000 test 28x28 grey images, 10 classes."""
 
     def spec(self) -> DataSpec:
-        return DataSpec("fashion_mnist", 1, 28, 28, 10)
+        return DataSpec("fashion_mnist", 1, 28, 28, 10, class_names=CLASS_NAMES)
 
     def candidate_dirs(self) -> list[Path]:
         """Folders searched in order: torchvision's layout under `data.root`, the root itself, Debian's."""
@@ -91,6 +94,8 @@ class FashionMNIST(Dataset):
                 f"install them with `apt-get install dataset-fashion-mnist`, "
                 f"or set data.root and data.download=true"
             )
+        import torch  # here: `nasframe list` loads this module without torch
+
         arrays = {key: read_idx(path) for key, path in files.items()}
         for part in ("train", "test"):
             x, y = arrays[f"{part}_x"], arrays[f"{part}_y"]

@@ -10,86 +10,22 @@ folder; `data.root/val` is never read during search.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch.utils.data import DataLoader
-from torch.utils.data import Dataset as TorchDataset
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.errors import DataError
 from nasframe.data.base import Dataset, DataSpec, RawData
-from nasframe.data.batches import StreamingData
 from nasframe.data.registry import register_dataset
+
+if TYPE_CHECKING:
+    import torch
+
+    from nasframe.data.batches import StreamingData
 
 IMAGE_SIZE = 224
 RESIZE = 256  # validation: resize the short side, then centre-crop IMAGE_SIZE
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-class _Subset(TorchDataset):
-    """Some of an ImageFolder's samples with one transform (picklable for worker processes)."""
-
-    def __init__(self, samples: list[tuple[str, int]], indices: torch.Tensor, transform: Any):
-        self.samples = samples
-        self.indices = indices.tolist()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from torchvision.datasets.folder import default_loader
-
-        path, label = self.samples[self.indices[i]]
-        return self.transform(default_loader(path)), label
-
-
-class ImageFolderStream(StreamingData):
-    """Search-train (random-resized crop + flip) and search-val (resize + centre crop) loaders."""
-
-    def __init__(
-        self,
-        samples: list[tuple[str, int]],
-        train_idx: torch.Tensor,
-        val_idx: torch.Tensor,
-        spec: DataSpec,
-        device: torch.device,
-        workers: int,
-    ):
-        from torchvision import transforms as T
-
-        self.spec = spec
-        self.device = torch.device(device)
-        self.workers = workers
-        self.n_train, self.n_val = len(train_idx), len(val_idx)
-        self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1)
-        train_tf = T.Compose([T.RandomResizedCrop(IMAGE_SIZE), T.RandomHorizontalFlip(), T.PILToTensor()])
-        val_tf = T.Compose([T.Resize(RESIZE), T.CenterCrop(IMAGE_SIZE), T.PILToTensor()])
-        self.parts = {"train": _Subset(samples, train_idx, train_tf), "val": _Subset(samples, val_idx, val_tf)}
-        self._loaders: dict[tuple, DataLoader] = {}
-
-    def host_batches(
-        self, part: str, batch_size: int, *, shuffle: bool, drop_last: bool
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        subset = self.parts[part]
-        drop_last = drop_last and len(subset) >= batch_size  # never an empty epoch
-        key = (part, batch_size, shuffle, drop_last)
-        if key not in self._loaders:
-            # workers persist between passes; the sampler draws its seed from torch's global RNG
-            self._loaders[key] = DataLoader(
-                subset,
-                batch_size=batch_size,
-                shuffle=shuffle,
-                drop_last=drop_last,
-                num_workers=self.workers,
-                pin_memory=self.device.type == "cuda",
-                persistent_workers=self.workers > 0,
-            )
-        yield from self._loaders[key]
 
 
 @register_dataset("imagenet")
@@ -125,8 +61,10 @@ class ImageNet(Dataset):
 
     def spec(self) -> DataSpec:
         # Without files (e.g. `nasframe inspect`), quote ImageNet-1k's 1000 classes, as papers do.
-        classes = len(self.classes()) if self.options.root else 1000
-        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, classes)
+        if not self.options.root:
+            return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, 1000)
+        names = tuple(self.classes())  # the class folders (WordNet ids, n01440764, ...), ImageFolder's order
+        return DataSpec("imagenet", 3, IMAGE_SIZE, IMAGE_SIZE, len(names), class_names=names)
 
     def samples(self) -> list[tuple[str, int]]:
         if self._samples is None:
@@ -144,6 +82,8 @@ class ImageNet(Dataset):
         return len(self.samples())
 
     def open_search(self, train_idx: torch.Tensor, val_idx: torch.Tensor, device: torch.device) -> StreamingData:
+        from nasframe.data.imagenet_stream import ImageFolderStream  # torch's DataLoader, only when searching
+
         return ImageFolderStream(self.samples(), train_idx, val_idx, self.spec(), device, self.options.workers)
 
     def load(self) -> RawData:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from nasframe.data.base import Dataset, DataSpec, RawData
 from nasframe.data.registry import register_dataset
 
@@ -17,6 +15,8 @@ class Synthetic(Dataset):
         return DataSpec("synthetic", c, h, w, self.options.synthetic_classes)
 
     def load(self) -> RawData:
+        import torch  # here: `nasframe list` loads this module without torch
+
         spec = self.spec()
         gen = torch.Generator().manual_seed(0)
         n = self.options.synthetic_size

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from nasframe.common.errors import CapabilityError, NasframeError
-from nasframe.core.capabilities import Capability, capability_names
+from nasframe.core.capabilities import Capability, SharedWeights, capability_names
 from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Evaluator
 from nasframe.core.registry import evaluators
@@ -68,6 +68,8 @@ def build_components(config: ResolvedConfig, device: torch.device) -> Components
     data = DataSource(config.options["data"], seed=seed, device=device)
     evaluator = ev_cls(space, config.options["evaluator"], data=data, device=device)
     strategy = st_cls(space, config.options["strategy"], seed=seed)
+    if isinstance(evaluator, SharedWeights):
+        evaluator.plan_training(strategy.planned_training_epochs())
     limits = config.options["constraints"]
     used = strategy.costs_used() if isinstance(strategy, CostAware) else frozenset()
     latency = latency_costs(

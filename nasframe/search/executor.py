@@ -34,7 +34,7 @@ from nasframe.core.board import PrioritizedBoard
 from nasframe.core.capabilities import AngleMetric, BranchImportance, Differentiable, Distillation, SharedWeights
 from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Cost, Evaluator, Result, WorkReport
-from nasframe.core.faults import check_result, check_work
+from nasframe.core.faults import check_metrics, check_result, check_work
 from nasframe.core.requests import (
     Evaluate,
     MeasureAngles,
@@ -164,6 +164,14 @@ class Executor:
         if result.cost.seconds == 0.0:
             result.cost.seconds = time.perf_counter() - start
         return result
+
+    def held_out(self, arch: Arch, index: int | None) -> dict[str, float]:
+        """The evaluator's held-out metrics of `arch` (`final_metrics`), with torch seeded as evaluation
+        `index` was (the evaluation whose numbers are reported beside them), so they are reproducible
+        and, for an evaluator that trains, describe that same network."""
+        if self.evaluator.uses_torch_rng:
+            torch.manual_seed(evaluation_seed(self.seed, index if index is not None else -1))
+        return check_metrics(self.evaluator.final_metrics(arch), self.evaluator, "final_metrics")
 
     def _evaluate_own(self, request: Evaluate) -> Result:
         return self.evaluator.evaluate(request.arch, request.budget)

@@ -67,6 +67,25 @@ class LoopState:
             raise RunDirError(f"checkpoint loop state is malformed ({exc})") from None
 
 
+def resume_point(state: LoopState, budget: int | None, phase: str, checkpointed: bool) -> str:
+    """Where a resumed run continues, in one line: after evaluation n of the budget, the strategy's
+    `phase` and, inside a piece of supernet work, the epoch that work has reached."""
+    if not checkpointed:
+        return "continuing from the start: no checkpoint was written before the run stopped"
+    s = state
+    of = f" of {budget}" if budget is not None else ""
+    where = [f"after evaluation {s.evaluations}{of}", f"phase: {phase}"]
+    progress = s.partial
+    if progress is not None and progress.trains and s.pending:
+        total = progress.steps / progress.steps_per_epoch
+        label = s.pending[0].phase or s.pending[0].kind
+        where.append(f"{label} (work request {s.work_done + 1}): epoch {progress.done_epochs:.3g} of {total:.3g}")
+    elif s.work_done:
+        where.append(f"{s.work_done} supernet work request{'s' if s.work_done != 1 else ''} done")
+    spent = f"{s.total_epochs:g} epochs and {s.elapsed:.0f} s spent so far"
+    return f"continuing from the checkpoint {', '.join(where)}; {spent}"
+
+
 #: the plain-data type a checkpoint holds for each loop field whose type in memory is richer
 _STORED_AS = {"partial": dict[str, Any] | None, "pending": list}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,15 +21,15 @@ FORMAT = 2
 
 def _plain(obj: Any) -> Any:
     """JSON-safe plain data: numpy/torch values become Python numbers and lists, NaN/inf None."""
-    import numpy as np
-
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray) or type(obj).__name__ == "Tensor":
-        return _plain(np.asarray(obj).tolist())
-    if isinstance(obj, np.generic):
+    # numpy and torch values come only from a process that imported them: look, do not import (`nasframe show`)
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    if (np is not None and isinstance(obj, np.ndarray)) or (torch is not None and isinstance(obj, torch.Tensor)):
+        return _plain(obj.tolist())
+    if np is not None and isinstance(obj, np.generic):
         return _plain(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -119,6 +120,11 @@ _FINAL_FIELDS: dict[str, tuple[type, ...]] = {
     "evaluated": (bool, type(None)),
     "latency_ms": _NUM,
     "latency_source": (str,),
+    "metrics_source": (str, type(None)),
+    "metrics_index": (int, type(None)),
+    "metrics_split": (str, type(None)),
+    "held_out_split": (str, type(None)),
+    "val_acc_percent": (bool,),
 }
 
 
@@ -258,11 +264,18 @@ class WorkRecord:
 
 @dataclass
 class FinalArch:
-    """The architecture a run returns, with what is known of it."""
+    """The architecture a run returns, with what is known of it.
+
+    `metrics` are the answer's numbers whichever way they were obtained, and `metrics_source` says
+    which: "final_evaluation" (the evaluation at the end, `final_evaluation`) when one ran and
+    succeeded, else "search" (evaluation `metrics_index` of history.jsonl); None when the answer has
+    no numbers. Files written before these fields existed held only the search's numbers in
+    `metrics`; `RunResult.from_dict` fills the fields in for them the same way.
+    """
 
     arch: dict[str, Any]
     source: str  # "strategy" (its own answer) or "best evaluated"
-    metrics: dict[str, float] | None  # of the answer's evaluation during the search, if it was evaluated
+    metrics: dict[str, float] | None  # the answer's numbers (see metrics_source)
     #: which architecture the counts, the final evaluation and the held-out metrics describe:
     #: "arch", or "export.derived_arch" (the space's derivation from the strategy's weights)
     answer: str = "arch"
@@ -271,12 +284,33 @@ class FinalArch:
     final_evaluation: dict[str, Any] | None = None  # one evaluation at the end (run.final_evaluation)
     held_out: dict[str, float] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
-    #: whether the answer was evaluated (successfully) during the search, i.e. `metrics` is set;
-    #: None in files written before this field existed
+    #: whether the answer was evaluated (successfully) during the search; None in files written before
+    #: this field existed
     evaluated: bool | None = None
     #: its latency in ms and where it came from, in runs that use latency (absent from best.json otherwise)
     latency_ms: float | None = None
     latency_source: str | None = None
+    #: where `metrics` come from: "search" or "final_evaluation" (None: no numbers)
+    metrics_source: str | None = None
+    #: the history.jsonl index of the search's evaluation of the answer (None if never evaluated)
+    metrics_index: int | None = None
+    #: where `metrics` were measured, in words (the evaluator's `search_split`: "search-val", a table's column)
+    metrics_split: str | None = None
+    #: what `held_out` was measured on, in words (the evaluator's `held_out_split`); None: nothing held out
+    held_out_split: str | None = None
+    #: whether `val_acc` is an accuracy in percent (False: a score that only orders, as zero_cost's)
+    val_acc_percent: bool = True
+
+    def backfill(self) -> None:
+        """Fill `metrics_source` in a file written before it existed: its `metrics` were the search's,
+        and an answer never evaluated during the search had its numbers only in `final_evaluation`."""
+        if self.metrics_source is not None:
+            return
+        end = self.final_evaluation or {}
+        if self.metrics is not None:
+            self.metrics_source = "search"
+        elif end.get("status") == "ok" and isinstance(end.get("metrics"), dict):
+            self.metrics, self.metrics_source = dict(end["metrics"]), "final_evaluation"
 
 
 @dataclass
@@ -344,6 +378,7 @@ class RunResult:
                 fin = FinalArch(**final)
             except TypeError as exc:
                 raise RunDirError(f"{where}: field 'final' is malformed ({exc})") from None
+            fin.backfill()
         try:
             return cls(**{**d, "final": fin})
         except TypeError as exc:

@@ -12,7 +12,6 @@ import torch
 
 from nasframe.common.errors import CapabilityError, NasframeError
 from nasframe.common.progress import Stopwatch
-from nasframe.core.faults import check_metrics
 from nasframe.core.pareto import MultiObjective
 from nasframe.core.requests import Evaluation, Request, as_request
 from nasframe.core.space import Arch
@@ -109,7 +108,7 @@ class ResultWriter:
                 "arch": target.to_dict(),
                 "evaluated": rec is not None,
                 "metrics": rec.metrics if rec else None,
-                "held_out": check_metrics(parts.evaluator.final_metrics(target), parts.evaluator, "final_metrics"),
+                "held_out": self.executor.held_out(target, rec.index if rec else None),
             }
         return out
 
@@ -134,17 +133,25 @@ class ResultWriter:
         final_eval = None
         if mode == "always" or (mode == "auto" and evaluated is None):
             final_eval = self._final_evaluation(answer, index)
+        metrics, metrics_source, measured = _answer_metrics(evaluated, final_eval, index)
+        evaluator = parts.evaluator
+        held_out = self.executor.held_out(answer, measured)
         return FinalArch(
             arch=final.to_dict(),
             source=source,
             answer=where,
-            metrics=evaluated.metrics if evaluated else None,
+            metrics=metrics,
             params=params,
             macs=macs,
             final_evaluation=final_eval,
-            held_out=check_metrics(parts.evaluator.final_metrics(answer), parts.evaluator, "final_metrics"),
+            held_out=held_out,
             export=export,
             evaluated=evaluated is not None,
+            metrics_source=metrics_source,
+            metrics_index=evaluated.index if evaluated else None,
+            metrics_split=evaluator.search_split() if metrics is not None else None,
+            held_out_split=evaluator.held_out_split() if held_out else None,
+            val_acc_percent=type(evaluator).val_acc_is_percent,
             latency_ms=None if latency is None else latency.latency_ms(answer),
             latency_source=None if latency is None else latency.source,
         )
@@ -167,3 +174,16 @@ class ResultWriter:
             "reason": outcome.reason,
             "cost": {"seconds": outcome.cost.seconds, "epochs": outcome.cost.epochs},
         }
+
+
+def _answer_metrics(
+    searched: EvaluationRecord | None, end: dict[str, Any] | None, end_index: int
+) -> tuple[dict[str, float] | None, str | None, int | None]:
+    """The answer's numbers, where they come from, and the index of the evaluation that measured them:
+    the final evaluation when one ran and succeeded (asked for, or the answer was never evaluated), else
+    the search's evaluation of it, else none."""
+    if end is not None and end.get("status") == "ok":
+        return dict(end["metrics"]), "final_evaluation", end_index
+    if searched is not None:
+        return dict(searched.metrics), "search", searched.index
+    return None, None, None

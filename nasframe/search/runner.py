@@ -55,6 +55,7 @@ from nasframe.search.loop_state import (
     checked_loop_state,
     component_state,
     read_checkpoint,
+    resume_point,
 )
 from nasframe.search.records import RunResult
 from nasframe.search.result import ResultWriter
@@ -336,6 +337,8 @@ class Runner:
             if reason is None:
                 self.state.finished = False  # resumed with a larger budget: keep searching
                 self.files.remove_result()  # no stale result while it runs
+        if not self.quiet:
+            say(resume_point(self.state, self.run_opts.max_evaluations, self.parts.strategy.phase, found is not None))
         odd = self.files.truncate_logs(self.state.evaluations, self.state.work_lines, kept=fell_back)
         if odd is not None:
             _note(odd)
@@ -376,7 +379,7 @@ class Runner:
         result = writer.result(self.state, self._clock, self.device, self.command)
         result.produced_by = {**(result.produced_by or {}), "run": self.identity}
         self.files.write_result(result)
-        self.files.save_checkpoint(snapshot)
+        self.files.save_final_checkpoint(snapshot)
         return result
 
     def _summary(self, ran: bool) -> RunSummary:

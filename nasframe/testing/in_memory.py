@@ -8,6 +8,7 @@ from typing import cast
 
 import torch
 
+from nasframe.core.capabilities import SharedWeights
 from nasframe.core.costs import ArchCosts
 from nasframe.core.evaluator import Evaluator, Result, WorkReport
 from nasframe.core.requests import (
@@ -55,6 +56,8 @@ class InMemoryRun:
         self.evaluations: list[tuple[Arch, Result]] = []
         self.work: list[tuple[Request, WorkReport]] = []
         self.executor = Executor(evaluator, evaluator.space, costs, seed, chunk_epochs)
+        if isinstance(evaluator, SharedWeights):  # as `build_components` does for a run
+            evaluator.plan_training(strategy.planned_training_epochs())
         if costs is not None and isinstance(strategy, CostAware):
             strategy.bind_costs(costs)
 

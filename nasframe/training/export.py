@@ -11,14 +11,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.checkpoint import atomic_write_bytes, atomic_write_json
 from nasframe.common.errors import ConfigError, NotSupported, RunDirError
 from nasframe.common.loading import check_text_path
+from nasframe.training.deployment import TORCHSCRIPT_EXTRA
+
+if TYPE_CHECKING:  # imported where used: `nasframe export --help` and its argument errors load this without torch
+    import torch
+    from torch import nn
 
 FORMATS = ("onnx", "torchscript", "json")
 #: default file names inside the folder (not model.json: a training folder's own description)
@@ -39,6 +41,7 @@ class LoadedModel:
 
 def load_model(folder: str | Path) -> LoadedModel:
     """The network of a training folder (its trained weights) or of a run folder (untrained)."""
+    from nasframe.training.deployment import deployment_of_data
     from nasframe.training.plan import MODEL_JSON, TRAIN_JSON, WEIGHTS, TrainPlan, build_model
     from nasframe.training.weights import load_weights
 
@@ -62,6 +65,10 @@ def load_model(folder: str | Path) -> LoadedModel:
         model.eval()
         info = {k: meta.get(k) for k in ("space", "space_options", "arch", "arch_source", "export", "params", "macs")}
         info.update(recipe_name=plan.recipe_name, recipe=plan.recipe, metrics=meta.get("metrics"))
+        if isinstance(meta.get("input"), dict) and isinstance(meta.get("class_names"), list):
+            info.update(input=meta["input"], class_names=meta["class_names"])
+        else:  # a model.json written before these fields: the training's data set gives them
+            info.update(deployment_of_data(plan.data_options))
         return LoadedModel(model, True, spec.input_shape, info)
     if (folder / "best.json").exists() or (folder / "run.json").exists():
         return _run_model(folder)
@@ -69,11 +76,14 @@ def load_model(folder: str | Path) -> LoadedModel:
 
 
 def _run_model(folder: Path) -> LoadedModel:
+    import torch
+
     from nasframe.common.model_stats import count_macs, count_parameters
     from nasframe.data import DataSource
     from nasframe.search.answer import answer_of, network_of_run
     from nasframe.search.config import merge_config, resolve
     from nasframe.search.rundir import RunDir
+    from nasframe.training.deployment import deployment_of_data
 
     files = RunDir(folder)
     files.require_run()
@@ -96,11 +106,14 @@ def _run_model(folder: Path) -> LoadedModel:
         "export": space.export(checked),
         "params": count_parameters(model),
         "macs": count_macs(model, spec.input_shape),
+        **deployment_of_data(config.options["data"]),
     }
     return LoadedModel(model, False, spec.input_shape, info)
 
 
 def _check_input(loaded: LoadedModel) -> torch.Tensor:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     return torch.randn(CHECK_BATCH, *loaded.input_shape, generator=gen)
 
@@ -115,6 +128,7 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
     import warnings
 
     import numpy as np
+    import torch
 
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
@@ -141,17 +155,36 @@ def export_onnx(loaded: LoadedModel, path: Path) -> float:
             opset_version=17,
             dynamo=False,
         )
-    session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    data = _with_onnx_metadata(buf.getvalue(), loaded)
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.numpy()})[0]
     # a temporary file of its own, renamed: two exports never collide; one killed before leaves none behind
-    atomic_write_bytes(path, buf.getvalue(), tagged=True)
+    atomic_write_bytes(path, data, tagged=True)
     return float(np.abs(got - expected).max())
+
+
+def _with_onnx_metadata(data: bytes, loaded: LoadedModel) -> bytes:
+    """The ONNX file's bytes with the input description and class names as its metadata
+    (`metadata_props`, JSON text)."""
+    import json
+
+    import onnx
+
+    from nasframe.training.deployment import ONNX_KEYS
+
+    proto = onnx.load_from_string(data)
+    for key, field_name in zip(ONNX_KEYS, ("input", "class_names")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(loaded.info.get(field_name))
+    return proto.SerializeToString()
 
 
 def export_torchscript(loaded: LoadedModel, path: Path) -> float:
     """Trace the network to TorchScript, load the file back and return the largest absolute difference
     of its logits from the original's on a seeded batch."""
     import warnings
+
+    import torch
 
     x = _check_input(loaded)
     model = loaded.model.eval()
@@ -162,7 +195,7 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
         # exported file is for the input size it was traced at, which the comparison below checks
         expected = _logits(model(x))
         traced = torch.jit.trace(model, (x,), check_trace=False)
-        torch.jit.save(traced, buf)
+        torch.jit.save(traced, buf, _extra_files={TORCHSCRIPT_EXTRA: _deployment_json(loaded)})
         buf.seek(0)
         reloaded = torch.jit.load(buf, map_location="cpu")
         got = _logits(reloaded(x))
@@ -170,9 +203,15 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> float:
     return float((got - expected).abs().max())
 
 
+def _deployment_json(loaded: LoadedModel) -> str:
+    import json
+
+    return json.dumps({"input": loaded.info.get("input"), "class_names": loaded.info.get("class_names")})
+
+
 def export_json(loaded: LoadedModel, path: Path) -> None:
-    """Architecture, the space's own export (e.g. the DARTS genotype text), counts, and for a trained
-    network its recipe and test metrics."""
+    """Architecture, the space's own export (e.g. the DARTS genotype text), counts, the input the network
+    expects and its class names, and for a trained network its recipe and test metrics."""
     info = {"trained": loaded.trained, "input_shape": list(loaded.input_shape), **loaded.info}
     atomic_write_json(path, info, tagged=True)
 
@@ -180,6 +219,8 @@ def export_json(loaded: LoadedModel, path: Path) -> None:
 def export(folder: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, LoadedModel, float | None]:
     """Export the network of `folder` as `fmt`; returns the file, the model and (ONNX, TorchScript) the
     largest absolute output difference of the file from PyTorch."""
+    import torch
+
     if fmt not in FORMATS:
         raise ConfigError(f"export: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     loaded = load_model(folder)

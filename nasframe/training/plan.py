@@ -184,21 +184,14 @@ def _arch_text(arch: str | Mapping[str, Any]) -> tuple[str, str]:
     """The architecture's text and a note of where it came from (a file's path, or 'given')."""
     if isinstance(arch, Mapping):
         return json.dumps(dict(arch)), "given mapping"
-    if _names_a_file(arch):
+    from nasframe.common.loading import names_file
+
+    if names_file(arch):
         from nasframe.search.answer import arch_text_from_file
 
         text, where = arch_text_from_file(arch)
         return text, where or arch
     return arch, f"--arch {arch}" if len(arch) <= 80 else "--arch (text)"
-
-
-def _names_a_file(text: str) -> bool:
-    """Whether `text` is the path of an existing file; architecture text too long to be a file name (a JSON
-    mapping of a MobileNet's 21 slots) is not one, rather than an OSError."""
-    try:
-        return Path(text).is_file()
-    except OSError:
-        return False
 
 
 def _regularisers(cls: type[SearchSpace], space_name: str, recipe_name: str, recipe: Recipe) -> dict[str, Any]:

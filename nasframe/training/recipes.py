@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from nasframe.common.errors import ConfigError
 from nasframe.common.options import build_options, option, options_to_dict
-from nasframe.data.augment import AUGMENT_CHOICES
+from nasframe.data.augment_policy import AUGMENT_CHOICES
 
 
 @dataclass(frozen=True)

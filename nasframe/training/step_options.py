@@ -7,13 +7,14 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nasframe.common.options import option
-from nasframe.data.augment import AUGMENT_CHOICES
+from nasframe.data.augment_policy import AUGMENT_CHOICES
+
+if TYPE_CHECKING:  # imported where used: the options load without torch (`nasframe list`)
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,16 @@ def device_generator(device: torch.device) -> torch.Generator | None:
     """
     if device.type == "cpu":
         return None
+    import torch
+
     seed = int(torch.randint(0, 2**62, (1,)).item())
     return torch.Generator(device=device).manual_seed(seed)
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     if enabled and device.type == "cuda":
+        import torch
+
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -127,6 +132,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
     training step on digits, within a few per cent of the step's time on a CPU) and changes no
     result of a correct kernel.
     """
+    import torch
+
     det: Any = torch.utils.deterministic  # fill_uninitialized_memory is missing from torch's type stubs
     saved = (
         torch.are_deterministic_algorithms_enabled(),
@@ -157,6 +164,8 @@ def _set_deterministic_algorithms(enabled: bool, *, warn_only: bool) -> None:
     2.5-4 s at a run's first evaluation on a 2-core machine, for a compiler nothing has loaded.
     Once torch._inductor is loaded (torch.compile ran or is about to), the public function is used.
     """
+    import torch
+
     if "torch._inductor" in sys.modules:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
     else:

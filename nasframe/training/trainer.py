@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from nasframe.common.device import resolve_device
 from nasframe.common.errors import ConfigError, NasframeError, RunDirError
 from nasframe.common.loading import check_text_path
 from nasframe.common.ownership import TRAINING, FolderClaim, Owner, check_folder, claim_folder, read_owner
+from nasframe.common.threads import ThreadSetting, apply_threads, resolve_threads
 from nasframe.data.augment import BatchTransform, choose_policy
 from nasframe.training.plan import (
     FORMAT,
@@ -117,8 +119,11 @@ class Trainer:
         quiet: bool = True,
         tensorboard: bool = True,
         resuming: bool = False,
+        threads: ThreadSetting = "auto",
     ):
         self.plan = plan
+        self.threads_setting = threads
+        self.threads = resolve_threads(threads, "threads")  # checked now; applied when the training starts
         self.out = Path(out)
         self.device = resolve_device(device)
         self.writer = distributed.is_writer()  # under torchrun, rank 0 alone writes files and prints
@@ -139,6 +144,7 @@ class Trainer:
     # ---- creating and resuming -------------------------------------------------------------------------------
     @classmethod
     def create(cls, plan: TrainPlan, out: str | Path | None, **kwargs: Any) -> Trainer:
+        resolve_threads(kwargs.get("threads", "auto"), "threads")  # a bad setting fails before anything is written
         distributed.start()  # under torchrun: join the other processes of this training
         folder = Path(out) if out is not None else Path(distributed.agree_text(str(_default_out(plan))))
         folder = check_text_path(folder, "--out")
@@ -201,6 +207,25 @@ class Trainer:
                 raise
             self._discard_if_empty()
             raise fault from exc
+
+    def _use_threads(self, recorded: Any) -> None:
+        """Set torch's CPU threads by the rule `run.threads` follows (nasframe/common/threads.py): the
+        `threads` given, and `auto` 1 (or OMP_NUM_THREADS). A resumed training whose setting is `auto`
+        continues with the count its checkpoint recorded: the count changes how float sums are split,
+        and so the weights; bit-identical resumption needs the same count."""
+        wanted = resolve_threads(self.threads_setting, "threads")
+        known = isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 1
+        if known and recorded != wanted:
+            if self.threads_setting == "auto":
+                note = f"continuing with {recorded} CPU threads as this training recorded (not {wanted}), so it ends"
+                note += " as an uninterrupted one would; give --threads to choose otherwise"
+                wanted = recorded
+            else:
+                note = f"this training continues with {wanted} CPU threads, not the {recorded} it recorded"
+                note += "; its weights may now differ from an uninterrupted training's"
+            if not self.quiet:
+                print(f"note: {note}", file=sys.stderr, flush=True)
+        self.threads = apply_threads(wanted).intra_op
 
     def _discard_if_empty(self) -> None:
         """A new training that failed before any epoch (missing data, a refused setting) removes what it
@@ -331,6 +356,7 @@ class Trainer:
     def _run_locked(self) -> TrainResult:
         from nasframe.common.progress import Progress
 
+        self._use_threads(None)  # before the model is built: every kernel runs in this pool
         self.prepare()
         assert self.model is not None
         done, seconds = 0, 0.0
@@ -390,6 +416,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "history": history,
                 "seconds": seconds,
+                "threads": self.threads,
             },
         )
 
@@ -404,6 +431,7 @@ class Trainer:
                 f"{self.out / 'checkpoint.pt'}: written by another training (identity {str(written)[:40]}; this "
                 f"one's is {self.identity})"
             )
+        self._use_threads(state.get("threads") if isinstance(state, dict) else None)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -415,6 +443,7 @@ class Trainer:
 
     def _finish(self, test_acc: float, test_loss: float, history: list[dict[str, Any]], seconds: float) -> TrainResult:
         from nasframe.common.model_stats import count_macs, count_parameters
+        from nasframe.training.deployment import channel_stats, deployment
 
         assert self.model is not None
         model = self.model
@@ -432,6 +461,7 @@ class Trainer:
             **self.plan.to_dict(),
             "input_shape": list(self.data.spec.input_shape),
             "num_classes": self.data.spec.num_classes,
+            **deployment(self.data.spec, channel_stats(self.data.mean), channel_stats(self.data.std)),
             "export": space.export(self.arch),
             "params": params,
             "macs": macs,
@@ -440,6 +470,7 @@ class Trainer:
             "epochs": self.recipe.epochs,
             "seconds": seconds,
             "device": str(self.device),
+            "threads": self.threads,
             "torch": torch.__version__,
         }
         if self.writer:

@@ -40,11 +40,15 @@ class RunCommand:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from nasframe.search.runner import Runner
+        from nasframe.search.config import resolve
 
         run_flags = {"seed": args.seed, "out": args.out, "device": args.device, "max_evaluations": args.budget,
                      "executor": args.executor, "address": args.address}  # fmt: skip
-        runner = Runner.create(build_config(args, run_flags), quiet=args.quiet, command=args.command_line)
+        cfg = build_config(args, run_flags)
+        resolve(cfg)  # names and options checked before the runner imports torch: a typo costs no seconds
+        from nasframe.search.runner import Runner
+
+        runner = Runner.create(cfg, quiet=args.quiet, command=args.command_line)
         say(f"run directory: {runner.run_dir}")
         return execute(runner)
 
@@ -99,8 +103,8 @@ def execute(runner: Any) -> int:
 
 
 def print_result(result: Any, run_dir: Path) -> None:
-    from nasframe.core.costs import format_count
-
+    """The closing lines: what ran and cost, then ONE answer with its numbers, units and split, its
+    held-out figures, and why it is the answer (`nasframe.search.answer.describe_answer`)."""
     print(f"run: {run_dir}")
     print(
         f"evaluations: {result.evaluations}  stopped: {result.stopped_because}"
@@ -112,33 +116,15 @@ def print_result(result: Any, run_dir: Path) -> None:
         f"cost: {cost['seconds']:.1f} s computing{shared}, {cost['epochs']:g} epochs in all, "
         f"{cost['wall_seconds']:.1f} s wall"
     )
-    be = result.best_evaluated
-    if be:
-        print(f"best evaluated: #{be['index']} val_acc={fmt((be.get('metrics') or {}).get('val_acc'))}")
-    final = result.final
-    if final is None:
-        print("final architecture: none (nothing was evaluated successfully)")
+    if result.final is None:
+        print("answer: none (nothing was evaluated successfully)")
     else:
-        values = dict(final.metrics or {})
-        if final.final_evaluation and final.final_evaluation.get("status") == "ok":
-            values.update({f"final {k}": v for k, v in final.final_evaluation["metrics"].items()})
-        values.update(final.held_out)
-        line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
-        print(f"final architecture ({final.source}): {line or '(not evaluated)'}")
-        if final.answer != "arch":
-            print(f"  the answer is the space's derivation ({final.answer}); its numbers follow")
-        if final.params is not None:
-            print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
-        if final.latency_ms is not None:
-            print(f"  latency: {final.latency_ms:.3f} ms ({final.latency_source})")
-        for key, value in final.export.items():
-            if isinstance(value, (str, int, float)):
-                print(f"  {key}: {value}")
+        _print_answer(result, run_dir)
     for name, alt in result.alternatives.items():
         values = {**(alt.get("metrics") or {}), **(alt.get("held_out") or {})}
         line = ", ".join(f"{k}={fmt(v)}" for k, v in values.items() if isinstance(v, (int, float)))
         seen = "evaluated during the search" if alt.get("evaluated") else "never evaluated during the search"
-        print(f"alternative {name}: {seen}" + (f"; {line}" if line else ""))
+        print(f"alternative {name} (not the answer): {seen}" + (f"; {line}" if line else ""))
     if result.pareto:
         print_front(result.objectives or [], result.pareto)
     print(f"details: {run_dir / 'best.json'}")
@@ -163,3 +149,36 @@ def _front_value(name: str, value: float) -> str:
     if name in ("params", "macs"):
         return f"{value / 1e6:.3f}M"
     return f"{value:.3f}" if name == "latency_ms" else f"{value:.2f}"
+
+
+def _print_answer(result: Any, run_dir: Path) -> None:
+    from nasframe.core.costs import format_count
+    from nasframe.search.answer import describe_answer
+
+    final, answer = result.final, describe_answer(result)
+    print(f"answer: {answer.what}")
+    if answer.figures:
+        head, rest = answer.figures[0], answer.figures[1:]
+        print(f"  {head.text()} on {head.where}")
+        print(f"    measured by: {answer.measured_by}")
+        if rest:
+            print(f"  also: {', '.join(f.text() for f in rest)}")
+    else:
+        print(f"  no numbers; measured by: {answer.measured_by}")
+    if answer.held_out:
+        head, rest = answer.held_out[0], answer.held_out[1:]
+        also = f"; {', '.join(f.text() for f in rest)}" if rest else ""
+        print(f"  held out: {head.text()} on {head.where}{also}")
+    else:
+        print(f"  held out: none ({result.evaluator} gives no held-out figure for this data)")
+    print(f"  its own accuracy as a trained network: nasframe train {run_dir} (from scratch, on the test split)")
+    if final.params is not None:
+        print(f"  params: {format_count(final.params)}  MACs: {format_count(final.macs or 0)}")
+    if final.latency_ms is not None:
+        print(f"  latency: {final.latency_ms:.3f} ms ({final.latency_source})")
+    for key, value in final.export.items():
+        if isinstance(value, (str, int, float)):
+            print(f"  {key}: {value}")
+    print(f"why this one: {answer.why[0]}")
+    for line in answer.why[1:]:
+        print(f"  {line}")

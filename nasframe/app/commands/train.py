@@ -33,6 +33,7 @@ class TrainCommand:
             "(repeatable; value read as YAML)",
         )
         flags.add_device(p)
+        flags.add_threads(p)
         p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
         flags.add_quiet(p)
 
@@ -41,10 +42,11 @@ class TrainCommand:
         from nasframe.training.plan import plan_training
         from nasframe.training.trainer import Trainer
 
-        options = {"device": args.device or "auto", "quiet": args.quiet, "tensorboard": not args.no_tensorboard}
+        options = {"device": args.device or "auto", "quiet": args.quiet, "tensorboard": not args.no_tensorboard,
+                   "threads": args.threads}  # fmt: skip
         if args.resume:
             if args.run_dir or args.space or args.arch or args.set or args.data or args.out:
-                raise ConfigError("train --resume takes only the training folder (and --device, --quiet)")
+                raise ConfigError("train --resume takes only the training folder (and --device, --threads, --quiet)")
             trainer = Trainer.resume(args.resume, **options)
             say(f"resuming {trainer.out}")
         else:
