@@ -11,15 +11,17 @@ this builds nothing here and writes what it wrote before.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nasframe.common.errors import ConfigError
-from nasframe.common.latency import LatencySettings, check_available
 from nasframe.common.options import build_options, option, options_to_dict
-from nasframe.core.latency import LatencyCosts
-from nasframe.core.latency_table import LatencyTable
 from nasframe.core.space import SearchSpace
 from nasframe.data import DataOptions, DataSource, DataSpec
+
+if TYPE_CHECKING:  # they import torch and numpy: loaded when a run uses latency, so the config loads without
+    from nasframe.common.latency import LatencySettings
+    from nasframe.core.latency import LatencyCosts
+    from nasframe.core.latency_table import LatencyTable
 
 #: what a latency measured without a table uses where the section leaves it open
 DEFAULTS: dict[str, Any] = {"runtime": "torch", "device": "cpu", "threads": 1, "batch": 1, "clock": "wall"}
@@ -58,6 +60,8 @@ class LatencyOptions:
 
     def settings(self, table: LatencyTable | None) -> LatencySettings:
         """How latencies are measured: the table's settings, else this section's over the defaults."""
+        from nasframe.common.latency import LatencySettings
+
         if table is not None:
             return LatencySettings(**table.settings)
         fixed = {k: v for k, v in self.wanted().items() if v is not None}
@@ -77,6 +81,10 @@ def latency_costs(
     """The run's latency source, or None when nothing uses latency and no table was given."""
     if options.table is None and not needed:
         return None
+    from nasframe.common.latency import check_available
+    from nasframe.core.latency import LatencyCosts
+    from nasframe.core.latency_table import LatencyTable
+
     spec = latency_spec(options, run_spec)
     table = None
     if options.table is not None:
