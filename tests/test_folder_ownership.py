@@ -62,11 +62,10 @@ def last_error(err: str) -> str:
 # ---- defect 1: folder ownership ----------------------------------------------------------------------------------
 def test_train_refuses_a_search_runs_folder_and_leaves_it_resumable(cli, core_toy, tmp_path):
     run = tmp_path / "r"
-    interrupted_files = None
     toy_run(cli, core_toy, run)
     before = files_of(run)
-    interrupted_files = {k: v for k, v in before.items() if k.startswith("checkpoint")}
-    assert set(interrupted_files) == {"checkpoint.pt", "checkpoint.prev.pt"}
+    # a finished run keeps the one checkpoint `resume --budget` extends it from
+    assert {k for k in before if k.startswith("checkpoint")} == {"checkpoint.pt"}
     code, _, err = cli("train", "--plugin", core_toy, *TRAIN, "--out", run)
     assert code == 2 and f"{run} holds a run ({MARKER}); a training is written only into" in last_error(err)
     assert files_of(run) == before
@@ -153,7 +152,7 @@ def test_a_checkpoint_copied_from_another_run_is_set_aside_and_the_run_ends_as_i
 
 
 def test_checkpoints_of_another_run_only_are_refused_in_one_line(cli, core_toy, tmp_path, monkeypatch):
-    toy_run(cli, core_toy, tmp_path / "other", "--seed", 3)
+    interrupted(cli, core_toy, tmp_path / "other", monkeypatch, 4, "--seed", 3)  # both checkpoints of another run
     run = tmp_path / "r"
     interrupted(cli, core_toy, run, monkeypatch)
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
