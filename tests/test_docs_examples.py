@@ -299,8 +299,11 @@ def test_docs_example(block: Block, page_dirs, monkeypatch, installed_only):
     if "needs" in d and not Path(d["needs"]).exists():
         pytest.skip(f"needs {d['needs']}")
     cwd = page_dirs(block.page)
-    if "file" in d:
-        (cwd / d["file"]).write_text(block.text)
+    # the page's files up to this block, as a reader who followed it has them: a slow block can need a
+    # file block that the slow tier deselects, a fast one a file that a deselected block rewrote
+    for earlier in BLOCKS[: BLOCKS.index(block) + 1]:
+        if earlier.page == block.page and "file" in earlier.directives:
+            (cwd / earlier.directives["file"]).write_text(earlier.text)
     if block.lang == "python":
         if "file" in d:
             compile(block.text, block.id, "exec")  # the commands that load it run it
