@@ -95,13 +95,18 @@ def cases(run_dir: Path) -> list[tuple[str, list[str], int]]:
     ]
 
 
-def measure(pythons: dict[str, str], run_dir: Path, repeats: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    """Every case `repeats` times under every interpreter, interleaved (A, B, A, B, ...)."""
+def measure(
+    pythons: dict[str, str], run_dirs: dict[str, Path], repeats: int
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Every case `repeats` times under every interpreter, interleaved (A, B, A, B, ...); `show` reads
+    the run folder each side wrote itself (an older checkout need not read a newer one's files)."""
     out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for label, args, expect in cases(run_dir):
+    per_side = {side: cases(run_dirs[side]) for side in pythons}
+    for i, (label, _, _) in enumerate(per_side["this"]):
         for _ in range(repeats):
             for side, python in pythons.items():
-                out.setdefault((label, side), []).append(timed([python, *args], expect, run_dir.parent))
+                _, args, expect = per_side[side][i]
+                out.setdefault((label, side), []).append(timed([python, *args], expect, run_dirs[side].parent))
     return out
 
 
@@ -131,14 +136,15 @@ def main() -> None:
     sides = list(pythons)
     print(f"machine: {machine()}; median of {args.repeats} runs per command, sides interleaved")
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "nb201"
-        made = [sys.executable, "-m", "nasframe", "run", "--strategy", "random", "--space", "nb201"]
-        timed([*made, "--evaluator", "tabular", "--budget", "4", "--out", str(run_dir), "--quiet"], 0, Path(tmp))
-        report("idle", measure(pythons, run_dir, args.repeats), sides, run_dir)
+        run_dirs = {side: Path(tmp) / f"nb201-{side}" for side in pythons}
+        for side, python in pythons.items():
+            made = [python, "-m", "nasframe", "run", "--strategy", "random", "--space", "nb201", "--evaluator"]
+            timed([*made, "tabular", "--budget", "4", "--out", str(run_dirs[side]), "--quiet"], 0, Path(tmp))
+        report("idle", measure(pythons, run_dirs, args.repeats), sides, run_dirs["this"])
         if args.load:
             with Load(args.load, seconds=1800):
-                times = measure(pythons, run_dir, args.repeats)
-            report(f"beside {args.load} busy processes", times, sides, run_dir)
+                times = measure(pythons, run_dirs, args.repeats)
+            report(f"beside {args.load} busy processes", times, sides, run_dirs["this"])
 
 
 if __name__ == "__main__":
