@@ -516,3 +516,22 @@ def test_a_module_that_cannot_be_traced_keeps_its_own_forward():
     assert sup._pruner.graph is None
     sup.set_path(Arch({"a": "conv", "b": "none", "out": "none"}))
     assert sup._run is sup.net and sup(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_sliced_batchnorm_is_refused_by_synchronised_statistics_in_one_line(space):
+    """Under torchrun the supernet evaluator synchronises BatchNorm by putting a global-statistics forward in
+    front of each layer's; a BatchNorm with choice widths normalises a slice of its channels in a forward of its
+    own, which that would replace (full-size statistics on a narrower input), so it is refused, naming the
+    class; the plain BatchNorm of a built network, and DARTS' affine-free one, are synchronised as before."""
+    from nasframe.common import distributed
+    from nasframe.common.errors import NotSupported
+
+    with pytest.raises(NotSupported, match=r"nasframe\.nn\.layers\.BatchNorm2d normalises a slice of its channels"):
+        distributed.synchronize_batchnorm(space.build_supernet(SPEC))
+    net = space.build(space.sample(np.random.default_rng(0)), SPEC)
+    assert distributed.synchronize_batchnorm(net) is net
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(isinstance(m, distributed.GlobalBatchNormMixin) for m in norms)
+    from nasframe.spaces.darts_ops import AffineFreeBN
+
+    assert isinstance(distributed.synchronize_batchnorm(AffineFreeBN(4)), distributed.GlobalBatchNormMixin)

@@ -101,7 +101,13 @@ class SharedSupernet(Evaluator[SupernetOptions], SharedWeights):
         if distributed.active():  # torchrun: one global batch over the processes (nasframe/common/distributed.py)
             distributed.check_batch(o.batch_size, "evaluator.batch_size")
             if o.sync_batchnorm:
-                distributed.synchronize_batchnorm(net)
+                try:
+                    distributed.synchronize_batchnorm(net)
+                except NotSupported as exc:
+                    raise NotSupported(
+                        f"{exc}; set evaluator.sync_batchnorm=false (each process then keeps its own statistics, "
+                        f"averaged after training)"
+                    ) from None
         self.supernet = net
         self._new_optimizer()
         self._set_base({name: p.detach().clone() for name, p in self._params.items()})

@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nasframe.common.errors import ConfigError
+from nasframe.common.errors import ConfigError, NotSupported
 
 #: the environment variables torchrun sets for every process
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -302,6 +302,13 @@ class GlobalBatchNormMixin:
         return out.to(input.dtype)
 
 
+class ChannelSlicedBatchNorm:
+    """Marks a BatchNorm whose forward normalises a slice of its channels (`nasframe.nn.BatchNorm2d` with
+    choice widths): `synchronize_batchnorm` refuses it, since the global-statistics forward it puts in front
+    computes over every channel. (A BatchNorm with a forward of its own over all channels, such as DARTS'
+    affine-free one, is synchronised: the mixin computes the same thing with global statistics.)"""
+
+
 _synced_classes: dict[type, type] = {}
 
 
@@ -315,6 +322,11 @@ def synchronize_batchnorm(module: nn.Module) -> nn.Module:
     for m in module.modules():
         cls = type(m)
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, GlobalBatchNormMixin):
+            if isinstance(m, ChannelSlicedBatchNorm):  # the mixin's forward would drop its channel slicing
+                raise NotSupported(
+                    f"{cls.__module__}.{cls.__qualname__} normalises a slice of its channels (a BatchNorm with "
+                    f"choice widths), so its statistics cannot be synchronised over processes"
+                )
             if cls not in _synced_classes:
                 _synced_classes[cls] = type(f"Global{cls.__name__}", (GlobalBatchNormMixin, cls), {})
             m.__class__ = _synced_classes[cls]
@@ -323,6 +335,7 @@ def synchronize_batchnorm(module: nn.Module) -> nn.Module:
 
 __all__ = [
     "ENV",
+    "ChannelSlicedBatchNorm",
     "GlobalBatchNormMixin",
     "World",
     "active",

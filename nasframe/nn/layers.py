@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasframe.common.distributed import ChannelSlicedBatchNorm
 from nasframe.common.errors import NotSupported
 from nasframe.core.space import Choice, Index
 from nasframe.nn.context import Shared, current_frame
@@ -280,7 +281,7 @@ class _BatchNormPath:
     index: Index | None
 
 
-class BatchNorm2d(nn.BatchNorm2d, MutableLayer):
+class BatchNorm2d(nn.BatchNorm2d, MutableLayer, ChannelSlicedBatchNorm):
     """`torch.nn.BatchNorm2d` whose `num_features` may be a choice (the width of the layer before it): a path
     normalises its first channels with their own statistics and affine parameters; the other channels'
     statistics are left as they were, in training and in BatchNorm recalibration."""
