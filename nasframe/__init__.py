@@ -7,10 +7,10 @@ Strategy` and `nasframe.run(...)` work as with eager imports.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from nasframe import _moved
+from nasframe.common.lazy import lazy_exports
 from nasframe.common.version import __version__ as __version__
 
 if TYPE_CHECKING:
@@ -108,18 +108,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use and keep the name here for the next lookup."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'nasframe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
 
 
 _moved.install()  # the 0.1 import paths, for one release (nasframe/_moved.py)

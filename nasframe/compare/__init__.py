@@ -12,8 +12,9 @@ load their modules (numpy, scipy) on first use (PEP 562), so `nasframe --help`, 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nasframe.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nasframe.compare.comparison import Comparison, run_comparison
@@ -42,18 +43,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use and keep the name here for the next lookup."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'nasframe.compare' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
 
 
 __all__ = [
