@@ -20,6 +20,11 @@ SHORT_TRAIN = ["--evaluator", "short_train", "--set", "evaluator.epochs=0.2", "-
 STRATEGIES = {
     "random": [*SHORT_TRAIN, "--budget", "3"],
     "evolution": [*SHORT_TRAIN, "--budget", "5", "--set", "strategy.population=3"],
+    "local_search": [*SHORT_TRAIN, "--budget", "4"],
+    "bananas": [*SHORT_TRAIN, "--budget", "4"],
+    "optuna": [*SHORT_TRAIN, "--budget", "4"],
+    "successive_halving": [*SHORT_TRAIN, "--budget", "4"],
+    "hyperband": [*SHORT_TRAIN, "--budget", "4"],
     "mdenas": [*SUPERNET, "--budget", "3"],
     "spos": [*SUPERNET, "--set", "strategy.supernet_epochs=1", "--set", "strategy.population=3",
              "--set", "strategy.parents=2", "--set", "strategy.mutations=1", "--set", "strategy.crossovers=1",
